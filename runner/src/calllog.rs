@@ -1,0 +1,66 @@
+//! The call log: one line per call (command, container, outcome, time taken, phases),
+//! plus the guest's own lines. Never stdout. Each line is one append-mode write, so
+//! concurrent calls do not interleave within a line.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::time::SystemTime;
+
+#[derive(Clone)]
+pub struct CallLog {
+    file: Option<std::sync::Arc<File>>,
+    tag: String,
+}
+
+impl CallLog {
+    /// Open (create) the log. A log that cannot be opened falls back to stderr, which
+    /// runtimes capture; the call itself goes on.
+    pub fn open(path: &Path, command: &str, container: &str) -> CallLog {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path);
+        let tag = if container.is_empty() {
+            command.to_string()
+        } else {
+            format!("{command} {container}")
+        };
+        match file {
+            Ok(f) => CallLog {
+                file: Some(std::sync::Arc::new(f)),
+                tag,
+            },
+            Err(e) => {
+                eprintln!("wasm-cni: cannot open log {}: {e}", path.display());
+                CallLog { file: None, tag }
+            }
+        }
+    }
+
+    /// A log that writes to stderr only (before the config is known).
+    pub fn stderr(command: &str) -> CallLog {
+        CallLog {
+            file: None,
+            tag: command.to_string(),
+        }
+    }
+
+    pub fn line(&self, level: &str, msg: &str) {
+        let ts = humantime::format_rfc3339_micros(SystemTime::now());
+        let msg = msg.replace('\n', "\\n");
+        let line = format!(
+            "{ts} {level:<5} [{}] {}: {msg}\n",
+            std::process::id(),
+            self.tag
+        );
+        match &self.file {
+            Some(f) => {
+                let _ = (&**f).write_all(line.as_bytes());
+            }
+            None => {
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The network configuration on stdin: the keys the runner uses itself, plus the raw
+//! text that is handed to the guest untouched.
+
+use crate::error::{Error, Result};
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+
+/// Where the default guest lives on a node.
+pub const DEFAULT_GUEST: &str = "/opt/cni/wasm/default.wasm";
+pub const DEFAULT_CACHE_DIR: &str = "/var/cache/wasm-cni";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/cni/wasm-cni";
+pub const DEFAULT_LOG_FILE: &str = "/var/log/wasm-cni.log";
+
+/// The runner's view of one network config.
+#[derive(Clone, Debug)]
+pub struct NetConf {
+    pub cni_version: String,
+    pub name: String,
+    /// The guest component file (`guest`).
+    pub guest: PathBuf,
+    /// Precompiled components (`cacheDir`).
+    pub cache_dir: PathBuf,
+    /// Per-network state and lock live in `stateDir/<name>` (`stateDir`).
+    pub state_dir: PathBuf,
+    /// One line per call (`logFile`).
+    pub log_file: PathBuf,
+    /// The node bridge the guest may use (`bridge`).
+    pub bridge: String,
+    /// Host-side links named with this prefix are the network's own (`linkPrefix`).
+    pub link_prefix: String,
+    /// The pod network: addresses and routes must lie inside it (`podNetwork`, else
+    /// `myPodNetwork`).
+    pub pod_network: Option<ipnetwork::Ipv4Network>,
+    /// Wall-clock budget of the guest (`timeoutMs`).
+    pub timeout_ms: u64,
+    /// Guest memory cap (`memoryLimitMiB`).
+    pub memory_limit_mib: u64,
+    /// How long to wait for the network's lock (`lockTimeoutMs`).
+    pub lock_timeout_ms: u64,
+    /// GC: the attachments to keep (`cni.dev/valid-attachments`, or the older
+    /// `cni.dev/attachments`), as (container id, ifname).
+    pub valid_attachments: Vec<(String, String)>,
+    /// The config text exactly as received; the guest gets this.
+    pub raw: String,
+}
+
+fn string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(Error::InvalidConfig(format!(
+            "{key:?} must be a string, not {other}"
+        ))),
+    }
+}
+
+fn number(obj: &Map<String, Value>, key: &str, default: u64, range: (u64, u64)) -> Result<u64> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (range.0..=range.1).contains(n))
+            .ok_or_else(|| {
+                Error::InvalidConfig(format!(
+                    "{key:?} must be a whole number from {} to {}, not {v}",
+                    range.0, range.1
+                ))
+            }),
+    }
+}
+
+/// Network names become directory and nftables table names: keep them plain.
+pub fn valid_network_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Parse just enough of stdin to learn the cniVersion (VERSION needs nothing else).
+pub fn requested_version(raw: &str) -> Option<String> {
+    serde_json::from_str::<Value>(raw)
+        .ok()?
+        .get("cniVersion")?
+        .as_str()
+        .map(str::to_string)
+}
+
+impl NetConf {
+    pub fn parse(raw: String) -> Result<NetConf> {
+        let value: Value = serde_json::from_str(&raw).map_err(|e| Error::Decode(e.to_string()))?;
+        let obj = value.as_object().ok_or_else(|| {
+            Error::Decode("the network configuration must be a JSON object".into())
+        })?;
+        let cni_version = string(obj, "cniVersion")?
+            .ok_or_else(|| Error::InvalidConfig("missing \"cniVersion\"".into()))?;
+        if !super::SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
+            return Err(Error::IncompatibleVersion(cni_version));
+        }
+        let name =
+            string(obj, "name")?.ok_or_else(|| Error::InvalidConfig("missing \"name\"".into()))?;
+        if !valid_network_name(&name) {
+            return Err(Error::InvalidConfig(format!(
+                "network name {name:?} must be letters, digits, '_', '.', '-' (at most 64)"
+            )));
+        }
+        let path = |key: &str, default: &str| -> Result<PathBuf> {
+            Ok(PathBuf::from(
+                string(obj, key)?.unwrap_or_else(|| default.to_string()),
+            ))
+        };
+        let bridge = string(obj, "bridge")?.unwrap_or_else(|| "cni0".into());
+        if !super::env::valid_ifname(&bridge) {
+            return Err(Error::InvalidConfig(format!(
+                "bridge {bridge:?} is not a valid interface name"
+            )));
+        }
+        let link_prefix = string(obj, "linkPrefix")?.unwrap_or_else(|| "wc".into());
+        if link_prefix.is_empty()
+            || link_prefix.len() > 8
+            || !super::env::valid_ifname(&link_prefix)
+        {
+            return Err(Error::InvalidConfig(format!(
+                "linkPrefix {link_prefix:?} must be 1 to 8 characters valid in an interface name"
+            )));
+        }
+        let pod_network = match string(obj, "podNetwork")?.or(string(obj, "myPodNetwork")?) {
+            None => None,
+            Some(s) => Some(s.parse::<ipnetwork::Ipv4Network>().map_err(|e| {
+                Error::InvalidConfig(format!("pod network {s:?} is not an IPv4 CIDR: {e}"))
+            })?),
+        };
+        Ok(NetConf {
+            guest: path("guest", DEFAULT_GUEST)?,
+            cache_dir: path("cacheDir", DEFAULT_CACHE_DIR)?,
+            state_dir: path("stateDir", DEFAULT_STATE_DIR)?,
+            log_file: path("logFile", DEFAULT_LOG_FILE)?,
+            timeout_ms: number(obj, "timeoutMs", 5000, (1, 120_000))?,
+            memory_limit_mib: number(obj, "memoryLimitMiB", 64, (1, 4096))?,
+            lock_timeout_ms: number(obj, "lockTimeoutMs", 20_000, (1, 600_000))?,
+            valid_attachments: attachments(obj)?,
+            cni_version,
+            name,
+            bridge,
+            link_prefix,
+            pod_network,
+            raw,
+        })
+    }
+
+    /// This network's state directory.
+    pub fn network_dir(&self) -> PathBuf {
+        self.state_dir.join(&self.name)
+    }
+}
+
+fn attachments(obj: &Map<String, Value>) -> Result<Vec<(String, String)>> {
+    let list = obj
+        .get("cni.dev/valid-attachments")
+        .or_else(|| obj.get("cni.dev/attachments"));
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    let bad = || {
+        Error::InvalidConfig(
+            "cni.dev/valid-attachments must be a list of {containerID, ifname}".into(),
+        )
+    };
+    list.as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|a| {
+            let cid = a
+                .get("containerID")
+                .and_then(Value::as_str)
+                .ok_or_else(bad)?;
+            let ifname = a.get("ifname").and_then(Value::as_str).ok_or_else(bad)?;
+            Ok((cid.to_string(), ifname.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<NetConf> {
+        NetConf::parse(s.to_string())
+    }
+
+    #[test]
+    fn defaults_and_passthrough() {
+        let raw = r#"{"cniVersion":"0.4.0","name":"pods","type":"wasm-cni","myPodNetwork":"200.200.0.0/16","x":{"y":1}}"#;
+        let c = parse(raw).unwrap();
+        assert_eq!(c.guest, PathBuf::from(DEFAULT_GUEST));
+        assert_eq!(c.bridge, "cni0");
+        assert_eq!(c.pod_network.unwrap().to_string(), "200.200.0.0/16");
+        assert_eq!(c.raw, raw, "the guest gets the config verbatim");
+    }
+
+    #[test]
+    fn error_codes() {
+        assert_eq!(parse("{not json").unwrap_err().code(), 6);
+        assert_eq!(parse("[1]").unwrap_err().code(), 6);
+        assert_eq!(
+            parse(r#"{"cniVersion":"9.9.9","name":"n"}"#)
+                .unwrap_err()
+                .code(),
+            1
+        );
+        assert_eq!(parse(r#"{"name":"n"}"#).unwrap_err().code(), 7);
+        assert_eq!(parse(r#"{"cniVersion":"1.0.0"}"#).unwrap_err().code(), 7);
+        assert_eq!(
+            parse(r#"{"cniVersion":"1.0.0","name":"../etc"}"#)
+                .unwrap_err()
+                .code(),
+            7
+        );
+        assert_eq!(
+            parse(r#"{"cniVersion":"1.0.0","name":"n","timeoutMs":0}"#)
+                .unwrap_err()
+                .code(),
+            7
+        );
+        assert_eq!(
+            parse(r#"{"cniVersion":"1.0.0","name":"n","myPodNetwork":"x"}"#)
+                .unwrap_err()
+                .code(),
+            7
+        );
+        assert_eq!(
+            parse(r#"{"cniVersion":"1.0.0","name":"n","guest":5}"#)
+                .unwrap_err()
+                .code(),
+            7
+        );
+    }
+
+    #[test]
+    fn gc_attachments_both_keys() {
+        for key in ["cni.dev/valid-attachments", "cni.dev/attachments"] {
+            let raw = format!(
+                r#"{{"cniVersion":"1.1.0","name":"n","{key}":[{{"containerID":"a","ifname":"eth0"}}]}}"#
+            );
+            assert_eq!(
+                parse(&raw).unwrap().valid_attachments,
+                vec![("a".into(), "eth0".into())]
+            );
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! What goes to stdout: exactly one JSON document per call (or nothing, where the spec
+//! says a successful command prints nothing).
+
+use crate::error::Error;
+use serde_json::{json, Map, Value};
+
+/// A result interface, with the sandbox path filled in by the runner.
+#[derive(Clone, Debug, Default)]
+pub struct Interface {
+    pub name: String,
+    pub mac: String,
+    pub sandbox: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct IpConfig {
+    pub address: String,
+    pub gateway: Option<String>,
+    pub interface: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Route {
+    pub dst: String,
+    pub gw: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Dns {
+    pub nameservers: Vec<String>,
+    pub domain: Option<String>,
+    pub search: Vec<String>,
+    pub options: Vec<String>,
+}
+
+/// An ADD result, independent of the spec version.
+#[derive(Clone, Debug, Default)]
+pub struct AddResult {
+    pub interfaces: Vec<Interface>,
+    pub ips: Vec<IpConfig>,
+    pub routes: Vec<Route>,
+    pub dns: Option<Dns>,
+}
+
+impl AddResult {
+    /// The result JSON in the shape of `version` (0.3.x/0.4.0 carry `"version": "4"` on
+    /// each IP; 1.x does not).
+    pub fn to_json(&self, version: &str) -> Value {
+        let old = !super::version_at_least(version, "1.0.0");
+        let interfaces: Vec<Value> = self
+            .interfaces
+            .iter()
+            .map(|i| {
+                let mut o = Map::new();
+                o.insert("name".into(), i.name.clone().into());
+                if !i.mac.is_empty() {
+                    o.insert("mac".into(), i.mac.clone().into());
+                }
+                if let Some(s) = &i.sandbox {
+                    o.insert("sandbox".into(), s.clone().into());
+                }
+                Value::Object(o)
+            })
+            .collect();
+        let ips: Vec<Value> = self
+            .ips
+            .iter()
+            .map(|ip| {
+                let mut o = Map::new();
+                if old {
+                    let v = if ip.address.contains(':') { "6" } else { "4" };
+                    o.insert("version".into(), v.into());
+                }
+                o.insert("address".into(), ip.address.clone().into());
+                if let Some(g) = &ip.gateway {
+                    o.insert("gateway".into(), g.clone().into());
+                }
+                if let Some(i) = ip.interface {
+                    o.insert("interface".into(), i.into());
+                }
+                Value::Object(o)
+            })
+            .collect();
+        let routes: Vec<Value> = self
+            .routes
+            .iter()
+            .map(|r| match &r.gw {
+                Some(gw) => json!({"dst": r.dst, "gw": gw}),
+                None => json!({"dst": r.dst}),
+            })
+            .collect();
+        let mut dns = Map::new();
+        if let Some(d) = &self.dns {
+            if !d.nameservers.is_empty() {
+                dns.insert("nameservers".into(), json!(d.nameservers));
+            }
+            if let Some(dom) = &d.domain {
+                dns.insert("domain".into(), json!(dom));
+            }
+            if !d.search.is_empty() {
+                dns.insert("search".into(), json!(d.search));
+            }
+            if !d.options.is_empty() {
+                dns.insert("options".into(), json!(d.options));
+            }
+        }
+        json!({
+            "cniVersion": version,
+            "interfaces": interfaces,
+            "ips": ips,
+            "routes": routes,
+            "dns": dns,
+        })
+    }
+}
+
+/// The VERSION answer.
+pub fn version_info(requested: Option<&str>) -> Value {
+    let v = requested
+        .filter(|v| super::SUPPORTED_VERSIONS.contains(v))
+        .unwrap_or(super::LATEST);
+    json!({"cniVersion": v, "supportedVersions": super::SUPPORTED_VERSIONS})
+}
+
+/// A CNI error object.
+pub fn error(version: &str, e: &Error) -> Value {
+    let mut o = json!({"cniVersion": version, "code": e.code(), "msg": e.to_string()});
+    let details = e.details();
+    if !details.is_empty() {
+        o["details"] = details.into();
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> AddResult {
+        AddResult {
+            interfaces: vec![
+                Interface {
+                    name: "wc1".into(),
+                    mac: "aa:bb:cc:dd:ee:01".into(),
+                    sandbox: None,
+                },
+                Interface {
+                    name: "eth0".into(),
+                    mac: "aa:bb:cc:dd:ee:02".into(),
+                    sandbox: Some("/run/netns/p".into()),
+                },
+            ],
+            ips: vec![IpConfig {
+                address: "200.200.1.2/24".into(),
+                gateway: Some("200.200.1.1".into()),
+                interface: Some(1),
+            }],
+            routes: vec![Route {
+                dst: "0.0.0.0/0".into(),
+                gw: Some("200.200.1.1".into()),
+            }],
+            dns: None,
+        }
+    }
+
+    #[test]
+    fn shapes_per_version() {
+        for v in crate::cni::SUPPORTED_VERSIONS {
+            let j = sample().to_json(v);
+            assert_eq!(j["cniVersion"], *v);
+            assert_eq!(j["interfaces"][1]["sandbox"], "/run/netns/p");
+            assert!(j["interfaces"][0].get("sandbox").is_none());
+            assert_eq!(j["ips"][0]["interface"], 1);
+            assert_eq!(j["routes"][0]["dst"], "0.0.0.0/0");
+            let has_version = j["ips"][0].get("version").is_some();
+            assert_eq!(has_version, v.starts_with("0."), "{v}");
+        }
+    }
+
+    #[test]
+    fn version_answer() {
+        assert_eq!(version_info(Some("0.4.0"))["cniVersion"], "0.4.0");
+        assert_eq!(
+            version_info(Some("7.0.0"))["cniVersion"],
+            crate::cni::LATEST
+        );
+        assert_eq!(
+            version_info(None)["supportedVersions"]
+                .as_array()
+                .unwrap()
+                .len(),
+            5
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! Firewall rules in the runner's own nftables table for a network, `ip wasm_cni_<net>`.
+//!
+//! Each rule purpose has a base chain of its own, hooked where it acts; a request
+//! (re)writes that chain in one nft transaction (add table, add chain, flush chain, add
+//! rules), so asking twice leaves exactly one copy and never touches anyone else's rules.
+//! nft is run only when a guest asks (node setup), not on every call.
+
+use crate::op_error::{OpError, OpResult};
+use ipnetwork::Ipv4Network;
+use nftables::batch::Batch;
+use nftables::expr::{Expression, NamedExpression, Payload, PayloadField, Prefix, SetItem};
+use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Rule, Table};
+use nftables::stmt::{Match, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use std::borrow::Cow;
+
+/// The table that holds every rule of network `network`.
+pub fn table_name(network: &str) -> String {
+    let clean: String = network
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("wasm_cni_{clean}")
+}
+
+/// A chain name for a CIDR: `fwd_200_200_0_0_16`.
+fn chain_for(kind: &str, net: Ipv4Network) -> String {
+    format!(
+        "{kind}_{}_{}",
+        net.network().to_string().replace('.', "_"),
+        net.prefix()
+    )
+}
+
+fn table(name: &str) -> Table<'static> {
+    Table {
+        family: NfFamily::IP,
+        name: Cow::Owned(name.to_string()),
+        handle: None,
+    }
+}
+
+fn base_chain(table: &str, name: &str, ty: NfChainType, hook: NfHook, prio: i32) -> Chain<'static> {
+    Chain {
+        family: NfFamily::IP,
+        table: Cow::Owned(table.to_string()),
+        name: Cow::Owned(name.to_string()),
+        _type: Some(ty),
+        hook: Some(hook),
+        prio: Some(prio),
+        policy: Some(NfChainPolicy::Accept),
+        ..Default::default()
+    }
+}
+
+fn ip(field: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: Cow::Borrowed("ip"),
+            field: Cow::Borrowed(field),
+        },
+    )))
+}
+
+fn prefix(net: Ipv4Network) -> Expression<'static> {
+    Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(Expression::String(Cow::Owned(net.network().to_string()))),
+        len: u32::from(net.prefix()),
+    }))
+}
+
+fn matches(field: &'static str, op: Operator, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match {
+        left: ip(field),
+        right,
+        op,
+    })
+}
+
+fn rule(table: &str, chain: &str, expr: Vec<Statement<'static>>) -> Rule<'static> {
+    Rule {
+        family: NfFamily::IP,
+        table: Cow::Owned(table.to_string()),
+        chain: Cow::Owned(chain.to_string()),
+        expr: Cow::Owned(expr),
+        ..Default::default()
+    }
+}
+
+/// (Re)write one base chain with `rules`, atomically.
+fn write_chain(table_name: &str, chain: Chain<'static>, rules: Vec<Rule<'static>>) -> OpResult<()> {
+    let mut b = Batch::new();
+    b.add(NfListObject::Table(table(table_name)));
+    b.add(NfListObject::Chain(chain.clone()));
+    b.add_cmd(NfCmd::Flush(FlushObject::Chain(chain)));
+    for r in rules {
+        b.add(NfListObject::Rule(r));
+    }
+    nftables::helper::apply_ruleset(&b.to_nftables())
+        .map_err(|e| OpError::failed(format!("nft: applying rules in table ip {table_name}: {e}")))
+}
+
+/// Accept forwarded packets from and to `net`.
+pub fn allow_forward(table_name: &str, net: Ipv4Network) -> OpResult<()> {
+    let name = chain_for("fwd", net);
+    let chain = base_chain(table_name, &name, NfChainType::Filter, NfHook::Forward, 0);
+    let rules = vec![
+        rule(
+            table_name,
+            &name,
+            vec![
+                matches("saddr", Operator::EQ, prefix(net)),
+                Statement::Accept(None),
+            ],
+        ),
+        rule(
+            table_name,
+            &name,
+            vec![
+                matches("daddr", Operator::EQ, prefix(net)),
+                Statement::Accept(None),
+            ],
+        ),
+    ];
+    write_chain(table_name, chain, rules)
+}
+
+/// Masquerade packets from `source` unless they go to one of `except`.
+pub fn masquerade(table_name: &str, source: Ipv4Network, except: &[Ipv4Network]) -> OpResult<()> {
+    let name = chain_for("masq", source);
+    let chain = base_chain(
+        table_name,
+        &name,
+        NfChainType::NAT,
+        NfHook::Postrouting,
+        100,
+    );
+    let mut expr = vec![matches("saddr", Operator::EQ, prefix(source))];
+    if !except.is_empty() {
+        let set = except
+            .iter()
+            .map(|n| SetItem::Element(prefix(*n)))
+            .collect::<Vec<_>>();
+        expr.push(matches(
+            "daddr",
+            Operator::NEQ,
+            Expression::Named(NamedExpression::Set(set)),
+        ));
+    }
+    expr.push(Statement::Masquerade(None));
+    write_chain(table_name, chain, vec![rule(table_name, &name, expr)])
+}
+
+/// Does the network's table exist? (Decides whether a failed ADD may remove it.)
+pub fn table_exists(table_name: &str) -> OpResult<bool> {
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "ip", table_name])
+        .output()
+        .map_err(|e| OpError::failed(format!("running nft: {e}")))?;
+    Ok(out.status.success())
+}
+
+/// Remove the network's table and every rule in it (no error if it is absent).
+pub fn delete_table(table_name: &str) -> OpResult<()> {
+    let mut b = Batch::new();
+    b.add(NfListObject::Table(table(table_name)));
+    b.delete(NfListObject::Table(table(table_name)));
+    nftables::helper::apply_ruleset(&b.to_nftables())
+        .map_err(|e| OpError::failed(format!("nft: deleting table ip {table_name}: {e}")))
+}

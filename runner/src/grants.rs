@@ -1,0 +1,456 @@
+//! Every capability check, in one place. Grants are computed once per call from the
+//! config and the CNI environment; every host function asks here before it touches the
+//! system. A refusal is an `OpError` of kind `Denied` and changes nothing.
+//!
+//! What a call may change:
+//! - container namespace: only the call's CNI_NETNS; links named CNI_IFNAME or created
+//!   in this call;
+//! - host namespace: links created in this call; the attachment's own host link
+//!   (`host_link`); the configured bridge (not deleted, unless created in this call); in
+//!   GC, prefixed links of attachments that are not valid; never `lo` or the uplink;
+//! - addresses and routes: on links it may change, inside the pod network (plus the
+//!   container's default route via a pod-network gateway);
+//! - firewall: only the network's own table (by construction), for pod-network sources;
+//! - sysctls: the allow-list below, on links it may change; store keys: checked syntax,
+//!   in the network's own directory (by construction).
+
+use crate::netns::Ns;
+use crate::op_error::{OpError, OpResult};
+use ipnetwork::Ipv4Network;
+use std::collections::HashSet;
+
+/// Which command the grants are for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// ADD, DEL, CHECK: one attachment.
+    Attachment {
+        container_id: String,
+        ifname: String,
+    },
+    /// GC: any attachment except these.
+    Gc { valid: Vec<(String, String)> },
+    /// STATUS: nothing on links.
+    Status,
+}
+
+/// The host link name of an attachment: prefix + 48 bits of FNV-1a over (container id,
+/// ifname), in hex. Deterministic, so DEL and GC find it without state.
+pub fn attachment_link(prefix: &str, container_id: &str, ifname: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in container_id.bytes().chain([0u8]).chain(ifname.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let digits = 15 - prefix.len().min(8);
+    let hex = format!("{:016x}", h);
+    format!("{prefix}{}", &hex[..digits.min(12)])
+}
+
+/// What links an operation wants to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkOp {
+    Create,
+    Change,
+    Delete,
+}
+
+pub struct Grants {
+    scope: Scope,
+    has_netns: bool,
+    bridge: String,
+    prefix: String,
+    pod_network: Option<Ipv4Network>,
+    host_link: Option<String>,
+    created: HashSet<(Ns, String)>,
+    /// Host links that carry a default route (the uplink), learnt on first need.
+    uplinks: Option<Vec<String>>,
+}
+
+impl Grants {
+    pub fn new(
+        scope: Scope,
+        has_netns: bool,
+        bridge: &str,
+        prefix: &str,
+        pod_network: Option<Ipv4Network>,
+    ) -> Self {
+        let host_link = match &scope {
+            Scope::Attachment {
+                container_id,
+                ifname,
+            } => Some(attachment_link(prefix, container_id, ifname)),
+            _ => None,
+        };
+        Grants {
+            scope,
+            has_netns,
+            bridge: bridge.to_string(),
+            prefix: prefix.to_string(),
+            pod_network,
+            host_link,
+            created: HashSet::new(),
+            uplinks: None,
+        }
+    }
+
+    pub fn host_link(&self) -> Option<&str> {
+        self.host_link.as_deref()
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Record a link created in this call (it may then be changed and deleted).
+    pub fn created(&mut self, ns: Ns, name: &str) {
+        self.created.insert((ns, name.to_string()));
+    }
+
+    /// Does this call need to know the uplinks to decide on `name`?
+    pub fn needs_uplinks(&self, ns: Ns, name: &str) -> bool {
+        ns == Ns::Host && self.uplinks.is_none() && !self.created.contains(&(ns, name.to_string()))
+    }
+
+    pub fn set_uplinks(&mut self, names: Vec<String>) {
+        self.uplinks = Some(names);
+    }
+
+    pub fn namespace(&self, ns: Ns) -> OpResult<()> {
+        if ns == Ns::Container && !self.has_netns {
+            return Err(OpError::not_found("this call has no container namespace"));
+        }
+        Ok(())
+    }
+
+    /// May this call do `op` on link `name` in `ns`?
+    pub fn link(&self, ns: Ns, name: &str, op: LinkOp) -> OpResult<()> {
+        self.namespace(ns)?;
+        let deny = |why: &str| {
+            Err(OpError::denied(format!(
+                "link {name:?} in the {ns} namespace: {why}"
+            )))
+        };
+        if !crate::cni::env::valid_ifname(name) {
+            return Err(OpError::invalid(format!(
+                "{name:?} is not a valid interface name"
+            )));
+        }
+        if self.created.contains(&(ns, name.to_string())) {
+            return Ok(());
+        }
+        match ns {
+            Ns::Container => match &self.scope {
+                Scope::Attachment { ifname, .. } if ifname == name => Ok(()),
+                Scope::Attachment { ifname, .. } => deny(&format!(
+                    "only {ifname:?} (CNI_IFNAME) may be used in the container"
+                )),
+                _ => deny("this command has no container"),
+            },
+            Ns::Host => {
+                if name == "lo" {
+                    return deny("the loopback link is never the network's");
+                }
+                if self
+                    .uplinks
+                    .as_ref()
+                    .is_some_and(|u| u.iter().any(|n| n == name))
+                {
+                    return deny("it is the node's uplink");
+                }
+                if name == self.bridge {
+                    return match op {
+                        LinkOp::Delete => deny("the node bridge is shared by all pods; only a call that created it may delete it"),
+                        _ => Ok(()),
+                    };
+                }
+                if self.host_link.as_deref() == Some(name) {
+                    return Ok(());
+                }
+                match &self.scope {
+                    Scope::Gc { valid } if name.starts_with(&self.prefix) && op == LinkOp::Delete => {
+                        let in_use = valid
+                            .iter()
+                            .any(|(c, i)| attachment_link(&self.prefix, c, i) == name);
+                        if in_use {
+                            deny("it belongs to a valid attachment")
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    _ => match &self.host_link {
+                        Some(own) => deny(&format!(
+                            "this attachment's host link is {own:?}; other links belong to other pods or to the node"
+                        )),
+                        None => deny("not a link of this network"),
+                    },
+                }
+            }
+        }
+    }
+
+    fn pod_network(&self, what: &str) -> OpResult<Ipv4Network> {
+        self.pod_network.ok_or_else(|| {
+            OpError::denied(format!(
+                "{what}: the network config has no podNetwork (or myPodNetwork), so no addresses or routes are granted"
+            ))
+        })
+    }
+
+    /// May an address be added to / removed from `link`?
+    pub fn address(&self, ns: Ns, link: &str, addr: Ipv4Network, op: LinkOp) -> OpResult<()> {
+        let what = format!("address {addr} on {link:?}");
+        let op = if op == LinkOp::Delete && link == self.bridge && ns == Ns::Host {
+            LinkOp::Delete // removing the bridge's address would cut off every pod
+        } else {
+            LinkOp::Change
+        };
+        self.link(ns, link, op)?;
+        let pods = self.pod_network(&what)?;
+        if !pods.contains(addr.ip()) {
+            return Err(OpError::denied(format!(
+                "{what}: outside the pod network {pods}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// May this route be added / removed?
+    pub fn route(
+        &self,
+        ns: Ns,
+        dst: Ipv4Network,
+        gw: Option<std::net::Ipv4Addr>,
+        link: Option<&str>,
+    ) -> OpResult<()> {
+        self.namespace(ns)?;
+        let what = format!("route to {dst}");
+        if let Some(l) = link {
+            self.link(ns, l, LinkOp::Change)?;
+        }
+        let pods = self.pod_network(&what)?;
+        let inside = |n: Ipv4Network| pods.contains(n.network()) && n.prefix() >= pods.prefix();
+        let default_via_pod_gw =
+            ns == Ns::Container && dst.prefix() == 0 && gw.is_some_and(|g| pods.contains(g));
+        if !(inside(dst) || default_via_pod_gw) {
+            return Err(OpError::denied(format!(
+                "{what} in the {ns} namespace: outside the pod network {pods}"
+            )));
+        }
+        if ns == Ns::Container {
+            if let Some(g) = gw {
+                if !pods.contains(g) {
+                    return Err(OpError::denied(format!(
+                        "{what}: gateway {g} is outside the pod network {pods}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Firewall: sources must lie in the pod network.
+    pub fn firewall(&self, net: Ipv4Network) -> OpResult<()> {
+        let what = format!("firewall rule for {net}");
+        let pods = self.pod_network(&what)?;
+        if !(pods.contains(net.network()) && net.prefix() >= pods.prefix()) {
+            return Err(OpError::denied(format!(
+                "{what}: outside the pod network {pods}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sysctls from the allow-list. Returns the path components under /proc/sys.
+    pub fn sysctl<'k>(&self, ns: Ns, key: &'k str, write: bool) -> OpResult<Vec<&'k str>> {
+        self.namespace(ns)?;
+        let deny = |why: String| Err(OpError::denied(format!("sysctl {key}: {why}")));
+        if key == "net.ipv4.ip_forward" {
+            return if ns == Ns::Host {
+                Ok(vec!["net", "ipv4", "ip_forward"])
+            } else {
+                deny("only in the host namespace".into())
+            };
+        }
+        const PER_LINK_V4: [&str; 4] = ["forwarding", "rp_filter", "proxy_arp", "arp_notify"];
+        let per_link = key
+            .strip_prefix("net.ipv4.conf.")
+            .and_then(|rest| rest.rsplit_once('.'))
+            .filter(|(_, leaf)| PER_LINK_V4.contains(leaf))
+            .map(|(link, leaf)| (["net", "ipv4", "conf"], link, leaf))
+            .or_else(|| {
+                key.strip_prefix("net.ipv6.conf.")
+                    .and_then(|rest| rest.rsplit_once('.'))
+                    .filter(|(_, leaf)| *leaf == "disable_ipv6")
+                    .map(|(link, leaf)| (["net", "ipv6", "conf"], link, leaf))
+            });
+        let Some((head, link, leaf)) = per_link else {
+            return deny(
+                "not on the allow-list (net.ipv4.ip_forward; net.ipv4.conf.<link>.{forwarding,rp_filter,proxy_arp,arp_notify}; net.ipv6.conf.<link>.disable_ipv6)".into(),
+            );
+        };
+        if write {
+            self.link(ns, link, LinkOp::Change)?;
+        } else if !crate::cni::env::valid_ifname(link) {
+            return deny(format!("{link:?} is not a valid interface name"));
+        }
+        let mut parts = head.to_vec();
+        parts.push(link);
+        parts.push(leaf);
+        Ok(parts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op_error::OpKind;
+
+    fn add_grants() -> Grants {
+        Grants::new(
+            Scope::Attachment {
+                container_id: "c1".into(),
+                ifname: "eth0".into(),
+            },
+            true,
+            "cni0",
+            "wc",
+            Some("200.200.0.0/16".parse().unwrap()),
+        )
+    }
+
+    fn denied<T: std::fmt::Debug>(r: OpResult<T>) -> bool {
+        matches!(
+            r,
+            Err(OpError {
+                kind: OpKind::Denied,
+                ..
+            })
+        )
+    }
+
+    #[test]
+    fn attachment_link_is_short_and_prefixed() {
+        let n = attachment_link("wc", "c1", "eth0");
+        assert!(n.starts_with("wc") && n.len() <= 15, "{n}");
+        assert_ne!(n, attachment_link("wc", "c2", "eth0"));
+        assert!(attachment_link("longpref", "c1", "eth0").len() <= 15);
+    }
+
+    #[test]
+    fn links() {
+        let mut g = add_grants();
+        let own = g.host_link().unwrap().to_string();
+        assert!(g.link(Ns::Host, &own, LinkOp::Create).is_ok());
+        assert!(g.link(Ns::Container, "eth0", LinkOp::Create).is_ok());
+        assert!(denied(g.link(Ns::Container, "eth1", LinkOp::Create)));
+        assert!(
+            denied(g.link(Ns::Host, "eth0", LinkOp::Delete)),
+            "the uplink by name"
+        );
+        assert!(denied(g.link(Ns::Host, "lo", LinkOp::Change)));
+        assert!(
+            denied(g.link(
+                Ns::Host,
+                &attachment_link("wc", "other", "eth0"),
+                LinkOp::Delete
+            )),
+            "another pod"
+        );
+        assert!(g.link(Ns::Host, "cni0", LinkOp::Change).is_ok());
+        assert!(denied(g.link(Ns::Host, "cni0", LinkOp::Delete)));
+        g.created(Ns::Host, "cni0");
+        assert!(g.link(Ns::Host, "cni0", LinkOp::Delete).is_ok());
+        g.set_uplinks(vec!["wcuplink".into()]);
+        assert!(denied(g.link(Ns::Host, "wcuplink", LinkOp::Change)));
+    }
+
+    #[test]
+    fn gc_may_delete_only_stale_prefixed_links() {
+        let g = Grants::new(
+            Scope::Gc {
+                valid: vec![("keep".into(), "eth0".into())],
+            },
+            false,
+            "cni0",
+            "wc",
+            None,
+        );
+        assert!(g
+            .link(Ns::Host, &attachment_link("gone", "eth0"), LinkOp::Delete)
+            .is_ok());
+        assert!(denied(g.link(
+            Ns::Host,
+            &attachment_link("wc", "keep", "eth0"),
+            LinkOp::Delete
+        )));
+        assert!(denied(g.link(Ns::Host, "eth0", LinkOp::Delete)));
+        assert!(g.link(Ns::Container, "eth0", LinkOp::Change).is_err());
+    }
+
+    #[test]
+    fn addresses_and_routes_stay_in_the_pod_network() {
+        let g = add_grants();
+        let a = |s: &str| s.parse::<Ipv4Network>().unwrap();
+        assert!(g
+            .address(Ns::Container, "eth0", a("200.200.1.2/24"), LinkOp::Change)
+            .is_ok());
+        assert!(denied(g.address(
+            Ns::Container,
+            "eth0",
+            a("10.0.0.9/24"),
+            LinkOp::Change
+        )));
+        assert!(denied(g.address(
+            Ns::Host,
+            "cni0",
+            a("200.200.1.1/24"),
+            LinkOp::Delete
+        )));
+        let gw = Some("200.200.1.1".parse().unwrap());
+        assert!(g
+            .route(Ns::Container, a("0.0.0.0/0"), gw, Some("eth0"))
+            .is_ok());
+        assert!(denied(g.route(Ns::Host, a("0.0.0.0/0"), gw, None)));
+        assert!(denied(g.route(Ns::Container, a("8.8.8.0/24"), gw, None)));
+        assert!(denied(g.route(
+            Ns::Container,
+            a("0.0.0.0/0"),
+            Some("10.0.0.1".parse().unwrap()),
+            None
+        )));
+        assert!(g.firewall(a("200.200.1.0/24")).is_ok());
+        assert!(denied(g.firewall(a("10.0.0.0/16"))));
+    }
+
+    #[test]
+    fn sysctl_allow_list() {
+        let g = add_grants();
+        assert_eq!(
+            g.sysctl(Ns::Host, "net.ipv4.ip_forward", true).unwrap(),
+            ["net", "ipv4", "ip_forward"]
+        );
+        assert!(denied(g.sysctl(Ns::Container, "net.ipv4.ip_forward", true)));
+        assert!(g
+            .sysctl(Ns::Host, "net.ipv4.conf.cni0.forwarding", true)
+            .is_ok());
+        assert!(g
+            .sysctl(Ns::Container, "net.ipv6.conf.eth0.disable_ipv6", true)
+            .is_ok());
+        assert!(denied(g.sysctl(
+            Ns::Host,
+            "net.ipv4.conf.eth0.forwarding",
+            true
+        )));
+        assert!(denied(g.sysctl(
+            Ns::Host,
+            "net.ipv4.conf.all.forwarding",
+            true
+        )));
+        assert!(denied(g.sysctl(Ns::Host, "kernel.panic", true)));
+        assert!(
+            denied(g.sysctl(Ns::Host, "net.ipv4.conf.cni0/../../kernel.x", true))
+                || g.sysctl(Ns::Host, "net.ipv4.conf.cni0/../../kernel.x", true)
+                    .is_err()
+        );
+    }
+}

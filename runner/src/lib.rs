@@ -1,0 +1,307 @@
+//! wasm-cni: a CNI plugin whose networking policy is a WebAssembly component.
+//!
+//! The life of one call (`cni_main`): read CNI_* and the config (`cni`), answer VERSION,
+//! load the guest from the precompiled cache (`wasm::engine`), take the network's lock
+//! (`store`), compute the call's grants (`grants`), run the guest with a deadline and a
+//! memory cap (`wasm`); its imports go through `sandbox`, which checks the grants and
+//! journals effects done with `netlink`, `firewall`, `sysctl`, `store`. A failed ADD is
+//! rolled back from the journal. Exactly one JSON document goes to stdout (or nothing,
+//! for a successful DEL/CHECK/GC/STATUS, as the spec says); logs go to the log file.
+
+pub mod calllog;
+pub mod cni;
+pub mod error;
+pub mod firewall;
+pub mod grants;
+pub mod journal;
+pub mod netlink;
+pub mod netns;
+pub mod op_error;
+pub mod sandbox;
+pub mod store;
+pub mod sysctl;
+pub mod wasm;
+
+use calllog::CallLog;
+use cni::{output, Command, Env, NetConf};
+use error::{Error, Result};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+static EMITTED: AtomicBool = AtomicBool::new(false);
+static REPLY_VERSION: OnceLock<String> = OnceLock::new();
+
+fn reply_version() -> &'static str {
+    REPLY_VERSION
+        .get()
+        .map(String::as_str)
+        .unwrap_or(cni::LATEST)
+}
+
+/// Write the call's one stdout document. Only the first caller writes: the main path,
+/// the watchdog or `fatal`, whichever comes first.
+fn emit(doc: &Value) -> bool {
+    if EMITTED.swap(true, Ordering::SeqCst) {
+        return false;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, doc);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+    true
+}
+
+/// Mark the call answered without output (successful DEL, CHECK, GC, STATUS).
+fn emit_nothing() -> bool {
+    !EMITTED.swap(true, Ordering::SeqCst)
+}
+
+/// Give up: answer with an error object (if nothing was answered yet) and exit.
+pub fn fatal(msg: &str) -> ! {
+    emit(&output::error(
+        reply_version(),
+        &Error::Internal(msg.to_string()),
+    ));
+    std::process::exit(1)
+}
+
+/// The CNI plugin entry point. Returns the process exit code.
+pub fn cni_main() -> i32 {
+    let started = Instant::now();
+    let mut raw = String::new();
+    let read = std::io::stdin().read_to_string(&mut raw);
+    let requested = cni::config::requested_version(&raw);
+    let version = requested
+        .clone()
+        .filter(|v| cni::SUPPORTED_VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| cni::LATEST.to_string());
+    let _ = REPLY_VERSION.set(version);
+    let fail = |e: Error| {
+        emit(&output::error(reply_version(), &e));
+        1
+    };
+    let env = match Env::from_lookup(|k| std::env::var(k).ok()) {
+        Ok(env) => env,
+        Err(e) => {
+            CallLog::stderr("?").line("ERROR", &e.to_string());
+            return fail(e);
+        }
+    };
+    if env.command == Command::Version {
+        emit(&output::version_info(requested.as_deref()));
+        return 0;
+    }
+    if let Err(e) = read {
+        return fail(Error::io("stdin", e));
+    }
+    let conf = match NetConf::parse(raw) {
+        Ok(c) => c,
+        Err(e) => {
+            CallLog::stderr(env.command.as_str()).line("ERROR", &e.to_string());
+            return fail(status_code(env.command, e));
+        }
+    };
+    let log = CallLog::open(&conf.log_file, env.command.as_str(), &env.container_id);
+    let mut timing = Timing::default();
+    let outcome = execute(&env, &conf, &log, &mut timing).map_err(|e| status_code(env.command, e));
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match outcome {
+        Ok(doc) => {
+            log.line("INFO", &format!("ok {ms:.2}ms {timing}"));
+            match doc {
+                Some(d) => emit(&d),
+                None => emit_nothing(),
+            };
+            0
+        }
+        Err(e) => {
+            log.line(
+                "ERROR",
+                &format!("failed code={} {ms:.2}ms {timing}: {e}", e.code()),
+            );
+            fail(e)
+        }
+    }
+}
+
+/// STATUS reports every failure as "not available" (50), with the reason.
+fn status_code(cmd: Command, e: Error) -> Error {
+    match (cmd, &e) {
+        (Command::Status, Error::NotReady(_)) => e,
+        (Command::Status, _) => Error::NotReady(e.to_string()),
+        _ => e,
+    }
+}
+
+/// Where the time of one call went (the benchmark reads this from the log).
+#[derive(Default)]
+struct Timing {
+    engine_us: u128,
+    load_us: u128,
+    cache: Option<wasm::CacheOutcome>,
+    lock_us: u128,
+    phases: wasm::Phases,
+    host_calls: u32,
+    rollback: Option<usize>,
+}
+
+impl std::fmt::Display for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "engine_us={} load_us={} cache={:?} lock_us={} linker_us={} instantiate_us={} guest_us={} host_calls={}",
+            self.engine_us,
+            self.load_us,
+            self.cache,
+            self.lock_us,
+            self.phases.linker_us,
+            self.phases.instantiate_us,
+            self.phases.guest_us,
+            self.host_calls
+        )?;
+        if let Some(n) = self.rollback {
+            write!(f, " rolled_back={n}")?;
+        }
+        Ok(())
+    }
+}
+
+fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Result<Option<Value>> {
+    let needs = match env.command {
+        Command::Check => Some("0.4.0"),
+        Command::Gc | Command::Status => Some("1.1.0"),
+        _ => None,
+    };
+    if let Some(min) = needs {
+        if !cni::version_at_least(&conf.cni_version, min) {
+            return Err(Error::CommandNotInVersion {
+                command: env.command.as_str().into(),
+                version: conf.cni_version.clone(),
+            });
+        }
+    }
+    let t = Instant::now();
+    let engine = wasm::engine::engine()?;
+    timing.engine_us = t.elapsed().as_micros();
+    let t = Instant::now();
+    let (component, cache) = wasm::engine::load(&engine, &conf.guest, &conf.cache_dir)?;
+    timing.load_us = t.elapsed().as_micros();
+    timing.cache = Some(cache);
+
+    let st = store::Store::open(&conf.network_dir())?;
+    let lock = st.lock(Duration::from_millis(conf.lock_timeout_ms))?;
+    timing.lock_us = lock.waited.as_micros();
+    st.sweep_temporaries();
+
+    let timeout = Duration::from_millis(conf.timeout_ms);
+    start_watchdog(timeout + Duration::from_millis(1500));
+
+    let has_netns = env.netns.as_ref().is_some_and(|p| p.exists());
+    let scope = match env.command {
+        Command::Gc => grants::Scope::Gc {
+            valid: conf.valid_attachments.clone(),
+        },
+        Command::Status => grants::Scope::Status,
+        _ => grants::Scope::Attachment {
+            container_id: env.container_id.clone(),
+            ifname: env.ifname.clone(),
+        },
+    };
+    let grants = grants::Grants::new(
+        scope,
+        has_netns,
+        &conf.bridge,
+        &conf.link_prefix,
+        conf.pod_network,
+    );
+    let host_link = grants.host_link().unwrap_or_default().to_string();
+    let namespaces = netns::Namespaces::new(if has_netns { env.netns.clone() } else { None })
+        .map_err(|e| Error::io("the runner's own network namespace", e))?;
+    let journal = (env.command == Command::Add).then(journal::Journal::default);
+    let sandbox = sandbox::Sandbox::new(
+        grants,
+        netlink::Netlink::new(namespaces),
+        st,
+        journal,
+        log.clone(),
+        firewall::table_name(&conf.name),
+    );
+    let request = || wasm::Request {
+        container_id: env.container_id.clone(),
+        ifname: env.ifname.clone(),
+        host_link: host_link.clone(),
+        has_netns,
+        args: env.args.clone(),
+        config: conf.raw.clone(),
+    };
+    let call = match env.command {
+        Command::Add => wasm::Call::Add(request()),
+        Command::Del => wasm::Call::Del(request()),
+        Command::Check => wasm::Call::Check(request()),
+        Command::Gc => wasm::Call::Gc {
+            config: conf.raw.clone(),
+            valid: conf.valid_attachments.clone(),
+        },
+        Command::Status => wasm::Call::Status {
+            config: conf.raw.clone(),
+        },
+        Command::Version => unreachable!("answered before"),
+    };
+    let sandbox_path = env
+        .netns
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let (result, mut sandbox, phases) = wasm::run(
+        &engine,
+        &component,
+        &conf.guest,
+        sandbox,
+        call,
+        &sandbox_path,
+        timeout,
+        conf.memory_limit_mib,
+    );
+    timing.phases = phases;
+    timing.host_calls = sandbox.calls;
+    let result = match result {
+        Err(e) if env.command == Command::Add => {
+            let (n, failures) = sandbox.rollback();
+            timing.rollback = Some(n);
+            if failures.is_empty() {
+                Err(e)
+            } else {
+                Err(Error::Internal(format!(
+                    "{e}; rollback incomplete: {}",
+                    failures.join("; ")
+                )))
+            }
+        }
+        other => other,
+    };
+    drop(lock);
+    match result? {
+        wasm::Reply::Added(r) => Ok(Some(r.to_json(&conf.cni_version))),
+        wasm::Reply::Done => Ok(None),
+    }
+}
+
+/// Last resort against a host operation that never returns: answer with an error and
+/// exit a little after the guest's deadline.
+fn start_watchdog(after: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        if emit(&output::error(
+            reply_version(),
+            &Error::TryAgain(format!(
+                "the call did not finish within {} ms",
+                after.as_millis()
+            )),
+        )) {
+            std::process::exit(1);
+        }
+    });
+}

@@ -1,0 +1,446 @@
+//! Links, addresses and routes over rtnetlink, in the host or the container namespace.
+//!
+//! One netlink socket per namespace, opened on first use: the host socket where the
+//! runner runs, the container socket from inside CNI_NETNS (see `netns`). After that,
+//! every operation is just "which socket". All of it runs on a current-thread tokio
+//! runtime driven by `block_on` from the (synchronous) host functions.
+
+use crate::netns::{Namespaces, Ns};
+use crate::op_error::{OpError, OpKind, OpResult};
+use futures::stream::TryStreamExt;
+use ipnetwork::Ipv4Network;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use tokio::runtime::Runtime;
+
+/// What the runner reports about a link (WIT `link-info`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub name: String,
+    pub index: u32,
+    pub mac: String,
+    pub mtu: u32,
+    pub up: bool,
+    /// Index of the bridge this link is attached to.
+    pub master: Option<u32>,
+}
+
+/// A route of the main table (WIT `route`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub destination: Ipv4Network,
+    pub gateway: Option<Ipv4Addr>,
+    pub link: Option<String>,
+}
+
+fn nl_err(e: rtnetlink::Error, what: impl FnOnce() -> String) -> OpError {
+    match &e {
+        rtnetlink::Error::NetlinkError(m) => match m.code {
+            Some(c) => OpError::from_errno(-c.get(), format!("{}: {}", what(), m.to_io())),
+            None => OpError::failed(format!("{}: {e}", what())),
+        },
+        _ => OpError::failed(format!("{}: {e}", what())),
+    }
+}
+
+fn info(msg: &LinkMessage) -> LinkInfo {
+    let mut li = LinkInfo {
+        name: String::new(),
+        index: msg.header.index,
+        mac: String::new(),
+        mtu: 0,
+        up: msg.header.flags.contains(LinkFlags::Up),
+        master: None,
+    };
+    for a in &msg.attributes {
+        match a {
+            LinkAttribute::IfName(n) => li.name = n.clone(),
+            LinkAttribute::Address(m) => {
+                li.mac = m
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            }
+            LinkAttribute::Mtu(m) => li.mtu = *m,
+            LinkAttribute::Controller(i) if *i != 0 => li.master = Some(*i),
+            _ => {}
+        }
+    }
+    li
+}
+
+/// Netlink access for one call.
+pub struct Netlink {
+    rt: Option<Runtime>,
+    host: Option<Handle>,
+    container: Option<Handle>,
+    pub ns: Namespaces,
+}
+
+impl Netlink {
+    pub fn new(ns: Namespaces) -> Self {
+        Netlink {
+            rt: None,
+            host: None,
+            container: None,
+            ns,
+        }
+    }
+
+    fn runtime(&mut self) -> OpResult<&Runtime> {
+        if self.rt.is_none() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .map_err(|e| OpError::failed(format!("starting the netlink runtime: {e}")))?;
+            self.rt = Some(rt);
+        }
+        Ok(self.rt.as_ref().expect("built above"))
+    }
+
+    /// The socket of `which` namespace, opened on first use.
+    fn handle(&mut self, which: Ns) -> OpResult<Handle> {
+        let have = match which {
+            Ns::Host => &self.host,
+            Ns::Container => &self.container,
+        };
+        if let Some(h) = have {
+            return Ok(h.clone());
+        }
+        self.runtime()?;
+        let rt = self.rt.as_ref().expect("runtime exists");
+        let _guard = rt.enter();
+        let open = || rtnetlink::new_connection();
+        let opened = match which {
+            Ns::Host => open(),
+            Ns::Container => self.ns.in_container(open)?,
+        };
+        let (conn, handle, _) = opened.map_err(|e| {
+            OpError::failed(format!(
+                "opening a netlink socket in the {which} namespace: {e}"
+            ))
+        })?;
+        rt.spawn(conn);
+        match which {
+            Ns::Host => self.host = Some(handle.clone()),
+            Ns::Container => self.container = Some(handle.clone()),
+        }
+        Ok(handle)
+    }
+
+    fn block_on<F: std::future::Future>(&mut self, f: F) -> OpResult<F::Output> {
+        Ok(self.runtime()?.block_on(f))
+    }
+
+    pub fn get_link(&mut self, which: Ns, name: &str) -> OpResult<Option<LinkInfo>> {
+        let h = self.handle(which)?;
+        let r = self.block_on(async move {
+            let mut s = h.link().get().match_name(name.to_string()).execute();
+            s.try_next().await
+        })?;
+        match r {
+            Ok(m) => Ok(m.as_ref().map(info)),
+            Err(e) => {
+                let e = nl_err(e, || format!("link {name:?} in the {which} namespace"));
+                if e.kind == OpKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn must_link(&mut self, which: Ns, name: &str) -> OpResult<LinkInfo> {
+        self.get_link(which, name)?.ok_or_else(|| {
+            OpError::not_found(format!("link {name:?} in the {which} namespace: not found"))
+        })
+    }
+
+    pub fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> OpResult<LinkInfo> {
+        let h = self.handle(Ns::Host)?;
+        let mut b = LinkBridge::new(name).down();
+        if let Some(m) = mtu {
+            b = b.mtu(m);
+        }
+        let msg = b.build();
+        self.block_on(async move { h.link().add(msg).execute().await })?
+            .map_err(|e| nl_err(e, || format!("create bridge {name:?}")))?;
+        self.must_link(Ns::Host, name)
+    }
+
+    /// A veth pair whose peer is created directly inside the container namespace
+    /// (IFLA_NET_NS_FD on the peer), so a name like `eth0` never exists on the host.
+    pub fn create_veth(
+        &mut self,
+        host_name: &str,
+        peer: &str,
+        mtu: Option<u32>,
+    ) -> OpResult<(LinkInfo, LinkInfo)> {
+        let h = self.handle(Ns::Host)?;
+        let fd = self.ns.container()?.as_raw_fd();
+        let mut p = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.to_string())
+            .setns_by_fd(fd);
+        let mut v = LinkVeth::new(host_name, peer);
+        if let Some(m) = mtu {
+            p = p.mtu(m);
+            v = v.mtu(m);
+        }
+        let msg = v
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(p.build())))
+            .build();
+        self.block_on(async move { h.link().add(msg).execute().await })?
+            .map_err(|e| {
+                nl_err(e, || {
+                    format!("create veth {host_name:?} (peer {peer:?} in the container)")
+                })
+            })?;
+        let host = self.must_link(Ns::Host, host_name)?;
+        let cont = self.must_link(Ns::Container, peer)?;
+        Ok((host, cont))
+    }
+
+    fn set(&mut self, which: Ns, what: String, msg: LinkMessage) -> OpResult<()> {
+        let h = self.handle(which)?;
+        self.block_on(async move { h.link().set(msg).execute().await })?
+            .map_err(|e| nl_err(e, || what))
+    }
+
+    pub fn set_master(&mut self, name: &str, bridge: &str) -> OpResult<()> {
+        let l = self.must_link(Ns::Host, name)?;
+        let b = self.must_link(Ns::Host, bridge)?;
+        let msg = LinkUnspec::new_with_index(l.index)
+            .controller(b.index)
+            .build();
+        self.set(Ns::Host, format!("attach {name:?} to {bridge:?}"), msg)
+    }
+
+    pub fn set_up(&mut self, which: Ns, name: &str) -> OpResult<()> {
+        let l = self.must_link(which, name)?;
+        let msg = LinkUnspec::new_with_index(l.index).up().build();
+        self.set(
+            which,
+            format!("bring {name:?} up in the {which} namespace"),
+            msg,
+        )
+    }
+
+    pub fn set_mtu(&mut self, which: Ns, name: &str, mtu: u32) -> OpResult<()> {
+        let l = self.must_link(which, name)?;
+        let msg = LinkUnspec::new_with_index(l.index).mtu(mtu).build();
+        self.set(
+            which,
+            format!("set mtu {mtu} on {name:?} in the {which} namespace"),
+            msg,
+        )
+    }
+
+    pub fn delete_link(&mut self, which: Ns, name: &str) -> OpResult<()> {
+        let l = self.must_link(which, name)?;
+        let h = self.handle(which)?;
+        self.block_on(async move { h.link().del(l.index).execute().await })?
+            .map_err(|e| {
+                nl_err(e, || {
+                    format!("delete link {name:?} in the {which} namespace")
+                })
+            })
+    }
+
+    pub fn list_addresses(&mut self, which: Ns, link: &str) -> OpResult<Vec<Ipv4Network>> {
+        let l = self.must_link(which, link)?;
+        let h = self.handle(which)?;
+        let msgs = self
+            .block_on(async move {
+                h.address()
+                    .get()
+                    .set_link_index_filter(l.index)
+                    .execute()
+                    .try_collect::<Vec<_>>()
+                    .await
+            })?
+            .map_err(|e| nl_err(e, || format!("list addresses of {link:?}")))?;
+        let mut out = Vec::new();
+        for m in msgs {
+            let mut addr = None;
+            for a in &m.attributes {
+                match a {
+                    AddressAttribute::Local(IpAddr::V4(ip)) => addr = Some(*ip),
+                    AddressAttribute::Address(IpAddr::V4(ip)) if addr.is_none() => addr = Some(*ip),
+                    _ => {}
+                }
+            }
+            if let Some(ip) = addr {
+                if let Ok(n) = Ipv4Network::new(ip, m.header.prefix_len) {
+                    out.push(n);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn add_address(&mut self, which: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
+        let l = self.must_link(which, link)?;
+        let h = self.handle(which)?;
+        self.block_on(async move {
+            h.address()
+                .add(l.index, IpAddr::V4(addr.ip()), addr.prefix())
+                .execute()
+                .await
+        })?
+        .map_err(|e| {
+            nl_err(e, || {
+                format!("add address {addr} to {link:?} in the {which} namespace")
+            })
+        })
+    }
+
+    pub fn remove_address(&mut self, which: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
+        let l = self.must_link(which, link)?;
+        let h = self.handle(which)?;
+        let found = self
+            .block_on(async move {
+                let mut s = h.address().get().set_link_index_filter(l.index).execute();
+                while let Some(m) = s.try_next().await? {
+                    let matches = m.header.prefix_len == addr.prefix()
+                        && m.attributes.iter().any(|a| {
+                            matches!(a, AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) if *ip == addr.ip())
+                        });
+                    if matches {
+                        h.address().del(m).execute().await?;
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            })?
+            .map_err(|e| nl_err(e, || format!("remove address {addr} from {link:?}")))?;
+        if found {
+            Ok(())
+        } else {
+            Err(OpError::not_found(format!(
+                "address {addr} on {link:?} in the {which} namespace: not found"
+            )))
+        }
+    }
+
+    fn index_names(&mut self, which: Ns) -> OpResult<Vec<(u32, String)>> {
+        let h = self.handle(which)?;
+        let links = self
+            .block_on(async move { h.link().get().execute().try_collect::<Vec<_>>().await })?
+            .map_err(|e| nl_err(e, || format!("list links in the {which} namespace")))?;
+        Ok(links.iter().map(info).map(|l| (l.index, l.name)).collect())
+    }
+
+    fn route_messages(&mut self, which: Ns) -> OpResult<Vec<RouteMessage>> {
+        let h = self.handle(which)?;
+        let all = self
+            .block_on(async move {
+                h.route()
+                    .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+                    .execute()
+                    .try_collect::<Vec<_>>()
+                    .await
+            })?
+            .map_err(|e| nl_err(e, || format!("list routes in the {which} namespace")))?;
+        Ok(all
+            .into_iter()
+            .filter(|m| {
+                let table = m
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        RouteAttribute::Table(t) => Some(*t),
+                        _ => None,
+                    })
+                    .unwrap_or(u32::from(m.header.table));
+                table == u32::from(RouteHeader::RT_TABLE_MAIN)
+            })
+            .collect())
+    }
+
+    fn spec(m: &RouteMessage, names: &[(u32, String)]) -> RouteSpec {
+        let mut dst = Ipv4Addr::UNSPECIFIED;
+        let mut gw = None;
+        let mut link = None;
+        for a in &m.attributes {
+            match a {
+                RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
+                RouteAttribute::Gateway(RouteAddress::Inet(g)) => gw = Some(*g),
+                RouteAttribute::Oif(i) => {
+                    link = names
+                        .iter()
+                        .find(|(idx, _)| idx == i)
+                        .map(|(_, n)| n.clone())
+                }
+                _ => {}
+            }
+        }
+        let destination = Ipv4Network::new(dst, m.header.destination_prefix_length)
+            .unwrap_or_else(|_| Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).expect("valid"));
+        RouteSpec {
+            destination,
+            gateway: gw,
+            link,
+        }
+    }
+
+    pub fn list_routes(&mut self, which: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
+        let names = self.index_names(which)?;
+        let msgs = self.route_messages(which)?;
+        Ok(msgs
+            .iter()
+            .map(|m| Self::spec(m, &names))
+            .filter(|r| link.is_none() || r.link.as_deref() == link)
+            .collect())
+    }
+
+    pub fn add_route(&mut self, which: Ns, r: &RouteSpec) -> OpResult<()> {
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(r.destination.network(), r.destination.prefix());
+        if let Some(gw) = r.gateway {
+            b = b.gateway(gw);
+        }
+        if let Some(link) = &r.link {
+            b = b.output_interface(self.must_link(which, link)?.index);
+        }
+        let msg = b.build();
+        let h = self.handle(which)?;
+        self.block_on(async move { h.route().add(msg).execute().await })?
+            .map_err(|e| {
+                nl_err(e, || {
+                    format!("add route to {} in the {which} namespace", r.destination)
+                })
+            })
+    }
+
+    pub fn remove_route(&mut self, which: Ns, r: &RouteSpec) -> OpResult<()> {
+        let names = self.index_names(which)?;
+        let msgs = self.route_messages(which)?;
+        let found = msgs.into_iter().find(|m| {
+            let s = Self::spec(m, &names);
+            s.destination == r.destination
+                && (r.gateway.is_none() || s.gateway == r.gateway)
+                && (r.link.is_none() || s.link == r.link)
+        });
+        let Some(msg) = found else {
+            return Err(OpError::not_found(format!(
+                "route to {} in the {which} namespace: not found",
+                r.destination
+            )));
+        };
+        let h = self.handle(which)?;
+        self.block_on(async move { h.route().del(msg).execute().await })?
+            .map_err(|e| {
+                nl_err(e, || {
+                    format!("remove route to {} in the {which} namespace", r.destination)
+                })
+            })
+    }
+}

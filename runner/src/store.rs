@@ -1,0 +1,252 @@
+//! The per-network key-value store and lock, in `stateDir/<network>/`.
+//!
+//! - `lock`: flock'ed for the whole guest call, so a guest's sequence of store calls is
+//!   atomic with respect to other calls for the same network.
+//! - `kv/<encoded key>`: one file per key, written to a temporary file and renamed, so a
+//!   crash (even SIGKILL) leaves the old or the new value, never a torn one.
+
+use crate::error::{Error, Result};
+use crate::op_error::{OpError, OpResult};
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const MAX_KEY: usize = 200;
+pub const MAX_VALUE: usize = 64 * 1024;
+
+/// Keys are printable ASCII; file names escape everything but `[A-Za-z0-9._-]`.
+fn encode(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.starts_with('.') {
+        // never clash with our temporary files or with `.`/`..`
+        out.replace_range(0..1, "%2E");
+    }
+    out
+}
+
+fn decode(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = name.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Reject keys the store cannot hold (the grants call this too).
+pub fn check_key(key: &str) -> OpResult<()> {
+    if key.is_empty() || key.len() > MAX_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(OpError::invalid(format!(
+            "store key {key:?}: must be 1 to {MAX_KEY} printable ASCII characters without spaces"
+        )));
+    }
+    Ok(())
+}
+
+/// The store of one network.
+pub struct Store {
+    dir: PathBuf,
+    kv: PathBuf,
+}
+
+/// The network lock; released when dropped (or when the process dies).
+pub struct NetworkLock {
+    _lock: Flock<File>,
+    pub waited: Duration,
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store> {
+        let kv = dir.join("kv");
+        fs::create_dir_all(&kv)
+            .map_err(|e| Error::io(format!("state directory {}", kv.display()), e))?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            kv,
+        })
+    }
+
+    /// Take the network lock, waiting at most `timeout` (then: code 11).
+    pub fn lock(&self, timeout: Duration) -> Result<NetworkLock> {
+        let path = self.dir.join("lock");
+        let start = Instant::now();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("lock file {}", path.display()), e))?;
+        let mut pause = Duration::from_micros(200);
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => {
+                    return Ok(NetworkLock {
+                        _lock: lock,
+                        waited: start.elapsed(),
+                    })
+                }
+                Err((f, nix::errno::Errno::EWOULDBLOCK)) | Err((f, nix::errno::Errno::EINTR)) => {
+                    if start.elapsed() >= timeout {
+                        return Err(Error::TryAgain(format!(
+                            "network lock {} still held by another call after {} ms",
+                            path.display(),
+                            timeout.as_millis()
+                        )));
+                    }
+                    file = f;
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(5));
+                }
+                Err((_, e)) => return Err(Error::io(format!("lock {}", path.display()), e.into())),
+            }
+        }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.kv.join(encode(key))
+    }
+
+    pub fn get(&self, key: &str) -> OpResult<Option<String>> {
+        check_key(key)?;
+        match fs::read_to_string(self.path(key)) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(OpError::failed(format!("store get {key:?}: {e}"))),
+        }
+    }
+
+    pub fn put(&self, key: &str, value: &str) -> OpResult<()> {
+        check_key(key)?;
+        if value.len() > MAX_VALUE {
+            return Err(OpError::invalid(format!(
+                "store put {key:?}: value of {} bytes is over the {MAX_VALUE}-byte limit",
+                value.len()
+            )));
+        }
+        let tmp = self
+            .kv
+            .join(format!(".tmp-{}-{}", std::process::id(), encode(key)));
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(value.as_bytes())?;
+            fs::rename(&tmp, self.path(key))
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            OpError::failed(format!("store put {key:?}: {e}"))
+        })
+    }
+
+    pub fn delete(&self, key: &str) -> OpResult<bool> {
+        check_key(key)?;
+        match fs::remove_file(self.path(key)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(OpError::failed(format!("store delete {key:?}: {e}"))),
+        }
+    }
+
+    pub fn list(&self, prefix: &str) -> OpResult<Vec<String>> {
+        let rd = fs::read_dir(&self.kv).map_err(|e| OpError::failed(format!("store list: {e}")))?;
+        let mut keys = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| OpError::failed(format!("store list: {e}")))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') {
+                continue; // a temporary file of a writer, maybe one that was killed
+            }
+            if let Some(k) = decode(name) {
+                if k.starts_with(prefix) {
+                    keys.push(k);
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Remove temporary files left by writers that were killed (called under the lock).
+    pub fn sweep_temporaries(&self) {
+        if let Ok(rd) = fs::read_dir(&self.kv) {
+            for e in rd.flatten() {
+                if e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(".tmp-"))
+                {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_list_delete() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        s.put("attach/abc/eth0", "200.200.1.2").unwrap();
+        s.put("ip/200.200.1.2", "abc eth0").unwrap();
+        s.put(".hidden", "x").unwrap();
+        assert_eq!(
+            s.get("attach/abc/eth0").unwrap().as_deref(),
+            Some("200.200.1.2")
+        );
+        assert_eq!(s.list("ip/").unwrap(), vec!["ip/200.200.1.2"]);
+        assert_eq!(s.list("").unwrap().len(), 3);
+        assert!(s.delete("ip/200.200.1.2").unwrap());
+        assert!(!s.delete("ip/200.200.1.2").unwrap());
+        assert_eq!(s.get("nope").unwrap(), None);
+    }
+
+    #[test]
+    fn keys_cannot_escape() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        s.put("../../etc/passwd", "x").unwrap();
+        assert!(
+            d.path().join("kv").join("..%2F..%2Fetc%2Fpasswd").exists()
+                || d.path()
+                    .join("kv")
+                    .join("%2E.%2F..%2Fetc%2Fpasswd")
+                    .exists()
+        );
+        assert_eq!(s.list("../").unwrap(), vec!["../../etc/passwd"]);
+        assert_eq!(
+            s.put("with space", "x").unwrap_err().kind,
+            crate::op_error::OpKind::InvalidArgument
+        );
+        assert!(s.put("k", &"x".repeat(MAX_VALUE + 1)).is_err());
+    }
+
+    #[test]
+    fn lock_times_out_with_code_11() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let _held = s.lock(Duration::from_millis(10)).unwrap();
+        // flock locks belong to the open file description: a second open contends.
+        let e = s.lock(Duration::from_millis(30)).err().unwrap();
+        assert_eq!(e.code(), 11);
+    }
+}

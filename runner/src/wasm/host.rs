@@ -1,0 +1,227 @@
+//! The generated bindings (private to this module tree) and the guest's imports, each a
+//! thin adapter onto `Sandbox`, where grants and the journal live.
+
+use crate::netns::Ns;
+use crate::op_error::{OpError, OpKind};
+use crate::sandbox::Sandbox;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "cni-policy",
+});
+
+pub use exports::wasm_cni::plugin::policy;
+use wasm_cni::plugin::{addresses, firewall, links, log, routes, store, sysctl, types};
+
+/// Memory limits that remember whether they refused a growth (to name the limit hit).
+pub struct Limits {
+    pub max_bytes: usize,
+    pub hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Everything a guest call's store holds.
+pub struct State {
+    pub sandbox: Sandbox,
+    pub limits: Limits,
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    /// The guest's WASI stderr (panic messages end up here), kept for the log.
+    pub stderr: MemoryOutputPipe,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn ns(n: types::Netns) -> Ns {
+    match n {
+        types::Netns::Host => Ns::Host,
+        types::Netns::Container => Ns::Container,
+    }
+}
+
+impl From<OpError> for types::HostError {
+    fn from(e: OpError) -> Self {
+        types::HostError {
+            kind: match e.kind {
+                OpKind::Denied => types::ErrorKind::Denied,
+                OpKind::NotFound => types::ErrorKind::NotFound,
+                OpKind::AlreadyExists => types::ErrorKind::AlreadyExists,
+                OpKind::InvalidArgument => types::ErrorKind::InvalidArgument,
+                OpKind::Failed => types::ErrorKind::Failed,
+            },
+            message: e.message,
+        }
+    }
+}
+
+type R<T> = Result<T, types::HostError>;
+
+fn link_info(l: crate::netlink::LinkInfo) -> types::LinkInfo {
+    types::LinkInfo {
+        name: l.name,
+        index: l.index,
+        mac: l.mac,
+        mtu: l.mtu,
+        up: l.up,
+    }
+}
+
+impl types::Host for State {}
+
+impl links::Host for State {
+    fn get(&mut self, n: types::Netns, name: String) -> R<Option<types::LinkInfo>> {
+        Ok(self.sandbox.link_get(ns(n), &name)?.map(link_info))
+    }
+    fn create_bridge(&mut self, name: String, mtu: Option<u32>) -> R<types::LinkInfo> {
+        Ok(link_info(self.sandbox.create_bridge(&name, mtu)?))
+    }
+    fn create_veth(
+        &mut self,
+        host_name: String,
+        container_name: String,
+        mtu: Option<u32>,
+    ) -> R<links::VethPair> {
+        let (h, c) = self.sandbox.create_veth(&host_name, &container_name, mtu)?;
+        Ok(links::VethPair {
+            host: link_info(h),
+            container: link_info(c),
+        })
+    }
+    fn set_master(&mut self, name: String, bridge: String) -> R<()> {
+        Ok(self.sandbox.set_master(&name, &bridge)?)
+    }
+    fn set_up(&mut self, n: types::Netns, name: String) -> R<()> {
+        Ok(self.sandbox.set_up(ns(n), &name)?)
+    }
+    fn set_mtu(&mut self, n: types::Netns, name: String, mtu: u32) -> R<()> {
+        Ok(self.sandbox.set_mtu(ns(n), &name, mtu)?)
+    }
+    fn delete(&mut self, n: types::Netns, name: String) -> R<()> {
+        Ok(self.sandbox.delete_link(ns(n), &name)?)
+    }
+    fn attachment_link(&mut self, container_id: String, ifname: String) -> String {
+        self.sandbox.attachment_link(&container_id, &ifname)
+    }
+}
+
+impl addresses::Host for State {
+    fn add(&mut self, n: types::Netns, link: String, address: String) -> R<()> {
+        Ok(self.sandbox.address_add(ns(n), &link, &address)?)
+    }
+    fn remove(&mut self, n: types::Netns, link: String, address: String) -> R<()> {
+        Ok(self.sandbox.address_remove(ns(n), &link, &address)?)
+    }
+    fn list(&mut self, n: types::Netns, link: String) -> R<Vec<String>> {
+        Ok(self.sandbox.address_list(ns(n), &link)?)
+    }
+}
+
+impl routes::Host for State {
+    fn add(&mut self, n: types::Netns, r: routes::Route) -> R<()> {
+        Ok(self.sandbox.route_add(
+            ns(n),
+            &r.destination,
+            r.gateway.as_deref(),
+            r.link.as_deref(),
+        )?)
+    }
+    fn remove(&mut self, n: types::Netns, r: routes::Route) -> R<()> {
+        Ok(self.sandbox.route_remove(
+            ns(n),
+            &r.destination,
+            r.gateway.as_deref(),
+            r.link.as_deref(),
+        )?)
+    }
+    fn list(&mut self, n: types::Netns, link: Option<String>) -> R<Vec<routes::Route>> {
+        Ok(self
+            .sandbox
+            .route_list(ns(n), link.as_deref())?
+            .into_iter()
+            .map(|r| routes::Route {
+                destination: r.destination.to_string(),
+                gateway: r.gateway.map(|g| g.to_string()),
+                link: r.link,
+            })
+            .collect())
+    }
+}
+
+impl firewall::Host for State {
+    fn allow_forward(&mut self, network: String) -> R<()> {
+        Ok(self.sandbox.allow_forward(&network)?)
+    }
+    fn masquerade(&mut self, source: String, except: Vec<String>) -> R<()> {
+        Ok(self.sandbox.masquerade(&source, &except)?)
+    }
+}
+
+impl sysctl::Host for State {
+    fn get(&mut self, n: types::Netns, key: String) -> R<String> {
+        Ok(self.sandbox.sysctl_get(ns(n), &key)?)
+    }
+    fn set(&mut self, n: types::Netns, key: String, value: String) -> R<()> {
+        Ok(self.sandbox.sysctl_set(ns(n), &key, &value)?)
+    }
+}
+
+impl store::Host for State {
+    fn get(&mut self, key: String) -> R<Option<String>> {
+        Ok(self.sandbox.store_get(&key)?)
+    }
+    fn put(&mut self, key: String, value: String) -> R<()> {
+        Ok(self.sandbox.store_put(&key, &value)?)
+    }
+    fn delete(&mut self, key: String) -> R<bool> {
+        Ok(self.sandbox.store_delete(&key)?)
+    }
+    fn list(&mut self, prefix: String) -> R<Vec<String>> {
+        Ok(self.sandbox.store_list(&prefix)?)
+    }
+}
+
+impl log::Host for State {
+    fn write(&mut self, level: log::Level, message: String) {
+        let level = match level {
+            log::Level::Debug => "DEBUG",
+            log::Level::Info => "INFO",
+            log::Level::Warn => "WARN",
+            log::Level::Error => "ERROR",
+        };
+        let mut m = message;
+        m.truncate(4096);
+        self.sandbox.log.line(level, &format!("guest: {m}"));
+    }
+}

@@ -1,0 +1,313 @@
+//! Running a guest: engine and cache (`engine`), bindings and imports (`host`), and one
+//! bounded call: a wall-clock deadline (epoch interruption), a memory cap, no WASI
+//! filesystem, network, environment or stdio (stdout is discarded, stderr kept for the
+//! log).
+
+pub mod engine;
+mod host;
+
+use crate::cni::output::{AddResult, Dns, Interface, IpConfig, Route};
+use crate::error::{Error, Result};
+use crate::sandbox::Sandbox;
+use host::{policy, CniPolicy, CniPolicyPre, Limits, State};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::WasiCtxBuilder;
+
+pub use engine::CacheOutcome;
+
+/// The WIT world a guest must implement.
+pub const WORLD: &str = "wasm-cni:plugin/cni-policy@0.1.0";
+
+/// One attachment's request, as the guest gets it.
+pub struct Request {
+    pub container_id: String,
+    pub ifname: String,
+    pub host_link: String,
+    pub has_netns: bool,
+    pub args: Vec<(String, String)>,
+    pub config: String,
+}
+
+/// What to ask the guest.
+pub enum Call {
+    Add(Request),
+    Del(Request),
+    Check(Request),
+    Gc {
+        config: String,
+        valid: Vec<(String, String)>,
+    },
+    Status {
+        config: String,
+    },
+}
+
+/// What the guest answered.
+pub enum Reply {
+    Added(AddResult),
+    Done,
+}
+
+/// Time spent in each step of `run`, in microseconds.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct Phases {
+    pub linker_us: u128,
+    pub instantiate_us: u128,
+    pub guest_us: u128,
+}
+
+fn linker(engine: &Engine) -> Result<Linker<State>> {
+    let mut l: Linker<State> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut l)
+        .map_err(|e| Error::Internal(format!("linking WASI: {e}")))?;
+    CniPolicy::add_to_linker::<State, HasSelf<State>>(&mut l, |s| s)
+        .map_err(|e| Error::Internal(format!("linking host functions: {e}")))?;
+    Ok(l)
+}
+
+fn pre(engine: &Engine, component: &Component, path: &Path) -> Result<CniPolicyPre<State>> {
+    let l = linker(engine)?;
+    let guest_err = |e: wasmtime::Error| Error::Guest {
+        path: path.display().to_string(),
+        reason: format!("does not implement {WORLD}: {e:#}"),
+    };
+    let ip = l.instantiate_pre(component).map_err(guest_err)?;
+    CniPolicyPre::new(ip).map_err(guest_err)
+}
+
+/// Check that a file is a component of our world (`wasm-cni validate`).
+pub fn validate(path: &Path) -> Result<()> {
+    let engine = engine::engine()?;
+    let wasm = std::fs::read(path).map_err(|e| Error::Guest {
+        path: path.display().to_string(),
+        reason: format!("cannot read: {e}"),
+    })?;
+    let component = engine::compile(&engine, path, &wasm)?;
+    pre(&engine, &component, path).map(|_| ())
+}
+
+/// A guest's strings and lists must stay small: a result is a few hundred bytes.
+const MAX_ITEMS: usize = 32;
+const MAX_TEXT: usize = 256;
+
+fn check_text(what: &str, s: &str) -> Result<()> {
+    if s.len() > MAX_TEXT || s.chars().any(char::is_control) {
+        return Err(Error::GuestFault(format!(
+            "returned an invalid result: {what} is not a short plain string"
+        )));
+    }
+    Ok(())
+}
+
+/// Turn the guest's ADD result into ours, rejecting garbage.
+fn convert(r: policy::AddResult, sandbox_path: &str) -> Result<AddResult> {
+    let bad = |m: String| Error::GuestFault(format!("returned an invalid result: {m}"));
+    if r.interfaces.len() > MAX_ITEMS || r.ips.len() > MAX_ITEMS || r.routes.len() > MAX_ITEMS {
+        return Err(bad(format!(
+            "more than {MAX_ITEMS} interfaces, ips or routes"
+        )));
+    }
+    let mut out = AddResult::default();
+    for i in r.interfaces {
+        check_text("interface name", &i.name)?;
+        check_text("mac", &i.mac)?;
+        if !crate::cni::env::valid_ifname(&i.name) {
+            return Err(bad(format!("interface name {:?}", i.name)));
+        }
+        out.interfaces.push(Interface {
+            name: i.name,
+            mac: i.mac,
+            sandbox: i.sandbox.then(|| sandbox_path.to_string()),
+        });
+    }
+    for ip in r.ips {
+        if ip.address.parse::<ipnetwork::IpNetwork>().is_err() {
+            return Err(bad(format!("address {:?} is not CIDR", ip.address)));
+        }
+        if let Some(g) = &ip.gateway {
+            if g.parse::<std::net::IpAddr>().is_err() {
+                return Err(bad(format!("gateway {g:?} is not an address")));
+            }
+        }
+        if let Some(idx) = ip.interface {
+            if idx as usize >= out.interfaces.len() {
+                return Err(bad(format!(
+                    "ip {} points at interface {idx}, which does not exist",
+                    ip.address
+                )));
+            }
+        }
+        out.ips.push(IpConfig {
+            address: ip.address,
+            gateway: ip.gateway,
+            interface: ip.interface,
+        });
+    }
+    for rt in r.routes {
+        if rt.destination.parse::<ipnetwork::IpNetwork>().is_err() {
+            return Err(bad(format!(
+                "route destination {:?} is not CIDR",
+                rt.destination
+            )));
+        }
+        if let Some(g) = &rt.gateway {
+            if g.parse::<std::net::IpAddr>().is_err() {
+                return Err(bad(format!("route gateway {g:?} is not an address")));
+            }
+        }
+        out.routes.push(Route {
+            dst: rt.destination,
+            gw: rt.gateway,
+        });
+    }
+    if let Some(d) = r.dns {
+        for s in d
+            .nameservers
+            .iter()
+            .chain(&d.search)
+            .chain(&d.options)
+            .chain(d.domain.iter())
+        {
+            check_text("dns entry", s)?;
+        }
+        if d.nameservers.len() + d.search.len() + d.options.len() > MAX_ITEMS {
+            return Err(bad("too many dns entries".into()));
+        }
+        out.dns = Some(Dns {
+            nameservers: d.nameservers,
+            domain: d.domain,
+            search: d.search,
+            options: d.options,
+        });
+    }
+    Ok(out)
+}
+
+/// Instantiate the guest and make one call. Always gives the sandbox back (for rollback).
+pub fn run(
+    engine: &Engine,
+    component: &Component,
+    guest_path: &Path,
+    sandbox: Sandbox,
+    call: Call,
+    sandbox_path: &str,
+    timeout: Duration,
+    memory_mib: u64,
+) -> (Result<Reply>, Sandbox, Phases) {
+    let mut phases = Phases::default();
+    let t = Instant::now();
+    let stderr = MemoryOutputPipe::new(16 * 1024);
+    let state = State {
+        sandbox,
+        limits: Limits {
+            max_bytes: (memory_mib as usize) << 20,
+            hit: false,
+        },
+        wasi: WasiCtxBuilder::new().stderr(stderr.clone()).build(),
+        table: ResourceTable::new(),
+        stderr,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.set_epoch_deadline(1);
+    // The deadline: one epoch tick after `timeout`. The thread outlives nothing: the
+    // process exits right after the call.
+    let ticker = engine.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(timeout);
+        ticker.increment_epoch();
+    });
+    let pre = pre(engine, component, guest_path);
+    phases.linker_us = t.elapsed().as_micros();
+    let t = Instant::now();
+    let result = pre.and_then(|pre| {
+        let inst = pre
+            .instantiate(&mut store)
+            .map_err(|e| Error::GuestFault(format!("instantiation failed: {e:#}")));
+        phases.instantiate_us = t.elapsed().as_micros();
+        let t = Instant::now();
+        let out = inst.and_then(|inst| {
+            let p = inst.wasm_cni_plugin_policy();
+            let to_req = |r: &Request| policy::Request {
+                container_id: r.container_id.clone(),
+                ifname: r.ifname.clone(),
+                host_link: r.host_link.clone(),
+                has_netns: r.has_netns,
+                args: r.args.clone(),
+                config: r.config.clone(),
+            };
+            let raw = match &call {
+                Call::Add(r) => p.call_add(&mut store, &to_req(r)).map(|r| r.map(Some)),
+                Call::Del(r) => p.call_del(&mut store, &to_req(r)).map(|r| r.map(|_| None)),
+                Call::Check(r) => p
+                    .call_check(&mut store, &to_req(r))
+                    .map(|r| r.map(|_| None)),
+                Call::Gc { config, valid } => {
+                    let v: Vec<policy::Attachment> = valid
+                        .iter()
+                        .map(|(c, i)| policy::Attachment {
+                            container_id: c.clone(),
+                            ifname: i.clone(),
+                        })
+                        .collect();
+                    p.call_gc(&mut store, config, &v).map(|r| r.map(|_| None))
+                }
+                Call::Status { config } => {
+                    p.call_status(&mut store, config).map(|r| r.map(|_| None))
+                }
+            };
+            match raw {
+                Err(trap) => Err(fault(&store, trap, timeout)),
+                Ok(Err(e)) => Err(Error::Policy {
+                    code: e.code,
+                    message: truncate(e.message, 1024),
+                    details: truncate(e.details, 4096),
+                }),
+                Ok(Ok(Some(r))) => convert(r, sandbox_path).map(Reply::Added),
+                Ok(Ok(None)) => Ok(Reply::Done),
+            }
+        });
+        phases.guest_us = t.elapsed().as_micros();
+        out
+    });
+    let state = store.into_data();
+    (result, state.sandbox, phases)
+}
+
+fn truncate(mut s: String, n: usize) -> String {
+    if s.len() > n {
+        let mut cut = n;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// Name what stopped the guest.
+fn fault(store: &Store<State>, e: wasmtime::Error, timeout: Duration) -> Error {
+    let data = store.data();
+    if data.limits.hit {
+        return Error::GuestFault(format!(
+            "memory limit of {} MiB reached",
+            data.limits.max_bytes >> 20
+        ));
+    }
+    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return Error::Deadline(timeout.as_millis() as u64);
+    }
+    let stderr = String::from_utf8_lossy(&data.stderr.contents())
+        .trim()
+        .to_string();
+    let mut msg = format!("trapped: {e}");
+    if !stderr.is_empty() {
+        msg.push_str(&format!(" (guest stderr: {})", truncate(stderr, 1024)));
+    }
+    Error::GuestFault(msg)
+}

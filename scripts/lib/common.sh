@@ -1,0 +1,111 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/{infrastructure,kubernetes,cni-plugin,inter-node-routes}.sh.
+# Sourced, never run. Callers set SCRIPT_NAME and use `set -euo pipefail`.
+#
+# Conventions:
+# - progress goes to stdout ("==> ..."), errors to stderr ("NAME: error: ...");
+# - every cloud/cluster call goes through a helper that stops the script with a
+#   message naming the step when the call fails.
+
+# shellcheck disable=SC2034 # used by the scripts that source this file
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+SCRIPT_NAME="$(basename "$0")"
+
+log() { printf '==> %s\n' "$*"; }
+warn() { printf '%s: warning: %s\n' "$SCRIPT_NAME" "$*" >&2; }
+die() {
+  printf '%s: error: %s\n' "$SCRIPT_NAME" "$*" >&2
+  exit 1
+}
+
+# usage_exit TEXT: print the usage text to stderr and exit 2.
+usage_exit() {
+  printf '%s\n' "$1" >&2
+  exit 2
+}
+
+# need_cmd CMD HINT: fail early if CMD is not on PATH.
+need_cmd() {
+  command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH. $2"
+}
+
+need_gcloud() {
+  need_cmd gcloud "Install the Google Cloud CLI (https://cloud.google.com/sdk/docs/install) and run 'gcloud auth login'."
+}
+
+need_kubectl() {
+  need_cmd kubectl "Install kubectl (https://kubernetes.io/docs/tasks/tools/)."
+}
+
+# need_project: sets PROJECT from the environment or from the gcloud config, and
+# checks that gcloud has an active account.
+need_project() {
+  if [[ -z "${PROJECT:-}" ]]; then
+    PROJECT="$(gcloud config get-value project 2>/dev/null || true)"
+  fi
+  if [[ -z "$PROJECT" || "$PROJECT" == "(unset)" ]]; then
+    die "no Google Cloud project set. Run 'gcloud config set project PROJECT_ID' (or export PROJECT=PROJECT_ID)."
+  fi
+  local account
+  account="$(gcloud auth list --filter=status:ACTIVE --format='value(account)' 2>/dev/null || true)"
+  [[ -n "$account" ]] || die "no active gcloud account. Run 'gcloud auth login'."
+}
+
+# need_context: the kubeconfig must hold the context that kubernetes.sh creates.
+need_context() {
+  local contexts
+  contexts="$(kubectl config get-contexts -o name 2>/dev/null || true)"
+  if ! grep -qxF -- "$KUBE_CONTEXT" <<<"$contexts"; then
+    die "kubeconfig has no context '$KUBE_CONTEXT'. Run scripts/kubernetes.sh up first (or set KUBE_CONTEXT)."
+  fi
+}
+
+# run_step DESCRIPTION CMD...: run CMD; if it fails, stop with a message naming the step.
+run_step() {
+  local desc=$1 rc=0
+  shift
+  "$@" || rc=$?
+  ((rc == 0)) || die "$desc failed (exit $rc). Fix the cause above and re-run."
+}
+
+# tolerant_step PATTERN NOTE DESCRIPTION CMD...: like run_step, but a failure whose
+# error output contains PATTERN (e.g. "already exists", "was not found") is only
+# reported as NOTE. The command's stdout passes through; its stderr is replayed.
+tolerant_step() {
+  local pattern=$1 note=$2 desc=$3 err rc=0
+  shift 3
+  { err="$("$@" 2>&1 1>&3 3>&-)"; } 3>&1 || rc=$?
+  if ((rc == 0)); then
+    if [[ -n "$err" ]]; then printf '%s\n' "$err" >&2; fi
+    return 0
+  fi
+  if [[ "$err" == *"$pattern"* ]]; then
+    log "$note"
+    return 0
+  fi
+  if [[ -n "$err" ]]; then printf '%s\n' "$err" >&2; fi
+  die "$desc failed (exit $rc). Fix the cause above and re-run."
+}
+
+# gcloud_ssh NODE COMMAND: run COMMAND on NODE (as the default user; use sudo inside).
+gcloud_ssh() {
+  gcloud compute ssh "$1" --project="$PROJECT" --zone="$ZONE" --quiet --command="$2"
+}
+
+# gcloud_scp SRC... NODE:DEST
+gcloud_scp() {
+  gcloud compute scp --project="$PROJECT" --zone="$ZONE" --quiet "$@"
+}
+
+# is_cidr STRING: a dotted IPv4 CIDR.
+is_cidr() {
+  local re='^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})/([0-9]{1,2})$'
+  [[ "$1" =~ $re ]] || return 1
+  local i
+  for i in 1 2 3 4; do ((BASH_REMATCH[i] <= 255)) || return 1; done
+  ((BASH_REMATCH[5] <= 32))
+}
+
+need_cidr() {
+  is_cidr "$2" || die "$1='$2' is not an IPv4 CIDR (e.g. 10.0.0.0/16)."
+}

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# install-cni.sh: put wasm-cni in place on one node (run as root on the node;
+# scripts/cni-plugin.sh copies it to every node and runs it with sudo).
+#
+#   install-cni.sh install --runner FILE --default-guest FILE NETWORKS
+#       runner -> /opt/cni/bin/wasm-cni, guest -> /opt/cni/wasm/default.wasm,
+#       writes /etc/cni/net.d/10-wasm-cni.conflist using the default guest
+#   install-cni.sh guest (--file FILE.wasm | --default) NETWORKS
+#       --file: validates FILE with the installed runner, copies it to
+#       /opt/cni/wasm/<basename>; rewrites the conflist to use it (or default.wasm)
+#   install-cni.sh uninstall
+#       removes the runner, /opt/cni/wasm, the conflist and the guest cache
+#   NETWORKS = --host-network CIDR --pod-network CIDR --pod-subnet CIDR
+#
+# Files are replaced atomically (write + rename), so a CNI call never sees half a file.
+# ROOT=/tmp/x writes everything under /tmp/x instead of / (tests, no root needed).
+set -euo pipefail
+
+ROOT="${ROOT:-}"
+BIN_PATH=/opt/cni/bin/wasm-cni
+GUEST_DIR=/opt/cni/wasm
+DEFAULT_GUEST="$GUEST_DIR/default.wasm"
+CONF_DIR=/etc/cni/net.d
+CONF_PATH="$CONF_DIR/10-wasm-cni.conflist"
+CACHE_DIR=/var/cache/wasm-cni
+
+SCRIPT_NAME="$(basename "$0")"
+die() {
+  printf '%s: error: %s\n' "$SCRIPT_NAME" "$*" >&2
+  exit 1
+}
+log() { printf '==> %s\n' "$*"; }
+usage() {
+  cat >&2 <<USAGE
+usage: $SCRIPT_NAME install --runner FILE --default-guest FILE NETWORKS
+       $SCRIPT_NAME guest (--file FILE.wasm | --default) NETWORKS
+       $SCRIPT_NAME uninstall
+  NETWORKS: --host-network CIDR --pod-network CIDR --pod-subnet CIDR
+  ROOT=DIR prefixes every path written (default: /)
+USAGE
+  exit 2
+}
+
+ip_to_int() {
+  local IFS=. a b c d
+  read -r a b c d <<<"$1"
+  printf '%d\n' $(((a << 24) | (b << 16) | (c << 8) | d))
+}
+
+# need_cidr NAME VALUE
+need_cidr() {
+  local re='^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})/([0-9]{1,2})$' i
+  [[ "$2" =~ $re ]] || die "$1 '$2' is not an IPv4 CIDR."
+  for i in 1 2 3 4; do ((BASH_REMATCH[i] <= 255)) || die "$1 '$2' is not an IPv4 CIDR."; done
+  ((BASH_REMATCH[5] <= 32)) || die "$1 '$2' is not an IPv4 CIDR."
+}
+
+# inside SUBNET NETWORK: SUBNET lies within NETWORK.
+inside() {
+  local sp=${1#*/} np=${2#*/} s n mask
+  ((sp >= np)) || return 1
+  s=$(ip_to_int "${1%/*}")
+  n=$(ip_to_int "${2%/*}")
+  mask=$(((0xffffffff << (32 - np)) & 0xffffffff))
+  (((s & mask) == (n & mask)))
+}
+
+# put SRC DST MODE: copy SRC to $ROOT$DST atomically.
+put() {
+  local dst="$ROOT$2" tmp
+  mkdir -p "$(dirname "$dst")"
+  tmp="$(mktemp "$dst.XXXXXX")"
+  cp "$1" "$tmp"
+  chmod "$3" "$tmp"
+  mv -f "$tmp" "$dst"
+}
+
+# write_conflist GUEST_PATH
+write_conflist() {
+  local dst="$ROOT$CONF_PATH" tmp
+  mkdir -p "$ROOT$CONF_DIR"
+  tmp="$(mktemp "$dst.XXXXXX")"
+  cat >"$tmp" <<JSON
+{
+  "cniVersion": "1.0.0",
+  "name": "wasm-cni",
+  "plugins": [
+    {
+      "type": "wasm-cni",
+      "guest": "$1",
+      "myHostNetwork": "$HOST_NETWORK",
+      "myPodNetwork": "$POD_NETWORK",
+      "myPodSubnet": "$POD_SUBNET"
+    }
+  ]
+}
+JSON
+  chmod 0644 "$tmp"
+  mv -f "$tmp" "$dst"
+  log "wrote $CONF_PATH (guest $1, pod subnet $POD_SUBNET)"
+  local other
+  for other in "$ROOT$CONF_DIR"/*; do
+    [[ -e "$other" && "$other" != "$dst" ]] || continue
+    case "$other" in *.conf | *.conflist | *.json) ;; *) continue ;; esac
+    if [[ "$(basename "$other")" < "$(basename "$dst")" ]]; then
+      printf '%s: warning: %s sorts before %s; the container runtime will use it instead\n' \
+        "$SCRIPT_NAME" "${other#"$ROOT"}" "$CONF_PATH" >&2
+    fi
+  done
+}
+
+cmd="${1:-}"
+[[ $# -gt 0 ]] && shift
+RUNNER="" GUEST_SRC="" GUEST_FILE="" USE_DEFAULT=0 HOST_NETWORK="" POD_NETWORK="" POD_SUBNET=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --runner | --default-guest | --file | --host-network | --pod-network | --pod-subnet)
+      [[ $# -ge 2 ]] || usage
+      case "$1" in
+        --runner) RUNNER=$2 ;;
+        --default-guest) GUEST_SRC=$2 ;;
+        --file) GUEST_FILE=$2 ;;
+        --host-network) HOST_NETWORK=$2 ;;
+        --pod-network) POD_NETWORK=$2 ;;
+        --pod-subnet) POD_SUBNET=$2 ;;
+      esac
+      shift 2
+      ;;
+    --default) USE_DEFAULT=1; shift ;;
+    *) usage ;;
+  esac
+done
+
+need_networks() {
+  need_cidr --host-network "$HOST_NETWORK"
+  need_cidr --pod-network "$POD_NETWORK"
+  need_cidr --pod-subnet "$POD_SUBNET"
+  inside "$POD_SUBNET" "$POD_NETWORK" || die "--pod-subnet $POD_SUBNET is not inside --pod-network $POD_NETWORK."
+}
+
+case "$cmd" in
+  install)
+    [[ -n "$RUNNER" && -n "$GUEST_SRC" && -z "$GUEST_FILE" && "$USE_DEFAULT" == 0 ]] || usage
+    need_networks
+    [[ -f "$RUNNER" ]] || die "runner '$RUNNER' not found."
+    [[ -f "$GUEST_SRC" ]] || die "default guest '$GUEST_SRC' not found."
+    put "$RUNNER" "$BIN_PATH" 0755
+    put "$GUEST_SRC" "$DEFAULT_GUEST" 0644
+    log "installed $BIN_PATH and $DEFAULT_GUEST"
+    write_conflist "$DEFAULT_GUEST"
+    ;;
+  guest)
+    [[ -z "$RUNNER" && -z "$GUEST_SRC" ]] || usage
+    [[ -n "$GUEST_FILE" && "$USE_DEFAULT" == 0 ]] || [[ -z "$GUEST_FILE" && "$USE_DEFAULT" == 1 ]] || usage
+    need_networks
+    [[ -x "$ROOT$BIN_PATH" && -f "$ROOT$DEFAULT_GUEST" ]] ||
+      die "wasm-cni is not installed on this node; run scripts/cni-plugin.sh up first."
+    if [[ "$USE_DEFAULT" == 1 ]]; then
+      write_conflist "$DEFAULT_GUEST"
+    else
+      [[ -f "$GUEST_FILE" ]] || die "guest '$GUEST_FILE' not found."
+      name="$(basename "$GUEST_FILE")"
+      [[ "$name" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*\.wasm$ ]] ||
+        die "guest file name '$name' must match [A-Za-z0-9._-]*.wasm."
+      [[ "$name" != default.wasm ]] ||
+        die "a guest named default.wasm would replace the default guest; rename it."
+      # Check against the runner that will load it, before switching anything.
+      "$ROOT$BIN_PATH" validate "$GUEST_FILE" >/dev/null ||
+        die "$ROOT$BIN_PATH refuses '$name' (reason above); the node keeps its current guest."
+      put "$GUEST_FILE" "$GUEST_DIR/$name" 0644
+      write_conflist "$GUEST_DIR/$name"
+    fi
+    ;;
+  uninstall)
+    [[ -z "$RUNNER$GUEST_SRC$GUEST_FILE$HOST_NETWORK$POD_NETWORK$POD_SUBNET" && "$USE_DEFAULT" == 0 ]] || usage
+    rm -f "$ROOT$CONF_PATH" "$ROOT$BIN_PATH"
+    rm -rf -- "$ROOT$GUEST_DIR" "$ROOT$CACHE_DIR" # constant suffixes: never "/"
+    log "removed $CONF_PATH, $BIN_PATH, $GUEST_DIR, $CACHE_DIR"
+    ;;
+  *) usage ;;
+esac

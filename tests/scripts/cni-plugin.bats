@@ -1,0 +1,299 @@
+#!/usr/bin/env bats
+# scripts/cni-plugin.sh against stubbed gcloud/kubectl. With STUB_SIM_NODES the
+# gcloud stub plays the nodes: scp copies into <T>/nodes/NODE/home, ssh runs the
+# command there with `sudo X` = `ROOT=<T>/nodes/NODE/root X`, so the whole path down
+# to the conflist written on each node is exercised.
+
+# shellcheck disable=SC2154 # $stderr is set by bats' run --separate-stderr
+load test_helper
+
+setup() {
+  common_setup
+  SCRIPT="$REPO/scripts/cni-plugin.sh"
+  DIST="$BATS_TEST_TMPDIR/dist"
+  mkdir -p "$DIST/bin" "$DIST/guests"
+  cp "$STUBS/fake-wasm-cni" "$DIST/bin/wasm-cni" # the "runner" uploaded to the nodes
+  printf '\0asm\x0d\x00\x01\x00default' >"$DIST/guests/default.wasm"
+  export RUNNER_BIN="$DIST/bin/wasm-cni" DEFAULT_GUEST_WASM="$DIST/guests/default.wasm"
+  export WASM_CNI_RUNNER="$STUBS/fake-wasm-cni"
+  GOOD="$BATS_TEST_TMPDIR/deny-all.wasm"
+  printf '\0asm\x0d\x00\x01\x00deny-all' >"$GOOD"
+}
+
+P="--project=test-project"
+Z="--zone=europe-west1-b"
+NODES="my-k8s-master my-k8s-worker-1 my-k8s-worker-2"
+
+cidr_of() {
+  case "$1" in
+    my-k8s-master) echo 200.200.0.0/24 ;;
+    my-k8s-worker-1) echo 200.200.1.0/24 ;;
+    my-k8s-worker-2) echo 200.200.2.0/24 ;;
+  esac
+}
+
+expected_prelude() {
+  echo "gcloud config get-value project"
+  echo "gcloud auth list --filter=status:ACTIVE --format=value(account)"
+  echo "kubectl config get-contexts -o name"
+  for node in $NODES; do
+    echo "kubectl --context=my-k8s get node $node -o jsonpath={.spec.podCIDR}"
+  done
+}
+
+# expected_on_node NODE "FILES" "INSTALL-CNI ARGS"
+expected_on_node() {
+  echo "gcloud compute ssh $1 $P $Z --quiet --command=rm -rf wasm-cni-install && mkdir wasm-cni-install"
+  echo "gcloud compute scp $P $Z --quiet $2<REPO>/scripts/node/install-cni.sh $1:wasm-cni-install/"
+  echo "gcloud compute ssh $1 $P $Z --quiet --command=sudo bash wasm-cni-install/install-cni.sh $3; rc=\$?; rm -rf wasm-cni-install; exit \$rc"
+}
+
+networks() { echo "--host-network 10.0.0.0/16 --pod-network 200.200.0.0/16 --pod-subnet $(cidr_of "$1")"; }
+
+expected_up() {
+  expected_prelude
+  for node in $NODES; do
+    expected_on_node "$node" "<T>/dist/bin/wasm-cni <T>/dist/guests/default.wasm " \
+      "install --runner wasm-cni-install/wasm-cni --default-guest wasm-cni-install/default.wasm $(networks "$node")"
+  done
+}
+
+expected_guest() { # NAME|default
+  expected_prelude
+  for node in $NODES; do
+    if [[ "$1" == default ]]; then
+      expected_on_node "$node" "" "guest --default $(networks "$node")"
+    else
+      expected_on_node "$node" "<T>/$1 " "guest --file wasm-cni-install/$1 $(networks "$node")"
+    fi
+  done
+}
+
+conflist_of() { echo "$BATS_TEST_TMPDIR/nodes/$1/root/etc/cni/net.d/10-wasm-cni.conflist"; }
+
+@test "cni-plugin: usage on no/unknown/incomplete arguments, exit 2" {
+  for args in "" "install" "up now" "guest" "guest a.wasm b.wasm"; do
+    # shellcheck disable=SC2086
+    run --separate-stderr "$SCRIPT" $args
+    assert_status 2
+    assert_contains "$stderr" "usage: cni-plugin.sh up|down|guest FILE.wasm|guest default"
+  done
+  assert_no_calls
+}
+
+@test "cni-plugin up: reads every podCIDR first, then installs node by node" {
+  run --separate-stderr "$SCRIPT" up
+  assert_status 0
+  expected_up | assert_calls
+}
+
+@test "cni-plugin up: each node gets the runner, the default guest and a conflist with its own podCIDR" {
+  export STUB_SIM_NODES="$BATS_TEST_TMPDIR/nodes"
+  run --separate-stderr "$SCRIPT" up
+  assert_status 0
+  for node in $NODES; do
+    root="$STUB_SIM_NODES/$node/root"
+    cmp "$RUNNER_BIN" "$root/opt/cni/bin/wasm-cni"
+    [ -x "$root/opt/cni/bin/wasm-cni" ]
+    cmp "$DEFAULT_GUEST_WASM" "$root/opt/cni/wasm/default.wasm"
+    run jq -c . "$(conflist_of "$node")"
+    [ "$output" = '{"cniVersion":"1.0.0","name":"wasm-cni","plugins":[{"type":"wasm-cni","guest":"/opt/cni/wasm/default.wasm","myHostNetwork":"10.0.0.0/16","myPodNetwork":"200.200.0.0/16","myPodSubnet":"'"$(cidr_of "$node")"'"}]}' ]
+    [ ! -e "$STUB_SIM_NODES/$node/home/wasm-cni-install" ] # staging dir cleaned up
+  done
+}
+
+@test "cni-plugin up: HOST_NETWORK/POD_NETWORK from the environment reach the conflist" {
+  export STUB_SIM_NODES="$BATS_TEST_TMPDIR/nodes"
+  HOST_NETWORK=10.9.0.0/16 POD_NETWORK=200.200.0.0/15 run --separate-stderr "$SCRIPT" up
+  assert_status 0
+  run jq -r '.plugins[0] | "\(.myHostNetwork) \(.myPodNetwork) \(.myPodSubnet)"' "$(conflist_of my-k8s-worker-2)"
+  [ "$output" = "10.9.0.0/16 200.200.0.0/15 200.200.2.0/24" ]
+}
+
+@test "cni-plugin up: a node without podCIDR stops the script before any node is touched" {
+  STUB_NO_PODCIDR=my-k8s-worker-1 run --separate-stderr "$SCRIPT" up
+  assert_status 1
+  assert_contains "$stderr" "node my-k8s-worker-1 has no podCIDR"
+  expected_prelude | head -5 | assert_calls
+}
+
+@test "cni-plugin up: a failing copy stops the script, later nodes untouched" {
+  STUB_FAIL="gcloud compute scp * my-k8s-worker-1:*" STUB_FAIL_MSG="ERROR: scp: connection refused" \
+    run --separate-stderr "$SCRIPT" up
+  assert_status 1
+  assert_contains "$stderr" "ERROR: scp: connection refused"
+  assert_contains "$stderr" "cni-plugin.sh: error: installing wasm-cni: copying files to my-k8s-worker-1 failed"
+  expected_up | head -11 | assert_calls
+}
+
+@test "cni-plugin up: a failing node-side install stops the script" {
+  export STUB_SIM_NODES="$BATS_TEST_TMPDIR/nodes"
+  POD_NETWORK=10.244.0.0/16 run --separate-stderr "$SCRIPT" up # podCIDRs are not inside it
+  assert_status 1
+  assert_contains "$stderr" "--pod-subnet 200.200.0.0/24 is not inside --pod-network 10.244.0.0/16"
+  assert_contains "$stderr" "error: installing wasm-cni on my-k8s-master failed"
+  [ "$(wc -l <"$STUB_LOG")" -eq 9 ]
+}
+
+@test "cni-plugin up: fails early when the build output is missing" {
+  rm "$DEFAULT_GUEST_WASM"
+  run --separate-stderr "$SCRIPT" up
+  assert_status 1
+  assert_contains "$stderr" "the default guest '$DEFAULT_GUEST_WASM' is missing. Build it with scripts/build.sh"
+  assert_no_calls
+}
+
+@test "cni-plugin up: fails early when the kubeconfig lacks the cluster's context" {
+  STUB_NO_CONTEXT=1 run --separate-stderr "$SCRIPT" up
+  assert_status 1
+  assert_contains "$stderr" "kubeconfig has no context 'my-k8s'. Run scripts/kubernetes.sh up first"
+  expected_prelude | head -3 | assert_calls
+}
+
+@test "cni-plugin: fails early without gcloud, kubectl or a project" {
+  PATH="$(path_without gcloud)" run --separate-stderr "$SCRIPT" up
+  assert_status 1
+  assert_contains "$stderr" "'gcloud' not found on PATH"
+  PATH="$(path_without kubectl)" run --separate-stderr "$SCRIPT" guest default
+  assert_status 1
+  assert_contains "$stderr" "'kubectl' not found on PATH"
+  assert_no_calls
+  STUB_PROJECT="" run --separate-stderr "$SCRIPT" up
+  assert_status 1
+  assert_contains "$stderr" "no Google Cloud project set"
+  assert_calls <<<"gcloud config get-value project"
+}
+
+@test "cni-plugin down: removes the files on every node and says what it does not undo" {
+  export STUB_SIM_NODES="$BATS_TEST_TMPDIR/nodes"
+  run --separate-stderr "$SCRIPT" up
+  assert_status 0
+  touch "$STUB_SIM_NODES/my-k8s-master/root/etc/cni/net.d/20-other.conflist"
+  : >"$STUB_LOG"
+  run --separate-stderr "$SCRIPT" down
+  assert_status 0
+  assert_contains "$output" "does not undo the settings the plugin made"
+  assert_contains "$output" "bridge cni0, routes, iptables rules"
+  {
+    echo "gcloud config get-value project"
+    echo "gcloud auth list --filter=status:ACTIVE --format=value(account)"
+    for node in $NODES; do expected_on_node "$node" "" "uninstall"; done
+  } | assert_calls
+  for node in $NODES; do
+    root="$STUB_SIM_NODES/$node/root"
+    [ ! -e "$root/opt/cni/bin/wasm-cni" ]
+    [ ! -e "$root/opt/cni/wasm" ]
+    [ ! -e "$(conflist_of "$node")" ]
+  done
+  [ -e "$STUB_SIM_NODES/my-k8s-master/root/etc/cni/net.d/20-other.conflist" ]
+}
+
+@test "cni-plugin guest: refuses a text file, printing the validator's reason, with no cloud call" {
+  echo "hello" >"$BATS_TEST_TMPDIR/notes.wasm"
+  run --separate-stderr "$SCRIPT" guest "$BATS_TEST_TMPDIR/notes.wasm"
+  assert_status 1
+  assert_contains "$stderr" "refusing '$BATS_TEST_TMPDIR/notes.wasm': it is not a component of the wasm-cni world"
+  assert_contains "$stderr" "is not a WebAssembly component (bad magic)"
+  assert_calls <<<"fake-wasm-cni validate <T>/notes.wasm"
+}
+
+@test "cni-plugin guest: refuses what the validator refuses (stub validator exits 1)" {
+  STUB_VALIDATE_FAIL=1 run --separate-stderr "$SCRIPT" guest "$GOOD"
+  assert_status 1
+  assert_contains "$stderr" "validate exit 1): error: $GOOD imports wasi:sockets/tcp, which the runner does not provide"
+  assert_calls <<<"fake-wasm-cni validate <T>/deny-all.wasm"
+}
+
+@test "cni-plugin guest: refuses a missing file, a bad name, default.wasm, a missing validator" {
+  run --separate-stderr "$SCRIPT" guest "$BATS_TEST_TMPDIR/nope.wasm"
+  assert_status 1
+  assert_contains "$stderr" "refusing '$BATS_TEST_TMPDIR/nope.wasm': no such file"
+  cp "$GOOD" "$BATS_TEST_TMPDIR/policy.txt"
+  run --separate-stderr "$SCRIPT" guest "$BATS_TEST_TMPDIR/policy.txt"
+  assert_status 1
+  assert_contains "$stderr" "file name must match"
+  cp "$GOOD" "$BATS_TEST_TMPDIR/default.wasm"
+  run --separate-stderr "$SCRIPT" guest "$BATS_TEST_TMPDIR/default.wasm"
+  assert_status 1
+  assert_contains "$stderr" "default.wasm would replace the default guest"
+  WASM_CNI_RUNNER="$BATS_TEST_TMPDIR/no-runner" run --separate-stderr "$SCRIPT" guest "$GOOD"
+  assert_status 1
+  assert_contains "$stderr" "runner '$BATS_TEST_TMPDIR/no-runner' not found or not executable"
+  assert_no_calls
+}
+
+@test "cni-plugin guest FILE: validates, uploads and points every node's conflist at it" {
+  export STUB_SIM_NODES="$BATS_TEST_TMPDIR/nodes"
+  run --separate-stderr "$SCRIPT" up
+  assert_status 0
+  : >"$STUB_LOG"
+  run --separate-stderr "$SCRIPT" guest "$GOOD"
+  assert_status 0
+  assert_contains "$output" "ok: $GOOD implements wasm-cni:plugin/cni-policy@0.1.0"
+  {
+    echo "fake-wasm-cni validate <T>/deny-all.wasm"
+    expected_guest deny-all.wasm | while read -r line; do
+      echo "$line"
+      # the node-side install-cni.sh validates again with the node's runner
+      if [[ "$line" == *"install-cni.sh guest --file"* ]]; then
+        echo "fake-wasm-cni validate wasm-cni-install/deny-all.wasm"
+      fi
+    done
+  } | assert_calls
+  for node in $NODES; do
+    root="$STUB_SIM_NODES/$node/root"
+    cmp "$GOOD" "$root/opt/cni/wasm/deny-all.wasm"
+    run jq -r '.plugins[0] | "\(.guest) \(.myPodSubnet)"' "$(conflist_of "$node")"
+    [ "$output" = "/opt/cni/wasm/deny-all.wasm $(cidr_of "$node")" ]
+  done
+}
+
+@test "cni-plugin guest default: points every node back at default.wasm" {
+  export STUB_SIM_NODES="$BATS_TEST_TMPDIR/nodes"
+  run --separate-stderr "$SCRIPT" up
+  run --separate-stderr "$SCRIPT" guest "$GOOD"
+  assert_status 0
+  : >"$STUB_LOG"
+  run --separate-stderr "$SCRIPT" guest default
+  assert_status 0
+  expected_guest default | assert_calls
+  for node in $NODES; do
+    run jq -r '.plugins[0].guest' "$(conflist_of "$node")"
+    [ "$output" = "/opt/cni/wasm/default.wasm" ]
+  done
+}
+
+@test "cni-plugin guest: a node failing mid-rollout stops and names the nodes already switched" {
+  STUB_FAIL="gcloud compute ssh my-k8s-worker-2 *install-cni.sh guest*" run --separate-stderr "$SCRIPT" guest "$GOOD"
+  assert_status 1
+  assert_contains "$stderr" "switching to deny-all.wasm (nodes already switched: my-k8s-master my-k8s-worker-1) on my-k8s-worker-2 failed"
+}
+
+@test "cni-plugin guest with the real runner: dist/bin/wasm-cni validate accepts dist/guests/default.wasm" {
+  local runner="$REPO/dist/bin/wasm-cni" guest="$REPO/dist/guests/default.wasm"
+  if [[ ! -x "$runner" || ! -f "$guest" ]]; then
+    if [[ "${WASM_CNI_REAL_TESTS:-}" == 1 ]]; then
+      echo "WASM_CNI_REAL_TESTS=1 but $runner or $guest is missing (run scripts/build.sh)" >&2
+      return 1
+    fi
+    skip "no build output (dist/); set WASM_CNI_REAL_TESTS=1 to make this a failure"
+  fi
+  run --separate-stderr "$runner" validate "$guest"
+  assert_status 0
+  assert_contains "$output" "ok: "
+  # Through the script, on simulated nodes that run the real runner too.
+  export STUB_SIM_NODES="$BATS_TEST_TMPDIR/nodes" RUNNER_BIN="$runner" DEFAULT_GUEST_WASM="$guest"
+  export WASM_CNI_RUNNER="$runner"
+  cp "$guest" "$BATS_TEST_TMPDIR/policy-copy.wasm"
+  run --separate-stderr "$SCRIPT" up
+  assert_status 0
+  run --separate-stderr "$SCRIPT" guest "$BATS_TEST_TMPDIR/policy-copy.wasm"
+  assert_status 0
+  run jq -r '.plugins[0].guest' "$(conflist_of my-k8s-worker-1)"
+  [ "$output" = "/opt/cni/wasm/policy-copy.wasm" ]
+  # and the real runner refuses a text file
+  echo "not wasm" >"$BATS_TEST_TMPDIR/text.wasm"
+  run --separate-stderr "$SCRIPT" guest "$BATS_TEST_TMPDIR/text.wasm"
+  assert_status 1
+  assert_contains "$stderr" "refusing '$BATS_TEST_TMPDIR/text.wasm'"
+}

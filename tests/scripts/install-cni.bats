@@ -1,0 +1,160 @@
+#!/usr/bin/env bats
+# scripts/node/install-cni.sh run directly against a throwaway ROOT directory.
+
+# shellcheck disable=SC2154 # $stderr is set by bats' run --separate-stderr
+load test_helper
+
+setup() {
+  common_setup
+  NODE_SCRIPT="$REPO/scripts/node/install-cni.sh"
+  export ROOT="$BATS_TEST_TMPDIR/root"
+  mkdir -p "$ROOT"
+  SRC="$BATS_TEST_TMPDIR/src"
+  mkdir -p "$SRC"
+  cp "$STUBS/fake-wasm-cni" "$SRC/wasm-cni"
+  printf '\0asm\x0d\x00\x01\x00default' >"$SRC/default.wasm"
+  printf '\0asm\x0d\x00\x01\x00allow-dns' >"$SRC/allow-dns.wasm"
+  NETS=(--host-network 10.0.0.0/16 --pod-network 200.200.0.0/16 --pod-subnet 200.200.1.0/24)
+  CONF="$ROOT/etc/cni/net.d/10-wasm-cni.conflist"
+}
+
+install_it() {
+  run --separate-stderr "$NODE_SCRIPT" install --runner "$SRC/wasm-cni" --default-guest "$SRC/default.wasm" "${NETS[@]}"
+  assert_status 0
+}
+
+@test "install-cni install: runner, default guest and the conflist of docs/interfaces.md" {
+  install_it
+  cmp "$SRC/wasm-cni" "$ROOT/opt/cni/bin/wasm-cni"
+  cmp "$SRC/default.wasm" "$ROOT/opt/cni/wasm/default.wasm"
+  [ "$(stat -c %a "$ROOT/opt/cni/bin/wasm-cni")" = 755 ]
+  [ "$(stat -c %a "$ROOT/opt/cni/wasm/default.wasm")" = 644 ]
+  [ "$(stat -c %a "$CONF")" = 644 ]
+  run jq -S . "$CONF"
+  [ "$output" = "$(jq -S . <<'JSON'
+{
+  "cniVersion": "1.0.0",
+  "name": "wasm-cni",
+  "plugins": [{
+    "type": "wasm-cni",
+    "guest": "/opt/cni/wasm/default.wasm",
+    "myHostNetwork": "10.0.0.0/16",
+    "myPodNetwork": "200.200.0.0/16",
+    "myPodSubnet": "200.200.1.0/24"
+  }]
+}
+JSON
+)" ]
+  # no temp files left next to the installed ones
+  [ "$(find "$ROOT" -name '*.??????' | wc -l)" -eq 0 ]
+}
+
+@test "install-cni install: re-running replaces everything (idempotent)" {
+  install_it
+  NETS=(--host-network 10.0.0.0/16 --pod-network 200.200.0.0/16 --pod-subnet 200.200.2.0/24)
+  install_it
+  run jq -r '.plugins[0].myPodSubnet' "$CONF"
+  [ "$output" = 200.200.2.0/24 ]
+}
+
+@test "install-cni: refuses malformed CIDRs and a pod subnet outside the pod network" {
+  run --separate-stderr "$NODE_SCRIPT" install --runner "$SRC/wasm-cni" --default-guest "$SRC/default.wasm" \
+    --host-network 10.0.0.0/16 --pod-network 200.200.0.0/16 --pod-subnet 200.200.1.0
+  assert_status 1
+  assert_contains "$stderr" "--pod-subnet '200.200.1.0' is not an IPv4 CIDR"
+  run --separate-stderr "$NODE_SCRIPT" install --runner "$SRC/wasm-cni" --default-guest "$SRC/default.wasm" \
+    --host-network 10.0.0.0/16 --pod-network 200.200.0.0/16 --pod-subnet 200.201.1.0/24
+  assert_status 1
+  assert_contains "$stderr" "--pod-subnet 200.201.1.0/24 is not inside --pod-network 200.200.0.0/16"
+  run --separate-stderr "$NODE_SCRIPT" install --runner "$SRC/wasm-cni" --default-guest "$SRC/default.wasm" \
+    --host-network 10.0.0.0/16 --pod-network 200.200.0.0/16 --pod-subnet 200.200.0.0/8
+  assert_status 1
+  [ ! -e "$ROOT/opt" ] && [ ! -e "$ROOT/etc" ]
+}
+
+@test "install-cni: usage errors exit 2" {
+  for args in "" "bogus" "install" "install --runner" "guest --default --file x.wasm" "uninstall --pod-subnet 1.2.3.0/24"; do
+    # shellcheck disable=SC2086
+    run --separate-stderr "$NODE_SCRIPT" $args
+    assert_status 2
+    assert_contains "$stderr" "usage: install-cni.sh install"
+  done
+}
+
+@test "install-cni guest --file: validated by the installed runner, copied, conflist switched" {
+  install_it
+  : >"$STUB_LOG"
+  run --separate-stderr "$NODE_SCRIPT" guest --file "$SRC/allow-dns.wasm" "${NETS[@]}"
+  assert_status 0
+  assert_calls <<<"fake-wasm-cni validate <T>/src/allow-dns.wasm"
+  cmp "$SRC/allow-dns.wasm" "$ROOT/opt/cni/wasm/allow-dns.wasm"
+  run jq -r '.plugins[0] | "\(.guest) \(.myPodSubnet)"' "$CONF"
+  [ "$output" = "/opt/cni/wasm/allow-dns.wasm 200.200.1.0/24" ]
+}
+
+@test "install-cni guest --file: a guest the runner refuses changes nothing" {
+  install_it
+  before="$(cat "$CONF")"
+  STUB_VALIDATE_FAIL=1 run --separate-stderr "$NODE_SCRIPT" guest --file "$SRC/allow-dns.wasm" "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "imports wasi:sockets/tcp"
+  assert_contains "$stderr" "refuses 'allow-dns.wasm' (reason above); the node keeps its current guest"
+  [ "$(cat "$CONF")" = "$before" ]
+  [ ! -e "$ROOT/opt/cni/wasm/allow-dns.wasm" ]
+}
+
+@test "install-cni guest: refuses default.wasm and odd names" {
+  install_it
+  cp "$SRC/allow-dns.wasm" "$BATS_TEST_TMPDIR/default.wasm"
+  run --separate-stderr "$NODE_SCRIPT" guest --file "$BATS_TEST_TMPDIR/default.wasm" "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "would replace the default guest"
+  cp "$SRC/allow-dns.wasm" "$BATS_TEST_TMPDIR/'x.wasm"
+  run --separate-stderr "$NODE_SCRIPT" guest --file "$BATS_TEST_TMPDIR/'x.wasm" "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "must match"
+}
+
+@test "install-cni guest --default: back to default.wasm" {
+  install_it
+  run --separate-stderr "$NODE_SCRIPT" guest --file "$SRC/allow-dns.wasm" "${NETS[@]}"
+  assert_status 0
+  run --separate-stderr "$NODE_SCRIPT" guest --default "${NETS[@]}"
+  assert_status 0
+  run jq -r '.plugins[0].guest' "$CONF"
+  [ "$output" = /opt/cni/wasm/default.wasm ]
+}
+
+@test "install-cni guest: refuses when wasm-cni is not installed yet" {
+  run --separate-stderr "$NODE_SCRIPT" guest --default "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "wasm-cni is not installed on this node; run scripts/cni-plugin.sh up first"
+  [ ! -e "$CONF" ]
+}
+
+@test "install-cni: warns when another network config sorts first" {
+  mkdir -p "$ROOT/etc/cni/net.d"
+  echo '{}' >"$ROOT/etc/cni/net.d/05-other.conflist"
+  echo '{}' >"$ROOT/etc/cni/net.d/99-late.conf"
+  run --separate-stderr "$NODE_SCRIPT" install --runner "$SRC/wasm-cni" --default-guest "$SRC/default.wasm" "${NETS[@]}"
+  assert_status 0
+  assert_contains "$stderr" "warning: /etc/cni/net.d/05-other.conflist sorts before /etc/cni/net.d/10-wasm-cni.conflist"
+  [[ "$stderr" != *99-late* ]]
+}
+
+@test "install-cni uninstall: removes runner, guests, conflist and cache; leaves the rest" {
+  install_it
+  mkdir -p "$ROOT/var/cache/wasm-cni" "$ROOT/var/lib/cni/wasm-cni"
+  touch "$ROOT/var/cache/wasm-cni/x.cwasm" "$ROOT/opt/cni/bin/bridge" "$ROOT/etc/cni/net.d/20-other.conflist"
+  run --separate-stderr "$NODE_SCRIPT" uninstall
+  assert_status 0
+  [ ! -e "$ROOT/opt/cni/bin/wasm-cni" ]
+  [ ! -e "$ROOT/opt/cni/wasm" ]
+  [ ! -e "$CONF" ]
+  [ ! -e "$ROOT/var/cache/wasm-cni" ]
+  [ -e "$ROOT/opt/cni/bin/bridge" ]
+  [ -e "$ROOT/etc/cni/net.d/20-other.conflist" ]
+  [ -e "$ROOT/var/lib/cni/wasm-cni" ]
+  run --separate-stderr "$NODE_SCRIPT" uninstall # nothing left to remove: still fine
+  assert_status 0
+}
