@@ -14,6 +14,20 @@ use nftables::stmt::{Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use std::borrow::Cow;
 
+/// The nft binary: runtimes usually pass PATH to plugins, but not always.
+fn nft() -> &'static str {
+    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("nft")
+}
+
+fn apply(b: Batch, what: &str) -> OpResult<()> {
+    let no_args: [&str; 0] = [];
+    nftables::helper::apply_ruleset_with_args(&b.to_nftables(), Some(nft()), &no_args)
+        .map_err(|e| OpError::failed(format!("nft: {what}: {e}")))
+}
+
 /// The table that holds every rule of network `network`.
 pub fn table_name(network: &str) -> String {
     let clean: String = network
@@ -96,8 +110,7 @@ fn write_chain(table_name: &str, chain: Chain<'static>, rules: Vec<Rule<'static>
     for r in rules {
         b.add(NfListObject::Rule(r));
     }
-    nftables::helper::apply_ruleset(&b.to_nftables())
-        .map_err(|e| OpError::failed(format!("nft: applying rules in table ip {table_name}: {e}")))
+    apply(b, &format!("applying rules in table ip {table_name}"))
 }
 
 /// Accept forwarded packets from and to `net`.
@@ -153,7 +166,7 @@ pub fn masquerade(table_name: &str, source: Ipv4Network, except: &[Ipv4Network])
 
 /// Does the network's table exist? (Decides whether a failed ADD may remove it.)
 pub fn table_exists(table_name: &str) -> OpResult<bool> {
-    let out = std::process::Command::new("nft")
+    let out = std::process::Command::new(nft())
         .args(["list", "table", "ip", table_name])
         .output()
         .map_err(|e| OpError::failed(format!("running nft: {e}")))?;
@@ -165,6 +178,5 @@ pub fn delete_table(table_name: &str) -> OpResult<()> {
     let mut b = Batch::new();
     b.add(NfListObject::Table(table(table_name)));
     b.delete(NfListObject::Table(table(table_name)));
-    nftables::helper::apply_ruleset(&b.to_nftables())
-        .map_err(|e| OpError::failed(format!("nft: deleting table ip {table_name}: {e}")))
+    apply(b, &format!("deleting table ip {table_name}"))
 }

@@ -376,7 +376,11 @@ mod tests {
             None,
         );
         assert!(g
-            .link(Ns::Host, &attachment_link("gone", "eth0"), LinkOp::Delete)
+            .link(
+                Ns::Host,
+                &attachment_link("wc", "gone", "eth0"),
+                LinkOp::Delete
+            )
             .is_ok());
         assert!(denied(g.link(
             Ns::Host,

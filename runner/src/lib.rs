@@ -255,16 +255,13 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let (result, mut sandbox, phases) = wasm::run(
-        &engine,
-        &component,
-        &conf.guest,
-        sandbox,
-        call,
-        &sandbox_path,
+    let bounds = wasm::Bounds {
+        guest_path: &conf.guest,
+        sandbox_path: &sandbox_path,
         timeout,
-        conf.memory_limit_mib,
-    );
+        memory_mib: conf.memory_limit_mib,
+    };
+    let (result, mut sandbox, phases) = wasm::run(&engine, &component, sandbox, call, &bounds);
     timing.phases = phases;
     timing.host_calls = sandbox.calls;
     let result = match result {

@@ -13,8 +13,8 @@ wasmtime::component::bindgen!({
     world: "cni-policy",
 });
 
-pub use exports::wasm_cni::plugin::policy;
-use wasm_cni::plugin::{addresses, firewall, links, log, routes, store, sysctl, types};
+pub use self::exports::wasm_cni::plugin::policy;
+use self::wasm_cni::plugin::{addresses, firewall, links, log, routes, store, sysctl, types};
 
 /// Memory limits that remember whether they refused a growth (to name the limit hit).
 pub struct Limits {

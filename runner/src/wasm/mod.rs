@@ -187,17 +187,32 @@ fn convert(r: policy::AddResult, sandbox_path: &str) -> Result<AddResult> {
     Ok(out)
 }
 
+/// The bounds and names of one guest call.
+pub struct Bounds<'a> {
+    /// The guest file (for messages).
+    pub guest_path: &'a Path,
+    /// CNI_NETNS, put into the result's `sandbox` fields.
+    pub sandbox_path: &'a str,
+    /// Wall-clock deadline.
+    pub timeout: Duration,
+    /// Memory cap.
+    pub memory_mib: u64,
+}
+
 /// Instantiate the guest and make one call. Always gives the sandbox back (for rollback).
 pub fn run(
     engine: &Engine,
     component: &Component,
-    guest_path: &Path,
     sandbox: Sandbox,
     call: Call,
-    sandbox_path: &str,
-    timeout: Duration,
-    memory_mib: u64,
+    b: &Bounds,
 ) -> (Result<Reply>, Sandbox, Phases) {
+    let Bounds {
+        guest_path,
+        sandbox_path,
+        timeout,
+        memory_mib,
+    } = *b;
     let mut phases = Phases::default();
     let t = Instant::now();
     let stderr = MemoryOutputPipe::new(16 * 1024);

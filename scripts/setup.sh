@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install what building, testing and the offline lab need on a fresh Debian machine:
+# Debian packages (only those missing) and the wasm32-wasip2 Rust target.
+set -euo pipefail
+
+packages=(
+  containernetworking-plugins  # reference plugins (benchmark baseline, loopback for containerd)
+  iproute2 iputils-ping        # ip netns, ping
+  nftables iptables            # nft is what the runner's firewall host functions call
+  jq bats shellcheck           # tests
+  podman runc uidmap           # the offline lab's container runtime
+  busybox-static               # tiny images built offline
+  containerd                   # the kubelet path tests
+  protobuf-compiler            # the CRI client's build
+  procps psmisc                # pgrep/fuser in clean-up paths
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found: install Rust with rustup first (https://rustup.rs)" >&2
+  exit 1
+fi
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  echo "setup: adding the wasm32-wasip2 Rust target" >&2
+  rustup target add wasm32-wasip2
+fi
+echo "setup: done" >&2

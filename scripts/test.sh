@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, build, lint, unit tests, end-to-end tests in throwaway
+# network namespaces. Ends with one line "summary: N passed, M failed".
+#   scripts/test.sh            everything
+#   SKIP_SETUP=1 scripts/test.sh   skip apt/rustup (already installed)
+#   SKIP_LAB=1 scripts/test.sh     skip the offline lab end-to-end run (podman)
+set -uo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo" || exit 2
+[ "$(id -u)" = 0 ] || { echo "test: run as root (the tests create network namespaces)" >&2; exit 2; }
+
+passed=0 failed=0 failures=()
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+
+stage() { printf '\n=== %s\n' "$*"; }
+# one check that counts as one test
+check() {
+  local name=$1; shift
+  if "$@"; then passed=$((passed+1)); echo "ok: $name"
+  else failed=$((failed+1)); failures+=("$name"); echo "FAILED: $name"; fi
+}
+# cargo test: count its "test result" lines
+cargo_tests() {
+  local name=$1; shift
+  "$@" 2>&1 | tee "$log/cargo.out"
+  local rc=${PIPESTATUS[0]} p f
+  p=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$log/cargo.out")
+  f=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$log/cargo.out")
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then failed=$((failed+1)); failures+=("$name (did not run)"); fi
+  [ "${f:-0}" -eq 0 ] || failures+=("$name")
+}
+# bats: count TAP lines
+bats_tests() {
+  local name=$1; shift
+  bats --formatter tap "$@" 2>&1 | tee "$log/bats.out"
+  local rc=${PIPESTATUS[0]} p f
+  p=$(grep -cE '^ok ' "$log/bats.out"); f=$(grep -cE '^not ok ' "$log/bats.out")
+  passed=$((passed + p)); failed=$((failed + f))
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then failed=$((failed+1)); failures+=("$name (did not run)"); fi
+  [ "$f" -eq 0 ] || failures+=("$name")
+}
+
+if [ -z "${SKIP_SETUP:-}" ]; then
+  stage "set-up (apt packages, wasm target)"
+  scripts/setup.sh || { echo "summary: 0 passed, 1 failed"; exit 1; }
+fi
+
+stage "build"
+if ! scripts/build.sh; then echo "summary: $passed passed, $((failed+1)) failed"; exit 1; fi
+
+stage "lint"
+check "cargo fmt --check" cargo fmt --all -- --check
+check "clippy (runner)" cargo clippy --release --locked -p wasm-cni --all-targets -- -D warnings
+check "clippy (guest, wasm32)" cargo clippy --release --locked -p wasm-cni-guest --target wasm32-wasip2 -- -D warnings
+mapfile -t shells < <(git ls-files '*.sh' '*.bash' 'scripts/*' 'tests/**/stubs/*' .ci/run | sort -u | while read -r f; do
+  [ -f "$f" ] && head -c 64 "$f" | grep -qE '^#!.*(ba)?sh' && echo "$f"; done)
+check "shellcheck -S warning (${#shells[@]} scripts)" shellcheck -S warning "${shells[@]}"
+
+stage "unit tests"
+cargo_tests "runner unit tests" cargo test --release --locked -p wasm-cni
+cargo_tests "guest unit tests (native)" cargo test --release --locked -p wasm-cni-guest
+
+stage "runner end to end (throwaway namespaces)"
+bats_tests "runner e2e" tests/cni
+
+stage "cluster scripts (stub gcloud/kubectl)"
+WASM_CNI_REAL_TESTS=1 bats_tests "cluster scripts" tests/scripts
+
+if [ -z "${SKIP_LAB:-}" ] && [ -f tests/lab.bats ]; then
+  stage "offline lab end to end (podman in node namespaces)"
+  bats_tests "offline lab" tests/lab.bats
+fi
+
+echo
+if [ "${#failures[@]}" -gt 0 ]; then printf 'failed: %s\n' "${failures[@]}"; fi
+echo "summary: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

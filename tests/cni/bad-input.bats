@@ -1,0 +1,118 @@
+#!/usr/bin/env bats
+# Bad input: every case is a CNI error object with the right code, a non-zero exit,
+# and nothing half-configured in the node (issue 2).
+
+load helpers
+
+setup() {
+  common_setup
+  add_pod a
+  POD=/run/netns/$T-a
+}
+teardown() { common_teardown; }
+
+# Nothing was set up: no links but lo in the node, no firewall table, no reservations.
+assert_untouched() {
+  [ -z "$(node_links)" ] || { echo "node links: $(node_links)" >&2; return 1; }
+  ! ip netns exec "$NODE" nft list table ip wasm_cni_testnet >/dev/null 2>&1
+  [ -z "$(store_keys | grep -E '^(ip|attach)')" ]
+  [ "$(ip -n "$T-a" -o link show | wc -l)" = 1 ]
+}
+
+@test "missing CNI_COMMAND is code 4" {
+  cni_env "$W/conf.json" CNI_CONTAINERID=c CNI_NETNS="$POD" CNI_IFNAME=eth0
+  expect_error 4
+  assert_untouched
+}
+
+@test "unknown CNI_COMMAND is code 4" {
+  cni_env "$W/conf.json" CNI_COMMAND=FROB CNI_CONTAINERID=c CNI_NETNS="$POD" CNI_IFNAME=eth0
+  expect_error 4
+}
+
+@test "missing CNI_CONTAINERID, CNI_IFNAME or CNI_NETNS for ADD is code 4" {
+  cni_env "$W/conf.json" CNI_COMMAND=ADD CNI_NETNS="$POD" CNI_IFNAME=eth0
+  expect_error 4
+  cni_env "$W/conf.json" CNI_COMMAND=ADD CNI_CONTAINERID=c CNI_NETNS="$POD"
+  expect_error 4
+  cni_env "$W/conf.json" CNI_COMMAND=ADD CNI_CONTAINERID=c CNI_IFNAME=eth0
+  expect_error 4
+  cni_env "$W/conf.json" CNI_COMMAND=ADD CNI_CONTAINERID=c CNI_IFNAME=eth0 CNI_NETNS=/run/netns/does-not-exist
+  expect_error 4
+  assert_untouched
+}
+
+@test "malformed JSON is code 6" {
+  printf '{"cniVersion": "1.0.0", "name": ' > "$W/bad.json"
+  cni ADD c a eth0 "$W/bad.json"
+  expect_error 6
+  assert_untouched
+}
+
+@test "unknown cniVersion is code 1" {
+  write_conf 9.9.9
+  cni ADD c a
+  expect_error 1
+  grep -q "9.9.9" <<<"$output"
+  assert_untouched
+}
+
+@test "a missing guest file is code 7 naming the file" {
+  write_conf 1.0.0 '.guest = "/nonexistent/policy.wasm"'
+  cni ADD c a
+  expect_error 7
+  grep -q "/nonexistent/policy.wasm" <<<"$output"
+  assert_untouched
+}
+
+@test "a corrupt guest file is code 7" {
+  head -c 4000 "$GUEST" > "$W/truncated.wasm"
+  write_conf 1.0.0 ".guest = \"$W/truncated.wasm\""
+  cni ADD c a
+  expect_error 7
+  printf 'not wasm at all' > "$W/text.wasm"
+  write_conf 1.0.0 ".guest = \"$W/text.wasm\""
+  cni ADD c a
+  expect_error 7
+  grep -q "not a WebAssembly file" <<<"$output"
+  assert_untouched
+}
+
+@test "a pod subnet that is not a subnet is code 7" {
+  SUBNET=200.200.1.7/24
+  write_conf 1.0.0
+  cni ADD c a
+  expect_error 7
+  grep -q "not a subnet" <<<"$output"
+  assert_untouched
+}
+
+@test "a pod subnet outside the pod network is code 7" {
+  SUBNET=10.5.0.0/24
+  write_conf 1.0.0
+  cni ADD c a
+  expect_error 7
+  assert_untouched
+}
+
+@test "a config that is not an object, or lacks name, is code 6 / 7" {
+  echo '[1,2]' > "$W/arr.json"
+  cni ADD c a eth0 "$W/arr.json"
+  expect_error 6
+  write_conf 1.0.0 'del(.name)'
+  cni ADD c a
+  expect_error 7
+  assert_untouched
+}
+
+@test "an exhausted pool is a policy error (101) and leaves no half-configured pod" {
+  SUBNET=200.200.1.0/30   # one pod address: .2
+  write_conf 1.0.0
+  add_pod b
+  cni ADD c1 a; expect_ok
+  cni ADD c2 b
+  expect_error 101
+  grep -q "no free address" <<<"$output"
+  [ "$(ip -n "$T-b" -o link show | wc -l)" = 1 ]
+  [ "$(node_links | grep -c '^wc')" = 1 ]
+}
