@@ -48,7 +48,7 @@ if [ -z "${SKIP_SETUP:-}" ]; then
 fi
 
 stage "build"
-if ! scripts/build.sh; then echo "summary: $passed passed, $((failed+1)) failed"; exit 1; fi
+if ! scripts/build.sh --test-artifacts; then echo "summary: $passed passed, $((failed+1)) failed"; exit 1; fi
 
 stage "lint"
 check "cargo fmt --check" cargo fmt --all -- --check
@@ -64,6 +64,9 @@ cargo_tests "guest unit tests (native)" cargo test --release --locked -p wasm-cn
 
 stage "runner end to end (throwaway namespaces)"
 bats_tests "runner e2e" tests/cni
+
+stage "sandbox: hostile guests, fault injection, storm, kill"
+bats_tests "sandbox" tests/sandbox
 
 stage "cluster scripts (stub gcloud/kubectl)"
 WASM_CNI_REAL_TESTS=1 bats_tests "cluster scripts" tests/scripts

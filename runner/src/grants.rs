@@ -288,6 +288,11 @@ impl Grants {
                 "not on the allow-list (net.ipv4.ip_forward; net.ipv4.conf.<link>.{forwarding,rp_filter,proxy_arp,arp_notify}; net.ipv6.conf.<link>.disable_ipv6)".into(),
             );
         };
+        if link == "all" || link == "default" {
+            return deny(format!(
+                "{link:?} is node-wide, not on the allow-list (only links this call may change)"
+            ));
+        }
         if write {
             self.link(ns, link, LinkOp::Change)?;
         } else if !crate::cni::env::valid_ifname(link) {

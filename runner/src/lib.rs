@@ -97,6 +97,7 @@ pub fn cni_main() -> i32 {
     if let Err(e) = read {
         return fail(Error::io("stdin", e));
     }
+    let t_parse = Instant::now();
     let conf = match NetConf::parse(raw) {
         Ok(c) => c,
         Err(e) => {
@@ -105,19 +106,26 @@ pub fn cni_main() -> i32 {
         }
     };
     let log = CallLog::open(&conf.log_file, env.command.as_str(), &env.container_id);
-    let mut timing = Timing::default();
+    let mut timing = Timing {
+        start_us: t_parse.duration_since(started).as_micros(),
+        parse_us: t_parse.elapsed().as_micros(),
+        ..Timing::default()
+    };
     let outcome = execute(&env, &conf, &log, &mut timing).map_err(|e| status_code(env.command, e));
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
     match outcome {
         Ok(doc) => {
-            log.line("INFO", &format!("ok {ms:.2}ms {timing}"));
+            let t_write = Instant::now();
             match doc {
                 Some(d) => emit(&d),
                 None => emit_nothing(),
             };
+            timing.write_us = t_write.elapsed().as_micros();
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            log.line("INFO", &format!("ok {ms:.2}ms {timing}"));
             0
         }
         Err(e) => {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
             log.line(
                 "ERROR",
                 &format!("failed code={} {ms:.2}ms {timing}: {e}", e.code()),
@@ -139,12 +147,17 @@ fn status_code(cmd: Command, e: Error) -> Error {
 /// Where the time of one call went (the benchmark reads this from the log).
 #[derive(Default)]
 struct Timing {
+    /// From main to the config parse (reading env and stdin).
+    start_us: u128,
+    parse_us: u128,
     engine_us: u128,
     load_us: u128,
     cache: Option<wasm::CacheOutcome>,
     lock_us: u128,
     phases: wasm::Phases,
     host_calls: u32,
+    host_us: u128,
+    write_us: u128,
     rollback: Option<usize>,
 }
 
@@ -152,7 +165,9 @@ impl std::fmt::Display for Timing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "engine_us={} load_us={} cache={:?} lock_us={} linker_us={} instantiate_us={} guest_us={} host_calls={}",
+            "stdin_us={} parse_us={} engine_us={} load_us={} cache={:?} lock_us={} linker_us={} instantiate_us={} guest_us={} host_us={} host_calls={} write_us={}",
+            self.start_us,
+            self.parse_us,
             self.engine_us,
             self.load_us,
             self.cache,
@@ -160,7 +175,9 @@ impl std::fmt::Display for Timing {
             self.phases.linker_us,
             self.phases.instantiate_us,
             self.phases.guest_us,
-            self.host_calls
+            self.host_us,
+            self.host_calls,
+            self.write_us
         )?;
         if let Some(n) = self.rollback {
             write!(f, " rolled_back={n}")?;
@@ -221,7 +238,7 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
     let namespaces = netns::Namespaces::new(if has_netns { env.netns.clone() } else { None })
         .map_err(|e| Error::io("the runner's own network namespace", e))?;
     let journal = (env.command == Command::Add).then(journal::Journal::default);
-    let sandbox = sandbox::Sandbox::new(
+    let mut sandbox = sandbox::Sandbox::new(
         grants,
         netlink::Netlink::new(namespaces),
         st,
@@ -229,6 +246,9 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
         log.clone(),
         firewall::table_name(&conf.name),
     );
+    if conf.timing {
+        sandbox.trace = Some(Vec::new());
+    }
     let request = || wasm::Request {
         container_id: env.container_id.clone(),
         ifname: env.ifname.clone(),
@@ -264,6 +284,14 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
     let (result, mut sandbox, phases) = wasm::run(&engine, &component, sandbox, call, &bounds);
     timing.phases = phases;
     timing.host_calls = sandbox.calls;
+    timing.host_us = sandbox.host_time.as_micros();
+    if let Some(trace) = &sandbox.trace {
+        let ops: Vec<String> = trace
+            .iter()
+            .map(|(op, d)| format!("{op}={}us", d.as_micros()))
+            .collect();
+        log.line("DEBUG", &format!("host calls: {}", ops.join(" ")));
+    }
     let result = match result {
         Err(e) if env.command == Command::Add => {
             let (n, failures) = sandbox.rollback();

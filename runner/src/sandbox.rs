@@ -24,10 +24,14 @@ pub struct Sandbox {
     pub table: String,
     /// How many host operations were asked for (for fault injection and the log).
     pub calls: u32,
-    /// Test switch (debug builds only): fail the k-th host call.
+    /// Test switch (feature `fault-injection` only): fail the k-th host call.
     fail_at: Option<u32>,
     /// Whether this call already learnt if the firewall table existed before it.
     fw_checked: bool,
+    /// Time spent in host operations.
+    pub host_time: std::time::Duration,
+    /// Per-operation timings, kept when the config asks for `"timing": true`.
+    pub trace: Option<Vec<(&'static str, std::time::Duration)>>,
 }
 
 fn cidr(text: &str) -> OpResult<Ipv4Network> {
@@ -63,8 +67,8 @@ impl Sandbox {
         log: CallLog,
         table: String,
     ) -> Self {
-        let fail_at = if cfg!(debug_assertions) {
-            std::env::var("WASM_CNI_TEST_FAIL_AT")
+        let fail_at = if cfg!(feature = "fault-injection") {
+            std::env::var("WASM_CNI_FAIL_AT")
                 .ok()
                 .and_then(|v| v.parse().ok())
         } else {
@@ -80,6 +84,16 @@ impl Sandbox {
             calls: 0,
             fail_at,
             fw_checked: false,
+            host_time: std::time::Duration::ZERO,
+            trace: None,
+        }
+    }
+
+    /// Account the time of one host operation (called by the import adapters).
+    pub fn note(&mut self, op: &'static str, d: std::time::Duration) {
+        self.host_time += d;
+        if let Some(t) = &mut self.trace {
+            t.push((op, d));
         }
     }
 

@@ -57,6 +57,13 @@ pub fn check_key(key: &str) -> OpResult<()> {
             "store key {key:?}: must be 1 to {MAX_KEY} printable ASCII characters without spaces"
         )));
     }
+    // Keys are names inside this network's store, not paths: refuse anything that
+    // reads like a way out of it.
+    if key.starts_with('/') || key.split('/').any(|seg| seg == "..") {
+        return Err(OpError::denied(format!(
+            "store key {key:?}: keys live in this network's store; '/' at the start and '..' segments are refused"
+        )));
+    }
     Ok(())
 }
 

@@ -40,6 +40,8 @@ pub struct NetConf {
     /// GC: the attachments to keep (`cni.dev/valid-attachments`, or the older
     /// `cni.dev/attachments`), as (container id, ifname).
     pub valid_attachments: Vec<(String, String)>,
+    /// Log every host call's time (`timing`).
+    pub timing: bool,
     /// The config text exactly as received; the guest gets this.
     pub raw: String,
 }
@@ -140,6 +142,15 @@ impl NetConf {
             memory_limit_mib: number(obj, "memoryLimitMiB", 64, (1, 4096))?,
             lock_timeout_ms: number(obj, "lockTimeoutMs", 20_000, (1, 600_000))?,
             valid_attachments: attachments(obj)?,
+            timing: match obj.get("timing") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(v) => {
+                    return Err(Error::InvalidConfig(format!(
+                        "\"timing\" must be true or false, not {v}"
+                    )))
+                }
+            },
             cni_version,
             name,
             bridge,

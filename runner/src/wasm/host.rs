@@ -88,6 +88,20 @@ impl From<OpError> for types::HostError {
 
 type R<T> = Result<T, types::HostError>;
 
+impl State {
+    /// Run one host operation, timing it for the call log's breakdown.
+    fn timed<T>(
+        &mut self,
+        op: &'static str,
+        f: impl FnOnce(&mut Sandbox) -> Result<T, OpError>,
+    ) -> R<T> {
+        let t = std::time::Instant::now();
+        let r = f(&mut self.sandbox);
+        self.sandbox.note(op, t.elapsed());
+        Ok(r?)
+    }
+}
+
 fn link_info(l: crate::netlink::LinkInfo) -> types::LinkInfo {
     types::LinkInfo {
         name: l.name,
@@ -102,10 +116,14 @@ impl types::Host for State {}
 
 impl links::Host for State {
     fn get(&mut self, n: types::Netns, name: String) -> R<Option<types::LinkInfo>> {
-        Ok(self.sandbox.link_get(ns(n), &name)?.map(link_info))
+        self.timed("links.get", |s| {
+            s.link_get(ns(n), &name).map(|l| l.map(link_info))
+        })
     }
     fn create_bridge(&mut self, name: String, mtu: Option<u32>) -> R<types::LinkInfo> {
-        Ok(link_info(self.sandbox.create_bridge(&name, mtu)?))
+        self.timed("links.create-bridge", |s| {
+            s.create_bridge(&name, mtu).map(link_info)
+        })
     }
     fn create_veth(
         &mut self,
@@ -113,23 +131,25 @@ impl links::Host for State {
         container_name: String,
         mtu: Option<u32>,
     ) -> R<links::VethPair> {
-        let (h, c) = self.sandbox.create_veth(&host_name, &container_name, mtu)?;
-        Ok(links::VethPair {
-            host: link_info(h),
-            container: link_info(c),
+        self.timed("links.create-veth", |s| {
+            s.create_veth(&host_name, &container_name, mtu)
+                .map(|(h, c)| links::VethPair {
+                    host: link_info(h),
+                    container: link_info(c),
+                })
         })
     }
     fn set_master(&mut self, name: String, bridge: String) -> R<()> {
-        Ok(self.sandbox.set_master(&name, &bridge)?)
+        self.timed("links.set-master", |s| s.set_master(&name, &bridge))
     }
     fn set_up(&mut self, n: types::Netns, name: String) -> R<()> {
-        Ok(self.sandbox.set_up(ns(n), &name)?)
+        self.timed("links.set-up", |s| s.set_up(ns(n), &name))
     }
     fn set_mtu(&mut self, n: types::Netns, name: String, mtu: u32) -> R<()> {
-        Ok(self.sandbox.set_mtu(ns(n), &name, mtu)?)
+        self.timed("links.set-mtu", |s| s.set_mtu(ns(n), &name, mtu))
     }
     fn delete(&mut self, n: types::Netns, name: String) -> R<()> {
-        Ok(self.sandbox.delete_link(ns(n), &name)?)
+        self.timed("links.delete", |s| s.delete_link(ns(n), &name))
     }
     fn attachment_link(&mut self, container_id: String, ifname: String) -> String {
         self.sandbox.attachment_link(&container_id, &ifname)
@@ -138,77 +158,83 @@ impl links::Host for State {
 
 impl addresses::Host for State {
     fn add(&mut self, n: types::Netns, link: String, address: String) -> R<()> {
-        Ok(self.sandbox.address_add(ns(n), &link, &address)?)
+        self.timed("addresses.add", |s| s.address_add(ns(n), &link, &address))
     }
     fn remove(&mut self, n: types::Netns, link: String, address: String) -> R<()> {
-        Ok(self.sandbox.address_remove(ns(n), &link, &address)?)
+        self.timed("addresses.remove", |s| {
+            s.address_remove(ns(n), &link, &address)
+        })
     }
     fn list(&mut self, n: types::Netns, link: String) -> R<Vec<String>> {
-        Ok(self.sandbox.address_list(ns(n), &link)?)
+        self.timed("addresses.list", |s| s.address_list(ns(n), &link))
     }
 }
 
 impl routes::Host for State {
     fn add(&mut self, n: types::Netns, r: routes::Route) -> R<()> {
-        Ok(self.sandbox.route_add(
-            ns(n),
-            &r.destination,
-            r.gateway.as_deref(),
-            r.link.as_deref(),
-        )?)
+        self.timed("routes.add", |s| {
+            s.route_add(
+                ns(n),
+                &r.destination,
+                r.gateway.as_deref(),
+                r.link.as_deref(),
+            )
+        })
     }
     fn remove(&mut self, n: types::Netns, r: routes::Route) -> R<()> {
-        Ok(self.sandbox.route_remove(
-            ns(n),
-            &r.destination,
-            r.gateway.as_deref(),
-            r.link.as_deref(),
-        )?)
+        self.timed("routes.remove", |s| {
+            s.route_remove(
+                ns(n),
+                &r.destination,
+                r.gateway.as_deref(),
+                r.link.as_deref(),
+            )
+        })
     }
     fn list(&mut self, n: types::Netns, link: Option<String>) -> R<Vec<routes::Route>> {
-        Ok(self
-            .sandbox
-            .route_list(ns(n), link.as_deref())?
-            .into_iter()
-            .map(|r| routes::Route {
-                destination: r.destination.to_string(),
-                gateway: r.gateway.map(|g| g.to_string()),
-                link: r.link,
-            })
-            .collect())
+        self.timed("routes.list", |s| {
+            Ok(s.route_list(ns(n), link.as_deref())?
+                .into_iter()
+                .map(|r| routes::Route {
+                    destination: r.destination.to_string(),
+                    gateway: r.gateway.map(|g| g.to_string()),
+                    link: r.link,
+                })
+                .collect())
+        })
     }
 }
 
 impl firewall::Host for State {
     fn allow_forward(&mut self, network: String) -> R<()> {
-        Ok(self.sandbox.allow_forward(&network)?)
+        self.timed("firewall.allow-forward", |s| s.allow_forward(&network))
     }
     fn masquerade(&mut self, source: String, except: Vec<String>) -> R<()> {
-        Ok(self.sandbox.masquerade(&source, &except)?)
+        self.timed("firewall.masquerade", |s| s.masquerade(&source, &except))
     }
 }
 
 impl sysctl::Host for State {
     fn get(&mut self, n: types::Netns, key: String) -> R<String> {
-        Ok(self.sandbox.sysctl_get(ns(n), &key)?)
+        self.timed("sysctl.get", |s| s.sysctl_get(ns(n), &key))
     }
     fn set(&mut self, n: types::Netns, key: String, value: String) -> R<()> {
-        Ok(self.sandbox.sysctl_set(ns(n), &key, &value)?)
+        self.timed("sysctl.set", |s| s.sysctl_set(ns(n), &key, &value))
     }
 }
 
 impl store::Host for State {
     fn get(&mut self, key: String) -> R<Option<String>> {
-        Ok(self.sandbox.store_get(&key)?)
+        self.timed("store.get", |s| s.store_get(&key))
     }
     fn put(&mut self, key: String, value: String) -> R<()> {
-        Ok(self.sandbox.store_put(&key, &value)?)
+        self.timed("store.put", |s| s.store_put(&key, &value))
     }
     fn delete(&mut self, key: String) -> R<bool> {
-        Ok(self.sandbox.store_delete(&key)?)
+        self.timed("store.delete", |s| s.store_delete(&key))
     }
     fn list(&mut self, prefix: String) -> R<Vec<String>> {
-        Ok(self.sandbox.store_list(&prefix)?)
+        self.timed("store.list", |s| s.store_list(&prefix))
     }
 }
 

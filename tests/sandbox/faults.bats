@@ -1,0 +1,75 @@
+#!/usr/bin/env bats
+# Fault injection (issue 4): an ADD whose k-th host operation fails, for every k,
+# leaves nothing behind: on a fresh node (node setup rolled back too) and on a node
+# that already has a pod.
+
+load sandbox-helpers
+
+setup() {
+  common_setup
+  [ -x "$FAULTY_RUNNER" ] || { echo "missing $FAULTY_RUNNER: run scripts/build.sh --test-artifacts" >&2; return 1; }
+  RUNNER=$FAULTY_RUNNER
+  add_uplink
+  add_pod a; add_pod b
+}
+teardown() { common_teardown; }
+
+# how many host operations a successful ADD of pod b makes from the current state
+count_calls() {
+  local probe=$1
+  add_pod "$probe"
+  cni ADD "$probe" "$probe"; expect_ok
+  local n
+  n=$(grep "ADD $probe: ok" "$W/wasm-cni.log" | sed -E 's/.* host_calls=([0-9]+).*/\1/')
+  cni DEL "$probe" "$probe"; expect_ok
+  echo "$n"
+}
+
+fail_every_k() {
+  local calls=$1 k before after
+  before=$(snapshot "$T-b")
+  for k in $(seq 1 "$calls"); do
+    set +e
+    output=$(ip netns exec "$NODE" env -i WASM_CNI_FAIL_AT="$k" CNI_COMMAND=ADD CNI_CONTAINERID=cb \
+      CNI_NETNS="/run/netns/$T-b" CNI_IFNAME=eth0 "$RUNNER" < "$W/conf.json")
+    status=$?
+    set -e
+    assert_one_json_or_nothing
+    [ "$status" -ne 0 ] || { echo "k=$k: ADD succeeded" >&2; return 1; }
+    grep -q "injected failure at host call $k" <<<"$output" || { echo "k=$k: $output" >&2; return 1; }
+    after=$(snapshot "$T-b")
+    if [ "$before" != "$after" ]; then
+      echo "k=$k left something:" >&2
+      diff <(echo "$before") <(echo "$after") >&2 || true
+      return 1
+    fi
+  done
+  # The failures really came after applied effects: most calls had something to undo.
+  local undone
+  undone=$(grep -cE "ADD cb: failed .* rolled_back=[1-9]" "$W/wasm-cni.log")
+  echo "$undone of $calls injected failures had effects to roll back" >&3
+  [ "$undone" -ge $((calls / 2)) ]
+}
+
+@test "every failing host call of a first ADD (node setup included) leaves the node pristine" {
+  # Learn the count on a throwaway node state, then start from pristine again.
+  calls=$(count_calls probe1)
+  [ "$calls" -gt 15 ]
+  # back to a pristine node: remove what node setup made
+  ip -n "$NODE" link del cni0
+  ip netns exec "$NODE" nft delete table ip wasm_cni_testnet
+  ip netns exec "$NODE" sysctl -qw net.ipv4.ip_forward=0
+  rm -rf "$W/state"
+  fail_every_k "$calls"
+  # and the node still works afterwards
+  cni ADD cb b; expect_ok
+  ping_from "$T-b" 200.200.1.1
+}
+
+@test "every failing host call of an ADD next to a running pod leaves both untouched" {
+  cni ADD ca a; expect_ok
+  calls=$(count_calls probe2)
+  [ "$calls" -gt 5 ]
+  fail_every_k "$calls"
+  ping_from "$T-a" 200.200.1.1
+}
