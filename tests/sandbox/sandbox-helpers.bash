@@ -1,7 +1,9 @@
 # Helpers for the sandbox tests (issue 4), on top of the runner e2e helpers.
 load ../cni/helpers
 
+# shellcheck disable=SC2034  # used by the .bats files that load this
 HOSTILE=${WASM_CNI_HOSTILE:-$REPO/dist/test/hostile.wasm}
+# shellcheck disable=SC2034
 FAULTY_RUNNER=${WASM_CNI_FAULTY_RUNNER:-$REPO/dist/test/wasm-cni-faults}
 
 # A node with an uplink like a real one: veth "uplink0" to an upstream namespace,
