@@ -49,10 +49,13 @@ fi
 
 stage "build"
 if ! scripts/build.sh --test-artifacts; then echo "summary: $passed passed, $((failed+1)) failed"; exit 1; fi
+check "build cri-client" cargo build --release --locked -p cri-client
 
 stage "lint"
 check "cargo fmt --check" cargo fmt --all -- --check
 check "clippy (runner)" cargo clippy --release --locked -p wasm-cni --all-targets -- -D warnings
+check "clippy (cri-client)" cargo clippy --release --locked -p cri-client --all-targets -- -D warnings
+check "clippy (hostile test guest, wasm32)" cargo clippy --release --locked -p wasm-cni-hostile-guest --target wasm32-wasip2 -- -D warnings
 check "clippy (guest, wasm32)" cargo clippy --release --locked -p wasm-cni-guest --target wasm32-wasip2 -- -D warnings
 mapfile -t shells < <(git ls-files '*.sh' '*.bash' 'scripts/*' 'tests/**/stubs/*' .ci/run | sort -u | while read -r f; do
   [ -f "$f" ] && head -c 64 "$f" | grep -qE '^#!.*(ba)?sh' && echo "$f"; done)
@@ -61,9 +64,13 @@ check "shellcheck -S warning (${#shells[@]} scripts)" shellcheck -S warning "${s
 stage "unit tests"
 cargo_tests "runner unit tests" cargo test --release --locked -p wasm-cni
 cargo_tests "guest unit tests (native)" cargo test --release --locked -p wasm-cni-guest
+cargo_tests "cri-client unit tests" cargo test --release --locked -p cri-client
 
 stage "runner end to end (throwaway namespaces)"
 bats_tests "runner e2e" tests/cni
+
+stage "kubelet path (containerd CRI in a node namespace)"
+bats_tests "cri (containerd)" tests/cri
 
 stage "sandbox: hostile guests, fault injection, storm, kill"
 bats_tests "sandbox" tests/sandbox
