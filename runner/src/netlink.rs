@@ -76,6 +76,17 @@ fn info(msg: &LinkMessage) -> LinkInfo {
     li
 }
 
+/// A random, locally administered, unicast MAC.
+fn local_mac(salt: &str) -> [u8; 6] {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let seed = format!("{salt}/{now}/{}", std::process::id());
+    let h = xxhash_rust::xxh3::xxh3_64(seed.as_bytes()).to_le_bytes();
+    [(h[0] & 0xfe) | 0x02, h[1], h[2], h[3], h[4], h[5]]
+}
+
 /// Netlink access for one call.
 pub struct Netlink {
     rt: Option<Runtime>,
@@ -164,9 +175,13 @@ impl Netlink {
         })
     }
 
+    /// A bridge with a fixed MAC: without one the kernel gives the bridge the lowest MAC
+    /// of its ports, so the pods' gateway MAC would change as pods come and go.
     pub fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> OpResult<LinkInfo> {
         let h = self.handle(Ns::Host)?;
-        let mut b = LinkBridge::new(name).down();
+        let mut b = LinkBridge::new(name)
+            .down()
+            .address(local_mac(name).to_vec());
         if let Some(m) = mtu {
             b = b.mtu(m);
         }

@@ -14,10 +14,10 @@ setup() {
 }
 teardown() { common_teardown; }
 
-# how many host operations a successful ADD of pod b makes from the current state
+# how many host operations a successful ADD makes from the current state
+# (the probe pod must exist: created by the caller, so that teardown knows it)
 count_calls() {
   local probe=$1
-  add_pod "$probe"
   cni ADD "$probe" "$probe"; expect_ok
   local n
   n=$(grep "ADD $probe: ok" "$W/wasm-cni.log" | sed -E 's/.* host_calls=([0-9]+).*/\1/')
@@ -53,6 +53,7 @@ fail_every_k() {
 
 @test "every failing host call of a first ADD (node setup included) leaves the node pristine" {
   # Learn the count on a throwaway node state, then start from pristine again.
+  add_pod probe1
   calls=$(count_calls probe1)
   [ "$calls" -gt 15 ]
   # back to a pristine node: remove what node setup made
@@ -68,6 +69,7 @@ fail_every_k() {
 
 @test "every failing host call of an ADD next to a running pod leaves both untouched" {
   cni ADD ca a; expect_ok
+  add_pod probe2
   calls=$(count_calls probe2)
   [ "$calls" -gt 5 ]
   fail_every_k "$calls"

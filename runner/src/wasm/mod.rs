@@ -222,7 +222,15 @@ pub fn run(
             max_bytes: (memory_mib as usize) << 20,
             hit: false,
         },
-        wasi: WasiCtxBuilder::new().stderr(stderr.clone()).build(),
+        // WASI is linked because std-based guests (Rust wasip2, Python, JS) import
+        // it, but the context grants nothing: no preopened directories, no environment,
+        // no arguments, no stdin, no sockets; stdout is discarded, stderr kept for the log.
+        wasi: WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build(),
         table: ResourceTable::new(),
         stderr,
     };

@@ -1,0 +1,296 @@
+//! Host functions against real netlink, in throwaway namespaces (needs root).
+//!
+//! Each test makes a node and a pod namespace with `ip netns add`, moves its own thread
+//! into the node namespace (setns is per thread, and cargo runs each test on its own
+//! thread), and drives `Netlink` / `Sandbox` directly. Namespaces are removed by a
+//! guard, also when the test fails.
+
+use ipnetwork::Ipv4Network;
+use nix::sched::{setns, CloneFlags};
+use std::fs::File;
+use std::process::Command;
+use wasm_cni::calllog::CallLog;
+use wasm_cni::grants::{Grants, Scope};
+use wasm_cni::netlink::{Netlink, RouteSpec};
+use wasm_cni::netns::{Namespaces, Ns};
+use wasm_cni::op_error::OpKind;
+use wasm_cni::sandbox::Sandbox;
+use wasm_cni::store::Store;
+
+struct Netns {
+    names: Vec<String>,
+    root: File,
+}
+
+impl Netns {
+    /// Node and pod namespaces for `tag`; this thread enters the node namespace.
+    fn new(tag: &str) -> Netns {
+        let pid = std::process::id();
+        let names = vec![format!("rt{pid}{tag}-node"), format!("rt{pid}{tag}-pod")];
+        for n in &names {
+            let ok = Command::new("ip")
+                .args(["netns", "add", n])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ip netns add {n} (the netlink tests need root)");
+        }
+        let root = File::open("/proc/thread-self/ns/net").unwrap();
+        let node = File::open(format!("/run/netns/{}", names[0])).unwrap();
+        setns(&node, CloneFlags::CLONE_NEWNET).unwrap();
+        Netns { names, root }
+    }
+
+    fn pod_path(&self) -> std::path::PathBuf {
+        format!("/run/netns/{}", self.names[1]).into()
+    }
+
+    fn ip(&self, which: usize, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .arg("-n")
+            .arg(&self.names[which])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = setns(&self.root, CloneFlags::CLONE_NEWNET);
+        for n in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+fn net(s: &str) -> Ipv4Network {
+    s.parse().unwrap()
+}
+
+#[test]
+fn links_addresses_routes_in_both_namespaces() {
+    let ns = Netns::new("a");
+    let mut nl = Netlink::new(Namespaces::new(Some(ns.pod_path())).unwrap());
+
+    assert_eq!(nl.get_link(Ns::Host, "cni0").unwrap(), None);
+    let br = nl.create_bridge("cni0", Some(1400)).unwrap();
+    assert_eq!((br.name.as_str(), br.mtu, br.up), ("cni0", 1400, false));
+    assert_eq!(
+        nl.create_bridge("cni0", None).unwrap_err().kind,
+        OpKind::AlreadyExists
+    );
+
+    let (host, pod) = nl.create_veth("wctest0", "eth0", None).unwrap();
+    assert_eq!(host.name, "wctest0");
+    assert_eq!(pod.name, "eth0");
+    assert_eq!(pod.mac.len(), 17);
+    // the peer was created in the pod namespace, never in the node's
+    assert!(ns.ip(1, &["link", "show", "eth0"]).contains("eth0"));
+    assert!(!ns.ip(0, &["-o", "link"]).contains(" eth0"));
+
+    nl.set_master("wctest0", "cni0").unwrap();
+    assert_eq!(
+        nl.get_link(Ns::Host, "wctest0").unwrap().unwrap().master,
+        Some(br.index)
+    );
+    nl.set_up(Ns::Host, "wctest0").unwrap();
+    nl.set_up(Ns::Host, "cni0").unwrap();
+    nl.set_up(Ns::Container, "eth0").unwrap();
+    nl.set_mtu(Ns::Container, "eth0", 1300).unwrap();
+    assert_eq!(
+        nl.get_link(Ns::Container, "eth0").unwrap().unwrap().mtu,
+        1300
+    );
+
+    nl.add_address(Ns::Host, "cni0", net("200.200.1.1/24"))
+        .unwrap();
+    nl.add_address(Ns::Container, "eth0", net("200.200.1.2/24"))
+        .unwrap();
+    assert_eq!(
+        nl.add_address(Ns::Container, "eth0", net("200.200.1.2/24"))
+            .unwrap_err()
+            .kind,
+        OpKind::AlreadyExists
+    );
+    assert_eq!(
+        nl.list_addresses(Ns::Container, "eth0").unwrap(),
+        vec![net("200.200.1.2/24")]
+    );
+
+    let default = RouteSpec {
+        destination: net("0.0.0.0/0"),
+        gateway: Some("200.200.1.1".parse().unwrap()),
+        link: Some("eth0".into()),
+    };
+    nl.add_route(Ns::Container, &default).unwrap();
+    let routes = nl.list_routes(Ns::Container, Some("eth0")).unwrap();
+    assert!(routes.contains(&default), "{routes:?}");
+    assert!(ns
+        .ip(1, &["route"])
+        .contains("default via 200.200.1.1 dev eth0"));
+
+    nl.remove_route(Ns::Container, &default).unwrap();
+    assert_eq!(
+        nl.remove_route(Ns::Container, &default).unwrap_err().kind,
+        OpKind::NotFound
+    );
+    nl.remove_address(Ns::Container, "eth0", net("200.200.1.2/24"))
+        .unwrap();
+    assert_eq!(
+        nl.remove_address(Ns::Container, "eth0", net("200.200.1.2/24"))
+            .unwrap_err()
+            .kind,
+        OpKind::NotFound
+    );
+
+    nl.delete_link(Ns::Host, "wctest0").unwrap();
+    assert_eq!(
+        nl.get_link(Ns::Container, "eth0").unwrap(),
+        None,
+        "the peer goes with it"
+    );
+    assert_eq!(
+        nl.delete_link(Ns::Host, "wctest0").unwrap_err().kind,
+        OpKind::NotFound
+    );
+}
+
+#[test]
+fn a_gone_container_namespace_is_not_found_not_a_crash() {
+    let ns = Netns::new("b");
+    let mut nl = Netlink::new(Namespaces::new(Some("/run/netns/does-not-exist".into())).unwrap());
+    assert_eq!(
+        nl.get_link(Ns::Container, "eth0").unwrap_err().kind,
+        OpKind::NotFound
+    );
+    // and the host side still works
+    assert_eq!(nl.get_link(Ns::Host, "cni0").unwrap(), None);
+    drop(ns);
+}
+
+fn sandbox(ns: &Netns, dir: &std::path::Path, journal: bool) -> Sandbox {
+    let grants = Grants::new(
+        Scope::Attachment {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+        },
+        true,
+        "cni0",
+        "wc",
+        Some(net("200.200.0.0/16")),
+    );
+    Sandbox::new(
+        grants,
+        Netlink::new(Namespaces::new(Some(ns.pod_path())).unwrap()),
+        Store::open(dir).unwrap(),
+        journal.then(Default::default),
+        CallLog::open(&dir.join("log"), "ADD", "c1"),
+        "wasm_cni_test".into(),
+    )
+}
+
+#[test]
+fn the_sandbox_denies_before_touching_and_rolls_back_what_it_did() {
+    let ns = Netns::new("c");
+    let dir = tempfile::tempdir().unwrap();
+    // a node uplink with the default route, like eth0 on a real node
+    Command::new("ip")
+        .args([
+            "link",
+            "add",
+            "uplink0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "upstream0",
+        ])
+        .status()
+        .unwrap();
+    Command::new("ip")
+        .args(["addr", "add", "10.0.0.3/16", "dev", "uplink0"])
+        .status()
+        .unwrap();
+    Command::new("ip")
+        .args(["link", "set", "uplink0", "up"])
+        .status()
+        .unwrap();
+    Command::new("ip")
+        .args(["route", "add", "default", "via", "10.0.0.1"])
+        .status()
+        .unwrap();
+    // an earlier call set the node up: its bridge is not this call's to delete
+    let mut earlier = sandbox(&ns, dir.path(), false);
+    earlier.create_bridge("cni0", None).unwrap();
+    earlier
+        .address_add(Ns::Host, "cni0", "200.200.1.1/24")
+        .unwrap();
+    drop(earlier);
+    // operstate follows carrier; the admin flags are what a call changes
+    let snap = || {
+        ns.ip(0, &["-o", "link"])
+            .replace(" state UNKNOWN", "")
+            .replace(" state DOWN", "")
+            + &ns.ip(0, &["-4", "-o", "addr"])
+            + &ns.ip(0, &["route"])
+    };
+    let before = snap();
+
+    let mut sb = sandbox(&ns, dir.path(), true);
+    let own = sb.grants.host_link().unwrap().to_string();
+    sb.create_veth(&own, "eth0", None).unwrap();
+    sb.set_master(&own, "cni0").unwrap();
+    sb.address_add(Ns::Container, "eth0", "200.200.1.2/24")
+        .unwrap();
+    sb.set_up(Ns::Container, "eth0").unwrap();
+    sb.route_add(
+        Ns::Container,
+        "0.0.0.0/0",
+        Some("200.200.1.1"),
+        Some("eth0"),
+    )
+    .unwrap();
+    sb.store_put("ip/200.200.1.2", "c1 eth0").unwrap();
+
+    // every forbidden operation is refused, typed, and changes nothing
+    for e in [
+        sb.delete_link(Ns::Host, "uplink0").unwrap_err(),
+        sb.set_up(Ns::Host, "uplink0").unwrap_err(),
+        sb.address_add(Ns::Host, "uplink0", "200.200.1.9/24")
+            .unwrap_err(),
+        sb.delete_link(Ns::Host, "lo").unwrap_err(),
+        sb.delete_link(Ns::Host, "cni0").unwrap_err(),
+        sb.route_add(Ns::Host, "0.0.0.0/0", Some("10.0.0.9"), None)
+            .unwrap_err(),
+        sb.route_add(Ns::Container, "8.8.8.0/24", Some("200.200.1.1"), None)
+            .unwrap_err(),
+        sb.sysctl_set(Ns::Host, "kernel.panic", "1").unwrap_err(),
+        sb.store_put("../other/x", "y").unwrap_err(),
+        sb.masquerade("10.0.0.0/16", &[]).unwrap_err(),
+        sb.create_veth("wcother", "eth1", None).unwrap_err(),
+    ] {
+        assert_eq!(e.kind, OpKind::Denied, "{e}");
+    }
+    assert!(ns.ip(0, &["link", "show", "uplink0"]).contains("uplink0"));
+    assert!(std::fs::read_to_string(dir.path().join("log"))
+        .unwrap()
+        .contains("denied delete link uplink0"));
+
+    // the failed ADD is undone in reverse: veth, address, route, store key
+    let (undone, failures) = sb.rollback();
+    assert!(undone >= 4, "{undone}");
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(before, snap());
+    assert_eq!(
+        ns.ip(1, &["-o", "link"]).lines().count(),
+        1,
+        "only lo left in the pod"
+    );
+    assert!(Store::open(dir.path())
+        .unwrap()
+        .list("")
+        .unwrap()
+        .is_empty());
+}
