@@ -11,6 +11,8 @@ LAB_DIR=${LAB_DIR:-/var/lib/wasm-cni-lab}
 LAB_PREFIX=${LAB_PREFIX:-lab}
 LAB_PLUGIN=${LAB_PLUGIN:-wasm-cni}
 DIST_DIR=${DIST_DIR:-$REPO/dist}
+# the guest the nodes use (a student's own component, validated first)
+LAB_GUEST=${LAB_GUEST:-$DIST_DIR/guests/default.wasm}
 REF_CNI_DIR=${REF_CNI_DIR:-/usr/lib/cni}
 
 NETWORK=wasm-cni                 # conflist name = podman network name
@@ -191,7 +193,7 @@ routes_down() {
 write_conflist() {  # node plugin
     local node=$1 plugin=$2 d; d=$(node_dir "$node")
     if [[ $plugin == wasm-cni ]]; then
-        jq -n --arg name "$NETWORK" --arg guest "$d/guests/default.wasm" \
+        jq -n --arg name "$NETWORK" --arg guest "$d/guests/$(basename "$LAB_GUEST")" \
               --arg host "$HOST_NET" --arg podnet "$POD_NET" --arg sub "${POD_CIDR[$node]}" \
               --arg cache "$d/cache" --arg state "$d/state" --arg log "$d/log/wasm-cni.log" '
             {cniVersion: "1.0.0", name: $name, plugins: [{
@@ -218,7 +220,8 @@ node_files() {  # node plugin
     mkdir -p "$d"/{bin,guests,net.d,cache,state,log,ipam} "$d"/podman/{tmp,root,runroot,volumes}
     if [[ $plugin == wasm-cni ]]; then
         copy_if_changed "$DIST_DIR/bin/wasm-cni" "$d/bin/wasm-cni" 0755 && changed+=(bin/wasm-cni)
-        copy_if_changed "$DIST_DIR/guests/default.wasm" "$d/guests/default.wasm" 0644 && changed+=(guests/default.wasm)
+        local g; g=$(basename "$LAB_GUEST")
+        copy_if_changed "$LAB_GUEST" "$d/guests/$g" 0644 && changed+=("guests/$g")
     else
         copy_if_changed "$REF_CNI_DIR/bridge" "$d/bin/bridge" 0755 && changed+=(bin/bridge)
     fi
@@ -320,7 +323,10 @@ cmd_up() {
     case $plugin in
         wasm-cni)
             [[ -x $DIST_DIR/bin/wasm-cni && -f $DIST_DIR/guests/default.wasm ]] ||
-                die "$DIST_DIR/bin/wasm-cni or $DIST_DIR/guests/default.wasm missing: run scripts/build.sh (or LAB_PLUGIN=reference)" ;;
+                die "$DIST_DIR/bin/wasm-cni or $DIST_DIR/guests/default.wasm missing: run scripts/build.sh (or LAB_PLUGIN=reference)"
+            # a student's guest must fit the runner's world before any node uses it
+            "$DIST_DIR/bin/wasm-cni" validate "$LAB_GUEST" >/dev/null ||
+                die "LAB_GUEST=$LAB_GUEST is not a wasm-cni guest (see the reason above)" ;;
         reference) [[ -x $REF_CNI_DIR/bridge ]] || die "$REF_CNI_DIR/bridge missing" ;;
         *) die "LAB_PLUGIN must be wasm-cni or reference, not '$plugin'" ;;
     esac
