@@ -106,9 +106,13 @@ impl Grants {
         self.created.insert((ns, name.to_string()));
     }
 
-    /// Does this call need to know the uplinks to decide on `name`?
+    /// Does this call need to know the uplinks to decide on `name`? Not for links it
+    /// created, nor for the attachment's own host link (a name derived by the runner).
     pub fn needs_uplinks(&self, ns: Ns, name: &str) -> bool {
-        ns == Ns::Host && self.uplinks.is_none() && !self.created.contains(&(ns, name.to_string()))
+        ns == Ns::Host
+            && self.uplinks.is_none()
+            && self.host_link.as_deref() != Some(name)
+            && !self.created.contains(&(ns, name.to_string()))
     }
 
     pub fn set_uplinks(&mut self, names: Vec<String>) {

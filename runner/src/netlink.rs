@@ -406,6 +406,35 @@ impl Netlink {
         }
     }
 
+    /// Names of the links that carry a default route (the uplinks). Costs one route
+    /// dump (a node has few routes) and one lookup per default route, not a dump of
+    /// every link: a node with hundreds of pods has hundreds of links.
+    pub fn default_route_links(&mut self, which: Ns) -> OpResult<Vec<String>> {
+        let msgs = self.route_messages(which)?;
+        let mut out = Vec::new();
+        for m in msgs
+            .iter()
+            .filter(|m| m.header.destination_prefix_length == 0)
+        {
+            let oif = m.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            });
+            if let Some(idx) = oif {
+                let h = self.handle(which)?;
+                let found = self
+                    .block_on(
+                        async move { h.link().get().match_index(idx).execute().try_next().await },
+                    )?
+                    .map_err(|e| nl_err(e, || format!("link #{idx} in the {which} namespace")))?;
+                if let Some(l) = found {
+                    out.push(info(&l).name);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub fn list_routes(&mut self, which: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
         let names = self.index_names(which)?;
         let msgs = self.route_messages(which)?;

@@ -125,12 +125,7 @@ impl Sandbox {
     /// this call did not create is about to change.
     fn learn_uplinks(&mut self, ns: Ns, name: &str) -> OpResult<()> {
         if self.grants.needs_uplinks(ns, name) {
-            let routes = self.net.list_routes(Ns::Host, None)?;
-            let up = routes
-                .into_iter()
-                .filter(|r| r.destination.prefix() == 0)
-                .filter_map(|r| r.link)
-                .collect();
+            let up = self.net.default_route_links(Ns::Host)?;
             self.grants.set_uplinks(up);
         }
         Ok(())

@@ -1,10 +1,14 @@
 //! The wasmtime engine and the cache of precompiled guests.
 //!
-//! Compiling a component costs tens of milliseconds; loading a precompiled one about
-//! one. Entries live in `cacheDir/<xxh3-128 of the guest>-<engine compatibility>.cwasm`,
-//! prefixed by a 16-byte xxh3-128 checksum of their own contents. An entry that fails the
-//! checksum or that wasmtime refuses (another wasmtime, other settings) is rebuilt, never
-//! trusted. Entries are written to a temporary file and renamed into place.
+//! Compiling a component costs hundreds of milliseconds; loading a precompiled one well
+//! under one. Entries live in `cacheDir/<xxh3-128 of the guest>-<engine compatibility>.cwasm`
+//! with a sidecar `.sum` holding the xxh3-128 of the entry. A hit is checked against the
+//! sum over an mmap of the entry, then loaded with `deserialize_file`, which maps the code
+//! from the page cache instead of copying it. An entry whose sum is missing or wrong, or
+//! that wasmtime refuses (another wasmtime, other settings), is rebuilt, never trusted.
+//! Both files are written to temporary names and renamed into place (entry first, so a
+//! sum always describes a complete entry); entries are never rewritten in place, because
+//! a running runner may have one mapped.
 
 use crate::error::{Error, Result};
 use std::hash::{Hash, Hasher};
@@ -64,39 +68,43 @@ pub fn compile(engine: &Engine, path: &Path, wasm: &[u8]) -> Result<Component> {
         .map_err(|e| guest_error(path, format!("not a valid WebAssembly component: {e:#}")))
 }
 
-fn try_load(engine: &Engine, entry: &Path) -> Option<Component> {
-    let bytes = std::fs::read(entry).ok()?;
-    if bytes.len() < 16 {
-        return None;
-    }
-    let (sum, body) = bytes.split_at(16);
-    if sum != xxh3_128(body).to_le_bytes() {
-        return None;
-    }
-    // SAFETY: `body` was produced by `Component::serialize` of this runner (checksum
-    // above, compatibility in the file name and checked again by wasmtime).
-    unsafe { Component::deserialize(engine, body) }.ok()
+fn sum_path(entry: &Path) -> PathBuf {
+    entry.with_extension("sum")
 }
 
-fn store(entry: &Path, serialized: &[u8]) -> std::io::Result<()> {
-    let dir = entry.parent().unwrap_or(Path::new("."));
+fn try_load(engine: &Engine, entry: &Path) -> Option<Component> {
+    let want = std::fs::read_to_string(sum_path(entry)).ok()?;
+    let file = std::fs::File::open(entry).ok()?;
+    // SAFETY: cache entries are never modified in place (written aside and renamed), so
+    // the mapping cannot change under us.
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    if want.trim() != format!("{:032x}", xxh3_128(&map)) {
+        return None;
+    }
+    drop(map);
+    // SAFETY: the entry was produced by `Component::serialize` of this runner (sum above;
+    // compatibility in the file name and checked again by wasmtime).
+    unsafe { Component::deserialize_file(engine, entry) }.ok()
+}
+
+fn write_aside(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        entry
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("entry")
-    ));
-    let mut data = Vec::with_capacity(serialized.len() + 16);
-    data.extend_from_slice(&xxh3_128(serialized).to_le_bytes());
-    data.extend_from_slice(serialized);
-    let r = std::fs::write(&tmp, &data).and_then(|_| std::fs::rename(&tmp, entry));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
+    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+    let r = std::fs::write(&tmp, data).and_then(|_| std::fs::rename(&tmp, path));
     if r.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     r
+}
+
+fn store(entry: &Path, serialized: &[u8]) -> std::io::Result<()> {
+    write_aside(entry, serialized)?;
+    write_aside(
+        &sum_path(entry),
+        format!("{:032x}\n", xxh3_128(serialized)).as_bytes(),
+    )
 }
 
 /// Load the guest at `path`, from the cache when possible.

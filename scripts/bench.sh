@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# wasm-cni against the reference plugins (bridge + host-local), side by side.
+#
+#   scripts/bench.sh [--quick] [-n N] [-c C] [-r ROUNDS] [-o DIR] [--timeout SECS]
+#                    [--runner PATH] [--guest PATH] [--idle-wait SECS]
+#
+# Everything happens in network namespaces created here (one node namespace and
+# max(N,C) pod namespaces per plugin) and is removed on exit, also on failure or ^C.
+# The root namespace is never changed. See docs/bench.md.
+#
+# Defaults (flags win over environment): N=250 (BENCH_N) sequential pods, C=100
+# (BENCH_C) concurrent calls, 3 rounds (BENCH_ROUNDS), output in ./bench-results
+# (BENCH_OUT), at most 1800 s for the rounds (BENCH_TIMEOUT). --quick: N=30, C=20,
+# 2 rounds. The runner and guest are dist/bin/wasm-cni and dist/guests/default.wasm
+# (WASM_CNI_RUNNER, WASM_CNI_GUEST), copied to a temp dir first. --idle-wait: wait up
+# to SECS for the 1-minute load average to drop below 0.5 before measuring.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_PY="$REPO/scripts/bench"
+N=${BENCH_N:-250}
+C=${BENCH_C:-100}
+ROUNDS=${BENCH_ROUNDS:-3}
+OUT=${BENCH_OUT:-$PWD/bench-results}
+TIMEOUT=${BENCH_TIMEOUT:-1800}
+RUNNER=${WASM_CNI_RUNNER:-$REPO/dist/bin/wasm-cni}
+GUEST=${WASM_CNI_GUEST:-$REPO/dist/guests/default.wasm}
+IDLE_WAIT=${BENCH_IDLE_WAIT:-0}
+CNI_DIR=/usr/lib/cni
+
+usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "${BASH_SOURCE[0]}"; exit "${1:-0}"; }
+die() { echo "bench: $*" >&2; exit 1; }
+posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 wants a positive integer, not '$2'"; }
+
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) N=30 C=20 ROUNDS=2 ;;
+    -n) N=${2:?}; shift ;;
+    -c) C=${2:?}; shift ;;
+    -r|--rounds) ROUNDS=${2:?}; shift ;;
+    -o|--out) OUT=${2:?}; shift ;;
+    --timeout) TIMEOUT=${2:?}; shift ;;
+    --runner) RUNNER=${2:?}; shift ;;
+    --guest) GUEST=${2:?}; shift ;;
+    --idle-wait) IDLE_WAIT=${2:?}; shift ;;
+    -h|--help) usage 0 ;;
+    *) echo "bench: unknown argument '$1'" >&2; usage 2 ;;
+  esac
+  shift
+done
+posint -n "$N"; posint -c "$C"; posint -r "$ROUNDS"; posint --timeout "$TIMEOUT"
+[[ $IDLE_WAIT =~ ^[0-9]+$ ]] || die "--idle-wait wants seconds, not '$IDLE_WAIT'"
+[ "$N" -le 250 ] && [ "$C" -le 250 ] || die "N and C must be <= 250 (one /24 pod subnet)"
+[ "$(id -u)" = 0 ] || die "run as root (it creates network namespaces)"
+for t in ip python3; do command -v "$t" >/dev/null || die "$t not found"; done
+for p in bridge host-local; do [ -x "$CNI_DIR/$p" ] || die "$CNI_DIR/$p missing (apt install containernetworking-plugins)"; done
+[ -x "$RUNNER" ] || die "runner $RUNNER missing: run scripts/build.sh"
+[ -f "$GUEST" ] || die "guest $GUEST missing: run scripts/build.sh"
+
+PFX="wcb$$"          # every namespace made here starts with "$PFX-"
+TMP=""
+ORCH=""
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$ORCH" ] && kill -0 "$ORCH" 2>/dev/null; then
+    # The orchestrator leads its own process group: the drivers and plugin calls.
+    kill -TERM -- "-$ORCH" 2>/dev/null || kill -TERM "$ORCH" 2>/dev/null || true
+    sleep 1
+    kill -KILL -- "-$ORCH" 2>/dev/null || true
+    wait "$ORCH" 2>/dev/null || true
+  fi
+  local names
+  names=$(ip netns list 2>/dev/null | awk -v p="$PFX-" 'index($1, p) == 1 {print $1}')
+  if [ -n "$names" ]; then
+    printf 'netns del %s\n' $names | ip -force -batch - 2>/dev/null || true
+    for ns in $(ip netns list 2>/dev/null | awk -v p="$PFX-" 'index($1, p) == 1 {print $1}'); do
+      ip netns del "$ns" 2>/dev/null || true
+    done
+  fi
+  [ -n "$TMP" ] && rm -rf -- "$TMP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+load1() { cut -d' ' -f1 /proc/loadavg; }
+busy() { awk -v l="$(load1)" 'BEGIN {exit !(l >= 0.5)}'; }
+waited=0
+while busy && [ "$waited" -lt "$IDLE_WAIT" ]; do
+  [ "$waited" = 0 ] && echo "bench: load average $(load1), waiting up to ${IDLE_WAIT}s for < 0.5" >&2
+  sleep 5; waited=$((waited + 5))
+done
+busy && echo "bench: warning: load average $(load1): other work on the machine disturbs the numbers" >&2
+
+TMP=$(mktemp -d /tmp/wasm-cni-bench.XXXXXX)
+mkdir -p "$TMP/bin" "$TMP/guest" "$OUT"
+OUT=$(cd "$OUT" && pwd)
+cp "$RUNNER" "$TMP/bin/wasm-cni"
+cp "$GUEST" "$TMP/guest/default.wasm"
+
+cat >"$TMP/wasm.json" <<EOF
+{"cniVersion": "1.0.0", "name": "bench", "type": "wasm-cni",
+ "guest": "$TMP/guest/default.wasm",
+ "cacheDir": "$TMP/cache", "stateDir": "$TMP/state", "logFile": "$TMP/wasm-cni.log",
+ "myHostNetwork": "10.0.0.0/16", "myPodNetwork": "200.200.0.0/16",
+ "myPodSubnet": "200.200.1.0/24", "timing": true}
+EOF
+cat >"$TMP/ref.json" <<EOF
+{"cniVersion": "1.0.0", "name": "benchref", "type": "bridge",
+ "bridge": "cni0", "isGateway": true, "ipMasq": true,
+ "ipam": {"type": "host-local", "subnet": "200.200.1.0/24", "dataDir": "$TMP/host-local"}}
+EOF
+
+PODS=$(( N > C ? N : C ))
+echo "bench: N=$N C=$C rounds=$ROUNDS; creating 2 node + $((2 * PODS)) pod namespaces ($PFX-*)" >&2
+{
+  echo "netns add $PFX-wn"
+  echo "netns add $PFX-rn"
+  for ((i = 0; i < PODS; i++)); do
+    echo "netns add $PFX-w$i"
+    echo "netns add $PFX-r$i"
+  done
+} >"$TMP/netns.batch"
+ip -batch "$TMP/netns.batch"
+ip -n "$PFX-wn" link set lo up
+ip -n "$PFX-rn" link set lo up
+
+cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+mem=$(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
+runner_version=$("$TMP/bin/wasm-cni" --version 2>/dev/null || echo unknown)
+ref_version=$(dpkg-query -W -f '${Package} ${Version}' containernetworking-plugins 2>/dev/null || echo unknown)
+python3 - "$TMP/meta.json" <<EOF
+import json, sys
+json.dump({"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+           "machine": "$(nproc) cores, $cpu, $mem RAM, Linux $(uname -r)",
+           "cores": $(nproc), "load_start": "$(cut -d' ' -f1-3 /proc/loadavg)",
+           "runner_version": "$runner_version", "reference_version": "$ref_version"},
+          open(sys.argv[1], "w"))
+EOF
+
+# The orchestrator makes itself a process-group leader (see cleanup) and is waited
+# for in the background, so INT/TERM reach the trap at once.
+python3 -c 'import os, sys, runpy; os.setpgid(0, 0); sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name="__main__")' \
+  "$BENCH_PY/bench.py" --tmp "$TMP" --out "$OUT" -n "$N" -c "$C" --rounds "$ROUNDS" \
+  --deadline "$TIMEOUT" --meta "$TMP/meta.json" \
+  --wasm-node "$PFX-wn" --wasm-pods "$PFX-w" --wasm-exe "$TMP/bin/wasm-cni" --wasm-conf "$TMP/wasm.json" \
+  --wasm-cache "$TMP/cache" --wasm-log "$TMP/wasm-cni.log" \
+  --ref-node "$PFX-rn" --ref-pods "$PFX-r" --ref-exe "$CNI_DIR/bridge" --ref-conf "$TMP/ref.json" &
+ORCH=$!
+rc=0
+wait "$ORCH" || rc=$?
+ORCH=""
+exit "$rc"
