@@ -4,7 +4,7 @@
 #                writes each node's /etc/cni/net.d/10-wasm-cni.conflist with the node's
 #                podCIDR (read from its Node object).
 #   down:        removes those files. It does NOT undo what the plugin did on the
-#                nodes (bridge, routes, iptables rules stay until reboot).
+#                nodes (bridge, routes, the nftables table ip wasm_cni_<network>) stay until reboot.
 #   guest FILE:  validates FILE.wasm locally ("$WASM_CNI_RUNNER validate"), uploads it
 #                as /opt/cni/wasm/<name>.wasm and points every node's conflist at it.
 #   guest default: points every node back at /opt/cni/wasm/default.wasm.
@@ -97,7 +97,7 @@ down() {
     on_node "$node" "removing wasm-cni" "uninstall"
   done
   log "removed the wasm-cni files. Note: this does not undo the settings the plugin made"
-  log "on the nodes (bridge cni0, routes, iptables rules); they stay until the nodes reboot."
+  log "on the nodes (bridge cni0, routes, the nftables table ip wasm_cni_<network>); they stay until the nodes reboot."
 }
 
 guest() {

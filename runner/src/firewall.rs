@@ -28,13 +28,18 @@ fn apply(b: Batch, what: &str) -> OpResult<()> {
         .map_err(|e| OpError::failed(format!("nft: {what}: {e}")))
 }
 
-/// The table that holds every rule of network `network`.
+/// The table that holds every rule of network `network`. Injective, so that networks
+/// `a.b`, `a-b` and `a_b` never share (and never delete) each other's table.
 pub fn table_name(network: &str) -> String {
-    let clean: String = network
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    format!("wasm_cni_{clean}")
+    let mut t = String::from("wasm_cni_");
+    for c in network.chars() {
+        match c {
+            c if c.is_ascii_alphanumeric() => t.push(c),
+            '_' => t.push_str("__"),
+            other => t.push_str(&format!("_{:02x}", other as u32)),
+        }
+    }
+    t
 }
 
 /// A chain name for a CIDR: `fwd_200_200_0_0_16`.
@@ -179,4 +184,20 @@ pub fn delete_table(table_name: &str) -> OpResult<()> {
     b.add(NfListObject::Table(table(table_name)));
     b.delete(NfListObject::Table(table(table_name)));
     apply(b, &format!("deleting table ip {table_name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_names_do_not_collide() {
+        let names: Vec<String> = ["a.b", "a-b", "a_b", "a_2eb", "ab"]
+            .iter()
+            .map(|n| super::table_name(n))
+            .collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        assert_eq!(super::table_name("testnet"), "wasm_cni_testnet");
+    }
 }

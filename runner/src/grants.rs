@@ -33,8 +33,9 @@ pub enum Scope {
     Status,
 }
 
-/// The host link name of an attachment: prefix + 48 bits of FNV-1a over (container id,
-/// ifname), in hex. Deterministic, so DEL and GC find it without state.
+/// The host link name of an attachment: prefix + FNV-1a over (container id, ifname) in
+/// hex, as many digits as fit in 15 characters (at most 12: 48 bits; 28 bits with an
+/// 8-character prefix). Deterministic, so DEL and GC find it without state.
 pub fn attachment_link(prefix: &str, container_id: &str, ifname: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in container_id.bytes().chain([0u8]).chain(ifname.bytes()) {
@@ -101,6 +102,17 @@ impl Grants {
         &self.prefix
     }
 
+    /// Does `name` have exactly the shape `attachment_link` gives (prefix + hex digest)?
+    /// GC deletes only such links, never another program's links that share a prefix.
+    fn is_attachment_link(&self, name: &str) -> bool {
+        name.strip_prefix(self.prefix.as_str()).is_some_and(|rest| {
+            rest.len() == attachment_link(&self.prefix, "", "").len() - self.prefix.len()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        })
+    }
+
     /// Record a link created in this call (it may then be changed and deleted).
     pub fn created(&mut self, ns: Ns, name: &str) {
         self.created.insert((ns, name.to_string()));
@@ -161,7 +173,7 @@ impl Grants {
                 {
                     return deny("it is the node's uplink");
                 }
-                if name == self.bridge {
+                if name == self.bridge && matches!(self.scope, Scope::Attachment { .. }) {
                     return match op {
                         LinkOp::Delete => deny("the node bridge is shared by all pods; only a call that created it may delete it"),
                         _ => Ok(()),
@@ -171,7 +183,7 @@ impl Grants {
                     return Ok(());
                 }
                 match &self.scope {
-                    Scope::Gc { valid } if name.starts_with(&self.prefix) && op == LinkOp::Delete => {
+                    Scope::Gc { valid } if self.is_attachment_link(name) && op == LinkOp::Delete => {
                         let in_use = valid
                             .iter()
                             .any(|(c, i)| attachment_link(&self.prefix, c, i) == name);
@@ -200,19 +212,25 @@ impl Grants {
         })
     }
 
-    /// May an address be added to / removed from `link`?
-    pub fn address(&self, ns: Ns, link: &str, addr: Ipv4Network, op: LinkOp) -> OpResult<()> {
+    /// May an address be added to (`remove` false) or removed from `link`? The whole
+    /// prefix must lie in the pod network: the kernel adds a connected route for it, so
+    /// `200.200.1.1/1` would route half the Internet to the link.
+    pub fn address(&self, ns: Ns, link: &str, addr: Ipv4Network, remove: bool) -> OpResult<()> {
         let what = format!("address {addr} on {link:?}");
-        let op = if op == LinkOp::Delete && link == self.bridge && ns == Ns::Host {
-            LinkOp::Delete // removing the bridge's address would cut off every pod
-        } else {
-            LinkOp::Change
-        };
-        self.link(ns, link, op)?;
-        let pods = self.pod_network(&what)?;
-        if !pods.contains(addr.ip()) {
+        self.link(ns, link, LinkOp::Change)?;
+        if remove
+            && ns == Ns::Host
+            && link == self.bridge
+            && !self.created.contains(&(ns, link.to_string()))
+        {
             return Err(OpError::denied(format!(
-                "{what}: outside the pod network {pods}"
+                "{what}: the bridge's addresses serve every pod; only a call that created the bridge may remove them"
+            )));
+        }
+        let pods = self.pod_network(&what)?;
+        if !(pods.contains(addr.ip()) && addr.prefix() >= pods.prefix()) {
+            return Err(OpError::denied(format!(
+                "{what}: not inside the pod network {pods}"
             )));
         }
         Ok(())
@@ -228,8 +246,15 @@ impl Grants {
     ) -> OpResult<()> {
         self.namespace(ns)?;
         let what = format!("route to {dst}");
-        if let Some(l) = link {
-            self.link(ns, l, LinkOp::Change)?;
+        match link {
+            Some(l) => self.link(ns, l, LinkOp::Change)?,
+            // without a link the kernel picks one, maybe the uplink
+            None if ns == Ns::Host => {
+                return Err(OpError::denied(format!(
+                    "{what} in the host namespace: name the link (one this call may change)"
+                )))
+            }
+            None => {}
         }
         let pods = self.pod_network(&what)?;
         let inside = |n: Ipv4Network| pods.contains(n.network()) && n.prefix() >= pods.prefix();
@@ -315,11 +340,12 @@ mod tests {
     use crate::op_error::OpKind;
 
     fn add_grants() -> Grants {
+        let scope = Scope::Attachment {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+        };
         Grants::new(
-            Scope::Attachment {
-                container_id: "c1".into(),
-                ifname: "eth0".into(),
-            },
+            scope,
             true,
             "cni0",
             "wc",
@@ -335,6 +361,10 @@ mod tests {
                 ..
             })
         )
+    }
+
+    fn a(s: &str) -> Ipv4Network {
+        s.parse().unwrap()
     }
 
     #[test]
@@ -354,36 +384,32 @@ mod tests {
         assert!(denied(g.link(Ns::Container, "eth1", LinkOp::Create)));
         assert!(
             denied(g.link(Ns::Host, "eth0", LinkOp::Delete)),
-            "the uplink by name"
+            "not this pod's link"
         );
         assert!(denied(g.link(Ns::Host, "lo", LinkOp::Change)));
+        let other = attachment_link("wc", "other", "eth0");
         assert!(
-            denied(g.link(
-                Ns::Host,
-                &attachment_link("wc", "other", "eth0"),
-                LinkOp::Delete
-            )),
+            denied(g.link(Ns::Host, &other, LinkOp::Delete)),
             "another pod"
         );
         assert!(g.link(Ns::Host, "cni0", LinkOp::Change).is_ok());
         assert!(denied(g.link(Ns::Host, "cni0", LinkOp::Delete)));
+        assert!(
+            g.link(Ns::Host, "e%d", LinkOp::Create).is_err(),
+            "kernel name templates"
+        );
         g.created(Ns::Host, "cni0");
         assert!(g.link(Ns::Host, "cni0", LinkOp::Delete).is_ok());
-        g.set_uplinks(vec!["wcuplink".into()]);
-        assert!(denied(g.link(Ns::Host, "wcuplink", LinkOp::Change)));
+        // the bridge itself, were it the uplink (a misconfigured "bridge": "eth0")
+        let mut g = add_grants();
+        g.set_uplinks(vec!["cni0".into()]);
+        assert!(denied(g.link(Ns::Host, "cni0", LinkOp::Change)));
     }
 
     #[test]
-    fn gc_may_delete_only_stale_prefixed_links() {
-        let g = Grants::new(
-            Scope::Gc {
-                valid: vec![("keep".into(), "eth0".into())],
-            },
-            false,
-            "cni0",
-            "wc",
-            None,
-        );
+    fn gc_may_delete_only_stale_attachment_links() {
+        let valid = vec![("keep".into(), "eth0".into())];
+        let mut g = Grants::new(Scope::Gc { valid }, false, "cni0", "wc", None);
         assert!(g
             .link(
                 Ns::Host,
@@ -396,39 +422,77 @@ mod tests {
             &attachment_link("wc", "keep", "eth0"),
             LinkOp::Delete
         )));
+        assert!(
+            denied(g.link(Ns::Host, "wcfoo", LinkOp::Delete)),
+            "the prefix alone is not enough"
+        );
         assert!(denied(g.link(Ns::Host, "eth0", LinkOp::Delete)));
+        assert!(
+            denied(g.link(Ns::Host, "cni0", LinkOp::Change)),
+            "GC leaves the bridge alone"
+        );
         assert!(g.link(Ns::Container, "eth0", LinkOp::Change).is_err());
+        let stale = attachment_link("wc", "gone", "eth1");
+        g.set_uplinks(vec![stale.clone()]);
+        assert!(
+            denied(g.link(Ns::Host, &stale, LinkOp::Delete)),
+            "never the uplink, whatever its name"
+        );
+    }
+
+    #[test]
+    fn status_touches_no_link() {
+        let g = Grants::new(Scope::Status, false, "cni0", "wc", None);
+        assert!(denied(g.link(Ns::Host, "cni0", LinkOp::Change)));
     }
 
     #[test]
     fn addresses_and_routes_stay_in_the_pod_network() {
         let g = add_grants();
-        let a = |s: &str| s.parse::<Ipv4Network>().unwrap();
         assert!(g
-            .address(Ns::Container, "eth0", a("200.200.1.2/24"), LinkOp::Change)
+            .address(Ns::Container, "eth0", a("200.200.1.2/24"), false)
             .is_ok());
         assert!(denied(g.address(
             Ns::Container,
             "eth0",
             a("10.0.0.9/24"),
-            LinkOp::Change
+            false
         )));
+        assert!(
+            denied(g.address(Ns::Container, "eth0", a("200.200.1.2/1"), false)),
+            "a /1 routes outside"
+        );
         assert!(denied(g.address(
             Ns::Host,
             "cni0",
-            a("200.200.1.1/24"),
-            LinkOp::Delete
+            a("200.200.1.1/8"),
+            false
         )));
+        assert!(g
+            .address(Ns::Host, "cni0", a("200.200.1.1/24"), false)
+            .is_ok());
+        assert!(
+            denied(g.address(Ns::Host, "cni0", a("200.200.1.1/24"), true)),
+            "other pods' gateway"
+        );
         let gw = Some("200.200.1.1".parse().unwrap());
         assert!(g
             .route(Ns::Container, a("0.0.0.0/0"), gw, Some("eth0"))
             .is_ok());
-        assert!(denied(g.route(Ns::Host, a("0.0.0.0/0"), gw, None)));
+        assert!(denied(g.route(Ns::Host, a("0.0.0.0/0"), gw, Some("cni0"))));
+        assert!(
+            denied(g.route(Ns::Host, a("200.200.2.0/24"), gw, None)),
+            "host routes name their link"
+        );
+        assert!(g
+            .route(Ns::Host, a("200.200.1.0/24"), None, Some("cni0"))
+            .is_ok());
         assert!(denied(g.route(Ns::Container, a("8.8.8.0/24"), gw, None)));
+        let outside_gw = Some("10.0.0.1".parse().unwrap());
         assert!(denied(g.route(
             Ns::Container,
             a("0.0.0.0/0"),
-            Some("10.0.0.1".parse().unwrap()),
+            outside_gw,
             None
         )));
         assert!(g.firewall(a("200.200.1.0/24")).is_ok());
@@ -459,11 +523,14 @@ mod tests {
             "net.ipv4.conf.all.forwarding",
             true
         )));
+        assert!(denied(g.sysctl(
+            Ns::Host,
+            "net.ipv4.conf.all.forwarding",
+            false
+        )));
         assert!(denied(g.sysctl(Ns::Host, "kernel.panic", true)));
-        assert!(
-            denied(g.sysctl(Ns::Host, "net.ipv4.conf.cni0/../../kernel.x", true))
-                || g.sysctl(Ns::Host, "net.ipv4.conf.cni0/../../kernel.x", true)
-                    .is_err()
-        );
+        assert!(g
+            .sysctl(Ns::Host, "net.ipv4.conf.cni0/../../kernel.x", true)
+            .is_err());
     }
 }

@@ -20,6 +20,20 @@ pub enum Undo {
         ns: Ns,
         route: RouteSpec,
     },
+    AddAddress {
+        ns: Ns,
+        link: String,
+        addr: Ipv4Network,
+    },
+    AddRoute {
+        ns: Ns,
+        route: RouteSpec,
+    },
+    SetMtu {
+        ns: Ns,
+        name: String,
+        mtu: u32,
+    },
     RestoreSysctl {
         ns: Ns,
         key: String,
@@ -61,13 +75,5 @@ impl Journal {
         let mut v = std::mem::take(&mut self.entries);
         v.reverse();
         v
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }

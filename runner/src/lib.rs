@@ -32,6 +32,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 static EMITTED: AtomicBool = AtomicBool::new(false);
+/// Set when the guest call has returned: from then on the call ends by itself (rollback
+/// and the answer are bounded host work), so the watchdog must not cut it short.
+static GUEST_RETURNED: AtomicBool = AtomicBool::new(false);
 static REPLY_VERSION: OnceLock<String> = OnceLock::new();
 
 fn reply_version() -> &'static str {
@@ -135,10 +138,20 @@ pub fn cni_main() -> i32 {
     }
 }
 
-/// STATUS reports every failure as "not available" (50), with the reason.
+/// STATUS reports what keeps the network from taking ADDs as "not available" (50), with
+/// the reason; errors in the request itself (version, env, undecodable or invalid config)
+/// keep their own codes.
 fn status_code(cmd: Command, e: Error) -> Error {
     match (cmd, &e) {
-        (Command::Status, Error::NotReady(_)) => e,
+        (
+            Command::Status,
+            Error::NotReady(_)
+            | Error::IncompatibleVersion(_)
+            | Error::CommandNotInVersion { .. }
+            | Error::Env { .. }
+            | Error::Decode(_)
+            | Error::InvalidConfig(_),
+        ) => e,
         (Command::Status, _) => Error::NotReady(e.to_string()),
         _ => e,
     }
@@ -282,6 +295,7 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
         memory_mib: conf.memory_limit_mib,
     };
     let (result, mut sandbox, phases) = wasm::run(&engine, &component, sandbox, call, &bounds);
+    GUEST_RETURNED.store(true, Ordering::SeqCst);
     timing.phases = phases;
     timing.host_calls = sandbox.calls;
     timing.host_us = sandbox.host_time.as_micros();
@@ -319,6 +333,9 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
 fn start_watchdog(after: Duration) {
     std::thread::spawn(move || {
         std::thread::sleep(after);
+        if GUEST_RETURNED.load(Ordering::SeqCst) {
+            return;
+        }
         if emit(&output::error(
             reply_version(),
             &Error::TryAgain(format!(

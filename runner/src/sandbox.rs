@@ -153,13 +153,25 @@ impl Sandbox {
             name,
             LinkOp::Create,
         )?;
-        let li = self.net.create_bridge(name, mtu)?;
-        self.grants.created(Ns::Host, name);
-        self.record(Undo::DeleteLink {
-            ns: Ns::Host,
-            name: name.into(),
-        });
-        Ok(li)
+        let r = self.net.create_bridge(name, mtu);
+        self.after_create(Ns::Host, name, &r);
+        r
+    }
+
+    /// Journal a creation. A failure other than "already exists" may still have created
+    /// the link (e.g. the lookup after the create failed), so it is journaled too:
+    /// undoing a link that is not there is a no-op.
+    fn after_create<T>(&mut self, ns: Ns, name: &str, r: &OpResult<T>) {
+        match r {
+            Err(e) if e.kind == OpKind::AlreadyExists => {}
+            _ => {
+                self.grants.created(ns, name);
+                self.record(Undo::DeleteLink {
+                    ns,
+                    name: name.into(),
+                });
+            }
+        }
     }
 
     pub fn create_veth(
@@ -224,7 +236,7 @@ impl Sandbox {
         let a = cidr(text)?;
         let check = self
             .learn_uplinks(ns, link)
-            .and_then(|_| self.grants.address(ns, link, a, LinkOp::Change));
+            .and_then(|_| self.grants.address(ns, link, a, false));
         self.gate(&format!("add address {text} to {link}"), check)?;
         self.net.add_address(ns, link, a)?;
         self.record(Undo::RemoveAddress {
@@ -239,9 +251,15 @@ impl Sandbox {
         let a = cidr(text)?;
         let check = self
             .learn_uplinks(ns, link)
-            .and_then(|_| self.grants.address(ns, link, a, LinkOp::Delete));
+            .and_then(|_| self.grants.address(ns, link, a, true));
         self.gate(&format!("remove address {text} from {link}"), check)?;
-        self.net.remove_address(ns, link, a)
+        self.net.remove_address(ns, link, a)?;
+        self.record(Undo::AddAddress {
+            ns,
+            link: link.into(),
+            addr: a,
+        });
+        Ok(())
     }
 
     pub fn address_list(&mut self, ns: Ns, link: &str) -> OpResult<Vec<String>> {
@@ -304,7 +322,9 @@ impl Sandbox {
                 .route(ns, r.destination, r.gateway, r.link.as_deref())
         });
         self.gate(&format!("remove route to {dst}"), check)?;
-        self.net.remove_route(ns, &r)
+        self.net.remove_route(ns, &r)?;
+        self.record(Undo::AddRoute { ns, route: r });
+        Ok(())
     }
 
     pub fn route_list(&mut self, ns: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
@@ -351,35 +371,39 @@ impl Sandbox {
 
     // ---- sysctl -------------------------------------------------------------------
 
+    /// The grant check of a sysctl, once: the /proc path parts on success.
+    fn sysctl_parts(&mut self, ns: Ns, key: &str, write: bool) -> OpResult<Vec<String>> {
+        let what = format!("{} sysctl {key}", if write { "set" } else { "read" });
+        // per-link keys name the link as the 4th part: learn the uplinks for it
+        let link = key
+            .split('.')
+            .nth(3)
+            .filter(|_| write && key.starts_with("net.ipv"));
+        let check = match link {
+            Some(l) => self.learn_uplinks(ns, l),
+            None => Ok(()),
+        }
+        .and_then(|_| self.grants.sysctl(ns, key, write))
+        .map(|p| p.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        match check {
+            Ok(parts) => self.gate(&what, Ok(())).map(|_| parts),
+            Err(e) => self.gate(&what, Err(e)).map(|_| Vec::new()),
+        }
+    }
+
     pub fn sysctl_get(&mut self, ns: Ns, key: &str) -> OpResult<String> {
-        let check = self.grants.sysctl(ns, key, false).map(|_| ());
-        self.gate(&format!("read sysctl {key}"), check)?;
-        let parts: Vec<String> = self
-            .grants
-            .sysctl(ns, key, false)?
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let parts = self.sysctl_parts(ns, key, false)?;
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
         sysctl::get(&mut self.net.ns, ns, key, &refs)
     }
 
     pub fn sysctl_set(&mut self, ns: Ns, key: &str, value: &str) -> OpResult<()> {
-        let check = self
-            .learn_uplinks(ns, key)
-            .and_then(|_| self.grants.sysctl(ns, key, true).map(|_| ()));
-        self.gate(&format!("set sysctl {key}"), check)?;
+        let parts = self.sysctl_parts(ns, key, true)?;
         if value.is_empty() || value.len() > 32 || !value.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(OpError::invalid(format!(
                 "sysctl {key}: value {value:?} is not a short plain value"
             )));
         }
-        let parts: Vec<String> = self
-            .grants
-            .sysctl(ns, key, true)?
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
         let old = sysctl::get(&mut self.net.ns, ns, key, &refs)?;
         sysctl::set(&mut self.net.ns, ns, key, &refs, value)?;
@@ -460,6 +484,9 @@ impl Sandbox {
                 Undo::DeleteLink { ns, name } => self.net.delete_link(*ns, name),
                 Undo::RemoveAddress { ns, link, addr } => self.net.remove_address(*ns, link, *addr),
                 Undo::RemoveRoute { ns, route } => self.net.remove_route(*ns, route),
+                Undo::AddAddress { ns, link, addr } => self.net.add_address(*ns, link, *addr),
+                Undo::AddRoute { ns, route } => self.net.add_route(*ns, route),
+                Undo::SetMtu { ns, name, mtu } => self.net.set_mtu(*ns, name, *mtu),
                 Undo::RestoreSysctl {
                     ns,
                     key,

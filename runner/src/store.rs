@@ -3,7 +3,9 @@
 //! - `lock`: flock'ed for the whole guest call, so a guest's sequence of store calls is
 //!   atomic with respect to other calls for the same network.
 //! - `kv/<encoded key>`: one file per key, written to a temporary file and renamed, so a
-//!   crash (even SIGKILL) leaves the old or the new value, never a torn one.
+//!   killed process (even SIGKILL) leaves the old or the new value, never a torn one.
+//!   There is no fsync (it would cost milliseconds per ADD): after a power loss or kernel
+//!   crash a recent value may be lost or empty; IPAM state is rebuilt by GC.
 
 use crate::error::{Error, Result};
 use crate::op_error::{OpError, OpResult};
@@ -55,6 +57,12 @@ pub fn check_key(key: &str) -> OpResult<()> {
     if key.is_empty() || key.len() > MAX_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(OpError::invalid(format!(
             "store key {key:?}: must be 1 to {MAX_KEY} printable ASCII characters without spaces"
+        )));
+    }
+    // One file per key: the escaped name (+ the temporary prefix) must fit in 255 bytes.
+    if encode(key).len() > 230 {
+        return Err(OpError::invalid(format!(
+            "store key {key:?}: too long once escaped for a file name (use fewer characters outside [A-Za-z0-9._-])"
         )));
     }
     // Keys are names inside this network's store, not paths: refuse anything that

@@ -14,7 +14,7 @@ teardown() { common_teardown; }
 # Nothing was set up: no links but lo in the node, no firewall table, no reservations.
 assert_untouched() {
   [ -z "$(node_links)" ] || { echo "node links: $(node_links)" >&2; return 1; }
-  ! ip netns exec "$NODE" nft list table ip wasm_cni_testnet >/dev/null 2>&1
+  ! ip netns exec "$NODE" nft list table ip wasm_cni_testnet >/dev/null 2>&1 || false
   [ -z "$(store_keys | grep -E '^(ip|attach)')" ]
   [ "$(ip -n "$T-a" -o link show | wc -l)" = 1 ]
 }

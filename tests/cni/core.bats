@@ -70,8 +70,8 @@ teardown() { common_teardown; }
   ip -n "$NODE" link show "$host_if" >/dev/null
   cni DEL ca a; expect_ok
   [ -z "$output" ]
-  ! ip -n "$NODE" link show "$host_if" 2>/dev/null
-  ! store_keys | grep -q 'ip%2F200.200.1.2'
+  ! ip -n "$NODE" link show "$host_if" 2>/dev/null || false
+  ! store_keys | grep -q 'ip%2F200.200.1.2' || false
   cni DEL ca a; expect_ok
   # the pod namespace disappears before DEL
   cni ADD cb b; expect_ok
@@ -132,14 +132,14 @@ teardown() { common_teardown; }
   keys=$(store_keys)
   grep -q 'attach%2Fca%2Feth0' <<<"$keys"
   grep -q 'attach%2Fcc%2Feth0' <<<"$keys"
-  ! grep -q 'attach%2Fcb' <<<"$keys"
-  ! grep -q 'ip%2F200.200.1.3' <<<"$keys"
-  ! ip -n "$NODE" link show "$hb" 2>/dev/null
+  ! grep -q 'attach%2Fcb' <<<"$keys" || false
+  ! grep -q 'ip%2F200.200.1.3' <<<"$keys" || false
+  ! ip -n "$NODE" link show "$hb" 2>/dev/null || false
   ping_from "$T-a" 200.200.1.1
   # the older key name works too
   jq '. + {"cni.dev/attachments": [{"containerID":"ca","ifname":"eth0"}]}' "$W/conf.json" > "$W/gc2.json"
   cni GC "" "" "" "$W/gc2.json"; expect_ok
-  ! store_keys | grep -q 'attach%2Fcc'
+  ! store_keys | grep -q 'attach%2Fcc' || false
 }
 
 @test "STATUS: ready with a usable store; code 50 with the reason when the guest is missing" {

@@ -40,5 +40,5 @@ burst() {
     [ -z "$(prefixed_links)" ]
     [ -z "$(store_keys | grep -E '^(ip|attach)')" ]
   done
-  ! grep -q ERROR "$W/wasm-cni.log"
+  ! grep -q ERROR "$W/wasm-cni.log" || false
 }

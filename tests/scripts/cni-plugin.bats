@@ -173,7 +173,7 @@ conflist_of() { echo "$BATS_TEST_TMPDIR/nodes/$1/root/etc/cni/net.d/10-wasm-cni.
   run --separate-stderr "$SCRIPT" down
   assert_status 0
   assert_contains "$output" "does not undo the settings the plugin made"
-  assert_contains "$output" "bridge cni0, routes, iptables rules"
+  assert_contains "$output" "bridge cni0, routes, the nftables table ip wasm_cni_"
   {
     echo "gcloud config get-value project"
     echo "gcloud auth list --filter=status:ACTIVE --format=value(account)"

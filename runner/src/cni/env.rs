@@ -70,7 +70,7 @@ pub fn valid_ifname(s: &str) -> bool {
         && s != "."
         && s != ".."
         && s.bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':' && b != b'%')
 }
 
 impl Env {

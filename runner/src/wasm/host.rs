@@ -246,8 +246,7 @@ impl log::Host for State {
             log::Level::Warn => "WARN",
             log::Level::Error => "ERROR",
         };
-        let mut m = message;
-        m.truncate(4096);
+        let m = super::truncate(message, 4096);
         self.sandbox.log.line(level, &format!("guest: {m}"));
     }
 }

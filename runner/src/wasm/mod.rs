@@ -301,7 +301,8 @@ pub fn run(
     (result, state.sandbox, phases)
 }
 
-fn truncate(mut s: String, n: usize) -> String {
+/// Cut to at most `n` bytes on a character boundary (guest text is untrusted).
+pub(crate) fn truncate(mut s: String, n: usize) -> String {
     if s.len() > n {
         let mut cut = n;
         while !s.is_char_boundary(cut) {
