@@ -38,6 +38,10 @@ cri_start() {
   # /run/containerd/s holds the shims' sockets (a path fixed in containerd 1.6): remember
   # whether /run/containerd was there so that cri_stop removes only what we made.
   if [ -e /run/containerd ]; then CRI_HAD_RUN_CONTAINERD=1; else CRI_HAD_RUN_CONTAINERD=0; fi
+  # containerd 1.6's libcni keeps its result cache in /var/lib/cni (not configurable):
+  # remember what was there, so that stop removes only what this run added.
+  if [ -e /var/lib/cni ]; then CRI_HAD_VAR_LIB_CNI=1; else CRI_HAD_VAR_LIB_CNI=0; fi
+  CRI_CNI_CACHE_BEFORE=$(cd /var/lib/cni/results 2>/dev/null && printf '%s ' ./* | sed 's|\./||g')
   CRI_DIR=$(mktemp -d /tmp/wccri.XXXXXX) || return 1
   CRI_NODE="wccri-$$-${CRI_DIR##*.}"
   CRI_SOCK=$CRI_DIR/containerd.sock
@@ -46,6 +50,7 @@ cri_start() {
   CRI_CNI_LOG=$CRI_DIR/wasm-cni.log          # its logFile
   CRI_PID=""
   export CRI_DIR CRI_NODE CRI_SOCK CRI_STATE CRI_KV CRI_CNI_LOG CRI_PID CRI_HAD_RUN_CONTAINERD
+  export CRI_HAD_VAR_LIB_CNI CRI_CNI_CACHE_BEFORE
   # From here on, any failure must leave nothing behind: the caller's cri_stop covers it.
 
   ip netns add "$CRI_NODE" || return 1
@@ -219,7 +224,23 @@ cri_stop() {
   if [ "${CRI_HAD_RUN_CONTAINERD:-1}" = 0 ]; then
     rmdir /run/containerd/s /run/containerd 2>/dev/null || true
   fi
+  # 6. libcni's result cache entries of this run
+  if [ "${CRI_HAD_VAR_LIB_CNI:-1}" = 0 ]; then
+    rm -rf /var/lib/cni
+  else
+    for m in $(cri_cni_cache_added); do rm -f "/var/lib/cni/results/$m"; done
+  fi
   return 0
+}
+
+# Entries of libcni's result cache that appeared since cri_start.
+cri_cni_cache_added() {
+  local f
+  for f in /var/lib/cni/results/*; do
+    [ -e "$f" ] || continue
+    f=${f##*/}
+    case " ${CRI_CNI_CACHE_BEFORE:-} " in *" $f "*) ;; *) echo "$f" ;; esac
+  done
 }
 
 # cri_gone: true when nothing of cri_start's is left (the teardown check).
@@ -230,6 +251,7 @@ cri_gone() {
   if [ -n "$(cri_mounts)" ]; then cri_log "mounts left: $(cri_mounts | tr '\n' ' ')"; bad=1; fi
   if [ -e "$CRI_DIR" ]; then cri_log "$CRI_DIR still there"; bad=1; fi
   if ip netns list | grep -qw -- "$CRI_NODE"; then cri_log "namespace $CRI_NODE still there"; bad=1; fi
+  if [ -n "$(cri_cni_cache_added)" ]; then cri_log "libcni cache entries left: $(cri_cni_cache_added | tr '\n' ' ')"; bad=1; fi
   if [ "${CRI_HAD_RUN_CONTAINERD:-1}" = 0 ] && [ -e /run/containerd ]; then
     cri_log "/run/containerd left: $(ls -A /run/containerd/s 2>/dev/null | tr '\n' ' ')"; bad=1
   fi
