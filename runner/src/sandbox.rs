@@ -283,14 +283,8 @@ impl Sandbox {
         })
     }
 
-    pub fn route_add(
-        &mut self,
-        ns: Ns,
-        dst: &str,
-        gw: Option<&str>,
-        link: Option<&str>,
-    ) -> OpResult<()> {
-        let r = Self::route_spec(dst, gw, link)?;
+    /// The grant check of a route change (uplinks learnt first when a link is named).
+    fn route_check(&mut self, what: &str, ns: Ns, r: &RouteSpec) -> OpResult<()> {
         let check = match &r.link {
             Some(l) => self.learn_uplinks(ns, l),
             None => Ok(()),
@@ -299,7 +293,18 @@ impl Sandbox {
             self.grants
                 .route(ns, r.destination, r.gateway, r.link.as_deref())
         });
-        self.gate(&format!("add route to {dst}"), check)?;
+        self.gate(what, check)
+    }
+
+    pub fn route_add(
+        &mut self,
+        ns: Ns,
+        dst: &str,
+        gw: Option<&str>,
+        link: Option<&str>,
+    ) -> OpResult<()> {
+        let r = Self::route_spec(dst, gw, link)?;
+        self.route_check(&format!("add route to {dst}"), ns, &r)?;
         self.net.add_route(ns, &r)?;
         self.record(Undo::RemoveRoute { ns, route: r });
         Ok(())
@@ -313,15 +318,7 @@ impl Sandbox {
         link: Option<&str>,
     ) -> OpResult<()> {
         let r = Self::route_spec(dst, gw, link)?;
-        let check = match &r.link {
-            Some(l) => self.learn_uplinks(ns, l),
-            None => Ok(()),
-        }
-        .and_then(|_| {
-            self.grants
-                .route(ns, r.destination, r.gateway, r.link.as_deref())
-        });
-        self.gate(&format!("remove route to {dst}"), check)?;
+        self.route_check(&format!("remove route to {dst}"), ns, &r)?;
         self.net.remove_route(ns, &r)?;
         self.record(Undo::AddRoute { ns, route: r });
         Ok(())

@@ -2,7 +2,7 @@
 //!
 //! - `lock`: flock'ed for the whole guest call, so a guest's sequence of store calls is
 //!   atomic with respect to other calls for the same network.
-//! - `kv/<encoded key>`: one file per key, written to a temporary file and renamed, so a
+//! - `kv/<encoded key>`: one file per key, written to a file in `tmp/` and renamed, so a
 //!   killed process (even SIGKILL) leaves the old or the new value, never a torn one.
 //!   There is no fsync (it would cost milliseconds per ADD): after a power loss or kernel
 //!   crash a recent value may be lost or empty; IPAM state is rebuilt by GC.
@@ -29,7 +29,7 @@ fn encode(key: &str) -> String {
         }
     }
     if out.starts_with('.') {
-        // never clash with our temporary files or with `.`/`..`
+        // never `.` or `..`
         out.replace_range(0..1, "%2E");
     }
     out
@@ -79,6 +79,9 @@ pub fn check_key(key: &str) -> OpResult<()> {
 pub struct Store {
     dir: PathBuf,
     kv: PathBuf,
+    /// Writers' temporary files: a directory of their own, so that sweeping what killed
+    /// writers left reads a (normally empty) directory, not every key.
+    tmp: PathBuf,
 }
 
 /// The network lock; released when dropped (or when the process dies).
@@ -90,11 +93,15 @@ pub struct NetworkLock {
 impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         let kv = dir.join("kv");
-        fs::create_dir_all(&kv)
-            .map_err(|e| Error::io(format!("state directory {}", kv.display()), e))?;
+        let tmp = dir.join("tmp");
+        for d in [&kv, &tmp] {
+            fs::create_dir_all(d)
+                .map_err(|e| Error::io(format!("state directory {}", d.display()), e))?;
+        }
         Ok(Store {
             dir: dir.to_path_buf(),
             kv,
+            tmp,
         })
     }
 
@@ -156,8 +163,8 @@ impl Store {
             )));
         }
         let tmp = self
-            .kv
-            .join(format!(".tmp-{}-{}", std::process::id(), encode(key)));
+            .tmp
+            .join(format!("{}-{}", std::process::id(), encode(key)));
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             // Allocating the blocks up front spares ext4 the flush it otherwise forces
@@ -195,9 +202,6 @@ impl Store {
             let entry = entry.map_err(|e| OpError::failed(format!("store list: {e}")))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with('.') {
-                continue; // a temporary file of a writer, maybe one that was killed
-            }
             if let Some(k) = decode(name) {
                 if k.starts_with(prefix) {
                     keys.push(k);
@@ -208,16 +212,12 @@ impl Store {
         Ok(keys)
     }
 
-    /// Remove temporary files left by writers that were killed (called under the lock).
+    /// Remove temporary files left by writers that were killed (called under the lock,
+    /// so no live writer of this network has one).
     pub fn sweep_temporaries(&self) {
-        if let Ok(rd) = fs::read_dir(&self.kv) {
+        if let Ok(rd) = fs::read_dir(&self.tmp) {
             for e in rd.flatten() {
-                if e.file_name()
-                    .to_str()
-                    .is_some_and(|n| n.starts_with(".tmp-"))
-                {
-                    let _ = fs::remove_file(e.path());
-                }
+                let _ = fs::remove_file(e.path());
             }
         }
     }
@@ -257,10 +257,15 @@ mod tests {
         s.put("a/..b/c", "x").unwrap();
         s.put(".dot", "x").unwrap();
         assert_eq!(s.list("").unwrap(), vec![".dot", "a/..b/c"]);
+        let mut entries: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        entries.sort();
         assert_eq!(
-            std::fs::read_dir(d.path()).unwrap().count(),
-            1,
-            "only kv/ in the network dir"
+            entries,
+            ["kv", "tmp"],
+            "nothing outside the store's own directories"
         );
         let bad = crate::op_error::OpKind::InvalidArgument;
         assert_eq!(s.put("with space", "x").unwrap_err().kind, bad);
