@@ -3,8 +3,11 @@
 # and put them where everything else looks for them:
 #   dist/bin/wasm-cni          the runner (install as /opt/cni/bin/wasm-cni)
 #   dist/guests/default.wasm   the default policy (install as /opt/cni/wasm/default.wasm)
+#   dist/guests/routed.wasm    the routed point-to-point policy (guests/routed)
+#   dist/guests/js-bridge.wasm the default policy in JavaScript (guests/js-bridge; npm)
 # With --test-artifacts, also what only the tests use:
 #   dist/test/hostile.wasm     a guest that misbehaves on purpose
+#   dist/test/misfits/*.wasm   components `wasm-cni guest check` must refuse
 #   dist/test/wasm-cni-faults  the runner with the fault-injection switch (WASM_CNI_FAIL_AT)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,16 +26,31 @@ if [ "${1:-}" = --test-artifacts ]; then
   mv -f dist/test/.wasm-cni-faults.tmp dist/test/wasm-cni-faults
   cargo build --release --locked -p wasm-cni-hostile-guest --target wasm32-wasip2
   install -m 0644 target/wasm32-wasip2/release/wasm_cni_hostile_guest.wasm dist/test/hostile.wasm
+  mkdir -p dist/test/misfits
+  for f in other-world no-del v03 bad-types; do
+    cargo build --release --locked -p wasm-cni-misfit-guests --features "$f" --target wasm32-wasip2
+    install -m 0644 target/wasm32-wasip2/release/wasm_cni_misfit_guests.wasm "dist/test/misfits/$f.wasm"
+  done
+  printf '\0asm\1\0\0\0' > dist/test/misfits/core-module.wasm
 fi
 cargo build --release --locked -p wasm-cni
-cargo build --release --locked -p wasm-cni-guest --target wasm32-wasip2
+cargo build --release --locked -p wasm-cni-guest -p wasm-cni-routed-guest --target wasm32-wasip2
 
 mkdir -p dist/bin dist/guests
 # Copy to a temporary name and rename: a running runner mmaps its binary, and the
 # precompiled-cache logic relies on files never being rewritten in place.
 install -m 0755 target/release/wasm-cni dist/bin/.wasm-cni.tmp
 mv -f dist/bin/.wasm-cni.tmp dist/bin/wasm-cni
-install -m 0644 target/wasm32-wasip2/release/wasm_cni_guest.wasm dist/guests/.default.wasm.tmp
-mv -f dist/guests/.default.wasm.tmp dist/guests/default.wasm
-dist/bin/wasm-cni validate dist/guests/default.wasm >&2
-echo "build: dist/bin/wasm-cni and dist/guests/default.wasm are ready" >&2
+put_guest() {  # built.wasm name
+  install -m 0644 "$1" "dist/guests/.$2.wasm.tmp"
+  mv -f "dist/guests/.$2.wasm.tmp" "dist/guests/$2.wasm"
+}
+put_guest target/wasm32-wasip2/release/wasm_cni_guest.wasm default
+put_guest target/wasm32-wasip2/release/wasm_cni_routed_guest.wasm routed
+if [ -z "${SKIP_JS_GUEST:-}" ]; then
+  guests/js-bridge/build.sh dist/guests/js-bridge.wasm
+fi
+for g in dist/guests/*.wasm; do
+  dist/bin/wasm-cni guest check "$g" | head -1 >&2
+done
+echo "build: dist/bin/wasm-cni and dist/guests/*.wasm are ready" >&2

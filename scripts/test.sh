@@ -56,15 +56,19 @@ check "cargo fmt --check" cargo fmt --all -- --check
 check "clippy (runner)" cargo clippy --release --locked -p wasm-cni --all-targets -- -D warnings
 check "clippy (cri-client)" cargo clippy --release --locked -p cri-client --all-targets -- -D warnings
 check "clippy (hostile test guest, wasm32)" cargo clippy --release --locked -p wasm-cni-hostile-guest --target wasm32-wasip2 -- -D warnings
-check "clippy (guest, wasm32)" cargo clippy --release --locked -p wasm-cni-guest --target wasm32-wasip2 -- -D warnings
+check "clippy (guests, wasm32)" cargo clippy --release --locked -p wasm-cni-guest -p wasm-cni-routed-guest -p wasm-cni-guest-kit --target wasm32-wasip2 -- -D warnings
+check "clippy (misfit test guests, wasm32)" cargo clippy --release --locked -p wasm-cni-misfit-guests --features v03 --target wasm32-wasip2 -- -D warnings
 mapfile -t shells < <(git ls-files '*.sh' '*.bash' 'scripts/*' 'tests/**/stubs/*' .ci/run | sort -u | while read -r f; do
   [ -f "$f" ] && head -c 64 "$f" | grep -qE '^#!.*(ba)?sh' && echo "$f"; done)
 check "shellcheck -S warning (${#shells[@]} scripts)" shellcheck -S warning "${shells[@]}"
 
 stage "unit tests"
 cargo_tests "runner unit tests" cargo test --release --locked -p wasm-cni
-cargo_tests "guest unit tests (native)" cargo test --release --locked -p wasm-cni-guest
+cargo_tests "guest unit tests (native)" cargo test --release --locked -p wasm-cni-guest -p wasm-cni-guest-kit -p wasm-cni-routed-guest
 cargo_tests "cri-client unit tests" cargo test --release --locked -p cri-client
+
+stage "students' kit: guest check, simulate (no root needed)"
+bats_tests "guests" tests/guests
 
 stage "runner end to end (throwaway namespaces)"
 bats_tests "runner e2e" tests/cni

@@ -1,12 +1,12 @@
 //! The default wasm-cni policy: what the course lab's bridge plugin did, done right.
 //!
-//! - `config`: the network config fields this policy reads (pure, unit-tested).
-//! - `ipam`:   address management over the runner's store (pure, unit-tested).
 //! - `policy`: the CNI commands, calling the runner's host functions.
+//! - the pure parts (config fields, IPAM, reading `prevResult`) come from
+//!   `wasm-cni-guest-kit` (`guests/kit`), shared with the other shipped guests.
 
-pub mod config;
-pub mod ipam;
 mod policy;
+
+pub use wasm_cni_guest_kit::{config, ipam};
 
 wit_bindgen::generate!({
     path: "../wit",
@@ -14,7 +14,7 @@ wit_bindgen::generate!({
 });
 
 // Only the wasm build exports the component; natively the crate is a plain library
-// whose pure modules are unit-tested with `cargo test -p wasm-cni-guest`.
+// (`cargo test -p wasm-cni-guest` checks it compiles; the logic's tests are in the kit).
 #[cfg(target_arch = "wasm32")]
 use policy::Policy;
 #[cfg(target_arch = "wasm32")]

@@ -8,7 +8,7 @@ use crate::ipam;
 use crate::wasm_cni::plugin::routes::Route;
 use crate::wasm_cni::plugin::types::{ErrorKind, HostError, Netns};
 use crate::wasm_cni::plugin::{addresses, firewall, links, log, routes, store, sysctl};
-use serde_json::Value;
+use wasm_cni_guest_kit::prev;
 
 /// Policy error codes (CNI reserves 100+ for plugins).
 const HOST_FAILED: u32 = 100;
@@ -181,21 +181,10 @@ fn del(req: &Request) -> Result<(), CniError> {
     Ok(())
 }
 
-fn check(req: &Request) -> Result<(), CniError> {
-    let cfg = parse_config(&req.config)?;
-    let conf: Value =
-        serde_json::from_str(&req.config).map_err(|e| cni(INVALID_CONFIG, e.to_string()))?;
-    let prev = conf.get("prevResult").ok_or_else(|| {
-        cni(
-            INVALID_CONFIG,
-            "CHECK needs prevResult in the network config",
-        )
-    })?;
+/// The container side of CHECK: the interface is there and up, with the MAC, addresses
+/// and routes ADD reported.
+fn check_container(req: &Request, want: &prev::Expected) -> Result<(), CniError> {
     let failed = |m: String| cni(CHECK_FAILED, m);
-    let ifaces: Vec<&Value> = prev["interfaces"]
-        .as_array()
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
     let pod = links::get(Netns::Container, &req.ifname)
         .map_err(step("look up container interface"))?
         .ok_or_else(|| {
@@ -210,11 +199,7 @@ fn check(req: &Request) -> Result<(), CniError> {
             req.ifname
         )));
     }
-    if let Some(mac) = ifaces
-        .iter()
-        .find(|i| i["name"] == req.ifname.as_str() && i.get("sandbox").is_some())
-        .and_then(|i| i["mac"].as_str())
-    {
+    if let Some(mac) = &want.mac {
         if !mac.eq_ignore_ascii_case(&pod.mac) {
             return Err(failed(format!(
                 "interface {:?} has MAC {} instead of {mac}",
@@ -224,38 +209,31 @@ fn check(req: &Request) -> Result<(), CniError> {
     }
     let have =
         addresses::list(Netns::Container, &req.ifname).map_err(step("list pod addresses"))?;
-    for ip in prev["ips"].as_array().into_iter().flatten() {
-        let on_pod = match ip["interface"].as_u64() {
-            Some(i) => ifaces
-                .get(i as usize)
-                .is_some_and(|f| f["name"] == req.ifname.as_str()),
-            None => true,
-        };
-        let Some(addr) = ip["address"].as_str() else {
-            continue;
-        };
-        if on_pod && !have.iter().any(|h| h == addr) {
-            return Err(failed(format!(
-                "address {addr} is missing on {:?}",
-                req.ifname
-            )));
-        }
+    if let Some(missing) = want.addresses.iter().find(|a| !have.contains(a)) {
+        return Err(failed(format!(
+            "address {missing} is missing on {:?}",
+            req.ifname
+        )));
     }
     let table = routes::list(Netns::Container, None).map_err(step("list pod routes"))?;
-    for r in prev["routes"].as_array().into_iter().flatten() {
-        let Some(dst) = r["dst"].as_str() else {
-            continue;
-        };
-        let gw = r["gw"].as_str();
+    for (dst, gw) in &want.routes {
         if !table
             .iter()
-            .any(|t| t.destination == dst && (gw.is_none() || t.gateway.as_deref() == gw))
+            .any(|t| &t.destination == dst && (gw.is_none() || &t.gateway == gw))
         {
             return Err(failed(format!(
                 "route to {dst} is missing in the container"
             )));
         }
     }
+    Ok(())
+}
+
+fn check(req: &Request) -> Result<(), CniError> {
+    let cfg = parse_config(&req.config)?;
+    let want = prev::expected(&req.config, &req.ifname).map_err(|m| cni(INVALID_CONFIG, m))?;
+    check_container(req, &want)?;
+    let failed = |m: String| cni(CHECK_FAILED, m);
     let host_name = &req.host_link;
     if links::get(Netns::Host, host_name)
         .map_err(step("look up host veth"))?

@@ -11,6 +11,8 @@ use std::time::SystemTime;
 pub struct CallLog {
     file: Option<std::sync::Arc<File>>,
     tag: String,
+    /// Drop every line (`wasm-cni simulate` prints its own transcript instead).
+    discard: bool,
 }
 
 impl CallLog {
@@ -30,10 +32,15 @@ impl CallLog {
             Ok(f) => CallLog {
                 file: Some(std::sync::Arc::new(f)),
                 tag,
+                discard: false,
             },
             Err(e) => {
                 eprintln!("wasm-cni: cannot open log {}: {e}", path.display());
-                CallLog { file: None, tag }
+                CallLog {
+                    file: None,
+                    tag,
+                    discard: false,
+                }
             }
         }
     }
@@ -43,10 +50,23 @@ impl CallLog {
         CallLog {
             file: None,
             tag: command.to_string(),
+            discard: false,
+        }
+    }
+
+    /// A log that keeps nothing.
+    pub fn discard() -> CallLog {
+        CallLog {
+            file: None,
+            tag: String::new(),
+            discard: true,
         }
     }
 
     pub fn line(&self, level: &str, msg: &str) {
+        if self.discard {
+            return;
+        }
         let ts = humantime::format_rfc3339_micros(SystemTime::now());
         let msg = msg.replace('\n', "\\n");
         let line = format!(

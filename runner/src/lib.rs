@@ -16,8 +16,11 @@ pub mod grants;
 pub mod journal;
 pub mod netlink;
 pub mod netns;
+pub mod node;
 pub mod op_error;
 pub mod sandbox;
+pub mod sim;
+pub mod simulate;
 pub mod store;
 pub mod sysctl;
 pub mod wasm;
@@ -200,19 +203,7 @@ impl std::fmt::Display for Timing {
 }
 
 fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Result<Option<Value>> {
-    let needs = match env.command {
-        Command::Check => Some("0.4.0"),
-        Command::Gc | Command::Status => Some("1.1.0"),
-        _ => None,
-    };
-    if let Some(min) = needs {
-        if !cni::version_at_least(&conf.cni_version, min) {
-            return Err(Error::CommandNotInVersion {
-                command: env.command.as_str().into(),
-                version: conf.cni_version.clone(),
-            });
-        }
-    }
+    command_in_version(env.command, conf)?;
     let t = Instant::now();
     let engine = wasm::engine::engine()?;
     timing.engine_us = t.elapsed().as_micros();
@@ -230,31 +221,16 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
     start_watchdog(timeout + Duration::from_millis(1500));
 
     let has_netns = env.netns.as_ref().is_some_and(|p| p.exists());
-    let scope = match env.command {
-        Command::Gc => grants::Scope::Gc {
-            valid: conf.valid_attachments.clone(),
-        },
-        Command::Status => grants::Scope::Status,
-        _ => grants::Scope::Attachment {
-            container_id: env.container_id.clone(),
-            ifname: env.ifname.clone(),
-        },
-    };
-    let grants = grants::Grants::new(
-        scope,
-        has_netns,
-        &conf.bridge,
-        &conf.link_prefix,
-        conf.pod_network,
-    );
-    let host_link = grants.host_link().unwrap_or_default().to_string();
+    let (grants, call) = plan(env, conf, has_netns);
     let namespaces = netns::Namespaces::new(if has_netns { env.netns.clone() } else { None })
         .map_err(|e| Error::io("the runner's own network namespace", e))?;
     let journal = (env.command == Command::Add).then(journal::Journal::default);
     let mut sandbox = sandbox::Sandbox::new(
         grants,
-        netlink::Netlink::new(namespaces),
-        st,
+        Box::new(node::Kernel {
+            net: netlink::Netlink::new(namespaces),
+            store: st,
+        }),
         journal,
         log.clone(),
         firewall::table_name(&conf.name),
@@ -262,27 +238,6 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
     if conf.timing {
         sandbox.trace = Some(Vec::new());
     }
-    let request = || wasm::Request {
-        container_id: env.container_id.clone(),
-        ifname: env.ifname.clone(),
-        host_link: host_link.clone(),
-        has_netns,
-        args: env.args.clone(),
-        config: conf.raw.clone(),
-    };
-    let call = match env.command {
-        Command::Add => wasm::Call::Add(request()),
-        Command::Del => wasm::Call::Del(request()),
-        Command::Check => wasm::Call::Check(request()),
-        Command::Gc => wasm::Call::Gc {
-            config: conf.raw.clone(),
-            valid: conf.valid_attachments.clone(),
-        },
-        Command::Status => wasm::Call::Status {
-            config: conf.raw.clone(),
-        },
-        Command::Version => unreachable!("answered before"),
-    };
     let sandbox_path = env
         .netns
         .as_ref()
@@ -306,26 +261,95 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
             .collect();
         log.line("DEBUG", &format!("host calls: {}", ops.join(" ")));
     }
-    let result = match result {
-        Err(e) if env.command == Command::Add => {
-            let (n, failures) = sandbox.rollback();
-            timing.rollback = Some(n);
-            if failures.is_empty() {
-                Err(e)
-            } else {
-                Err(Error::Internal(format!(
-                    "{e}; rollback incomplete: {}",
-                    failures.join("; ")
-                )))
-            }
-        }
-        other => other,
-    };
+    let (result, rolled_back) = settle(env.command, result, &mut sandbox);
+    timing.rollback = rolled_back;
     drop(lock);
     match result? {
         wasm::Reply::Added(r) => Ok(Some(r.to_json(&conf.cni_version))),
         wasm::Reply::Done => Ok(None),
     }
+}
+
+/// CHECK came with 0.4.0, GC and STATUS with 1.1.0.
+pub fn command_in_version(cmd: Command, conf: &NetConf) -> Result<()> {
+    let needs = match cmd {
+        Command::Check => Some("0.4.0"),
+        Command::Gc | Command::Status => Some("1.1.0"),
+        _ => None,
+    };
+    match needs {
+        Some(min) if !cni::version_at_least(&conf.cni_version, min) => {
+            Err(Error::CommandNotInVersion {
+                command: cmd.as_str().into(),
+                version: conf.cni_version.clone(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A failed ADD is undone (the journal, newest first). Returns the outcome and how
+/// many steps were rolled back.
+pub fn settle(
+    cmd: Command,
+    result: Result<wasm::Reply>,
+    sandbox: &mut sandbox::Sandbox,
+) -> (Result<wasm::Reply>, Option<usize>) {
+    match result {
+        Err(e) if cmd == Command::Add => {
+            let (n, failures) = sandbox.rollback();
+            let e = if failures.is_empty() {
+                e
+            } else {
+                Error::Internal(format!("{e}; rollback incomplete: {}", failures.join("; ")))
+            };
+            (Err(e), Some(n))
+        }
+        other => (other, None),
+    }
+}
+
+/// What a call may touch and what to ask the guest, from the CNI environment and the
+/// config (the plugin and `wasm-cni simulate` share it).
+pub fn plan(env: &Env, conf: &NetConf, has_netns: bool) -> (grants::Grants, wasm::Call) {
+    let scope = match env.command {
+        Command::Gc => grants::Scope::Gc {
+            valid: conf.valid_attachments.clone(),
+        },
+        Command::Status => grants::Scope::Status,
+        _ => grants::Scope::Attachment {
+            container_id: env.container_id.clone(),
+            ifname: env.ifname.clone(),
+        },
+    };
+    let grants = grants::Grants::new(
+        scope,
+        has_netns,
+        &conf.bridge,
+        &conf.link_prefix,
+        conf.pod_network,
+    );
+    let request = || wasm::Request {
+        container_id: env.container_id.clone(),
+        ifname: env.ifname.clone(),
+        host_link: grants.host_link().unwrap_or_default().to_string(),
+        has_netns,
+        args: env.args.clone(),
+        config: conf.raw.clone(),
+    };
+    let call = match env.command {
+        Command::Add => wasm::Call::Add(request()),
+        Command::Del => wasm::Call::Del(request()),
+        Command::Check => wasm::Call::Check(request()),
+        Command::Gc => wasm::Call::Gc {
+            config: conf.raw.clone(),
+            valid: conf.valid_attachments.clone(),
+        },
+        Command::Status | Command::Version => wasm::Call::Status {
+            config: conf.raw.clone(),
+        },
+    };
+    (grants, call)
 }
 
 /// Last resort against a host operation that never returns: answer with an error and

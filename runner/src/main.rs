@@ -17,8 +17,51 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Check that FILE is a component implementing the runner's world.
+    /// Work with guest components.
+    Guest {
+        #[command(subcommand)]
+        what: GuestCmd,
+    },
+    /// Run a guest on one CNI request against a simulated node (no root, no kernel
+    /// changes) and print every host call it made, with the answers, and its result.
+    Simulate {
+        /// ADD, DEL, CHECK, GC or STATUS.
+        command: String,
+        /// CNI_CONTAINERID.
+        #[arg(default_value = "pod-1")]
+        container_id: String,
+        /// The network config (JSON), as a runtime would send it.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The guest component (default: the config's "guest").
+        #[arg(short, long)]
+        guest: Option<PathBuf>,
+        /// Keep the simulated node in this file between calls (created if missing).
+        #[arg(short, long)]
+        session: Option<PathBuf>,
+        /// CNI_IFNAME.
+        #[arg(long, default_value = "eth0")]
+        ifname: String,
+        /// Send no CNI_NETNS (DEL after the pod's namespace is gone).
+        #[arg(long)]
+        no_netns: bool,
+        /// CNI_ARGS (K=V;K2=V2).
+        #[arg(long)]
+        args: Option<String>,
+        /// Print the simulated node after the call.
+        #[arg(long)]
+        show_node: bool,
+    },
+    /// Same as `guest check`, printing only the verdict (kept for scripts).
+    #[command(hide = true)]
     Validate { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum GuestCmd {
+    /// Check that FILE is a component implementing the runner's world, and show what
+    /// it exports and imports.
+    Check { file: PathBuf },
 }
 
 fn main() {
@@ -29,6 +72,15 @@ fn main() {
         std::process::exit(code);
     }
     match Cli::parse().command {
+        Cmd::Guest {
+            what: GuestCmd::Check { file },
+        } => match wasm_cni::wasm::check::check(&file) {
+            Ok(report) => println!("{}", report.lines.join("\n")),
+            Err(e) => {
+                eprintln!("wasm-cni guest check: refused: {e}");
+                std::process::exit(1);
+            }
+        },
         Cmd::Validate { file } => match wasm_cni::wasm::validate(&file) {
             Ok(()) => println!(
                 "ok: {} implements {}",
@@ -40,5 +92,38 @@ fn main() {
                 std::process::exit(1);
             }
         },
+        Cmd::Simulate {
+            command,
+            container_id,
+            config,
+            guest,
+            session,
+            ifname,
+            no_netns,
+            args,
+            show_node,
+        } => {
+            let o = wasm_cni::simulate::Options {
+                command,
+                config,
+                guest,
+                session,
+                container_id,
+                ifname,
+                no_netns,
+                args,
+                show_node,
+            };
+            match wasm_cni::simulate::run(&o) {
+                Ok(out) => {
+                    print!("{}", out.text);
+                    std::process::exit(if out.ok { 0 } else { 1 });
+                }
+                Err(e) => {
+                    eprintln!("wasm-cni simulate: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
     }
 }

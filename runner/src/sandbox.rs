@@ -2,21 +2,19 @@
 //! Plain Rust (no wasm types), so it is testable on its own.
 
 use crate::calllog::CallLog;
-use crate::firewall;
 use crate::grants::{Grants, LinkOp};
 use crate::journal::{Journal, Undo};
-use crate::netlink::{LinkInfo, Netlink, RouteSpec};
+use crate::netlink::{LinkInfo, RouteSpec};
 use crate::netns::Ns;
+use crate::node::Node;
 use crate::op_error::{OpError, OpKind, OpResult};
-use crate::store::Store;
-use crate::sysctl;
 use ipnetwork::Ipv4Network;
 use std::net::Ipv4Addr;
 
 pub struct Sandbox {
     pub grants: Grants,
-    pub net: Netlink,
-    pub store: Store,
+    /// The real node (`node::Kernel`) or the simulator's model.
+    pub node: Box<dyn Node>,
     /// Present for ADD: what to undo if the call fails.
     pub journal: Option<Journal>,
     pub log: CallLog,
@@ -32,6 +30,8 @@ pub struct Sandbox {
     pub host_time: std::time::Duration,
     /// Per-operation timings, kept when the config asks for `"timing": true`.
     pub trace: Option<Vec<(&'static str, std::time::Duration)>>,
+    /// Every import call with its arguments and result (`wasm-cni simulate` prints it).
+    pub transcript: Option<Vec<String>>,
 }
 
 fn cidr(text: &str) -> OpResult<Ipv4Network> {
@@ -61,8 +61,7 @@ fn addr(text: &str) -> OpResult<Ipv4Addr> {
 impl Sandbox {
     pub fn new(
         grants: Grants,
-        net: Netlink,
-        store: Store,
+        node: Box<dyn Node>,
         journal: Option<Journal>,
         log: CallLog,
         table: String,
@@ -76,8 +75,7 @@ impl Sandbox {
         };
         Sandbox {
             grants,
-            net,
-            store,
+            node,
             journal,
             log,
             table,
@@ -86,6 +84,7 @@ impl Sandbox {
             fw_checked: false,
             host_time: std::time::Duration::ZERO,
             trace: None,
+            transcript: None,
         }
     }
 
@@ -125,7 +124,7 @@ impl Sandbox {
     /// this call did not create is about to change.
     fn learn_uplinks(&mut self, ns: Ns, name: &str) -> OpResult<()> {
         if self.grants.needs_uplinks(ns, name) {
-            let up = self.net.default_route_links(Ns::Host)?;
+            let up = self.node.default_route_links(Ns::Host)?;
             self.grants.set_uplinks(up);
         }
         Ok(())
@@ -143,7 +142,7 @@ impl Sandbox {
     pub fn link_get(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>> {
         let check = self.grants.namespace(ns);
         self.gate(&format!("get link {name}"), check)?;
-        self.net.get_link(ns, name)
+        self.node.get_link(ns, name)
     }
 
     pub fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> OpResult<LinkInfo> {
@@ -153,7 +152,7 @@ impl Sandbox {
             name,
             LinkOp::Create,
         )?;
-        let r = self.net.create_bridge(name, mtu);
+        let r = self.node.create_bridge(name, mtu);
         self.after_create(Ns::Host, name, &r);
         r
     }
@@ -186,7 +185,7 @@ impl Sandbox {
             .and_then(|_| self.grants.link(Ns::Host, host, LinkOp::Create))
             .and_then(|_| self.grants.link(Ns::Container, peer, LinkOp::Create));
         self.gate(&what, check)?;
-        let pair = self.net.create_veth(host, peer, mtu)?;
+        let pair = self.node.create_veth(host, peer, mtu)?;
         self.grants.created(Ns::Host, host);
         self.grants.created(Ns::Container, peer);
         self.record(Undo::DeleteLink {
@@ -203,12 +202,12 @@ impl Sandbox {
             .and_then(|_| self.grants.link(Ns::Host, name, LinkOp::Change))
             .and_then(|_| self.grants.link(Ns::Host, bridge, LinkOp::Change));
         self.gate(&what, check)?;
-        self.net.set_master(name, bridge)
+        self.node.set_master(name, bridge)
     }
 
     pub fn set_up(&mut self, ns: Ns, name: &str) -> OpResult<()> {
         self.link_check(&format!("set {name} up"), ns, name, LinkOp::Change)?;
-        self.net.set_up(ns, name)
+        self.node.set_up(ns, name)
     }
 
     pub fn set_mtu(&mut self, ns: Ns, name: &str, mtu: u32) -> OpResult<()> {
@@ -218,12 +217,12 @@ impl Sandbox {
                 "mtu {mtu} is out of range (68..65535)"
             )));
         }
-        self.net.set_mtu(ns, name, mtu)
+        self.node.set_mtu(ns, name, mtu)
     }
 
     pub fn delete_link(&mut self, ns: Ns, name: &str) -> OpResult<()> {
         self.link_check(&format!("delete link {name}"), ns, name, LinkOp::Delete)?;
-        self.net.delete_link(ns, name)
+        self.node.delete_link(ns, name)
     }
 
     pub fn attachment_link(&self, container_id: &str, ifname: &str) -> String {
@@ -238,7 +237,7 @@ impl Sandbox {
             .learn_uplinks(ns, link)
             .and_then(|_| self.grants.address(ns, link, a, false));
         self.gate(&format!("add address {text} to {link}"), check)?;
-        self.net.add_address(ns, link, a)?;
+        self.node.add_address(ns, link, a)?;
         self.record(Undo::RemoveAddress {
             ns,
             link: link.into(),
@@ -253,7 +252,7 @@ impl Sandbox {
             .learn_uplinks(ns, link)
             .and_then(|_| self.grants.address(ns, link, a, true));
         self.gate(&format!("remove address {text} from {link}"), check)?;
-        self.net.remove_address(ns, link, a)?;
+        self.node.remove_address(ns, link, a)?;
         self.record(Undo::AddAddress {
             ns,
             link: link.into(),
@@ -266,7 +265,7 @@ impl Sandbox {
         let check = self.grants.namespace(ns);
         self.gate(&format!("list addresses of {link}"), check)?;
         Ok(self
-            .net
+            .node
             .list_addresses(ns, link)?
             .iter()
             .map(|n| n.to_string())
@@ -305,7 +304,7 @@ impl Sandbox {
     ) -> OpResult<()> {
         let r = Self::route_spec(dst, gw, link)?;
         self.route_check(&format!("add route to {dst}"), ns, &r)?;
-        self.net.add_route(ns, &r)?;
+        self.node.add_route(ns, &r)?;
         self.record(Undo::RemoveRoute { ns, route: r });
         Ok(())
     }
@@ -319,7 +318,7 @@ impl Sandbox {
     ) -> OpResult<()> {
         let r = Self::route_spec(dst, gw, link)?;
         self.route_check(&format!("remove route to {dst}"), ns, &r)?;
-        self.net.remove_route(ns, &r)?;
+        self.node.remove_route(ns, &r)?;
         self.record(Undo::AddRoute { ns, route: r });
         Ok(())
     }
@@ -327,7 +326,7 @@ impl Sandbox {
     pub fn route_list(&mut self, ns: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
         let check = self.grants.namespace(ns);
         self.gate("list routes", check)?;
-        self.net.list_routes(ns, link)
+        self.node.list_routes(ns, link)
     }
 
     // ---- firewall -----------------------------------------------------------------
@@ -339,7 +338,7 @@ impl Sandbox {
             return Ok(());
         }
         self.fw_checked = true;
-        if !firewall::table_exists(&self.table)? {
+        if !self.node.table_exists(&self.table)? {
             let t = self.table.clone();
             self.record(Undo::DeleteTable { table: t });
         }
@@ -351,7 +350,7 @@ impl Sandbox {
         let check = self.grants.firewall(n);
         self.gate(&format!("allow forwarding for {net}"), check)?;
         self.journal_table()?;
-        firewall::allow_forward(&self.table, n)
+        self.node.allow_forward(&self.table, n)
     }
 
     pub fn masquerade(&mut self, source: &str, except: &[String]) -> OpResult<()> {
@@ -363,7 +362,7 @@ impl Sandbox {
         let check = self.grants.firewall(s);
         self.gate(&format!("masquerade {source}"), check)?;
         self.journal_table()?;
-        firewall::masquerade(&self.table, s, &ex)
+        self.node.masquerade(&self.table, s, &ex)
     }
 
     // ---- sysctl -------------------------------------------------------------------
@@ -391,7 +390,7 @@ impl Sandbox {
     pub fn sysctl_get(&mut self, ns: Ns, key: &str) -> OpResult<String> {
         let parts = self.sysctl_parts(ns, key, false)?;
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        sysctl::get(&mut self.net.ns, ns, key, &refs)
+        self.node.sysctl_get(ns, key, &refs)
     }
 
     pub fn sysctl_set(&mut self, ns: Ns, key: &str, value: &str) -> OpResult<()> {
@@ -402,8 +401,8 @@ impl Sandbox {
             )));
         }
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let old = sysctl::get(&mut self.net.ns, ns, key, &refs)?;
-        sysctl::set(&mut self.net.ns, ns, key, &refs, value)?;
+        let old = self.node.sysctl_get(ns, key, &refs)?;
+        self.node.sysctl_set(ns, key, &refs, value)?;
         if old != value {
             self.record(Undo::RestoreSysctl {
                 ns,
@@ -420,18 +419,18 @@ impl Sandbox {
     pub fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
         let check = crate::store::check_key(key);
         self.gate(&format!("store get {key}"), check)?;
-        self.store.get(key)
+        self.node.store_get(key)
     }
 
     pub fn store_put(&mut self, key: &str, value: &str) -> OpResult<()> {
         let check = crate::store::check_key(key);
         self.gate(&format!("store put {key}"), check)?;
         let old = if self.journal.is_some() {
-            Some(self.store.get(key)?)
+            Some(self.node.store_get(key)?)
         } else {
             None
         };
-        self.store.put(key, value)?;
+        self.node.store_put(key, value)?;
         if let Some(old) = old {
             self.record(Undo::RestoreKey {
                 key: key.into(),
@@ -445,11 +444,11 @@ impl Sandbox {
         let check = crate::store::check_key(key);
         self.gate(&format!("store delete {key}"), check)?;
         let old = if self.journal.is_some() {
-            self.store.get(key)?
+            self.node.store_get(key)?
         } else {
             None
         };
-        let existed = self.store.delete(key)?;
+        let existed = self.node.store_delete(key)?;
         if existed {
             self.record(Undo::RestoreKey {
                 key: key.into(),
@@ -461,7 +460,7 @@ impl Sandbox {
 
     pub fn store_list(&mut self, prefix: &str) -> OpResult<Vec<String>> {
         self.gate("store list", Ok(()))?;
-        self.store.list(prefix)
+        self.node.store_list(prefix)
     }
 
     // ---- rollback -----------------------------------------------------------------
@@ -478,12 +477,14 @@ impl Sandbox {
         let mut failures = Vec::new();
         for step in steps {
             let r = match &step {
-                Undo::DeleteLink { ns, name } => self.net.delete_link(*ns, name),
-                Undo::RemoveAddress { ns, link, addr } => self.net.remove_address(*ns, link, *addr),
-                Undo::RemoveRoute { ns, route } => self.net.remove_route(*ns, route),
-                Undo::AddAddress { ns, link, addr } => self.net.add_address(*ns, link, *addr),
-                Undo::AddRoute { ns, route } => self.net.add_route(*ns, route),
-                Undo::SetMtu { ns, name, mtu } => self.net.set_mtu(*ns, name, *mtu),
+                Undo::DeleteLink { ns, name } => self.node.delete_link(*ns, name),
+                Undo::RemoveAddress { ns, link, addr } => {
+                    self.node.remove_address(*ns, link, *addr)
+                }
+                Undo::RemoveRoute { ns, route } => self.node.remove_route(*ns, route),
+                Undo::AddAddress { ns, link, addr } => self.node.add_address(*ns, link, *addr),
+                Undo::AddRoute { ns, route } => self.node.add_route(*ns, route),
+                Undo::SetMtu { ns, name, mtu } => self.node.set_mtu(*ns, name, *mtu),
                 Undo::RestoreSysctl {
                     ns,
                     key,
@@ -491,11 +492,11 @@ impl Sandbox {
                     old,
                 } => {
                     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-                    sysctl::set(&mut self.net.ns, *ns, key, &refs, old)
+                    self.node.sysctl_set(*ns, key, &refs, old)
                 }
-                Undo::RestoreKey { key, old: Some(v) } => self.store.put(key, v),
-                Undo::RestoreKey { key, old: None } => self.store.delete(key).map(|_| ()),
-                Undo::DeleteTable { table } => firewall::delete_table(table),
+                Undo::RestoreKey { key, old: Some(v) } => self.node.store_put(key, v),
+                Undo::RestoreKey { key, old: None } => self.node.store_delete(key).map(|_| ()),
+                Undo::DeleteTable { table } => self.node.delete_table(table),
             };
             match r {
                 Ok(()) => {}

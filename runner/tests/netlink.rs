@@ -13,6 +13,7 @@ use wasm_cni::calllog::CallLog;
 use wasm_cni::grants::{Grants, Scope};
 use wasm_cni::netlink::{Netlink, RouteSpec};
 use wasm_cni::netns::{Namespaces, Ns};
+use wasm_cni::node::Kernel;
 use wasm_cni::op_error::OpKind;
 use wasm_cni::sandbox::Sandbox;
 use wasm_cni::store::Store;
@@ -183,8 +184,10 @@ fn sandbox(ns: &Netns, dir: &std::path::Path, journal: bool) -> Sandbox {
     );
     Sandbox::new(
         grants,
-        Netlink::new(Namespaces::new(Some(ns.pod_path())).unwrap()),
-        Store::open(dir).unwrap(),
+        Box::new(Kernel {
+            net: Netlink::new(Namespaces::new(Some(ns.pod_path())).unwrap()),
+            store: Store::open(dir).unwrap(),
+        }),
         journal.then(Default::default),
         CallLog::open(&dir.join("log"), "ADD", "c1"),
         "wasm_cni_test".into(),

@@ -76,6 +76,15 @@ pub fn valid_ifname(s: &str) -> bool {
 impl Env {
     /// Read and validate the environment with `get` (std::env::var in production).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Env> {
+        Self::from_lookup_in(get, |p| p.exists())
+    }
+
+    /// The same, with `exists` telling whether a CNI_NETNS path is there (the
+    /// simulator's namespaces are not files).
+    pub fn from_lookup_in(
+        get: impl Fn(&str) -> Option<String>,
+        exists: impl Fn(&std::path::Path) -> bool,
+    ) -> Result<Env> {
         let command = match get("CNI_COMMAND") {
             None => {
                 return Err(Error::Env {
@@ -138,7 +147,7 @@ impl Env {
                         reason: format!("required for {}", command.as_str()),
                     })
                 }
-                Some(p) if !p.exists() => {
+                Some(p) if !exists(p) => {
                     return Err(Error::Env {
                         name: "CNI_NETNS",
                         reason: format!("{} does not exist", p.display()),

@@ -89,17 +89,57 @@ impl From<OpError> for types::HostError {
 type R<T> = Result<T, types::HostError>;
 
 impl State {
-    /// Run one host operation, timing it for the call log's breakdown.
-    fn timed<T>(
+    /// Run one host operation, timing it for the call log's breakdown and, when the
+    /// sandbox keeps a transcript (`wasm-cni simulate`), writing down the call as the
+    /// guest made it and what it got back.
+    fn timed<T: std::fmt::Debug>(
         &mut self,
         op: &'static str,
+        args: impl FnOnce() -> String,
         f: impl FnOnce(&mut Sandbox) -> Result<T, OpError>,
     ) -> R<T> {
         let t = std::time::Instant::now();
         let r = f(&mut self.sandbox);
         self.sandbox.note(op, t.elapsed());
+        if let Some(tr) = &mut self.sandbox.transcript {
+            let answer = match &r {
+                Ok(v) => format!("ok {v:?}"),
+                Err(e) => format!("error {}: {}", kind_name(e.kind), e.message),
+            };
+            tr.push(format!("{op}({}) -> {answer}", args()));
+        }
         Ok(r?)
     }
+}
+
+fn kind_name(k: OpKind) -> &'static str {
+    match k {
+        OpKind::Denied => "denied",
+        OpKind::NotFound => "not-found",
+        OpKind::AlreadyExists => "already-exists",
+        OpKind::InvalidArgument => "invalid-argument",
+        OpKind::Failed => "failed",
+    }
+}
+
+/// Arguments as a transcript shows them: WIT names, strings quoted, `none` for absent.
+fn q(s: &str) -> String {
+    format!("{s:?}")
+}
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or("none".into(), |x| format!("{x}"))
+}
+fn optq(v: &Option<String>) -> String {
+    v.as_deref().map_or("none".into(), q)
+}
+fn route_args(n: types::Netns, r: &routes::Route) -> String {
+    format!(
+        "{}, {{destination: {}, gateway: {}, link: {}}}",
+        ns(n),
+        q(&r.destination),
+        optq(&r.gateway),
+        optq(&r.link)
+    )
 }
 
 fn link_info(l: crate::netlink::LinkInfo) -> types::LinkInfo {
@@ -116,14 +156,18 @@ impl types::Host for State {}
 
 impl links::Host for State {
     fn get(&mut self, n: types::Netns, name: String) -> R<Option<types::LinkInfo>> {
-        self.timed("links.get", |s| {
-            s.link_get(ns(n), &name).map(|l| l.map(link_info))
-        })
+        self.timed(
+            "links.get",
+            || format!("{}, {}", ns(n), q(&name)),
+            |s| s.link_get(ns(n), &name).map(|l| l.map(link_info)),
+        )
     }
     fn create_bridge(&mut self, name: String, mtu: Option<u32>) -> R<types::LinkInfo> {
-        self.timed("links.create-bridge", |s| {
-            s.create_bridge(&name, mtu).map(link_info)
-        })
+        self.timed(
+            "links.create-bridge",
+            || format!("{}, {}", q(&name), opt(&mtu)),
+            |s| s.create_bridge(&name, mtu).map(link_info),
+        )
     }
     fn create_veth(
         &mut self,
@@ -131,110 +175,181 @@ impl links::Host for State {
         container_name: String,
         mtu: Option<u32>,
     ) -> R<links::VethPair> {
-        self.timed("links.create-veth", |s| {
-            s.create_veth(&host_name, &container_name, mtu)
-                .map(|(h, c)| links::VethPair {
-                    host: link_info(h),
-                    container: link_info(c),
-                })
-        })
+        self.timed(
+            "links.create-veth",
+            || format!("{}, {}, {}", q(&host_name), q(&container_name), opt(&mtu)),
+            |s| {
+                s.create_veth(&host_name, &container_name, mtu)
+                    .map(|(h, c)| links::VethPair {
+                        host: link_info(h),
+                        container: link_info(c),
+                    })
+            },
+        )
     }
     fn set_master(&mut self, name: String, bridge: String) -> R<()> {
-        self.timed("links.set-master", |s| s.set_master(&name, &bridge))
+        self.timed(
+            "links.set-master",
+            || format!("{}, {}", q(&name), q(&bridge)),
+            |s| s.set_master(&name, &bridge),
+        )
     }
     fn set_up(&mut self, n: types::Netns, name: String) -> R<()> {
-        self.timed("links.set-up", |s| s.set_up(ns(n), &name))
+        self.timed(
+            "links.set-up",
+            || format!("{}, {}", ns(n), q(&name)),
+            |s| s.set_up(ns(n), &name),
+        )
     }
     fn set_mtu(&mut self, n: types::Netns, name: String, mtu: u32) -> R<()> {
-        self.timed("links.set-mtu", |s| s.set_mtu(ns(n), &name, mtu))
+        self.timed(
+            "links.set-mtu",
+            || format!("{}, {}, {mtu}", ns(n), q(&name)),
+            |s| s.set_mtu(ns(n), &name, mtu),
+        )
     }
     fn delete(&mut self, n: types::Netns, name: String) -> R<()> {
-        self.timed("links.delete", |s| s.delete_link(ns(n), &name))
+        self.timed(
+            "links.delete",
+            || format!("{}, {}", ns(n), q(&name)),
+            |s| s.delete_link(ns(n), &name),
+        )
     }
     fn attachment_link(&mut self, container_id: String, ifname: String) -> String {
-        self.sandbox.attachment_link(&container_id, &ifname)
+        let name = self.sandbox.attachment_link(&container_id, &ifname);
+        if let Some(tr) = &mut self.sandbox.transcript {
+            tr.push(format!(
+                "links.attachment-link({}, {}) -> {}",
+                q(&container_id),
+                q(&ifname),
+                q(&name)
+            ));
+        }
+        name
     }
 }
 
 impl addresses::Host for State {
     fn add(&mut self, n: types::Netns, link: String, address: String) -> R<()> {
-        self.timed("addresses.add", |s| s.address_add(ns(n), &link, &address))
+        self.timed(
+            "addresses.add",
+            || format!("{}, {}, {}", ns(n), q(&link), q(&address)),
+            |s| s.address_add(ns(n), &link, &address),
+        )
     }
     fn remove(&mut self, n: types::Netns, link: String, address: String) -> R<()> {
-        self.timed("addresses.remove", |s| {
-            s.address_remove(ns(n), &link, &address)
-        })
+        self.timed(
+            "addresses.remove",
+            || format!("{}, {}, {}", ns(n), q(&link), q(&address)),
+            |s| s.address_remove(ns(n), &link, &address),
+        )
     }
     fn list(&mut self, n: types::Netns, link: String) -> R<Vec<String>> {
-        self.timed("addresses.list", |s| s.address_list(ns(n), &link))
+        self.timed(
+            "addresses.list",
+            || format!("{}, {}", ns(n), q(&link)),
+            |s| s.address_list(ns(n), &link),
+        )
     }
 }
 
 impl routes::Host for State {
     fn add(&mut self, n: types::Netns, r: routes::Route) -> R<()> {
-        self.timed("routes.add", |s| {
-            s.route_add(
-                ns(n),
-                &r.destination,
-                r.gateway.as_deref(),
-                r.link.as_deref(),
-            )
-        })
+        self.timed(
+            "routes.add",
+            || route_args(n, &r),
+            |s| {
+                s.route_add(
+                    ns(n),
+                    &r.destination,
+                    r.gateway.as_deref(),
+                    r.link.as_deref(),
+                )
+            },
+        )
     }
     fn remove(&mut self, n: types::Netns, r: routes::Route) -> R<()> {
-        self.timed("routes.remove", |s| {
-            s.route_remove(
-                ns(n),
-                &r.destination,
-                r.gateway.as_deref(),
-                r.link.as_deref(),
-            )
-        })
+        self.timed(
+            "routes.remove",
+            || route_args(n, &r),
+            |s| {
+                s.route_remove(
+                    ns(n),
+                    &r.destination,
+                    r.gateway.as_deref(),
+                    r.link.as_deref(),
+                )
+            },
+        )
     }
     fn list(&mut self, n: types::Netns, link: Option<String>) -> R<Vec<routes::Route>> {
-        self.timed("routes.list", |s| {
-            Ok(s.route_list(ns(n), link.as_deref())?
-                .into_iter()
-                .map(|r| routes::Route {
-                    destination: r.destination.to_string(),
-                    gateway: r.gateway.map(|g| g.to_string()),
-                    link: r.link,
-                })
-                .collect())
-        })
+        self.timed(
+            "routes.list",
+            || format!("{}, {}", ns(n), optq(&link)),
+            |s| {
+                Ok(s.route_list(ns(n), link.as_deref())?
+                    .into_iter()
+                    .map(|r| routes::Route {
+                        destination: r.destination.to_string(),
+                        gateway: r.gateway.map(|g| g.to_string()),
+                        link: r.link,
+                    })
+                    .collect())
+            },
+        )
     }
 }
 
 impl firewall::Host for State {
     fn allow_forward(&mut self, network: String) -> R<()> {
-        self.timed("firewall.allow-forward", |s| s.allow_forward(&network))
+        self.timed(
+            "firewall.allow-forward",
+            || q(&network),
+            |s| s.allow_forward(&network),
+        )
     }
     fn masquerade(&mut self, source: String, except: Vec<String>) -> R<()> {
-        self.timed("firewall.masquerade", |s| s.masquerade(&source, &except))
+        self.timed(
+            "firewall.masquerade",
+            || format!("{}, {except:?}", q(&source)),
+            |s| s.masquerade(&source, &except),
+        )
     }
 }
 
 impl sysctl::Host for State {
     fn get(&mut self, n: types::Netns, key: String) -> R<String> {
-        self.timed("sysctl.get", |s| s.sysctl_get(ns(n), &key))
+        self.timed(
+            "sysctl.get",
+            || format!("{}, {}", ns(n), q(&key)),
+            |s| s.sysctl_get(ns(n), &key),
+        )
     }
     fn set(&mut self, n: types::Netns, key: String, value: String) -> R<()> {
-        self.timed("sysctl.set", |s| s.sysctl_set(ns(n), &key, &value))
+        self.timed(
+            "sysctl.set",
+            || format!("{}, {}, {}", ns(n), q(&key), q(&value)),
+            |s| s.sysctl_set(ns(n), &key, &value),
+        )
     }
 }
 
 impl store::Host for State {
     fn get(&mut self, key: String) -> R<Option<String>> {
-        self.timed("store.get", |s| s.store_get(&key))
+        self.timed("store.get", || q(&key), |s| s.store_get(&key))
     }
     fn put(&mut self, key: String, value: String) -> R<()> {
-        self.timed("store.put", |s| s.store_put(&key, &value))
+        self.timed(
+            "store.put",
+            || format!("{}, {}", q(&key), q(&value)),
+            |s| s.store_put(&key, &value),
+        )
     }
     fn delete(&mut self, key: String) -> R<bool> {
-        self.timed("store.delete", |s| s.store_delete(&key))
+        self.timed("store.delete", || q(&key), |s| s.store_delete(&key))
     }
     fn list(&mut self, prefix: String) -> R<Vec<String>> {
-        self.timed("store.list", |s| s.store_list(&prefix))
+        self.timed("store.list", || q(&prefix), |s| s.store_list(&prefix))
     }
 }
 
@@ -247,6 +362,9 @@ impl log::Host for State {
             log::Level::Error => "ERROR",
         };
         let m = super::truncate(message, 4096);
+        if let Some(tr) = &mut self.sandbox.transcript {
+            tr.push(format!("log.write({}, {})", level.to_lowercase(), q(&m)));
+        }
         self.sandbox.log.line(level, &format!("guest: {m}"));
     }
 }

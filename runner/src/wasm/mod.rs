@@ -3,6 +3,7 @@
 //! filesystem, network, environment or stdio (stdout is discarded, stderr kept for the
 //! log).
 
+pub mod check;
 pub mod engine;
 mod host;
 
@@ -79,15 +80,36 @@ fn pre(engine: &Engine, component: &Component, path: &Path) -> Result<CniPolicyP
     CniPolicyPre::new(ip).map_err(guest_err)
 }
 
-/// Check that a file is a component of our world (`wasm-cni validate`).
+/// Check that a file is a component of our world (`wasm-cni guest check` tells more).
 pub fn validate(path: &Path) -> Result<()> {
-    let engine = engine::engine()?;
-    let wasm = std::fs::read(path).map_err(|e| Error::Guest {
-        path: path.display().to_string(),
-        reason: format!("cannot read: {e}"),
-    })?;
-    let component = engine::compile(&engine, path, &wasm)?;
-    pre(&engine, &component, path).map(|_| ())
+    check::check(path).map(|_| ())
+}
+
+/// Instantiate the guest once against a simulated node, which type-checks every export
+/// it will be called through (the linker checks only imports). Nothing on the real
+/// node can be touched: the sandbox's node is `sim::Model`.
+fn try_instantiate(engine: &Engine, component: &Component, path: &Path) -> Result<()> {
+    let grants =
+        crate::grants::Grants::new(crate::grants::Scope::Status, false, "cni0", "wc", None);
+    let model = crate::sim::Model {
+        world: crate::sim::World::default(),
+        container: None,
+    };
+    let sandbox = Sandbox::new(
+        grants,
+        Box::new(model),
+        None,
+        crate::calllog::CallLog::discard(),
+        "wasm_cni_check".into(),
+    );
+    let mut store = new_store(engine, sandbox, 64, Duration::from_secs(2));
+    pre(engine, component, path)?
+        .instantiate(&mut store)
+        .map(|_| ())
+        .map_err(|e| Error::Guest {
+            path: path.display().to_string(),
+            reason: format!("does not implement {WORLD}: {e:#}"),
+        })
 }
 
 /// A guest's strings and lists must stay small: a result is a few hundred bytes.
@@ -199,22 +221,14 @@ pub struct Bounds<'a> {
     pub memory_mib: u64,
 }
 
-/// Instantiate the guest and make one call. Always gives the sandbox back (for rollback).
-pub fn run(
+/// A store for one guest call: the sandbox, the memory cap, a WASI context that grants
+/// nothing, and an epoch deadline `timeout` from now.
+fn new_store(
     engine: &Engine,
-    component: &Component,
     sandbox: Sandbox,
-    call: Call,
-    b: &Bounds,
-) -> (Result<Reply>, Sandbox, Phases) {
-    let Bounds {
-        guest_path,
-        sandbox_path,
-        timeout,
-        memory_mib,
-    } = *b;
-    let mut phases = Phases::default();
-    let t = Instant::now();
+    memory_mib: u64,
+    timeout: Duration,
+) -> Store<State> {
     let stderr = MemoryOutputPipe::new(16 * 1024);
     let state = State {
         sandbox,
@@ -244,6 +258,26 @@ pub fn run(
         std::thread::sleep(timeout);
         ticker.increment_epoch();
     });
+    store
+}
+
+/// Instantiate the guest and make one call. Always gives the sandbox back (for rollback).
+pub fn run(
+    engine: &Engine,
+    component: &Component,
+    sandbox: Sandbox,
+    call: Call,
+    b: &Bounds,
+) -> (Result<Reply>, Sandbox, Phases) {
+    let Bounds {
+        guest_path,
+        sandbox_path,
+        timeout,
+        memory_mib,
+    } = *b;
+    let mut phases = Phases::default();
+    let t = Instant::now();
+    let mut store = new_store(engine, sandbox, memory_mib, timeout);
     let pre = pre(engine, component, guest_path);
     phases.linker_us = t.elapsed().as_micros();
     let t = Instant::now();

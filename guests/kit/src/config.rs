@@ -1,4 +1,4 @@
-//! The default policy's settings, read from the network config the runtime sent.
+//! The settings every shipped policy reads, from the network config the runtime sent.
 
 use serde::Deserialize;
 use std::net::Ipv4Addr;
@@ -79,7 +79,7 @@ struct Raw {
     mtu: Option<u32>,
 }
 
-/// The settings of the default policy.
+/// The settings of a policy (the course lab's fields).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// The node network (the cloud VPC), not masqueraded.
@@ -88,7 +88,7 @@ pub struct Config {
     pub pod_network: Net,
     /// This node's slice of the pod network.
     pub pod_subnet: Net,
-    /// Bridge name (default `cni0`).
+    /// Bridge name (default `cni0`; the routed policy has no bridge and ignores it).
     pub bridge: String,
     /// MTU for the bridge and veths (kernel default when absent).
     pub mtu: Option<u32>,

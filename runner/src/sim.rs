@@ -1,0 +1,742 @@
+//! An in-memory node for `wasm-cni simulate`: links, addresses, routes, sysctls,
+//! firewall rules and the store, answering like the kernel for what it covers
+//! (EEXIST on a second create, ENODEV for a missing link, ENETDOWN for a route on a down
+//! link, ENETUNREACH for a gateway no route reaches). It is serialized to the session
+//! file between calls, so ADD pod-1, ADD pod-2, DEL pod-1 build on each other.
+//!
+//! Deterministic on purpose: link indexes count up, MACs are a hash of namespace and
+//! name, nothing depends on time, so the same session gives byte-for-byte the same output.
+
+use crate::netlink::{LinkInfo, RouteSpec};
+use crate::netns::Ns;
+use crate::node::Node;
+use crate::op_error::{OpError, OpKind, OpResult};
+use ipnetwork::Ipv4Network;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// What kind of link (the kernel's `kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Loopback,
+    Device,
+    Bridge,
+    Veth,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Link {
+    pub index: u32,
+    pub kind: Kind,
+    pub mac: String,
+    pub mtu: u32,
+    pub up: bool,
+    /// The bridge it is attached to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    /// A veth's other end: (namespace key, name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<(String, String)>,
+    /// Addresses, CIDR text, in the order added.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub destination: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    pub link: String,
+}
+
+/// One network namespace.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Namespace {
+    pub links: BTreeMap<String, Link>,
+    /// Routes added explicitly (connected routes are derived from addresses).
+    pub routes: Vec<Route>,
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// The whole simulated node; the session file is this, as JSON.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct World {
+    /// `host`, and `pod:<container id>` for each container namespace.
+    pub namespaces: BTreeMap<String, Namespace>,
+    pub next_index: u32,
+    /// nftables tables: table -> chain -> rule (each chain holds one rule set, rewritten
+    /// whole, like the runner's firewall module does).
+    pub firewall: BTreeMap<String, BTreeMap<String, String>>,
+    /// The network's store.
+    pub store: BTreeMap<String, String>,
+    /// The last ADD result per attachment (`container/ifname`), which a runtime would
+    /// cache and send back as `prevResult` with CHECK and DEL.
+    #[serde(default)]
+    pub results: BTreeMap<String, serde_json::Value>,
+}
+
+pub const HOST: &str = "host";
+
+/// The namespace key of a container.
+pub fn pod_ns(container_id: &str) -> String {
+    format!("pod:{container_id}")
+}
+
+fn mac_for(ns: &str, name: &str) -> String {
+    // FNV-1a: stable across runs and platforms (std's hasher is not)
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in ns.bytes().chain([0]).chain(name.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    // locally administered, unicast, like the kernel's random MACs
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        (b[0] & 0xfe) | 0x02,
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5]
+    )
+}
+
+fn errno(kind: OpKind, msg: String) -> OpError {
+    OpError::new(kind, msg)
+}
+
+impl World {
+    /// A fresh node: `lo`, and `eth0` with `node_ip` and a default route via `gateway`.
+    pub fn new(node_ip: Ipv4Network, gateway: Ipv4Addr) -> World {
+        let mut w = World {
+            next_index: 1,
+            ..World::default()
+        };
+        let mut host = Namespace::default();
+        host.sysctls
+            .insert("net.ipv4.ip_forward".into(), "0".into());
+        w.namespaces.insert(HOST.into(), host);
+        w.add_link(HOST, "lo", Kind::Loopback, 65536);
+        w.add_link(HOST, "eth0", Kind::Device, 1500);
+        let host = w.namespaces.get_mut(HOST).expect("just added");
+        for (name, addr) in [
+            ("lo", "127.0.0.1/8".to_string()),
+            ("eth0", node_ip.to_string()),
+        ] {
+            let l = host.links.get_mut(name).expect("just added");
+            l.up = true;
+            l.addresses.push(addr);
+        }
+        host.routes.push(Route {
+            destination: "0.0.0.0/0".into(),
+            gateway: Some(gateway.to_string()),
+            link: "eth0".into(),
+        });
+        w
+    }
+
+    /// A container namespace with its `lo` (what the runtime creates before ADD).
+    pub fn ensure_pod_ns(&mut self, key: &str) {
+        if !self.namespaces.contains_key(key) {
+            self.namespaces.insert(key.into(), Namespace::default());
+            self.add_link(key, "lo", Kind::Loopback, 65536);
+            let l = self
+                .namespaces
+                .get_mut(key)
+                .and_then(|n| n.links.get_mut("lo"));
+            if let Some(l) = l {
+                l.up = true;
+                l.addresses.push("127.0.0.1/8".into());
+            }
+        }
+    }
+
+    /// The runtime destroyed a container namespace: its links go, and with them the
+    /// host ends of their veths (as the kernel does).
+    pub fn remove_ns(&mut self, key: &str) {
+        if let Some(ns) = self.namespaces.remove(key) {
+            for l in ns.links.values() {
+                if let Some((pns, pname)) = &l.peer {
+                    self.drop_link(pns, pname);
+                }
+            }
+        }
+    }
+
+    fn add_link(&mut self, ns: &str, name: &str, kind: Kind, mtu: u32) -> &mut Link {
+        let index = self.next_index;
+        self.next_index += 1;
+        let n = self.namespaces.entry(ns.into()).or_default();
+        n.links.insert(
+            name.into(),
+            Link {
+                index,
+                kind,
+                mac: if kind == Kind::Loopback {
+                    "00:00:00:00:00:00".into()
+                } else {
+                    mac_for(ns, name)
+                },
+                mtu,
+                up: false,
+                master: None,
+                peer: None,
+                addresses: Vec::new(),
+            },
+        );
+        n.links.get_mut(name).expect("just inserted")
+    }
+
+    /// Remove a link with its routes, its addresses and its ports' attachment.
+    fn drop_link(&mut self, ns: &str, name: &str) -> Option<Link> {
+        let n = self.namespaces.get_mut(ns)?;
+        let l = n.links.remove(name)?;
+        n.routes.retain(|r| r.link != name);
+        for other in n.links.values_mut() {
+            if other.master.as_deref() == Some(name) {
+                other.master = None;
+            }
+        }
+        Some(l)
+    }
+
+    /// Connected routes: the network of each address (not /32) on an up link.
+    fn connected(ns: &Namespace) -> Vec<Route> {
+        let mut out = Vec::new();
+        for (name, l) in &ns.links {
+            if !l.up || l.kind == Kind::Loopback {
+                continue;
+            }
+            for a in &l.addresses {
+                if let Ok(n) = a.parse::<Ipv4Network>() {
+                    if n.prefix() < 32 {
+                        let net = Ipv4Network::new(n.network(), n.prefix()).expect("valid");
+                        out.push(Route {
+                            destination: net.to_string(),
+                            gateway: None,
+                            link: name.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn routes_of(ns: &Namespace) -> Vec<Route> {
+        let mut all = Self::connected(ns);
+        all.extend(ns.routes.iter().cloned());
+        all
+    }
+}
+
+/// The model as a `Node`: the host namespace and the current call's container.
+pub struct Model {
+    pub world: World,
+    /// The namespace key CNI_NETNS stands for in this call, if any.
+    pub container: Option<String>,
+}
+
+impl Model {
+    fn key(&self, ns: Ns) -> OpResult<String> {
+        match ns {
+            Ns::Host => Ok(HOST.into()),
+            Ns::Container => self
+                .container
+                .clone()
+                .ok_or_else(|| OpError::not_found("no container namespace in this call (ENOENT)")),
+        }
+    }
+
+    fn space(&mut self, ns: Ns) -> OpResult<&mut Namespace> {
+        let k = self.key(ns)?;
+        self.world
+            .namespaces
+            .get_mut(&k)
+            .ok_or_else(|| OpError::not_found(format!("namespace {k} is gone (ENOENT)")))
+    }
+
+    fn link(&mut self, ns: Ns, name: &str) -> OpResult<&mut Link> {
+        self.space(ns)?.links.get_mut(name).ok_or_else(|| {
+            errno(
+                OpKind::NotFound,
+                format!("link {name:?} not found in the {ns} namespace (ENODEV)"),
+            )
+        })
+    }
+
+    fn info(name: &str, l: &Link, masters: &BTreeMap<String, Link>) -> LinkInfo {
+        LinkInfo {
+            name: name.into(),
+            index: l.index,
+            mac: l.mac.clone(),
+            mtu: l.mtu,
+            up: l.up,
+            master: l
+                .master
+                .as_ref()
+                .and_then(|m| masters.get(m))
+                .map(|m| m.index),
+        }
+    }
+
+    fn exists(&mut self, ns: Ns, name: &str) -> OpResult<()> {
+        if self.space(ns)?.links.contains_key(name) {
+            return Err(errno(
+                OpKind::AlreadyExists,
+                format!("link {name:?} already exists in the {ns} namespace (EEXIST)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn route_text(r: &RouteSpec) -> String {
+    let mut s = r.destination.to_string();
+    if let Some(g) = r.gateway {
+        s.push_str(&format!(" via {g}"));
+    }
+    if let Some(l) = &r.link {
+        s.push_str(&format!(" dev {l}"));
+    }
+    s
+}
+
+impl Node for Model {
+    fn get_link(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>> {
+        let space = self.space(ns)?;
+        Ok(space
+            .links
+            .get(name)
+            .map(|l| Self::info(name, l, &space.links)))
+    }
+
+    fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> OpResult<LinkInfo> {
+        self.exists(Ns::Host, name)?;
+        let l = self
+            .world
+            .add_link(HOST, name, Kind::Bridge, mtu.unwrap_or(1500))
+            .clone();
+        Ok(Self::info(name, &l, &BTreeMap::new()))
+    }
+
+    fn create_veth(
+        &mut self,
+        host: &str,
+        peer: &str,
+        mtu: Option<u32>,
+    ) -> OpResult<(LinkInfo, LinkInfo)> {
+        let pod = self.key(Ns::Container)?;
+        self.space(Ns::Container)?;
+        self.exists(Ns::Host, host)?;
+        self.exists(Ns::Container, peer)?;
+        let mtu = mtu.unwrap_or(1500);
+        let h = self.world.add_link(HOST, host, Kind::Veth, mtu);
+        h.peer = Some((pod.clone(), peer.into()));
+        let h = h.clone();
+        let p = self.world.add_link(&pod, peer, Kind::Veth, mtu);
+        p.peer = Some((HOST.into(), host.into()));
+        let p = p.clone();
+        let none = BTreeMap::new();
+        Ok((Self::info(host, &h, &none), Self::info(peer, &p, &none)))
+    }
+
+    fn set_master(&mut self, name: &str, bridge: &str) -> OpResult<()> {
+        let kind = self.link(Ns::Host, bridge)?.kind;
+        if kind != Kind::Bridge {
+            return Err(OpError::invalid(format!(
+                "{bridge:?} is not a bridge (EOPNOTSUPP)"
+            )));
+        }
+        self.link(Ns::Host, name)?.master = Some(bridge.into());
+        Ok(())
+    }
+
+    fn set_up(&mut self, ns: Ns, name: &str) -> OpResult<()> {
+        self.link(ns, name)?.up = true;
+        Ok(())
+    }
+
+    fn set_mtu(&mut self, ns: Ns, name: &str, mtu: u32) -> OpResult<()> {
+        self.link(ns, name)?.mtu = mtu;
+        Ok(())
+    }
+
+    fn delete_link(&mut self, ns: Ns, name: &str) -> OpResult<()> {
+        let key = self.key(ns)?;
+        self.link(ns, name)?;
+        let l = self.world.drop_link(&key, name).expect("checked above");
+        // a veth goes with its peer
+        if let Some((pns, pname)) = l.peer {
+            self.world.drop_link(&pns, &pname);
+        }
+        Ok(())
+    }
+
+    fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<Ipv4Network>> {
+        Ok(self
+            .link(ns, link)?
+            .addresses
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect())
+    }
+
+    fn add_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
+        let l = self.link(ns, link)?;
+        let text = addr.to_string();
+        if l.addresses.contains(&text) {
+            return Err(errno(
+                OpKind::AlreadyExists,
+                format!("address {text} already on {link:?} (EEXIST)"),
+            ));
+        }
+        l.addresses.push(text);
+        Ok(())
+    }
+
+    fn remove_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
+        let l = self.link(ns, link)?;
+        let text = addr.to_string();
+        let before = l.addresses.len();
+        l.addresses.retain(|a| a != &text);
+        if l.addresses.len() == before {
+            return Err(errno(
+                OpKind::NotFound,
+                format!("address {text} is not on {link:?} (EADDRNOTAVAIL)"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn default_route_links(&mut self, ns: Ns) -> OpResult<Vec<String>> {
+        Ok(World::routes_of(self.space(ns)?)
+            .into_iter()
+            .filter(|r| r.destination == "0.0.0.0/0")
+            .map(|r| r.link)
+            .collect())
+    }
+
+    fn list_routes(&mut self, ns: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
+        Ok(World::routes_of(self.space(ns)?)
+            .into_iter()
+            .filter(|r| link.is_none_or(|l| l == r.link))
+            .filter_map(|r| {
+                Some(RouteSpec {
+                    destination: r.destination.parse().ok()?,
+                    gateway: r.gateway.as_deref().and_then(|g| g.parse().ok()),
+                    link: Some(r.link),
+                })
+            })
+            .collect())
+    }
+
+    fn add_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
+        let what = route_text(r);
+        let space = self.space(ns)?;
+        let table = World::routes_of(space);
+        if table
+            .iter()
+            .any(|t| t.destination == r.destination.to_string())
+        {
+            return Err(errno(
+                OpKind::AlreadyExists,
+                format!("route {what}: a route to {} exists (EEXIST)", r.destination),
+            ));
+        }
+        // the kernel resolves the gateway through a route without a gateway
+        let reach = |g: Ipv4Addr| {
+            table
+                .iter()
+                .filter(|t| t.gateway.is_none())
+                .filter(|t| r.link.as_ref().is_none_or(|l| *l == t.link))
+                .find(|t| {
+                    t.destination
+                        .parse::<Ipv4Network>()
+                        .is_ok_and(|n| n.contains(g))
+                })
+                .map(|t| t.link.clone())
+        };
+        let link = match (&r.link, r.gateway) {
+            (Some(l), _) if !space.links.contains_key(l) => {
+                return Err(errno(
+                    OpKind::NotFound,
+                    format!("route {what}: link {l:?} not found (ENODEV)"),
+                ))
+            }
+            (_, Some(g)) => reach(g).ok_or_else(|| {
+                errno(
+                    OpKind::Failed,
+                    format!("route {what}: gateway {g} is not reachable (ENETUNREACH)"),
+                )
+            })?,
+            (Some(l), None) => l.clone(),
+            (None, None) => {
+                return Err(OpError::invalid(format!(
+                    "route {what}: needs a link or a gateway (EINVAL)"
+                )))
+            }
+        };
+        if !space.links.get(&link).is_some_and(|l| l.up) {
+            return Err(errno(
+                OpKind::Failed,
+                format!("route {what}: link {link:?} is down (ENETDOWN)"),
+            ));
+        }
+        space.routes.push(Route {
+            destination: r.destination.to_string(),
+            gateway: r.gateway.map(|g| g.to_string()),
+            link,
+        });
+        Ok(())
+    }
+
+    fn remove_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
+        let space = self.space(ns)?;
+        let dst = r.destination.to_string();
+        let gw = r.gateway.map(|g| g.to_string());
+        let pos = space.routes.iter().position(|t| {
+            t.destination == dst
+                && (gw.is_none() || t.gateway == gw)
+                && r.link.as_ref().is_none_or(|l| *l == t.link)
+        });
+        match pos {
+            Some(i) => {
+                space.routes.remove(i);
+                Ok(())
+            }
+            None => Err(errno(
+                OpKind::NotFound,
+                format!("route {}: no such route (ESRCH)", route_text(r)),
+            )),
+        }
+    }
+
+    fn table_exists(&mut self, table: &str) -> OpResult<bool> {
+        Ok(self.world.firewall.contains_key(table))
+    }
+
+    fn allow_forward(&mut self, table: &str, net: Ipv4Network) -> OpResult<()> {
+        self.world.firewall.entry(table.into()).or_default().insert(
+            format!("forward {net}"),
+            format!("ip saddr {net} accept; ip daddr {net} accept"),
+        );
+        Ok(())
+    }
+
+    fn masquerade(
+        &mut self,
+        table: &str,
+        source: Ipv4Network,
+        except: &[Ipv4Network],
+    ) -> OpResult<()> {
+        let mut rule = format!("ip saddr {source}");
+        if !except.is_empty() {
+            let set: Vec<String> = except.iter().map(|n| n.to_string()).collect();
+            rule.push_str(&format!(" ip daddr != {{ {} }}", set.join(", ")));
+        }
+        rule.push_str(" masquerade");
+        self.world
+            .firewall
+            .entry(table.into())
+            .or_default()
+            .insert(format!("postrouting {source}"), rule);
+        Ok(())
+    }
+
+    fn delete_table(&mut self, table: &str) -> OpResult<()> {
+        self.world.firewall.remove(table);
+        Ok(())
+    }
+
+    fn sysctl_get(&mut self, ns: Ns, key: &str, _parts: &[&str]) -> OpResult<String> {
+        let space = self.space(ns)?;
+        if let Some(v) = space.sysctls.get(key) {
+            return Ok(v.clone());
+        }
+        // per-link keys exist while the link does; the kernel's defaults are 0
+        let link = key.split('.').nth(3).unwrap_or_default();
+        if key.starts_with("net.ipv") && space.links.contains_key(link) {
+            return Ok("0".into());
+        }
+        Err(errno(
+            OpKind::NotFound,
+            format!("sysctl {key}: no such key in the {ns} namespace (ENOENT)"),
+        ))
+    }
+
+    fn sysctl_set(&mut self, ns: Ns, key: &str, parts: &[&str], value: &str) -> OpResult<()> {
+        self.sysctl_get(ns, key, parts)?;
+        self.space(ns)?.sysctls.insert(key.into(), value.into());
+        Ok(())
+    }
+
+    fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
+        Ok(self.world.store.get(key).cloned())
+    }
+
+    fn store_put(&mut self, key: &str, value: &str) -> OpResult<()> {
+        if value.len() > crate::store::MAX_VALUE {
+            return Err(OpError::invalid(format!(
+                "store put {key:?}: value of {} bytes is over the {}-byte limit",
+                value.len(),
+                crate::store::MAX_VALUE
+            )));
+        }
+        self.world.store.insert(key.into(), value.into());
+        Ok(())
+    }
+
+    fn store_delete(&mut self, key: &str) -> OpResult<bool> {
+        Ok(self.world.store.remove(key).is_some())
+    }
+
+    fn store_list(&mut self, prefix: &str) -> OpResult<Vec<String>> {
+        Ok(self
+            .world
+            .store
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+
+    fn into_world(self: Box<Self>) -> Option<World> {
+        Some(self.world)
+    }
+}
+
+/// The node as text: namespaces with links, addresses and routes; firewall; store.
+pub fn describe(w: &World) -> String {
+    let mut out = String::new();
+    for (key, ns) in &w.namespaces {
+        out.push_str(&format!("namespace {key}\n"));
+        for (name, l) in &ns.links {
+            let mut line = format!(
+                "  link {name} #{} {:?} {} mtu {} {}",
+                l.index,
+                l.kind,
+                l.mac,
+                l.mtu,
+                if l.up { "up" } else { "down" }
+            )
+            .to_lowercase();
+            if let Some(m) = &l.master {
+                line.push_str(&format!(" master {m}"));
+            }
+            if let Some((pns, pname)) = &l.peer {
+                line.push_str(&format!(" peer {pname}@{pns}"));
+            }
+            if !l.addresses.is_empty() {
+                line.push_str(&format!(" addr {}", l.addresses.join(" ")));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        for r in World::routes_of(ns) {
+            let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+            out.push_str(&format!("  route {}{via} dev {}\n", r.destination, r.link));
+        }
+        for (k, v) in &ns.sysctls {
+            out.push_str(&format!("  sysctl {k} = {v}\n"));
+        }
+    }
+    for (table, chains) in &w.firewall {
+        out.push_str(&format!("firewall table ip {table}\n"));
+        for (chain, rule) in chains {
+            out.push_str(&format!("  {chain}: {rule}\n"));
+        }
+    }
+    out.push_str("store\n");
+    for (k, v) in &w.store {
+        out.push_str(&format!("  {k} = {v}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Model {
+        let mut w = World::new("10.0.0.2/24".parse().unwrap(), "10.0.0.1".parse().unwrap());
+        w.ensure_pod_ns("pod:c1");
+        Model {
+            world: w,
+            container: Some("pod:c1".into()),
+        }
+    }
+
+    fn route(dst: &str, gw: Option<&str>, link: Option<&str>) -> RouteSpec {
+        RouteSpec {
+            destination: dst.parse().unwrap(),
+            gateway: gw.map(|g| g.parse().unwrap()),
+            link: link.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn answers_like_the_kernel() {
+        let mut m = model();
+        m.create_bridge("cni0", None).unwrap();
+        let e = m.create_bridge("cni0", None).unwrap_err();
+        assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
+        let e = m.set_up(Ns::Host, "nope").unwrap_err();
+        assert_eq!(e.kind, OpKind::NotFound, "{e}");
+        m.create_veth("wc1", "eth0", None).unwrap();
+        m.add_address(Ns::Container, "eth0", "200.200.1.2/24".parse().unwrap())
+            .unwrap();
+        // a route on a down link, and via a gateway no route reaches, are refused
+        let e = m
+            .add_route(
+                Ns::Container,
+                &route("0.0.0.0/0", Some("200.200.1.1"), Some("eth0")),
+            )
+            .unwrap_err();
+        assert!(e.message.contains("ENETUNREACH"), "{e}");
+        m.set_up(Ns::Container, "eth0").unwrap();
+        m.add_route(
+            Ns::Container,
+            &route("0.0.0.0/0", Some("200.200.1.1"), Some("eth0")),
+        )
+        .unwrap();
+        let e = m
+            .add_route(
+                Ns::Container,
+                &route("0.0.0.0/0", Some("200.200.1.1"), Some("eth0")),
+            )
+            .unwrap_err();
+        assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
+        // deleting the host end takes the pod end, its addresses and routes along
+        m.delete_link(Ns::Host, "wc1").unwrap();
+        assert_eq!(m.get_link(Ns::Container, "eth0").unwrap(), None);
+        assert!(m.list_routes(Ns::Container, None).unwrap().is_empty());
+        assert_eq!(
+            m.delete_link(Ns::Host, "wc1").unwrap_err().kind,
+            OpKind::NotFound
+        );
+        assert_eq!(m.default_route_links(Ns::Host).unwrap(), vec!["eth0"]);
+    }
+
+    #[test]
+    fn a_vanished_namespace_takes_its_veth_host_ends() {
+        let mut m = model();
+        m.create_veth("wc1", "eth0", None).unwrap();
+        m.world.remove_ns("pod:c1");
+        assert_eq!(m.get_link(Ns::Host, "wc1").unwrap(), None);
+    }
+
+    #[test]
+    fn survives_the_session_file() {
+        let mut m = model();
+        m.create_bridge("cni0", Some(1400)).unwrap();
+        m.store_put("last", "200.200.1.2").unwrap();
+        let text = serde_json::to_string(&m.world).unwrap();
+        let back: World = serde_json::from_str(&text).unwrap();
+        assert_eq!(describe(&back), describe(&m.world));
+    }
+}

@@ -1,0 +1,235 @@
+//! `wasm-cni simulate`: run a guest on one CNI request against the in-memory node of
+//! `sim`, without root, and print every host call it made with its answer, then the
+//! CNI result. The same grants, journal and rollback as a real call; only the node is
+//! a model. With a session file, the model (links, routes, store...) carries over from
+//! call to call.
+
+use crate::cni::{output, Command, Env, NetConf};
+use crate::error::{Error, Result};
+use crate::sim::{self, Model, World};
+use crate::{calllog::CallLog, firewall, journal, sandbox, wasm};
+use ipnetwork::Ipv4Network;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One simulated call.
+pub struct Options {
+    pub command: String,
+    pub config: PathBuf,
+    /// Overrides the config's `guest`.
+    pub guest: Option<PathBuf>,
+    /// Where the node model lives between calls (none: a fresh node, not kept).
+    pub session: Option<PathBuf>,
+    pub container_id: String,
+    pub ifname: String,
+    /// The runtime gave no namespace (DEL after the pod's namespace is gone).
+    pub no_netns: bool,
+    /// CNI_ARGS.
+    pub args: Option<String>,
+    /// Print the node after the call.
+    pub show_node: bool,
+}
+
+/// The printed report, and whether the guest answered without error.
+pub struct Outcome {
+    pub text: String,
+    pub ok: bool,
+}
+
+/// A fresh node for this network: eth0 in `myHostNetwork` (its second address) with
+/// the default route via the first, like the lab's nodes; 10.0.0.2/24 otherwise.
+fn fresh_world(raw: &str) -> World {
+    let host: Option<Ipv4Network> = serde_json::from_str::<serde_json::Value>(raw)
+        .ok()
+        .and_then(|v| v.get("myHostNetwork")?.as_str()?.parse().ok());
+    let net = host
+        .filter(|n| n.prefix() <= 30)
+        .unwrap_or_else(|| "10.0.0.0/24".parse().expect("valid"));
+    let base = u32::from(net.network());
+    let ip = Ipv4Network::new(Ipv4Addr::from(base + 2), net.prefix()).expect("valid prefix");
+    World::new(ip, Ipv4Addr::from(base + 1))
+}
+
+fn load_world(session: Option<&Path>, raw: &str) -> Result<(World, &'static str)> {
+    let Some(p) = session else {
+        return Ok((fresh_world(raw), "none, a fresh node"));
+    };
+    match std::fs::read_to_string(p) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(|w| (w, "loaded"))
+            .map_err(|e| Error::InvalidConfig(format!("session file {}: {e}", p.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((fresh_world(raw), "new")),
+        Err(e) => Err(Error::io(p.display().to_string(), e)),
+    }
+}
+
+fn save_world(p: &Path, w: &World) -> Result<()> {
+    let text = serde_json::to_string_pretty(w).expect("the model serializes");
+    let tmp = p.with_extension("tmp");
+    std::fs::write(&tmp, text + "\n")
+        .and_then(|_| std::fs::rename(&tmp, p))
+        .map_err(|e| Error::io(p.display().to_string(), e))
+}
+
+/// Run one call. `Err` is for the simulator's own failures (unreadable config, guest
+/// that is not a component); the guest's CNI errors are part of the `Outcome`.
+pub fn run(o: &Options) -> Result<Outcome> {
+    let raw = std::fs::read_to_string(&o.config)
+        .map_err(|e| Error::io(o.config.display().to_string(), e))?;
+    let (mut world, origin) = load_world(o.session.as_deref(), &raw)?;
+    let attachment = format!("{}/{}", o.container_id, o.ifname);
+    let cmd = o.command.to_uppercase();
+    // like a runtime: CHECK and DEL get the cached ADD result as prevResult
+    let mut prev_note = "";
+    let raw = match world.results.get(&attachment) {
+        Some(prev) if cmd == "CHECK" || cmd == "DEL" => match with_prev_result(&raw, prev) {
+            Some(r) => {
+                prev_note = "; prevResult from the session's ADD";
+                r
+            }
+            None => raw,
+        },
+        _ => raw,
+    };
+    let mut conf = NetConf::parse(raw)?;
+    if let Some(g) = &o.guest {
+        conf.guest = g.clone();
+    }
+    let netns_path = format!("/run/netns/{}", o.container_id);
+    let env = Env::from_lookup_in(
+        |k| match k {
+            "CNI_COMMAND" => Some(cmd.clone()),
+            "CNI_CONTAINERID" => Some(o.container_id.clone()),
+            "CNI_IFNAME" => Some(o.ifname.clone()),
+            "CNI_NETNS" => (!o.no_netns).then(|| netns_path.clone()),
+            "CNI_ARGS" => o.args.clone(),
+            "CNI_PATH" => Some("/opt/cni/bin".into()),
+            _ => None,
+        },
+        |_| true,
+    )?;
+    if env.command == Command::Version {
+        return Err(Error::InvalidConfig(
+            "simulate runs ADD, DEL, CHECK, GC or STATUS (VERSION never reaches a guest)".into(),
+        ));
+    }
+    crate::command_in_version(env.command, &conf)?;
+
+    let pod = sim::pod_ns(&env.container_id);
+    let has_netns = env.command.per_attachment() && !o.no_netns;
+    if has_netns {
+        world.ensure_pod_ns(&pod);
+    } else if env.command == Command::Del {
+        // the runtime sends DEL without a netns once the namespace is gone
+        world.remove_ns(&pod);
+    }
+
+    let engine = wasm::engine::engine()?;
+    let wasm_bytes =
+        std::fs::read(&conf.guest).map_err(|e| Error::io(conf.guest.display().to_string(), e))?;
+    let component = wasm::engine::compile(&engine, &conf.guest, &wasm_bytes)?;
+
+    let (grants, call) = crate::plan(&env, &conf, has_netns);
+    let log = CallLog::discard();
+    let model = Model {
+        world,
+        container: has_netns.then(|| pod.clone()),
+    };
+    let journal = (env.command == Command::Add).then(journal::Journal::default);
+    let mut sb = sandbox::Sandbox::new(
+        grants,
+        Box::new(model),
+        journal,
+        log,
+        firewall::table_name(&conf.name),
+    );
+    sb.transcript = Some(Vec::new());
+    let sandbox_path = if has_netns {
+        netns_path.clone()
+    } else {
+        String::new()
+    };
+    let bounds = wasm::Bounds {
+        guest_path: &conf.guest,
+        sandbox_path: &sandbox_path,
+        timeout: Duration::from_millis(conf.timeout_ms),
+        memory_mib: conf.memory_limit_mib,
+    };
+    let (result, mut sb, _) = wasm::run(&engine, &component, sb, call, &bounds);
+    let (result, rolled_back) = crate::settle(env.command, result, &mut sb);
+
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# {} container {:?} ifname {:?} netns {}; guest {}; session {}{prev_note}",
+        env.command.as_str(),
+        env.container_id,
+        env.ifname,
+        if has_netns { &sandbox_path } else { "none" },
+        conf.guest.display(),
+        match &o.session {
+            Some(p) => format!("{} ({origin})", p.display()),
+            None => origin.to_string(),
+        }
+    );
+    let transcript = sb.transcript.take().unwrap_or_default();
+    let _ = writeln!(text, "host calls: {}", transcript.len());
+    for (i, line) in transcript.iter().enumerate() {
+        let _ = writeln!(text, "{:>4}  {line}", i + 1);
+    }
+    if let Some(n) = rolled_back {
+        let _ = writeln!(text, "rolled back: {n} change(s) undone, newest first");
+    }
+    let ok = result.is_ok();
+    let mut added = None;
+    let deleted = ok && env.command == Command::Del;
+    match result {
+        Ok(wasm::Reply::Added(r)) => {
+            let doc = r.to_json(&conf.cni_version);
+            let _ = writeln!(text, "result:\n{}", pretty(&doc));
+            added = Some(doc);
+        }
+        Ok(wasm::Reply::Done) => {
+            let _ = writeln!(text, "result: success (no output, as the CNI spec says)");
+        }
+        Err(e) => {
+            let doc = output::error(&conf.cni_version, &e);
+            let _ = writeln!(text, "error:\n{}", pretty(&doc));
+        }
+    }
+    // the model is the node: take it back from the sandbox
+    let mut world = sb.node.into_world().unwrap_or_default();
+    if deleted {
+        // after a successful DEL the runtime destroys the pod's namespace and forgets
+        // the cached result
+        world.remove_ns(&pod);
+        world.results.remove(&attachment);
+    }
+    if let Some(doc) = added {
+        world.results.insert(attachment, doc);
+    }
+    if o.show_node {
+        let _ = write!(text, "node after the call:\n{}", sim::describe(&world));
+    }
+    if let Some(p) = &o.session {
+        save_world(p, &world)?;
+    }
+    Ok(Outcome { text, ok })
+}
+
+/// The config with `prevResult` set, unless it has one already.
+fn with_prev_result(raw: &str, prev: &serde_json::Value) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(raw).ok()?;
+    let obj = v.as_object_mut()?;
+    if obj.contains_key("prevResult") {
+        return None;
+    }
+    obj.insert("prevResult".into(), prev.clone());
+    serde_json::to_string(&v).ok()
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).expect("JSON values serialize")
+}

@@ -1,0 +1,275 @@
+//! `wasm-cni guest check FILE`: does this component fit the runner's world? Answers in
+//! terms a student can act on ("exports add but not del", "built against
+//! wasm-cni:plugin 0.3.0 but this runner speaks 0.1.0") before the linker's type check
+//! gives its precise but terse verdict.
+
+use super::{engine, try_instantiate, WORLD};
+use crate::error::{Error, Result};
+use std::path::Path;
+use std::time::Instant;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::Engine;
+
+/// The contract's package and version (from `WORLD`).
+pub const PACKAGE: &str = "wasm-cni:plugin";
+pub fn version() -> &'static str {
+    WORLD.rsplit_once('@').map_or("", |(_, v)| v)
+}
+
+/// The policy functions a guest must export.
+pub const POLICY_FUNCS: [&str; 5] = ["add", "del", "check", "gc", "status"];
+/// The interfaces of our package a guest may import.
+pub const HOST_INTERFACES: [&str; 8] = [
+    "types",
+    "links",
+    "addresses",
+    "routes",
+    "firewall",
+    "sysctl",
+    "store",
+    "log",
+];
+
+/// `pkg/iface@version` split into its parts.
+fn split_name(name: &str) -> (&str, &str, Option<&str>) {
+    let (path, version) = match name.split_once('@') {
+        Some((p, v)) => (p, Some(v)),
+        None => (name, None),
+    };
+    let (pkg, iface) = path.rsplit_once('/').unwrap_or((path, ""));
+    (pkg, iface, version)
+}
+
+/// Semver compatibility as the component model's linker applies it: same major, or
+/// for 0.x the same minor (0.1.0 and 0.1.3 are compatible, 0.1 and 0.3 are not).
+pub fn compatible(a: &str, b: &str) -> bool {
+    let parts = |v: &str| -> Vec<u64> {
+        v.split(['.', '-', '+'])
+            .take(3)
+            .map(|p| p.parse().unwrap_or(u64::MAX))
+            .collect()
+    };
+    let (a, b) = (parts(a), parts(b));
+    match (a.as_slice(), b.as_slice()) {
+        ([0, 0, pa], [0, 0, pb]) => pa == pb,
+        ([0, ma, _], [0, mb, _]) => ma == mb,
+        ([ma, ..], [mb, ..]) => ma == mb,
+        _ => false,
+    }
+}
+
+fn names(engine: &Engine, item: &ComponentItem) -> Vec<String> {
+    match item {
+        ComponentItem::ComponentInstance(i) => {
+            let mut v: Vec<String> = i
+                .exports(engine)
+                .filter(|(_, e)| matches!(e.ty, ComponentItem::ComponentFunc(_)))
+                .map(|(n, _)| n.to_string())
+                .collect();
+            v.sort();
+            v
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// What `guest check` found: the report lines, or the refusal.
+pub struct Report {
+    pub lines: Vec<String>,
+}
+
+fn refuse(path: &Path, reason: String) -> Error {
+    Error::Guest {
+        path: path.display().to_string(),
+        reason,
+    }
+}
+
+/// Check a guest file. Ok: what it exports and imports. Err: the first reason it does
+/// not fit, worded for the guest's author.
+pub fn check(path: &Path) -> Result<Report> {
+    let wasm = std::fs::read(path).map_err(|e| refuse(path, format!("cannot read: {e}")))?;
+    if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+        return Err(refuse(
+            path,
+            "not a WebAssembly file (no \\0asm header)".into(),
+        ));
+    }
+    if wasm[4..8] == [1, 0, 0, 0] {
+        return Err(refuse(
+            path,
+            "a core WebAssembly module, not a component: build for the wasm32-wasip2 \
+             target (cargo build --target wasm32-wasip2), or wrap a core module with \
+             `wasm-tools component new`"
+                .into(),
+        ));
+    }
+    let engine = engine::engine()?;
+    let t = Instant::now();
+    let component = engine::compile(&engine, path, &wasm)?;
+    let compile_ms = t.elapsed().as_millis();
+    let ty = component.component_type();
+    let ours = version();
+    let speaks =
+        |v: &str| format!("built against {PACKAGE} {v} but this runner speaks {PACKAGE} {ours}");
+
+    // exports: the policy interface, of a compatible version, with every function
+    let exports: Vec<(String, ComponentItem)> = ty
+        .exports(&engine)
+        .map(|(n, e)| (n.to_string(), e.ty))
+        .collect();
+    let policy = exports
+        .iter()
+        .find(|(n, _)| split_name(n).0 == PACKAGE && split_name(n).1 == "policy");
+    let Some((policy_name, policy_item)) = policy else {
+        let list: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(refuse(
+            path,
+            format!(
+                "does not export {PACKAGE}/policy: it is a component of another world \
+                 (it exports {}); a guest implements {WORLD}",
+                if list.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    list.join(", ")
+                }
+            ),
+        ));
+    };
+    match split_name(policy_name).2 {
+        Some(v) if compatible(v, ours) => {}
+        Some(v) => return Err(refuse(path, speaks(v))),
+        None => {
+            return Err(refuse(
+                path,
+                format!(
+                    "exports {policy_name} without a version; this runner speaks {PACKAGE}@{ours}"
+                ),
+            ))
+        }
+    }
+    let funcs = names(&engine, policy_item);
+    let missing: Vec<&str> = POLICY_FUNCS
+        .iter()
+        .copied()
+        .filter(|f| !funcs.iter().any(|h| h == f))
+        .collect();
+    if !missing.is_empty() {
+        let have: Vec<&str> = POLICY_FUNCS
+            .iter()
+            .copied()
+            .filter(|f| !missing.contains(f))
+            .collect();
+        return Err(refuse(
+            path,
+            format!(
+                "exports {} but not {} (the policy interface needs all of {})",
+                if have.is_empty() {
+                    "none of the policy functions".to_string()
+                } else {
+                    have.join(", ")
+                },
+                missing.join(", "),
+                POLICY_FUNCS.join(", ")
+            ),
+        ));
+    }
+
+    // imports: our interfaces (compatible version) and WASI, nothing else
+    let mut import_lines = Vec::new();
+    let mut wasi = Vec::new();
+    for (name, e) in ty.imports(&engine) {
+        let (pkg, iface, v) = split_name(name);
+        let funcs = names(&engine, &e.ty).join(", ");
+        if pkg == PACKAGE {
+            if !HOST_INTERFACES.contains(&iface) {
+                return Err(refuse(
+                    path,
+                    format!("imports {name}, which {PACKAGE} {ours} does not have"),
+                ));
+            }
+            if let Some(v) = v.filter(|v| !compatible(v, ours)) {
+                return Err(refuse(path, speaks(v)));
+            }
+            if funcs.is_empty() {
+                import_lines.push(format!("  import {name} (types only)"));
+            } else {
+                import_lines.push(format!("  import {name}: {funcs}"));
+            }
+        } else if pkg.starts_with("wasi:") {
+            wasi.push(name.trim_start_matches("wasi:").to_string());
+        } else {
+            return Err(refuse(
+                path,
+                format!(
+                    "imports {name}, which this runner does not provide (a guest gets \
+                     {PACKAGE} and WASI 0.2, nothing else)"
+                ),
+            ));
+        }
+    }
+
+    // the linker's type check of the imports, then instantiation (on a simulated node)
+    // for the exports: every signature as the runner's world has it
+    try_instantiate(&engine, &component, path).map_err(|e| match e {
+        Error::Guest { reason, .. } => refuse(
+            path,
+            format!("{reason} (rebuild it against this runner's wit/ files)"),
+        ),
+        other => other,
+    })?;
+
+    if !wasi.is_empty() {
+        import_lines.push(format!(
+            "  import WASI, linked but granting nothing (no files, env, args, sockets): {}",
+            wasi.join(", ")
+        ));
+    }
+    let mut lines = vec![
+        format!("ok: {} implements {WORLD}", path.display()),
+        format!(
+            "  {} KiB component, compiled in {compile_ms} ms",
+            wasm.len().div_ceil(1024)
+        ),
+        format!("  export {policy_name}: {}", funcs.join(", ")),
+    ];
+    lines.extend(import_lines);
+    Ok(Report { lines })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert!(compatible("0.1.0", "0.1.0"));
+        assert!(compatible("0.1.3", "0.1.0"));
+        assert!(!compatible("0.3.0", "0.1.0"));
+        assert!(!compatible("1.0.0", "0.1.0"));
+        assert!(compatible("1.2.0", "1.0.0"));
+        assert!(!compatible("0.0.1", "0.0.2"));
+        assert!(!compatible("x", "0.1.0"));
+        assert_eq!(version(), "0.1.0");
+    }
+
+    #[test]
+    fn names_split() {
+        assert_eq!(
+            split_name("wasm-cni:plugin/links@0.1.0"),
+            ("wasm-cni:plugin", "links", Some("0.1.0"))
+        );
+        assert_eq!(split_name("run"), ("run", "", None));
+    }
+
+    #[test]
+    fn core_module_is_refused_with_a_hint() {
+        let dir = std::env::temp_dir().join(format!("wasm-cni-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("core.wasm");
+        std::fs::write(&p, b"\0asm\x01\0\0\0").unwrap();
+        let e = check(&p).err().unwrap().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(e.contains("core WebAssembly module"), "{e}");
+    }
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env bats
+# `wasm-cni simulate`: a guest against an in-memory node, no root. The golden files
+# fix the whole transcript of a session; regenerate them after an intended change with
+#   UPDATE_GOLDEN=1 bats tests/guests/simulate.bats
+
+load helpers
+
+setup() { kit_setup; }
+
+golden() {  # name guest
+  cp "$GUESTS/$2.wasm" "$2.wasm"
+  session "$2.wasm" > "$1.out" 2>&1
+  if [ -n "${UPDATE_GOLDEN:-}" ]; then
+    cp "$1.out" "$BATS_TEST_DIRNAME/golden/$1.txt"
+  fi
+  diff -u "$BATS_TEST_DIRNAME/golden/$1.txt" "$1.out"
+}
+
+@test "simulate: the default guest's session matches the golden transcript" {
+  golden default-session default
+}
+
+@test "simulate: the routed guest's session matches the golden transcript" {
+  golden routed-session routed
+}
+
+@test "simulate: the same session twice gives byte-for-byte the same output" {
+  cp "$GUESTS/default.wasm" default.wasm
+  session default.wasm > first.out 2>&1
+  rm node.json
+  session default.wasm > second.out 2>&1
+  cmp first.out second.out
+}
+
+@test "simulate: two pods get distinct addresses and DEL frees one (IPAM in the session)" {
+  sim ADD pod-1 -c conf.json -g "$GUESTS/default.wasm" -s node.json
+  [ "$status" -eq 0 ]
+  [[ $output == *'"address": "200.200.1.2/24"'* ]]
+  sim ADD pod-2 -c conf.json -g "$GUESTS/default.wasm" -s node.json
+  [[ $output == *'"address": "200.200.1.3/24"'* ]]
+  sim DEL pod-1 -c conf.json -g "$GUESTS/default.wasm" -s node.json --show-node
+  [ "$status" -eq 0 ]
+  [[ $output == *'store.delete("ip/200.200.1.2") -> ok true'* ]]
+  [[ $output != *"ip/200.200.1.2 ="* ]]
+  [[ $output == *"ip/200.200.1.3 = pod-2 eth0"* ]]
+  # the session file is plain JSON a student can read
+  jq -e '.store["attach/pod-2/eth0"] == "200.200.1.3"' node.json
+}
+
+@test "simulate: an exhausted pool is the guest's error 101, and the ADD is rolled back" {
+  write_sim_conf 200.200.1.0/30
+  sim ADD pod-1 -c conf.json -g "$GUESTS/default.wasm" -s node.json
+  [ "$status" -eq 0 ]
+  sim ADD pod-2 -c conf.json -g "$GUESTS/default.wasm" -s node.json --show-node
+  [ "$status" -eq 1 ]
+  [[ $output == *'"code": 101'* ]]
+  [[ $output != *"pod-2 eth0"* ]]
+}
+
+@test "simulate: the model answers like the kernel, and grants still apply" {
+  # a guest that deletes the uplink is refused by the same gate as on a real node
+  jq '. + {hostile: "delete-uplink", target: "eth0"}' conf.json > h.json
+  sim ADD pod-1 -c h.json -g "$REPO/dist/test/hostile.wasm"
+  [ "$status" -eq 1 ]
+  [[ $output == *'links.delete(host, "eth0") -> error denied:'* ]]
+  [[ $output == *"rolled back: 2 change(s) undone"* ]]
+  sim ADD pod-1 -c conf.json -g "$GUESTS/default.wasm" -s node.json
+  sim CHECK pod-1 -c conf.json -g "$GUESTS/routed.wasm" -s node.json
+  # the routed guest's CHECK on a bridge-wired pod fails: no host route to the pod
+  [ "$status" -eq 1 ]
+  [[ $output == *'"code": 102'* ]]
+}
+
+@test "simulate: bad requests get CNI errors, not panics" {
+  sim FROB pod-1 -c conf.json -g "$GUESTS/default.wasm"
+  [ "$status" -eq 2 ]
+  [[ $output == *"CNI_COMMAND"*"unknown command"* ]]
+  sim ADD pod-1 -c conf.json -g "$GUESTS/default.wasm" --no-netns
+  [ "$status" -eq 2 ]
+  [[ $output == *"CNI_NETNS"*"required for ADD"* ]]
+  echo '{"cniVersion":"1.0.0"' > broken.json
+  sim ADD pod-1 -c broken.json -g "$GUESTS/default.wasm"
+  [ "$status" -eq 2 ]
+  echo 'not json' > node.json
+  sim ADD pod-1 -c conf.json -g "$GUESTS/default.wasm" -s node.json
+  [ "$status" -eq 2 ]
+  [[ $output == *"session file node.json"* ]]
+}
