@@ -11,8 +11,12 @@ LAB_DIR=${LAB_DIR:-/var/lib/wasm-cni-lab}
 LAB_PREFIX=${LAB_PREFIX:-lab}
 LAB_PLUGIN=${LAB_PLUGIN:-wasm-cni}
 DIST_DIR=${DIST_DIR:-$REPO/dist}
-# the guest the nodes use (a student's own component, validated first)
-LAB_GUEST=${LAB_GUEST:-$DIST_DIR/guests/default.wasm}
+# the guest the nodes use (a student's own component, checked first); `guest FILE`
+# switches a running lab and remembers the choice in $LAB_DIR/guest
+if [[ -z ${LAB_GUEST:-} ]]; then
+    LAB_GUEST=$DIST_DIR/guests/default.wasm
+    [[ -f $LAB_DIR/guest ]] && LAB_GUEST=$(cat "$LAB_DIR/guest")
+fi
 REF_CNI_DIR=${REF_CNI_DIR:-/usr/lib/cni}
 
 NETWORK=wasm-cni                 # conflist name = podman network name
@@ -211,7 +215,9 @@ write_conflist() {  # node plugin
 
 copy_if_changed() {  # src dst mode
     if [[ -f $2 ]] && cmp -s "$1" "$2"; then return 1; fi
-    install -m "$3" "$1" "$2"
+    # aside and rename: the runner mmaps binaries and guests, never rewrite one in place
+    install -m "$3" "$1" "$2.tmp.$$"
+    mv -f "$2.tmp.$$" "$2"
 }
 
 node_files() {  # node plugin
@@ -325,7 +331,7 @@ cmd_up() {
             [[ -x $DIST_DIR/bin/wasm-cni && -f $DIST_DIR/guests/default.wasm ]] ||
                 die "$DIST_DIR/bin/wasm-cni or $DIST_DIR/guests/default.wasm missing: run scripts/build.sh (or LAB_PLUGIN=reference)"
             # a student's guest must fit the runner's world before any node uses it
-            "$DIST_DIR/bin/wasm-cni" validate "$LAB_GUEST" >/dev/null ||
+            "$DIST_DIR/bin/wasm-cni" guest check "$LAB_GUEST" >/dev/null ||
                 die "LAB_GUEST=$LAB_GUEST is not a wasm-cni guest (see the reason above)" ;;
         reference) [[ -x $REF_CNI_DIR/bridge ]] || die "$REF_CNI_DIR/bridge missing" ;;
         *) die "LAB_PLUGIN must be wasm-cni or reference, not '$plugin'" ;;
@@ -403,9 +409,57 @@ cmd_down() {
     say "lab is down"
 }
 
+# What a policy set up on a node that the next policy must not find: the default
+# policy's bridge, links of ours a failed DEL left, the network's nftables table, and
+# the store (addresses, node setup fingerprint).
+reset_node_policy() {  # node
+    local node=$1 n l t
+    n=$(ns_of "$node")
+    for l in $(ip -n "$n" -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}'); do
+        [[ $l == cni0 || $l == wc* ]] && ip -n "$n" link del "$l" 2>/dev/null || true
+    done
+    for t in $(in_ns "$node" nft list tables ip 2>/dev/null | awk '$3 ~ /^wasm_cni_/ {print $3}'); do
+        in_ns "$node" nft delete table ip "$t"
+    done
+    rm -rf "$(node_dir "$node")/state"
+    mkdir -p "$(node_dir "$node")/state"
+}
+
+cmd_guest() {  # FILE.wasm|default
+    (($# == 1)) || die "usage: $0 guest FILE.wasm|default"
+    [[ -f $LAB_DIR/plugin && $(cat "$LAB_DIR/plugin") == wasm-cni ]] ||
+        die "the lab is not up with wasm-cni: run '$0 up' first"
+    local file=$1 node pod
+    [[ $file == default ]] && file=$DIST_DIR/guests/default.wasm
+    [[ -f $file ]] || die "$file: no such file"
+    file=$(realpath "$file")
+    say "guest check:"
+    local report
+    report=$("$DIST_DIR/bin/wasm-cni" guest check "$file" 2>&1) ||
+        die "$file does not fit: ${report#wasm-cni guest check: }
+the lab keeps its current guest ($LAB_GUEST)"
+    say "${report%%$'\n'*}"
+    say "pods: removing them with the current guest ($(basename "$LAB_GUEST"))"
+    for node in $(workers); do
+        for pod in $(pods_on "$node"); do
+            [[ $(container_state "$node" "$pod") == absent ]] || pm "$node" rm -f -t 0 "$pod" >/dev/null
+        done
+        reset_node_policy "$node"
+    done
+    say "nodes: old policy state removed (bridge, links, nftables table, store)"
+    LAB_GUEST=$file
+    printf '%s\n' "$file" >"$LAB_DIR/guest"
+    say "node files:"
+    for node in "${NODES[@]}"; do node_files "$node" wasm-cni; done
+    say "pods:"
+    pods_up
+    say "lab: the nodes now run $(basename "$file"); '$0 test' checks connectivity"
+}
+
 cmd_status() {
     say "lab dir: $LAB_DIR ($( [[ -d $LAB_DIR ]] && echo present || echo absent))"
     say "plugin:  $( [[ -f $LAB_DIR/plugin ]] && cat "$LAB_DIR/plugin" || echo "- (LAB_PLUGIN=$LAB_PLUGIN)")"
+    [[ $(cat "$LAB_DIR/plugin" 2>/dev/null) == wasm-cni ]] && say "guest:   $LAB_GUEST"
     say "inter-node routes: $(routes_state)"
     local node
     for node in router outside "${NODES[@]}"; do
@@ -567,8 +621,11 @@ usage: $0 COMMAND
   status           what exists: namespaces, addresses, routes, pods
   routes up|down   add/remove the router's inter-node routes (podCIDR via node)
   exec POD|NODE CMD...   run a command in a pod (podman exec) or a lab namespace
+  guest FILE|default     check FILE (wasm-cni guest check), then re-create the pods
+                   under it: no runner rebuild ('default': dist/guests/default.wasm)
   down             remove everything (containers, podman storage, namespaces, lab files)
-environment: LAB_PLUGIN=wasm-cni|reference (default wasm-cni), LAB_DIR (default
+environment: LAB_PLUGIN=wasm-cni|reference (default wasm-cni), LAB_GUEST (the guest
+  for 'up', default dist/guests/default.wasm), LAB_DIR (default
   /var/lib/wasm-cni-lab), LAB_PREFIX (namespace prefix, default lab), DIST_DIR,
   LAB_MASQ=all|external (override the expected masquerade scope)
 EOF
@@ -595,6 +652,7 @@ main() {
         status) cmd_status ;;
         run) cmd_run ;;
         exec) cmd_exec "$@" ;;
+        guest) set -E; trap on_up_error ERR; cmd_guest "$@" ;;
         routes)
             case ${1:-} in
                 up) say "inter-node routes (router):"; routes_up ;;

@@ -86,6 +86,66 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [[ $output != *FAIL* ]]
 }
 
+@test "guest routed: checked, swapped in without a runner rebuild, the test passes" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    dist=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/dist
+    runner_before=$(sha256sum "$LAB_DIR/nodes/worker-1/bin/wasm-cni")
+    run "$LAB" guest "$dist/guests/routed.wasm"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"ok: $dist/guests/routed.wasm implements wasm-cni:plugin/cni-policy@0.1.0"* ]]
+    [ "$(sha256sum "$LAB_DIR/nodes/worker-1/bin/wasm-cni")" = "$runner_before" ]
+    # routed wiring: no bridge, the pod's address is a /32, the node routes to it
+    ! ip -n "$LAB_PREFIX-worker-1" link show cni0 2>/dev/null
+    run "$LAB" exec pod-1 ip -4 -o addr show eth0
+    [[ $output == *"/32 "* ]]
+    run ip -n "$LAB_PREFIX-worker-1" route show 200.200.1.2
+    [[ $output == *"dev wc"* ]]
+    run "$LAB" status
+    [[ $output == *"guest:   $dist/guests/routed.wasm"* ]]
+    run "$LAB" test
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+}
+
+@test "guest refuses a misfit and the lab keeps its guest and pods" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    dist=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/dist
+    run "$LAB" guest "$dist/test/misfits/no-del.wasm"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ $output == *"exports add, check, gc, status but not del"* ]]
+    [[ $output == *"the lab keeps its current guest"* ]]
+    run "$LAB" status
+    [[ $output == *"guest:   $dist/guests/routed.wasm"* ]]
+    [[ $output == *"pod-1 ip: 200.200.1."* ]]
+}
+
+@test "guest js-bridge: the JavaScript guest passes the same test" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    dist=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/dist
+    run "$LAB" guest "$dist/guests/js-bridge.wasm"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    ip -n "$LAB_PREFIX-worker-1" link show cni0
+    run "$LAB" test
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+}
+
+@test "guest default: back to the default guest" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    run "$LAB" guest default
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"now run default.wasm"* ]]
+    run "$LAB" test
+    [ "$status" -eq 0 ]
+    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+}
+
 @test "down removes everything" {
     ids=$(awk '{print $1}' "$LAB_DIR/containers")
     sandboxes=$(awk '{print $2}' "$LAB_DIR/containers")

@@ -11,7 +11,9 @@ use futures::stream::TryStreamExt;
 use ipnetwork::Ipv4Network;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteScope,
+};
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
@@ -448,8 +450,12 @@ impl Netlink {
     pub fn add_route(&mut self, which: Ns, r: &RouteSpec) -> OpResult<()> {
         let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(r.destination.network(), r.destination.prefix());
-        if let Some(gw) = r.gateway {
-            b = b.gateway(gw);
+        match r.gateway {
+            Some(gw) => b = b.gateway(gw),
+            // a route straight onto a link is scope link, as `ip route add ... dev X`
+            // makes it: only such a route can resolve another route's gateway (the
+            // routed policy's default route via a /32 gateway route)
+            None => b = b.scope(RouteScope::Link),
         }
         if let Some(link) = &r.link {
             b = b.output_interface(self.must_link(which, link)?.index);

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Build one guest into dist/guests/NAME.wasm and check it against the runner's world:
+#   scripts/build-guest.sh NAME|DIR
+# NAME is a directory under guests/ (or DIR any guest directory): a Cargo package is
+# built for wasm32-wasip2; a directory with its own build.sh (guests/js-bridge) runs it.
+# The runner (dist/bin/wasm-cni) is not rebuilt: build it once with scripts/build.sh.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+arg=${1:-}
+[[ -n $arg ]] || { echo "usage: $0 NAME|DIR" >&2; exit 2; }
+dir=$arg
+[[ -d $dir ]] || dir=guests/$arg
+[[ -d $dir ]] || { echo "build-guest: no directory $arg or guests/$arg" >&2; exit 1; }
+name=$(basename "$(realpath "$dir")")
+[[ -x dist/bin/wasm-cni ]] || { echo "build-guest: dist/bin/wasm-cni missing: run scripts/build.sh once" >&2; exit 1; }
+mkdir -p dist/guests
+out=dist/guests/$name.wasm
+start=$(date +%s%N)
+
+if [[ -f $dir/Cargo.toml ]]; then
+  pkg=$(sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -1)
+  cargo build --release -p "$pkg" --target wasm32-wasip2
+  built=target/wasm32-wasip2/release/${pkg//-/_}.wasm
+  [[ -f $built ]] || { echo "build-guest: $built not produced (is the crate a cdylib?)" >&2; exit 1; }
+  # aside and rename: a runner may have the old file mapped
+  install -m 0644 "$built" "$out.tmp.$$"
+  mv -f "$out.tmp.$$" "$out"
+elif [[ -x $dir/build.sh ]]; then
+  "$dir/build.sh" "$out"
+else
+  echo "build-guest: $dir has neither Cargo.toml nor build.sh" >&2; exit 1
+fi
+
+dist/bin/wasm-cni guest check "$out"
+echo "build-guest: $out in $(( ($(date +%s%N) - start) / 1000000 )) ms" >&2
