@@ -5,7 +5,7 @@
 #                podCIDR (read from its Node object).
 #   down:        removes those files. It does NOT undo what the plugin did on the
 #                nodes (bridge, routes, the nftables table ip wasm_cni_<network>) stay until reboot.
-#   guest FILE:  validates FILE.wasm locally ("$WASM_CNI_RUNNER validate"), uploads it
+#   guest FILE:  checks FILE.wasm locally ("$WASM_CNI_RUNNER guest check"), uploads it
 #                as /opt/cni/wasm/<name>.wasm and points every node's conflist at it.
 #   guest default: points every node back at /opt/cni/wasm/default.wasm.
 # The node side is scripts/node/install-cni.sh. Every variable below can be
@@ -23,7 +23,7 @@ WORKERS="${WORKERS:-my-k8s-worker-1 my-k8s-worker-2}"
 KUBE_CONTEXT="${KUBE_CONTEXT:-my-k8s}"
 RUNNER_BIN="${RUNNER_BIN:-$repo/dist/bin/wasm-cni}"                # uploaded to the nodes
 DEFAULT_GUEST_WASM="${DEFAULT_GUEST_WASM:-$repo/dist/guests/default.wasm}"
-WASM_CNI_RUNNER="${WASM_CNI_RUNNER:-$repo/dist/bin/wasm-cni}"      # runs 'validate' locally
+WASM_CNI_RUNNER="${WASM_CNI_RUNNER:-$repo/dist/bin/wasm-cni}"      # runs 'guest check' locally
 REMOTE_DIR="${REMOTE_DIR:-wasm-cni-install}"  # staging dir in the remote user's home
 # -------------------------------------------------------------------------------
 
@@ -34,7 +34,7 @@ usage() {
   usage_exit "usage: $SCRIPT_NAME up|down|guest FILE.wasm|guest default
   up             install wasm-cni + default guest and a conflist on $MASTER $WORKERS
   down           remove them (node settings made by the plugin stay until reboot)
-  guest FILE     validate FILE.wasm locally, upload it, point every node's conflist at it
+  guest FILE     check FILE.wasm locally (wasm-cni guest check), upload it, point every node's conflist at it
   guest default  point every node back at /opt/cni/wasm/default.wasm"
 }
 
@@ -110,12 +110,12 @@ guest() {
     [[ "$name" != default.wasm ]] ||
       die "refusing '$file': default.wasm would replace the default guest; rename it."
     [[ -x "$WASM_CNI_RUNNER" ]] ||
-      die "cannot validate '$file': runner '$WASM_CNI_RUNNER' not found or not executable. Build it (scripts/build.sh) or set WASM_CNI_RUNNER."
+      die "cannot check '$file': runner '$WASM_CNI_RUNNER' not found or not executable. Build it (scripts/build.sh) or set WASM_CNI_RUNNER."
     local out rc=0
-    out="$("$WASM_CNI_RUNNER" validate "$file" 2>&1)" || rc=$?
+    out="$("$WASM_CNI_RUNNER" guest check "$file" 2>&1)" || rc=$?
     ((rc == 0)) ||
-      die "refusing '$file': it is not a component of the wasm-cni world (validate exit $rc): $out"
-    log "${out:-$file validated}"
+      die "refusing '$file': it is not a component of the wasm-cni world (guest check exit $rc): $out"
+    log "${out%%$'\n'*}"
   fi
   need_project
   need_context

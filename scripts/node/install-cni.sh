@@ -6,7 +6,7 @@
 #       runner -> /opt/cni/bin/wasm-cni, guest -> /opt/cni/wasm/default.wasm,
 #       writes /etc/cni/net.d/10-wasm-cni.conflist using the default guest
 #   install-cni.sh guest (--file FILE.wasm | --default) NETWORKS
-#       --file: validates FILE with the installed runner, copies it to
+#       --file: checks FILE (wasm-cni guest check) with the installed runner, copies it to
 #       /opt/cni/wasm/<basename>; rewrites the conflist to use it (or default.wasm)
 #   install-cni.sh uninstall
 #       removes the runner, /opt/cni/wasm, the conflist and the guest cache
@@ -165,7 +165,7 @@ case "$cmd" in
       [[ "$name" != default.wasm ]] ||
         die "a guest named default.wasm would replace the default guest; rename it."
       # Check against the runner that will load it, before switching anything.
-      "$ROOT$BIN_PATH" validate "$GUEST_FILE" >/dev/null ||
+      "$ROOT$BIN_PATH" guest check "$GUEST_FILE" >/dev/null ||
         die "$ROOT$BIN_PATH refuses '$name' (reason above); the node keeps its current guest."
       put "$GUEST_FILE" "$GUEST_DIR/$name" 0644
       write_conflist "$GUEST_DIR/$name"

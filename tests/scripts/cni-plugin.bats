@@ -194,14 +194,14 @@ conflist_of() { echo "$BATS_TEST_TMPDIR/nodes/$1/root/etc/cni/net.d/10-wasm-cni.
   assert_status 1
   assert_contains "$stderr" "refusing '$BATS_TEST_TMPDIR/notes.wasm': it is not a component of the wasm-cni world"
   assert_contains "$stderr" "is not a WebAssembly component (bad magic)"
-  assert_calls <<<"fake-wasm-cni validate <T>/notes.wasm"
+  assert_calls <<<"fake-wasm-cni guest check <T>/notes.wasm"
 }
 
 @test "cni-plugin guest: refuses what the validator refuses (stub validator exits 1)" {
   STUB_VALIDATE_FAIL=1 run --separate-stderr "$SCRIPT" guest "$GOOD"
   assert_status 1
-  assert_contains "$stderr" "validate exit 1): error: $GOOD imports wasi:sockets/tcp, which the runner does not provide"
-  assert_calls <<<"fake-wasm-cni validate <T>/deny-all.wasm"
+  assert_contains "$stderr" "guest check exit 1): error: $GOOD imports wasi:sockets/tcp, which the runner does not provide"
+  assert_calls <<<"fake-wasm-cni guest check <T>/deny-all.wasm"
 }
 
 @test "cni-plugin guest: refuses a missing file, a bad name, default.wasm, a missing validator" {
@@ -231,12 +231,12 @@ conflist_of() { echo "$BATS_TEST_TMPDIR/nodes/$1/root/etc/cni/net.d/10-wasm-cni.
   assert_status 0
   assert_contains "$output" "ok: $GOOD implements wasm-cni:plugin/cni-policy@0.1.0"
   {
-    echo "fake-wasm-cni validate <T>/deny-all.wasm"
+    echo "fake-wasm-cni guest check <T>/deny-all.wasm"
     expected_guest deny-all.wasm | while read -r line; do
       echo "$line"
       # the node-side install-cni.sh validates again with the node's runner
       if [[ "$line" == *"install-cni.sh guest --file"* ]]; then
-        echo "fake-wasm-cni validate wasm-cni-install/deny-all.wasm"
+        echo "fake-wasm-cni guest check wasm-cni-install/deny-all.wasm"
       fi
     done
   } | assert_calls
@@ -269,7 +269,7 @@ conflist_of() { echo "$BATS_TEST_TMPDIR/nodes/$1/root/etc/cni/net.d/10-wasm-cni.
   assert_contains "$stderr" "switching to deny-all.wasm (nodes already switched: my-k8s-master my-k8s-worker-1) on my-k8s-worker-2 failed"
 }
 
-@test "cni-plugin guest with the real runner: dist/bin/wasm-cni validate accepts dist/guests/default.wasm" {
+@test "cni-plugin guest with the real runner: dist/bin/wasm-cni guest check accepts dist/guests/default.wasm" {
   local runner="$REPO/dist/bin/wasm-cni" guest="$REPO/dist/guests/default.wasm"
   if [[ ! -x "$runner" || ! -f "$guest" ]]; then
     if [[ "${WASM_CNI_REAL_TESTS:-}" == 1 ]]; then
@@ -278,7 +278,7 @@ conflist_of() { echo "$BATS_TEST_TMPDIR/nodes/$1/root/etc/cni/net.d/10-wasm-cni.
     fi
     skip "no build output (dist/); set WASM_CNI_REAL_TESTS=1 to make this a failure"
   fi
-  run --separate-stderr "$runner" validate "$guest"
+  run --separate-stderr "$runner" guest check "$guest"
   assert_status 0
   assert_contains "$output" "ok: "
   # Through the script, on simulated nodes that run the real runner too.
@@ -296,4 +296,11 @@ conflist_of() { echo "$BATS_TEST_TMPDIR/nodes/$1/root/etc/cni/net.d/10-wasm-cni.
   run --separate-stderr "$SCRIPT" guest "$BATS_TEST_TMPDIR/text.wasm"
   assert_status 1
   assert_contains "$stderr" "refusing '$BATS_TEST_TMPDIR/text.wasm'"
+  # and a component that misses an export, with the check's reason
+  if [[ -f "$REPO/dist/test/misfits/no-del.wasm" ]]; then
+    cp "$REPO/dist/test/misfits/no-del.wasm" "$BATS_TEST_TMPDIR/no-del.wasm"
+    run --separate-stderr "$SCRIPT" guest "$BATS_TEST_TMPDIR/no-del.wasm"
+    assert_status 1
+    assert_contains "$stderr" "exports add, check, gc, status but not del"
+  fi
 }

@@ -86,7 +86,7 @@ JSON
   : >"$STUB_LOG"
   run --separate-stderr "$NODE_SCRIPT" guest --file "$SRC/allow-dns.wasm" "${NETS[@]}"
   assert_status 0
-  assert_calls <<<"fake-wasm-cni validate <T>/src/allow-dns.wasm"
+  assert_calls <<<"fake-wasm-cni guest check <T>/src/allow-dns.wasm"
   cmp "$SRC/allow-dns.wasm" "$ROOT/opt/cni/wasm/allow-dns.wasm"
   run jq -r '.plugins[0] | "\(.guest) \(.myPodSubnet)"' "$CONF"
   [ "$output" = "/opt/cni/wasm/allow-dns.wasm 200.200.1.0/24" ]
