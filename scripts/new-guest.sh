@@ -20,6 +20,7 @@ dir=$repo/guests/$name
 [[ ! -e $dir ]] || { echo "new-guest: $dir exists already" >&2; exit 1; }
 
 mkdir -p "$dir"
+trap 'rm -rf "$dir"' ERR
 cp -r "$repo/guests/routed/src" "$dir/src"
 sed -e "s/^name = \"wasm-cni-routed-guest\"/name = \"$name\"/" \
     -e "s/^description = .*/description = \"A wasm-cni policy guest (started from guests\\/routed)\"/" \
@@ -27,7 +28,8 @@ sed -e "s/^name = \"wasm-cni-routed-guest\"/name = \"$name\"/" \
 grep -q "^name = \"$name\"" "$dir/Cargo.toml" || { rm -rf "$dir"; echo "new-guest: could not rename the package" >&2; exit 1; }
 # guests/* are workspace members: record the new package in Cargo.lock (its
 # dependencies are the starter's, already locked, so nothing is downloaded)
-(cd "$repo" && cargo metadata --offline --format-version 1 >/dev/null)
+(cd "$repo" && cargo update --workspace --offline --quiet)
+trap - ERR
 cat <<MSG
 new-guest: guests/$name is ready (a copy of the routed policy).
   edit      guests/$name/src/lib.rs
