@@ -76,7 +76,14 @@ fn store_error(m: String) -> CniError {
 
 /// Forwarding and masquerade, once per node (a stored fingerprint says it is done).
 fn ensure_node(cfg: &Config) -> Result<(), CniError> {
-    let fingerprint = format!("routed {}", cfg.fingerprint());
+    let fingerprint = format!(
+        "routed v1 gw={}/32 subnet={} pods={} hosts={} mtu={:?}",
+        cfg.gateway(),
+        cfg.pod_subnet,
+        cfg.pod_network,
+        cfg.host_network,
+        cfg.mtu
+    );
     if store::get("node/setup")
         .map_err(step("read node state"))?
         .as_deref()
