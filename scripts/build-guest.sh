@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build one guest into dist/guests/NAME.wasm and check it against the runner's world:
 #   scripts/build-guest.sh NAME|DIR
-# NAME is a directory under guests/ (or DIR any guest directory): a Cargo package is
-# built for wasm32-wasip2; a directory with its own build.sh (guests/js-bridge) runs it.
+# NAME is a directory under guests/ (or DIR a guest directory inside this workspace):
+# its Cargo package is built for wasm32-wasip2; a directory with its own build.sh
+# instead (guests/js-bridge) runs that.
 # The runner (dist/bin/wasm-cni) is not rebuilt: build it once with scripts/build.sh.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

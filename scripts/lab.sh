@@ -332,7 +332,13 @@ cmd_up() {
                 die "$DIST_DIR/bin/wasm-cni or $DIST_DIR/guests/default.wasm missing: run scripts/build.sh (or LAB_PLUGIN=reference)"
             # a student's guest must fit the runner's world before any node uses it
             "$DIST_DIR/bin/wasm-cni" guest check "$LAB_GUEST" >/dev/null ||
-                die "LAB_GUEST=$LAB_GUEST is not a wasm-cni guest (see the reason above)" ;;
+                die "LAB_GUEST=$LAB_GUEST is not a wasm-cni guest (see the reason above)"
+            LAB_GUEST=$(realpath "$LAB_GUEST")
+            # pods wired by one guest must be removed by the same guest: switching a
+            # running lab is `guest FILE`'s job
+            if [[ -f $LAB_DIR/guest && $(cat "$LAB_DIR/guest") != "$LAB_GUEST" ]]; then
+                die "the lab runs $(cat "$LAB_DIR/guest"); switch with '$0 guest $LAB_GUEST'"
+            fi ;;
         reference) [[ -x $REF_CNI_DIR/bridge ]] || die "$REF_CNI_DIR/bridge missing" ;;
         *) die "LAB_PLUGIN must be wasm-cni or reference, not '$plugin'" ;;
     esac
@@ -342,6 +348,7 @@ cmd_up() {
     say "lab up (plugin: $plugin, lab dir: $LAB_DIR)"
     mkdir -p "$LAB_DIR"
     printf '%s\n' "$plugin" >"$LAB_DIR/plugin"
+    [[ $plugin == wasm-cni ]] && printf '%s\n' "$LAB_GUEST" >"$LAB_DIR/guest"
     # podman's libcni keeps its result cache in /var/lib/cni; remember whether it was ours
     [[ -e /var/lib/cni || -e $LAB_DIR/created-var-lib-cni ]] || touch "$LAB_DIR/created-var-lib-cni"
     topology_up
@@ -640,6 +647,13 @@ on_up_error() {
     say "  '$0 status' shows what exists, '$0 down' removes it." >&2
 }
 
+on_guest_error() {
+    ((UP_FAILED)) && return 0
+    UP_FAILED=1
+    say "lab guest failed: pods may be missing (plugin logs: $LAB_DIR/nodes/*/log/wasm-cni.log)." >&2
+    say "  '$0 guest default' goes back to the default guest; '$0 down' removes the lab." >&2
+}
+
 main() {
     local cmd=${1:-}; shift || true
     case $cmd in
@@ -652,7 +666,7 @@ main() {
         status) cmd_status ;;
         run) cmd_run ;;
         exec) cmd_exec "$@" ;;
-        guest) set -E; trap on_up_error ERR; cmd_guest "$@" ;;
+        guest) set -E; trap on_guest_error ERR; cmd_guest "$@" ;;
         routes)
             case ${1:-} in
                 up) say "inter-node routes (router):"; routes_up ;;

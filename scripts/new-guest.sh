@@ -16,6 +16,12 @@ if [[ ! $name =~ ^[a-z][a-z0-9-]{0,38}$ ]]; then
   exit 2
 fi
 case $name in kit|routed|js-bridge|default) echo "new-guest: '$name' is taken by a shipped guest" >&2; exit 1 ;; esac
+# a package name the workspace already resolves (a dependency such as `log` or
+# `serde`, or a member) would make `cargo build -p NAME` ambiguous
+if grep -qx "name = \"$name\"" "$repo/Cargo.lock"; then
+  echo "new-guest: '$name' is already a package name in Cargo.lock: pick another" >&2
+  exit 1
+fi
 dir=$repo/guests/$name
 [[ ! -e $dir ]] || { echo "new-guest: $dir exists already" >&2; exit 1; }
 

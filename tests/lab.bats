@@ -144,6 +144,14 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     run "$LAB" test
     [ "$status" -eq 0 ]
     [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+    # `up` with another guest would strand the pods the running one wired
+    dist=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/dist
+    LAB_GUEST=$dist/guests/routed.wasm run "$LAB" up
+    [ "$status" -eq 1 ]
+    [[ $output == *"switch with '$LAB guest $dist/guests/routed.wasm'"* ]]
+    run "$LAB" up
+    [ "$status" -eq 0 ]
+    [[ $output == *"pod-1 on worker-1: already running"* ]]
 }
 
 @test "down removes everything" {

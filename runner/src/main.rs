@@ -75,7 +75,10 @@ fn main() {
         Cmd::Guest {
             what: GuestCmd::Check { file },
         } => match wasm_cni::wasm::check::check(&file) {
-            Ok(report) => println!("{}", report.lines.join("\n")),
+            Ok(report) => {
+                let text = report.lines.join("\n") + "\n";
+                let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+            }
             Err(e) => {
                 eprintln!("wasm-cni guest check: refused: {e}");
                 std::process::exit(1);
@@ -116,7 +119,12 @@ fn main() {
             };
             match wasm_cni::simulate::run(&o) {
                 Ok(out) => {
-                    print!("{}", out.text);
+                    // a closed pipe (`simulate ... | head`) is not an error worth a panic
+                    let _ = std::io::Write::write_all(&mut std::io::stdout(), out.text.as_bytes());
+                    if let Some(e) = out.session_error {
+                        eprintln!("wasm-cni simulate: session not saved: {e}");
+                        std::process::exit(2);
+                    }
                     std::process::exit(if out.ok { 0 } else { 1 });
                 }
                 Err(e) => {

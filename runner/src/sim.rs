@@ -196,6 +196,9 @@ impl World {
         let n = self.namespaces.get_mut(ns)?;
         let l = n.links.remove(name)?;
         n.routes.retain(|r| r.link != name);
+        // per-link sysctls (net.ipv4.conf.<link>.x) go with the link
+        n.sysctls
+            .retain(|k, _| !(k.starts_with("net.ipv") && k.split('.').nth(3) == Some(name)));
         for other in n.links.values_mut() {
             if other.master.as_deref() == Some(name) {
                 other.master = None;
@@ -448,18 +451,19 @@ impl Node for Model {
                 format!("route {what}: a route to {} exists (EEXIST)", r.destination),
             ));
         }
-        // the kernel resolves the gateway through a route without a gateway
+        // the kernel resolves the gateway through a route without a gateway, the
+        // longest prefix that holds it
         let reach = |g: Ipv4Addr| {
             table
                 .iter()
                 .filter(|t| t.gateway.is_none())
                 .filter(|t| r.link.as_ref().is_none_or(|l| *l == t.link))
-                .find(|t| {
-                    t.destination
-                        .parse::<Ipv4Network>()
-                        .is_ok_and(|n| n.contains(g))
+                .filter_map(|t| {
+                    let n = t.destination.parse::<Ipv4Network>().ok()?;
+                    n.contains(g).then_some((n.prefix(), &t.link))
                 })
-                .map(|t| t.link.clone())
+                .max_by_key(|(p, _)| *p)
+                .map(|(_, l)| l.clone())
         };
         let link = match (&r.link, r.gateway) {
             (Some(l), _) if !space.links.contains_key(l) => {
@@ -558,15 +562,23 @@ impl Node for Model {
         if let Some(v) = space.sysctls.get(key) {
             return Ok(v.clone());
         }
-        // per-link keys exist while the link does; the kernel's defaults are 0
-        let link = key.split('.').nth(3).unwrap_or_default();
-        if key.starts_with("net.ipv") && space.links.contains_key(link) {
-            return Ok("0".into());
+        let mut parts = key.split('.');
+        let link = parts.nth(3).unwrap_or_default();
+        let leaf = parts.next_back();
+        let link_exists = key.starts_with("net.ipv") && space.links.contains_key(link);
+        if !link_exists {
+            return Err(errno(
+                OpKind::NotFound,
+                format!("sysctl {key}: no such key in the {ns} namespace (ENOENT)"),
+            ));
         }
-        Err(errno(
-            OpKind::NotFound,
-            format!("sysctl {key}: no such key in the {ns} namespace (ENOENT)"),
-        ))
+        // per-link keys exist while the link does; `forwarding` follows the namespace's
+        // ip_forward (the kernel copies it to every device), the others default to 0
+        let fwd = (leaf == Some("forwarding"))
+            .then(|| self.space(ns).ok())
+            .flatten()
+            .and_then(|n| n.sysctls.get("net.ipv4.ip_forward").cloned());
+        Ok(fwd.unwrap_or_else(|| "0".into()))
     }
 
     fn sysctl_set(&mut self, ns: Ns, key: &str, parts: &[&str], value: &str) -> OpResult<()> {
@@ -720,6 +732,26 @@ mod tests {
             OpKind::NotFound
         );
         assert_eq!(m.default_route_links(Ns::Host).unwrap(), vec!["eth0"]);
+    }
+
+    #[test]
+    fn per_link_sysctls_live_and_die_with_the_link() {
+        let mut m = model();
+        m.create_bridge("cni0", None).unwrap();
+        let key = "net.ipv4.conf.cni0.proxy_arp";
+        m.sysctl_set(Ns::Host, key, &[], "1").unwrap();
+        assert_eq!(m.sysctl_get(Ns::Host, key, &[]).unwrap(), "1");
+        m.delete_link(Ns::Host, "cni0").unwrap();
+        assert_eq!(
+            m.sysctl_get(Ns::Host, key, &[]).unwrap_err().kind,
+            OpKind::NotFound
+        );
+        m.create_bridge("cni0", None).unwrap();
+        assert_eq!(m.sysctl_get(Ns::Host, key, &[]).unwrap(), "0");
+        m.sysctl_set(Ns::Host, "net.ipv4.ip_forward", &[], "1")
+            .unwrap();
+        let fwd = "net.ipv4.conf.cni0.forwarding";
+        assert_eq!(m.sysctl_get(Ns::Host, fwd, &[]).unwrap(), "1");
     }
 
     #[test]

@@ -32,10 +32,12 @@ pub struct Options {
     pub show_node: bool,
 }
 
-/// The printed report, and whether the guest answered without error.
+/// The printed report, whether the guest answered without error, and a failure to
+/// save the session (the report is still worth printing).
 pub struct Outcome {
     pub text: String,
     pub ok: bool,
+    pub session_error: Option<Error>,
 }
 
 /// A fresh node for this network: eth0 in `myHostNetwork` (its second address) with
@@ -213,10 +215,12 @@ pub fn run(o: &Options) -> Result<Outcome> {
     if o.show_node {
         let _ = write!(text, "node after the call:\n{}", sim::describe(&world));
     }
-    if let Some(p) = &o.session {
-        save_world(p, &world)?;
-    }
-    Ok(Outcome { text, ok })
+    let session_error = o.session.as_ref().and_then(|p| save_world(p, &world).err());
+    Ok(Outcome {
+        text,
+        ok,
+        session_error,
+    })
 }
 
 /// The config with `prevResult` set, unless it has one already.

@@ -165,7 +165,15 @@ case "$cmd" in
       [[ "$name" != default.wasm ]] ||
         die "a guest named default.wasm would replace the default guest; rename it."
       # Check against the runner that will load it, before switching anything.
-      "$ROOT$BIN_PATH" guest check "$GUEST_FILE" >/dev/null ||
+      # A runner installed before `guest check` existed answers 2 (usage): it still
+      # has `validate`, the same check.
+      check_rc=0
+      "$ROOT$BIN_PATH" guest check "$GUEST_FILE" >/dev/null || check_rc=$?
+      if ((check_rc == 2)); then
+        check_rc=0
+        "$ROOT$BIN_PATH" validate "$GUEST_FILE" >/dev/null || check_rc=$?
+      fi
+      ((check_rc == 0)) ||
         die "$ROOT$BIN_PATH refuses '$name' (reason above); the node keeps its current guest."
       put "$GUEST_FILE" "$GUEST_DIR/$name" 0644
       write_conflist "$GUEST_DIR/$name"

@@ -92,6 +92,16 @@ JSON
   [ "$output" = "/opt/cni/wasm/allow-dns.wasm 200.200.1.0/24" ]
 }
 
+@test "install-cni guest --file: a runner from before 'guest check' is asked with 'validate'" {
+  install_it
+  : >"$STUB_LOG"
+  STUB_OLD_RUNNER=1 run --separate-stderr "$NODE_SCRIPT" guest --file "$SRC/allow-dns.wasm" "${NETS[@]}"
+  assert_status 0
+  printf '%s\n' "fake-wasm-cni guest check <T>/src/allow-dns.wasm" \
+    "fake-wasm-cni validate <T>/src/allow-dns.wasm" | assert_calls
+  cmp "$SRC/allow-dns.wasm" "$ROOT/opt/cni/wasm/allow-dns.wasm"
+}
+
 @test "install-cni guest --file: a guest the runner refuses changes nothing" {
   install_it
   before="$(cat "$CONF")"

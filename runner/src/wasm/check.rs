@@ -41,19 +41,21 @@ fn split_name(name: &str) -> (&str, &str, Option<&str>) {
 }
 
 /// Semver compatibility as the component model's linker applies it: same major, or
-/// for 0.x the same minor (0.1.0 and 0.1.3 are compatible, 0.1 and 0.3 are not).
+/// for 0.x the same minor (0.1.0 and 0.1.3 are compatible, 0.1 and 0.3 are not). Only
+/// full `x.y.z` versions; a pre-release matches only itself.
 pub fn compatible(a: &str, b: &str) -> bool {
-    let parts = |v: &str| -> Vec<u64> {
-        v.split(['.', '-', '+'])
-            .take(3)
-            .map(|p| p.parse().unwrap_or(u64::MAX))
-            .collect()
+    if a == b {
+        return true;
+    }
+    let parts = |v: &str| -> Option<[u64; 3]> {
+        let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
+        let r = [it.next()??, it.next()??, it.next()??];
+        it.next().is_none().then_some(r)
     };
-    let (a, b) = (parts(a), parts(b));
-    match (a.as_slice(), b.as_slice()) {
-        ([0, 0, pa], [0, 0, pb]) => pa == pb,
-        ([0, ma, _], [0, mb, _]) => ma == mb,
-        ([ma, ..], [mb, ..]) => ma == mb,
+    match (parts(a), parts(b)) {
+        (Some([0, 0, _]), Some([0, 0, _])) => false,
+        (Some([0, ma, _]), Some([0, mb, _])) => ma == mb,
+        (Some([ma, ..]), Some([mb, ..])) => ma == mb && ma != 0,
         _ => false,
     }
 }
@@ -212,7 +214,7 @@ pub fn check(path: &Path) -> Result<Report> {
     // the linker's type check of the imports, then instantiation (on a simulated node)
     // for the exports: every signature as the runner's world has it
     try_instantiate(&engine, &component, path).map_err(|e| match e {
-        Error::Guest { reason, .. } => refuse(
+        Error::Guest { reason, .. } if reason.contains("type mismatch") => refuse(
             path,
             format!("{reason} (rebuild it against this runner's wit/ files)"),
         ),
@@ -250,6 +252,9 @@ mod tests {
         assert!(compatible("1.2.0", "1.0.0"));
         assert!(!compatible("0.0.1", "0.0.2"));
         assert!(!compatible("x", "0.1.0"));
+        assert!(!compatible("0.3", "0.1.0"));
+        assert!(!compatible("0.1.1-rc.1", "0.1.0"));
+        assert!(compatible("0.1.1-rc.1", "0.1.1-rc.1"));
         assert_eq!(version(), "0.1.0");
     }
 

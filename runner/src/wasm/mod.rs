@@ -102,13 +102,22 @@ fn try_instantiate(engine: &Engine, component: &Component, path: &Path) -> Resul
         crate::calllog::CallLog::discard(),
         "wasm_cni_check".into(),
     );
-    let mut store = new_store(engine, sandbox, 64, Duration::from_secs(2));
+    // the largest limits a network config may set: the check is about the contract,
+    // not about whether the guest fits one network's budget
+    let mut store = new_store(engine, sandbox, 4096, Duration::from_secs(120));
     pre(engine, component, path)?
         .instantiate(&mut store)
         .map(|_| ())
-        .map_err(|e| Error::Guest {
-            path: path.display().to_string(),
-            reason: format!("does not implement {WORLD}: {e:#}"),
+        .map_err(|e| {
+            let e = format!("{e:#}");
+            Error::Guest {
+                path: path.display().to_string(),
+                reason: if e.contains("type mismatch") {
+                    format!("does not implement {WORLD}: {e}")
+                } else {
+                    format!("instantiation failed: {e}")
+                },
+            }
         })
 }
 
