@@ -67,6 +67,17 @@ fn load_world(session: Option<&Path>, raw: &str) -> Result<(World, &'static str)
     }
 }
 
+/// Where simulate keeps precompiled guests: the user's cache (simulate runs without
+/// root, so not the config's `cacheDir`). A JavaScript guest then compiles once, not
+/// on every call; if the directory is unusable the guest is just compiled each time.
+fn cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("wasm-cni")
+}
+
 fn save_world(p: &Path, w: &World) -> Result<()> {
     let text = serde_json::to_string_pretty(w).expect("the model serializes");
     let tmp = p.with_extension("tmp");
@@ -129,9 +140,7 @@ pub fn run(o: &Options) -> Result<Outcome> {
     }
 
     let engine = wasm::engine::engine()?;
-    let wasm_bytes =
-        std::fs::read(&conf.guest).map_err(|e| Error::io(conf.guest.display().to_string(), e))?;
-    let component = wasm::engine::compile(&engine, &conf.guest, &wasm_bytes)?;
+    let (component, _) = wasm::engine::load(&engine, &conf.guest, &cache_dir())?;
 
     let (grants, call) = crate::plan(&env, &conf, has_netns);
     let log = CallLog::discard();

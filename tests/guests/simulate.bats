@@ -86,3 +86,17 @@ golden() {  # name guest
   [ "$status" -eq 2 ]
   [[ $output == *"session file node.json"* ]]
 }
+
+@test "simulate: the JavaScript guest makes exactly the Rust default guest's host calls" {
+  # the contract, not the language, is the interface: same calls, same answers, same
+  # results, over a whole session
+  local g
+  for g in default js-bridge; do
+    mkdir "$g"
+    cp conf.json "$g/"
+    cp "$GUESTS/$g.wasm" "$g/guest.wasm"
+    (cd "$g" && session guest.wasm > ../"$g.out" 2>&1)
+  done
+  diff -u default.out js-bridge.out
+  [ "$(grep -c '^# ' default.out)" -eq 7 ]
+}

@@ -18,14 +18,23 @@ teardown() { common_teardown; }
   add_pod warm
   cni ADD warm warm; expect_ok
   cni DEL warm warm; expect_ok
+  # how long a whole warm ADD takes here: the kill delays are drawn from that span, so
+  # they land inside calls however fast or loaded the machine is
+  add_pod timed
+  t0=$(date +%s%N)
+  ip netns exec "$NODE" env -i CNI_COMMAND=ADD CNI_CONTAINERID=timed CNI_NETNS="/run/netns/$T-timed" \
+    CNI_IFNAME=eth0 "$RUNNER" < "$W/conf.json" > /dev/null
+  span_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  ((span_ms >= 2)) || span_ms=2
+  cni DEL timed timed; expect_ok
   killed=0 partial=0
   for i in $(seq 1 "$KILL_N"); do
     add_pod "k$i"
     ip netns exec "$NODE" env -i CNI_COMMAND=ADD CNI_CONTAINERID="k$i" CNI_NETNS="/run/netns/$T-k$i" \
       CNI_IFNAME=eth0 "$RUNNER" < "$W/conf.json" > /dev/null 2>&1 &
     pid=$!
-    # a random point of the call (a whole warm ADD takes a few ms; the first one longer)
-    sleep "0.0$((RANDOM % 3))$((RANDOM % 10))"
+    # a random point of the call
+    sleep "$(printf '0.%03d' $((RANDOM % span_ms)))"
     if kill -9 "$pid" 2>/dev/null; then killed=$((killed + 1)); fi
     wait "$pid" 2>/dev/null || true
     # a killed call that left work behind (a link or a reservation) is what DEL/GC must mend
