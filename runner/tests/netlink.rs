@@ -297,3 +297,162 @@ fn the_sandbox_denies_before_touching_and_rolls_back_what_it_did() {
         .unwrap()
         .is_empty());
 }
+
+/// `wasm-cni simulate`'s model must answer like the kernel for what it covers: the same
+/// sequence of operations, on a real node and on the model, gives the same outcome
+/// (ok, which error kind, some/none) at every step.
+#[test]
+fn the_simulator_answers_like_the_kernel() {
+    use wasm_cni::node::Node;
+    use wasm_cni::sim::{Model, World};
+    let ns = Netns::new("s");
+    let dir = tempfile::tempdir().unwrap();
+    let mut kernel = Kernel {
+        net: Netlink::new(Namespaces::new(Some(ns.pod_path())).unwrap()),
+        store: Store::open(dir.path()).unwrap(),
+    };
+    let mut world = World::new(net("10.0.0.2/24"), "10.0.0.1".parse().unwrap());
+    world.ensure_pod_ns("pod:c1");
+    let mut model = Model {
+        world,
+        container: Some("pod:c1".into()),
+    };
+    fn route(dst: &str, gw: Option<&str>, link: Option<&str>) -> RouteSpec {
+        RouteSpec {
+            destination: dst.parse().unwrap(),
+            gateway: gw.map(|g| g.parse().unwrap()),
+            link: link.map(str::to_string),
+        }
+    }
+    fn outcome<T>(r: Result<T, wasm_cni::op_error::OpError>, some: impl Fn(&T) -> bool) -> String {
+        match r {
+            Ok(v) if some(&v) => "ok some".into(),
+            Ok(_) => "ok".into(),
+            Err(e) => format!("{:?}", e.kind),
+        }
+    }
+    type Step = (&'static str, fn(&mut dyn Node) -> String);
+    let steps: Vec<Step> = vec![
+        ("create bridge", |n| {
+            outcome(n.create_bridge("cni0", None), |_| true)
+        }),
+        ("create bridge again", |n| {
+            outcome(n.create_bridge("cni0", None), |_| true)
+        }),
+        ("set up a missing link", |n| {
+            outcome(n.set_up(Ns::Host, "nope"), |_| false)
+        }),
+        ("create veth", |n| {
+            outcome(n.create_veth("wcx", "eth0", None), |_| true)
+        }),
+        ("create veth, host name taken", |n| {
+            outcome(n.create_veth("wcx", "eth1", None), |_| true)
+        }),
+        ("attach to bridge", |n| {
+            outcome(n.set_master("wcx", "cni0"), |_| false)
+        }),
+        ("attach a missing link", |n| {
+            outcome(n.set_master("nope", "cni0"), |_| false)
+        }),
+        ("address", |n| {
+            outcome(
+                n.add_address(Ns::Container, "eth0", net("200.200.1.2/24")),
+                |_| false,
+            )
+        }),
+        ("address again", |n| {
+            outcome(
+                n.add_address(Ns::Container, "eth0", net("200.200.1.2/24")),
+                |_| false,
+            )
+        }),
+        ("address on a missing link", |n| {
+            outcome(
+                n.add_address(Ns::Container, "nope", net("200.200.1.2/24")),
+                |_| false,
+            )
+        }),
+        ("default route, link down", |n| {
+            let r = route("0.0.0.0/0", Some("200.200.1.1"), Some("eth0"));
+            outcome(n.add_route(Ns::Container, &r), |_| false)
+        }),
+        ("link up", |n| {
+            outcome(n.set_up(Ns::Container, "eth0"), |_| false)
+        }),
+        ("default route", |n| {
+            let r = route("0.0.0.0/0", Some("200.200.1.1"), Some("eth0"));
+            outcome(n.add_route(Ns::Container, &r), |_| false)
+        }),
+        ("default route again", |n| {
+            let r = route("0.0.0.0/0", Some("200.200.1.1"), Some("eth0"));
+            outcome(n.add_route(Ns::Container, &r), |_| false)
+        }),
+        ("route via an unreachable gateway", |n| {
+            let r = route("10.9.0.0/16", Some("192.168.7.1"), Some("eth0"));
+            outcome(n.add_route(Ns::Container, &r), |_| false)
+        }),
+        ("host route on a down link", |n| {
+            let r = route("200.200.1.9/32", None, Some("wcx"));
+            outcome(n.add_route(Ns::Host, &r), |_| false)
+        }),
+        ("host link up", |n| {
+            outcome(n.set_up(Ns::Host, "wcx"), |_| false)
+        }),
+        ("host route", |n| {
+            let r = route("200.200.1.9/32", None, Some("wcx"));
+            outcome(n.add_route(Ns::Host, &r), |_| false)
+        }),
+        ("gateway /32 on the host end", |n| {
+            outcome(
+                n.add_address(Ns::Host, "wcx", net("200.200.1.1/32")),
+                |_| false,
+            )
+        }),
+        ("link route to a gateway, then a route via it", |n| {
+            let a = n.add_route(Ns::Container, &route("200.200.9.1/32", None, Some("eth0")));
+            let b = n.add_route(
+                Ns::Container,
+                &route("10.8.0.0/16", Some("200.200.9.1"), Some("eth0")),
+            );
+            format!("{} / {}", outcome(a, |_| false), outcome(b, |_| false))
+        }),
+        ("remove a missing route", |n| {
+            outcome(
+                n.remove_route(Ns::Container, &route("10.1.0.0/16", None, None)),
+                |_| false,
+            )
+        }),
+        ("remove a missing address", |n| {
+            let a = net("200.200.1.7/24");
+            outcome(n.remove_address(Ns::Container, "eth0", a), |_| false)
+        }),
+        ("delete the host end", |n| {
+            outcome(n.delete_link(Ns::Host, "wcx"), |_| false)
+        }),
+        ("the pod end went with it", |n| {
+            outcome(n.get_link(Ns::Container, "eth0"), |l| l.is_some())
+        }),
+        ("its routes went too", |n| {
+            outcome(n.list_routes(Ns::Container, None), |r| !r.is_empty())
+        }),
+        ("delete it again", |n| {
+            outcome(n.delete_link(Ns::Host, "wcx"), |_| false)
+        }),
+        ("the bridge is still there", |n| {
+            outcome(n.get_link(Ns::Host, "cni0"), |l| l.is_some())
+        }),
+    ];
+    let mut differ = Vec::new();
+    for (what, step) in &steps {
+        let k = step(&mut kernel);
+        let m = step(&mut model);
+        if k != m {
+            differ.push(format!("{what}: kernel {k}, model {m}"));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "the model differs:\n{}",
+        differ.join("\n")
+    );
+}

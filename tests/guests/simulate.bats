@@ -100,3 +100,16 @@ golden() {  # name guest
   diff -u default.out js-bridge.out
   [ "$(grep -c '^# ' default.out)" -eq 7 ]
 }
+
+@test "simulate runs as an unprivileged user" {
+  command -v setpriv >/dev/null || skip "setpriv missing"
+  local home; home=$(mktemp -d /tmp/wasm-cni-sim-XXXXXX)
+  cp conf.json "$GUESTS/routed.wasm" "$home/"
+  chown -R 65534:65534 "$home"
+  run env -i HOME="$home" setpriv --reuid=65534 --regid=65534 --clear-groups \
+    sh -c "cd '$home' && '$RUNNER' simulate ADD pod-1 -c conf.json -g routed.wasm -s node.json"
+  rm -rf "$home"
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output == *'"address": "200.200.1.2/32"'* ]]
+}
