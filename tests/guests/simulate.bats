@@ -104,10 +104,11 @@ golden() {  # name guest
 @test "simulate runs as an unprivileged user" {
   command -v setpriv >/dev/null || skip "setpriv missing"
   local home; home=$(mktemp -d /tmp/wasm-cni-sim-XXXXXX)
-  cp conf.json "$GUESTS/routed.wasm" "$home/"
+  # everything copied in: the checkout may sit where nobody cannot read (/root)
+  cp conf.json "$GUESTS/routed.wasm" "$RUNNER" "$home/"
   chown -R 65534:65534 "$home"
   run env -i HOME="$home" setpriv --reuid=65534 --regid=65534 --clear-groups \
-    sh -c "cd '$home' && '$RUNNER' simulate ADD pod-1 -c conf.json -g routed.wasm -s node.json"
+    sh -c "cd '$home' && ./wasm-cni simulate ADD pod-1 -c conf.json -g routed.wasm -s node.json"
   rm -rf "$home"
   echo "$output"
   [ "$status" -eq 0 ]
