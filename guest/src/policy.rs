@@ -182,51 +182,22 @@ fn del(req: &Request) -> Result<(), CniError> {
 }
 
 /// The container side of CHECK: the interface is there and up, with the MAC, addresses
-/// and routes ADD reported.
+/// and routes ADD reported (the comparison is the kit's).
 fn check_container(req: &Request, want: &prev::Expected) -> Result<(), CniError> {
     let failed = |m: String| cni(CHECK_FAILED, m);
-    let pod = links::get(Netns::Container, &req.ifname)
-        .map_err(step("look up container interface"))?
-        .ok_or_else(|| {
-            failed(format!(
-                "interface {:?} is missing in the container",
-                req.ifname
-            ))
-        })?;
-    if !pod.up {
-        return Err(failed(format!(
-            "interface {:?} in the container is down",
-            req.ifname
-        )));
-    }
-    if let Some(mac) = &want.mac {
-        if !mac.eq_ignore_ascii_case(&pod.mac) {
-            return Err(failed(format!(
-                "interface {:?} has MAC {} instead of {mac}",
-                req.ifname, pod.mac
-            )));
-        }
-    }
+    let pod =
+        links::get(Netns::Container, &req.ifname).map_err(step("look up container interface"))?;
+    want.check_link(&req.ifname, pod.as_ref().map(|l| (l.up, l.mac.as_str())))
+        .map_err(failed)?;
     let have =
         addresses::list(Netns::Container, &req.ifname).map_err(step("list pod addresses"))?;
-    if let Some(missing) = want.addresses.iter().find(|a| !have.contains(a)) {
-        return Err(failed(format!(
-            "address {missing} is missing on {:?}",
-            req.ifname
-        )));
-    }
-    let table = routes::list(Netns::Container, None).map_err(step("list pod routes"))?;
-    for (dst, gw) in &want.routes {
-        if !table
-            .iter()
-            .any(|t| &t.destination == dst && (gw.is_none() || &t.gateway == gw))
-        {
-            return Err(failed(format!(
-                "route to {dst} is missing in the container"
-            )));
-        }
-    }
-    Ok(())
+    let table: Vec<(String, Option<String>)> = routes::list(Netns::Container, None)
+        .map_err(step("list pod routes"))?
+        .into_iter()
+        .map(|r| (r.destination, r.gateway))
+        .collect();
+    want.check_config(&req.ifname, &have, &table)
+        .map_err(failed)
 }
 
 fn check(req: &Request) -> Result<(), CniError> {

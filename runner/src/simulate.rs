@@ -97,13 +97,15 @@ pub fn run(o: &Options) -> Result<Outcome> {
     // like a runtime: CHECK and DEL get the cached ADD result as prevResult
     let mut prev_note = "";
     let raw = match world.results.get(&attachment) {
-        Some(prev) if cmd == "CHECK" || cmd == "DEL" => match with_prev_result(&raw, prev) {
-            Some(r) => {
-                prev_note = "; prevResult from the session's ADD";
-                r
+        Some(prev) if matches!(Command::parse(&cmd), Some(Command::Check | Command::Del)) => {
+            match with_prev_result(&raw, prev) {
+                Some(r) => {
+                    prev_note = "; prevResult from the session's ADD";
+                    r
+                }
+                None => raw,
             }
-            None => raw,
-        },
+        }
         _ => raw,
     };
     let mut conf = NetConf::parse(raw)?;

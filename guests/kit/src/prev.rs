@@ -59,6 +59,45 @@ pub fn expected(config_json: &str, ifname: &str) -> Result<Expected, String> {
     })
 }
 
+impl Expected {
+    /// The container interface as found (`None`: missing; else whether it is up, and
+    /// its MAC) against the result. Errors are messages for code 102.
+    pub fn check_link(&self, ifname: &str, found: Option<(bool, &str)>) -> Result<(), String> {
+        let (up, mac) = found.ok_or(format!("interface {ifname:?} is missing in the container"))?;
+        if !up {
+            return Err(format!("interface {ifname:?} in the container is down"));
+        }
+        match &self.mac {
+            Some(want) if !want.eq_ignore_ascii_case(mac) => Err(format!(
+                "interface {ifname:?} has MAC {mac} instead of {want}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The interface's addresses and the container's routes (destination, gateway)
+    /// against the result: each expected one must be there (more is fine).
+    pub fn check_config(
+        &self,
+        ifname: &str,
+        addresses: &[String],
+        routes: &[(String, Option<String>)],
+    ) -> Result<(), String> {
+        if let Some(missing) = self.addresses.iter().find(|a| !addresses.contains(a)) {
+            return Err(format!("address {missing} is missing on {ifname:?}"));
+        }
+        for (dst, gw) in &self.routes {
+            if !routes
+                .iter()
+                .any(|(d, g)| d == dst && (gw.is_none() || g == gw))
+            {
+                return Err(format!("route to {dst} is missing in the container"));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +120,38 @@ mod tests {
                 ("200.200.1.1/32".to_string(), None)
             ]
         );
+    }
+
+    #[test]
+    fn compares_what_is_found_with_the_result() {
+        let e = Expected {
+            mac: Some("02:00:00:00:00:01".into()),
+            addresses: vec!["200.200.1.2/24".into()],
+            routes: vec![("0.0.0.0/0".into(), Some("200.200.1.1".into()))],
+        };
+        assert!(e
+            .check_link("eth0", Some((true, "02:00:00:00:00:01")))
+            .is_ok());
+        assert!(e.check_link("eth0", None).unwrap_err().contains("missing"));
+        assert!(e
+            .check_link("eth0", Some((false, "02:00:00:00:00:01")))
+            .unwrap_err()
+            .contains("down"));
+        assert!(e
+            .check_link("eth0", Some((true, "02:00:00:00:00:02")))
+            .unwrap_err()
+            .contains("MAC"));
+        let addrs = vec!["200.200.1.2/24".to_string(), "10.1.1.1/32".to_string()];
+        let routes = vec![
+            ("200.200.1.0/24".to_string(), None),
+            ("0.0.0.0/0".to_string(), Some("200.200.1.1".to_string())),
+        ];
+        assert!(e.check_config("eth0", &addrs, &routes).is_ok());
+        let err = e.check_config("eth0", &addrs[1..], &routes).unwrap_err();
+        assert!(err.contains("address 200.200.1.2/24 is missing"), "{err}");
+        let other_gw = vec![("0.0.0.0/0".to_string(), Some("200.200.1.9".to_string()))];
+        let err = e.check_config("eth0", &addrs, &other_gw).unwrap_err();
+        assert!(err.contains("route to 0.0.0.0/0 is missing"), "{err}");
     }
 
     #[test]

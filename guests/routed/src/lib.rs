@@ -216,46 +216,20 @@ fn check(req: &Request) -> Result<(), CniError> {
     let cfg = config(&req.config)?;
     let want = prev::expected(&req.config, &req.ifname).map_err(|m| cni(INVALID_CONFIG, m))?;
     let failed = |m: String| cni(CHECK_FAILED, m);
-    let pod = links::get(Netns::Container, &req.ifname)
-        .map_err(step("look up container interface"))?
-        .ok_or_else(|| {
-            failed(format!(
-                "interface {:?} is missing in the container",
-                req.ifname
-            ))
-        })?;
-    if !pod.up {
-        return Err(failed(format!("interface {:?} is down", req.ifname)));
-    }
-    if want
-        .mac
-        .as_ref()
-        .is_some_and(|m| !m.eq_ignore_ascii_case(&pod.mac))
-    {
-        return Err(failed(format!(
-            "interface {:?} has another MAC",
-            req.ifname
-        )));
-    }
+    // pod side: the kit compares what is found with the result
+    let pod =
+        links::get(Netns::Container, &req.ifname).map_err(step("look up container interface"))?;
+    want.check_link(&req.ifname, pod.as_ref().map(|l| (l.up, l.mac.as_str())))
+        .map_err(failed)?;
     let have =
         addresses::list(Netns::Container, &req.ifname).map_err(step("list pod addresses"))?;
-    if let Some(a) = want.addresses.iter().find(|a| !have.contains(a)) {
-        return Err(failed(format!(
-            "address {a} is missing on {:?}",
-            req.ifname
-        )));
-    }
-    let table = routes::list(Netns::Container, None).map_err(step("list pod routes"))?;
-    for (dst, gw) in &want.routes {
-        if !table
-            .iter()
-            .any(|t| &t.destination == dst && (gw.is_none() || &t.gateway == gw))
-        {
-            return Err(failed(format!(
-                "route to {dst} is missing in the container"
-            )));
-        }
-    }
+    let table: Vec<(String, Option<String>)> = routes::list(Netns::Container, None)
+        .map_err(step("list pod routes"))?
+        .into_iter()
+        .map(|r| (r.destination, r.gateway))
+        .collect();
+    want.check_config(&req.ifname, &have, &table)
+        .map_err(failed)?;
     // node side: the host end, and a route to each pod address through it
     let host = &req.host_link;
     if links::get(Netns::Host, host)
