@@ -4,6 +4,11 @@
 //!
 //! Every forbidden-operation mode first does something it *is* allowed to do (create
 //! this attachment's veth), so the test also sees that the runner rolls it back.
+//!
+//! The modes of issue 12 (sandbox, round 2) take more settings from the config
+//! ("count", "size", "routes", "value", "victim_ip", "how", "ip", "result_*"), and
+//! report a host error as `<step>: <kind>: <message>`. STATUS and CHECK misbehave only
+//! with "hostile": "status-writes".
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -14,14 +19,42 @@ use exports::wasm_cni::plugin::policy::{
     AddResult, Attachment, CniError, Guest, IpConfig, Request, ResultInterface,
 };
 use wasm_cni::plugin::routes::Route;
-use wasm_cni::plugin::types::{HostError, Netns};
-use wasm_cni::plugin::{addresses, firewall, links, routes, store, sysctl};
+use wasm_cni::plugin::types::{ErrorKind, HostError, Netns};
+use wasm_cni::plugin::{addresses, firewall, links, log, routes, store, sysctl};
 
 fn cfg(req: &Request, key: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(&req.config)
+    cfg_in(&req.config, key)
+}
+
+/// A string setting of a config given as JSON text (empty when absent).
+fn cfg_in(config: &str, key: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(config)
         .ok()
         .and_then(|v| v.get(key).and_then(|s| s.as_str()).map(str::to_string))
         .unwrap_or_default()
+}
+
+/// A numeric setting (a JSON number or a string of digits), or `default`.
+fn cfg_num(req: &Request, key: &str, default: u64) -> u64 {
+    serde_json::from_str::<serde_json::Value>(&req.config)
+        .ok()
+        .and_then(|v| {
+            v.get(key).and_then(|n| {
+                n.as_u64()
+                    .or_else(|| n.as_str().and_then(|s| s.parse().ok()))
+            })
+        })
+        .unwrap_or(default)
+}
+
+/// A string setting with a default.
+fn cfg_or(req: &Request, key: &str, default: &str) -> String {
+    let v = cfg(req, key);
+    if v.is_empty() {
+        default.to_string()
+    } else {
+        v
+    }
 }
 
 fn fail(e: HostError) -> CniError {
@@ -29,6 +62,138 @@ fn fail(e: HostError) -> CniError {
         code: 100,
         message: e.message,
         details: String::new(),
+    }
+}
+
+fn kind_name(k: ErrorKind) -> &'static str {
+    match k {
+        ErrorKind::Denied => "denied",
+        ErrorKind::NotFound => "not-found",
+        ErrorKind::AlreadyExists => "already-exists",
+        ErrorKind::InvalidArgument => "invalid-argument",
+        ErrorKind::Failed => "failed",
+    }
+}
+
+/// The host error as `<what>: <kind>: <message>`, so a test sees the kind too (the
+/// newer modes use this; `fail` keeps the older modes' messages as they were).
+fn fail_kind(what: &str) -> impl Fn(HostError) -> CniError + '_ {
+    move |e| CniError {
+        code: 100,
+        message: format!("{what}: {}: {}", kind_name(e.kind), e.message),
+        details: String::new(),
+    }
+}
+
+/// The end of a mode whose every step was allowed: give up, so the runner rolls back.
+fn gave_up(mode: &str) -> CniError {
+    CniError {
+        code: 100,
+        message: format!("hostile mode {mode} did its work and gives up"),
+        details: String::new(),
+    }
+}
+
+fn bridge(req: &Request) -> String {
+    cfg_or(req, "bridge", "cni0")
+}
+
+fn pod_subnet(req: &Request) -> String {
+    cfg_or(req, "myPodSubnet", "200.200.1.0/24")
+}
+
+/// Both ends of this attachment's veth, created and up.
+fn own_veth_up(req: &Request) -> Result<links::VethPair, CniError> {
+    let pair =
+        links::create_veth(&req.host_link, &req.ifname, None).map_err(fail_kind("create veth"))?;
+    links::set_up(Netns::Host, &req.host_link).map_err(fail_kind("set host link up"))?;
+    links::set_up(Netns::Container, &req.ifname).map_err(fail_kind("set pod link up"))?;
+    Ok(pair)
+}
+
+/// A well-formed result: the veth pair, with `ip` on the container end (interface 1)
+/// and `gateway` as its gateway.
+fn result_for(
+    req: &Request,
+    pair: links::VethPair,
+    ip: &str,
+    gateway: Option<String>,
+) -> AddResult {
+    AddResult {
+        interfaces: vec![
+            ResultInterface {
+                name: req.host_link.clone(),
+                mac: pair.host.mac,
+                sandbox: false,
+            },
+            ResultInterface {
+                name: req.ifname.clone(),
+                mac: pair.container.mac,
+                sandbox: true,
+            },
+        ],
+        ips: vec![IpConfig {
+            address: ip.to_string(),
+            gateway,
+            interface: Some(1),
+        }],
+        routes: vec![],
+        dns: None,
+    }
+}
+
+/// An ADD that really does what its result says: veth up, config `ip` (default
+/// 200.200.1.60/24) on the container end, gateway config `gateway` (200.200.1.1).
+fn honest_result(req: &Request) -> Result<AddResult, CniError> {
+    let ip = cfg_or(req, "ip", "200.200.1.60/24");
+    let pair = own_veth_up(req)?;
+    addresses::add(Netns::Container, &req.ifname, &ip).map_err(fail_kind("add pod address"))?;
+    Ok(result_for(
+        req,
+        pair,
+        &ip,
+        Some(cfg_or(req, "gateway", "200.200.1.1")),
+    ))
+}
+
+/// The n-th address of a block of /32s starting at 200.200.<third>.0.
+fn nth_host(third: u64, n: u64) -> String {
+    format!("200.200.{}.{}", third + n / 256, n % 256)
+}
+
+/// STATUS and CHECK with config `"hostile": "status-writes"`: try to change the node
+/// (ip_forward off, a firewall chain, a store key). Any refusal is reported as a policy
+/// error naming each host error; when everything was allowed, the call "succeeds".
+fn read_only_attack(config: &str) -> Result<(), CniError> {
+    if cfg_in(config, "hostile") != "status-writes" {
+        return Ok(());
+    }
+    let show = |r: Result<(), HostError>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("{}: {}", kind_name(e.kind), e.message),
+    };
+    let steps = [
+        (
+            "ip_forward",
+            sysctl::set(Netns::Host, "net.ipv4.ip_forward", "0"),
+        ),
+        ("allow_forward", firewall::allow_forward("200.200.9.0/24")),
+        ("store", store::put("hostile/status", "was here")),
+    ];
+    let refused = steps.iter().any(|(_, r)| r.is_err());
+    let message = steps
+        .into_iter()
+        .map(|(what, r)| format!("{what}: {}", show(r)))
+        .collect::<Vec<_>>()
+        .join(" | ");
+    if refused {
+        Err(CniError {
+            code: 100,
+            message,
+            details: String::new(),
+        })
+    } else {
+        Ok(())
     }
 }
 
@@ -177,6 +342,202 @@ fn add(req: Request) -> Result<AddResult, CniError> {
                 details: String::new(),
             })
         }
+        // ---- exact rollback (issue 12, class 1) ------------------------------------
+        "bridge-mtu" => {
+            allowed_work(&req)?;
+            links::set_mtu(Netns::Host, &bridge(&req), 1400).map_err(fail_kind("set mtu"))?;
+            Err(gave_up(&mode))
+        }
+        "remove-routes" => {
+            // config "routes": comma-separated destinations, each removed from the bridge
+            allowed_work(&req)?;
+            for dst in cfg(&req, "routes").split(',').filter(|d| !d.is_empty()) {
+                let r = Route {
+                    destination: dst.to_string(),
+                    gateway: None,
+                    link: Some(bridge(&req)),
+                };
+                routes::remove(Netns::Host, &r).map_err(fail_kind("remove route"))?;
+            }
+            Err(gave_up(&mode))
+        }
+        "ip-forward" => {
+            allowed_work(&req)?;
+            let value = cfg_or(&req, "value", "0");
+            sysctl::set(Netns::Host, "net.ipv4.ip_forward", &value)
+                .map_err(fail_kind("set ip_forward"))?;
+            Err(gave_up(&mode))
+        }
+        "disable-ipv6" => {
+            allowed_work(&req)?;
+            let link = cfg_or(&req, "link", &bridge(&req));
+            let key = format!("net.ipv6.conf.{link}.disable_ipv6");
+            sysctl::set(Netns::Host, &key, "1").map_err(fail_kind("set disable_ipv6"))?;
+            Err(gave_up(&mode))
+        }
+        "firewall-change" => {
+            // a new chain in the network's table, and the masquerade except list rewritten
+            allowed_work(&req)?;
+            firewall::allow_forward("200.200.7.0/24").map_err(fail_kind("allow forward"))?;
+            firewall::masquerade(&pod_subnet(&req), &["200.200.0.0/16".to_string()])
+                .map_err(fail_kind("masquerade"))?;
+            Err(gave_up(&mode))
+        }
+        // ---- deadline (class 2) --------------------------------------------------------
+        "sleep-wasi" => {
+            // allowed work, then block in WASI (not in wasm code) past any deadline
+            allowed_work(&req)?;
+            addresses::add(Netns::Host, &bridge(&req), "200.200.1.77/24")
+                .map_err(fail_kind("add bridge address"))?;
+            std::thread::sleep(std::time::Duration::from_secs(cfg_num(&req, "sleep_s", 30)));
+            Err(gave_up(&mode))
+        }
+        "masq-huge" => {
+            // one host call with a huge argument: `count` distinct /32s to exempt
+            allowed_work(&req)?;
+            let n = cfg_num(&req, "count", 800_000);
+            let mut except = Vec::with_capacity(n as usize);
+            for i in 0..n {
+                except.push(format!(
+                    "10.{}.{}.{}/32",
+                    (i >> 16) & 255,
+                    (i >> 8) & 255,
+                    i & 255
+                ));
+            }
+            firewall::masquerade(&pod_subnet(&req), &except).map_err(fail_kind("masquerade"))?;
+            Err(gave_up(&mode))
+        }
+        // ---- per-call caps (class 4) ----------------------------------------------------
+        "many-routes" => {
+            // `count` /32 host routes (200.200.50.0, .1, ... on) through this call's own link
+            own_veth_up(&req)?;
+            for i in 0..cfg_num(&req, "count", 256) {
+                let r = Route {
+                    destination: format!("{}/32", nth_host(50, i)),
+                    gateway: None,
+                    link: Some(req.host_link.clone()),
+                };
+                routes::add(Netns::Host, &r).map_err(fail_kind(&format!("route #{}", i + 1)))?;
+            }
+            Err(gave_up(&mode))
+        }
+        "many-addresses" => {
+            // `count` /32 addresses (200.200.60.0, .1, ... on) on the container end
+            own_veth_up(&req)?;
+            for i in 0..cfg_num(&req, "count", 32) {
+                let a = format!("{}/32", nth_host(60, i));
+                addresses::add(Netns::Container, &req.ifname, &a)
+                    .map_err(fail_kind(&format!("address #{}", i + 1)))?;
+            }
+            Err(gave_up(&mode))
+        }
+        "many-firewall" => {
+            // `count` forward chains, one per 200.200.<100+i>.0/24
+            allowed_work(&req)?;
+            for i in 0..cfg_num(&req, "count", 32) {
+                firewall::allow_forward(&format!("200.200.{}.0/24", 100 + i))
+                    .map_err(fail_kind(&format!("firewall rule #{}", i + 1)))?;
+            }
+            Err(gave_up(&mode))
+        }
+        // ---- outputs (class 5) -----------------------------------------------------------
+        "log-flood" => {
+            let line = "L".repeat(cfg_num(&req, "size", 1024) as usize);
+            for _ in 0..cfg_num(&req, "count", 200_000) {
+                log::write(log::Level::Info, &line);
+            }
+            Err(gave_up(&mode))
+        }
+        "store-flood" => {
+            // `count` values of `size` bytes under flood/<container>/<i>; with
+            // "succeed": "1" an ADD whose puts all pass ends well (honest result)
+            let value = "v".repeat(cfg_num(&req, "size", 65536) as usize);
+            for i in 0..cfg_num(&req, "count", 17) {
+                let key = format!("flood/{}/{i}", req.container_id);
+                store::put(&key, &value).map_err(fail_kind(&format!("put #{}", i + 1)))?;
+            }
+            if cfg(&req, "succeed") == "1" {
+                honest_result(&req)
+            } else {
+                Err(gave_up(&mode))
+            }
+        }
+        // ---- results (class 6) -------------------------------------------------------------
+        "result-outside" => {
+            // real, allowed work, then a result that does not match the grants: config
+            // "result_ip" (10.0.0.5/16), "result_gw" (10.0.0.1; "" for none) and
+            // "result_ifname" (interface 0; the container's ifname when absent)
+            allowed_work(&req)?;
+            addresses::add(Netns::Container, &req.ifname, "200.200.1.60/24")
+                .map_err(fail_kind("add pod address"))?;
+            links::set_up(Netns::Container, &req.ifname).map_err(fail_kind("set up"))?;
+            let name = cfg(&req, "result_ifname");
+            let in_pod = name.is_empty();
+            let gw = serde_json::from_str::<serde_json::Value>(&req.config)
+                .ok()
+                .and_then(|v| v.get("result_gw").cloned());
+            let gateway = match gw {
+                None => Some("10.0.0.1".to_string()),
+                Some(serde_json::Value::String(s)) if s.is_empty() => None,
+                Some(v) => v.as_str().map(str::to_string),
+            };
+            Ok(AddResult {
+                interfaces: vec![ResultInterface {
+                    name: if in_pod { req.ifname.clone() } else { name },
+                    mac: String::new(),
+                    sandbox: in_pod,
+                }],
+                ips: vec![IpConfig {
+                    address: cfg_or(&req, "result_ip", "10.0.0.5/16"),
+                    gateway,
+                    interface: Some(0),
+                }],
+                routes: vec![],
+                dns: None,
+            })
+        }
+        // ---- other pods (class 7) ------------------------------------------------------------
+        "steal-address" => {
+            // config "victim_ip": another pod's address; "how": route | address | result
+            let victim_ip = cfg(&req, "victim_ip");
+            match cfg(&req, "how").as_str() {
+                "route" => {
+                    own_veth_up(&req)?;
+                    let r = Route {
+                        destination: format!("{victim_ip}/32"),
+                        gateway: None,
+                        link: Some(req.host_link.clone()),
+                    };
+                    routes::add(Netns::Host, &r).map_err(fail_kind("host route"))?;
+                    Err(gave_up(&mode))
+                }
+                "address" => {
+                    own_veth_up(&req)?;
+                    addresses::add(Netns::Container, &req.ifname, &format!("{victim_ip}/24"))
+                        .map_err(fail_kind("pod address"))?;
+                    Err(gave_up(&mode))
+                }
+                _ => {
+                    let pair = own_veth_up(&req)?;
+                    Ok(result_for(
+                        &req,
+                        pair,
+                        &format!("{victim_ip}/24"),
+                        Some(cfg_or(&req, "gateway", "200.200.1.1")),
+                    ))
+                }
+            }
+        }
+        "delete-reservation" => {
+            // delete another attachment's IPAM keys; if that is allowed, end well
+            let victim_ip = cfg(&req, "victim_ip");
+            let victim = cfg(&req, "victim");
+            for key in [format!("ip/{victim_ip}"), format!("attach/{victim}/eth0")] {
+                store::delete(&key).map_err(fail_kind(&format!("delete {key}")))?;
+            }
+            honest_result(&req)
+        }
         other => Err(CniError {
             code: 7,
             message: format!("unknown hostile mode {other:?}"),
@@ -194,14 +555,14 @@ impl Guest for Hostile {
     fn del(_req: Request) -> Result<(), CniError> {
         Ok(())
     }
-    fn check(_req: Request) -> Result<(), CniError> {
-        Ok(())
+    fn check(req: Request) -> Result<(), CniError> {
+        read_only_attack(&req.config)
     }
     fn gc(_config: String, _valid: Vec<Attachment>) -> Result<(), CniError> {
         Ok(())
     }
-    fn status(_config: String) -> Result<(), CniError> {
-        Ok(())
+    fn status(config: String) -> Result<(), CniError> {
+        read_only_attack(&config)
     }
 }
 

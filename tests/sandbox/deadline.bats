@@ -1,0 +1,55 @@
+#!/usr/bin/env bats
+# The deadline (issue 12, class 2): every way out of a call ends with its work undone,
+# and nothing the call started outlives the answer. A guest that blocks outside wasm
+# code (a WASI sleep) still gets code 11 within its deadline + ~1 s; a host call with
+# a huge argument (a masquerade with 800000 except entries) is refused quickly,
+# without leaving an nft process behind.
+
+load sandbox-helpers
+
+setup() {
+  hostile_setup
+  # warm the cache so compile time is not in the measured calls
+  jq --arg g "$HOSTILE" '.guest = $g | .hostile = "garbage"' "$W/good.json" > "$W/warm.json"
+  cni ADD warm b eth0 "$W/warm.json" || true
+}
+teardown() { hostile_teardown; }
+
+# Nothing runs in the node namespace a moment after the answer.
+expect_nothing_running() {
+  local left
+  sleep 0.5
+  left=$(node_procs)
+  [ -z "$left" ] || { echo "still running in the node namespace after the answer: $left" >&2; return 1; }
+}
+
+@test "a guest blocked in a WASI sleep: code 11 within deadline + 1 s, its work undone, nothing left running" {
+  # allowed work first: its veth, 200.200.1.77/24 on the bridge, a store key
+  hostile_conf sleep-wasi '.timeoutMs = 1000'
+  hostile_call ADD evil b
+  echo "answered in $elapsed_ms ms: $output" >&3
+  expect_nothing_running
+  expect_unchanged
+  addrs=$(ip -n "$NODE" -4 -o addr show dev cni0)
+  [[ "$addrs" != *200.200.1.77* ]] || { echo "bridge address left: $addrs" >&2; false; }
+  [ ! -e "$W/state/testnet/kv/hostile%2Fmarker" ]
+  [ -z "$(prefixed_links | grep -vx "$VICTIM_LINK" || true)" ]
+  expect_error 11
+  [ "$elapsed_ms" -lt 2000 ] || { echo "took $elapsed_ms ms for a 1000 ms deadline" >&2; false; }
+  victim_ok
+}
+
+@test "a masquerade with 800000 except entries is refused quickly, with no nft left running" {
+  hostile_conf masq-huge '.count = 800000 | .memoryLimitMiB = 256 | .timeoutMs = 1000'
+  hostile_call ADD evil b
+  echo "answered in $elapsed_ms ms: $output" >&3
+  expect_nothing_running
+  expect_unchanged
+  # and nothing changes the node later either
+  sleep 1
+  [ "$(snapshot "$T-a" "$T-b")" = "$before" ]
+  expect_error 100
+  expect_msg "masquerade: invalid-argument"
+  [ "$elapsed_ms" -lt 2000 ] || { echo "took $elapsed_ms ms for a 1000 ms deadline" >&2; false; }
+  victim_ok
+}
