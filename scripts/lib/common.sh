@@ -88,7 +88,15 @@ tolerant_step() {
 }
 
 # gcloud_ssh NODE COMMAND: run COMMAND on NODE (as the default user; use sudo inside).
+# COMMAND reads nothing: its stdin is /dev/null.
 gcloud_ssh() {
+  gcloud compute ssh "$1" --project="$PROJECT" --zone="$ZONE" --quiet --command="$2" </dev/null
+}
+
+# gcloud_ssh_stdin NODE COMMAND: like gcloud_ssh, but COMMAND reads this function's
+# stdin. The way to hand a secret to a node: never in COMMAND, which is visible in
+# the process list here (gcloud, ssh) and on the node.
+gcloud_ssh_stdin() {
   gcloud compute ssh "$1" --project="$PROJECT" --zone="$ZONE" --quiet --command="$2"
 }
 
@@ -108,4 +116,34 @@ is_cidr() {
 
 need_cidr() {
   is_cidr "$2" || die "$1='$2' is not an IPv4 CIDR (e.g. 10.0.0.0/16)."
+}
+
+# wait_pod_cidrs NODE...: POD_CIDRS[i] = the podCIDR of NODE i, read from its Node
+# object (context $KUBE_CONTEXT). A node that joined moments ago may have no Node
+# object or no podCIDR yet: retry up to PODCIDR_RETRIES times, PODCIDR_RETRY_SLEEP
+# seconds apart, then stop with the last answer.
+POD_CIDRS=()
+wait_pod_cidrs() {
+  local retries="${PODCIDR_RETRIES:-30}" pause="${PODCIDR_RETRY_SLEEP:-5}" node cidr err attempt
+  [[ "$retries" =~ ^[1-9][0-9]*$ ]] || die "PODCIDR_RETRIES='$retries' must be a positive integer."
+  POD_CIDRS=()
+  for node in "$@"; do
+    for ((attempt = 1; ; attempt++)); do
+      err=""
+      if cidr="$(kubectl --context="$KUBE_CONTEXT" get node "$node" -o jsonpath='{.spec.podCIDR}' 2>&1)"; then
+        cidr="${cidr##*$'\n'}" # the value is the last line (warnings come first)
+        if is_cidr "$cidr"; then break; fi
+        err="node $node has no podCIDR yet (got '$cidr')"
+      else
+        err="reading the Node object $node failed: ${cidr##*$'\n'}"
+      fi
+      if ((attempt >= retries)); then
+        die "$err after $retries attempts (context $KUBE_CONTEXT). Is 'scripts/kubernetes.sh up' done, did $node join, and was kubeadm init run with --pod-network-cidr? (PODCIDR_RETRIES/PODCIDR_RETRY_SLEEP set the wait)"
+      fi
+      log "$err; waiting ${pause}s (attempt $attempt/$retries)"
+      sleep "$pause"
+    done
+    log "$node: podCIDR $cidr"
+    POD_CIDRS+=("$cidr")
+  done
 }

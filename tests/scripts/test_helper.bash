@@ -17,7 +17,14 @@ common_setup() {
     REMOTE_DIR ROUTE_SUFFIX ROOT DRY_RUN \
     STUB_FAIL STUB_FAIL_MSG STUB_FAIL_RC STUB_FAIL_TIMES STUB_PROJECT STUB_EXTERNAL_IP \
     STUB_JOIN_CMD STUB_SIM_NODES STUB_NO_PODCIDR STUB_NO_CONTEXT STUB_VALIDATE_FAIL \
-    STUB_CONTAINERD_UNKNOWN STUB_UID STUB_ACCOUNT
+    STUB_CONTAINERD_UNKNOWN STUB_UID STUB_ACCOUNT STUB_PUBLIC_IP STUB_DESCRIBE_NETWORK \
+    STUB_DESCRIBE_SUBNET STUB_DESCRIBE_FW_EXTERNAL STUB_DESCRIBE_FW_INTERNAL STUB_DESCRIBE_VM \
+    STUB_ODD_VM STUB_SOURCE_IMAGE STUB_IMAGE_FAMILY STUB_NOT_OURS STUB_DESCRIBE_ROUTE \
+    STUB_PODCIDR_LATE STUB_CONTAINERD_CONFIG STUB_CLOUD_INIT_RC STUB_NODE_PODSUBNET \
+    STUB_NODE_SANS STUB_NODE_NO_KUBE_PROXY STUB_NODE_NOT_READY STUB_KUBEADM_VERSION \
+    STUB_OLD_RUNNER PUBLIC_IP_URL NODE_TAG POD_MTU PODCIDR_RETRIES PODCIDR_RETRY_SLEEP \
+    CLOUD_INIT_TIMEOUT APT_LOCK_TIMEOUT APT_LOCK_RETRIES APT_RETRY_SLEEP READY_RETRIES \
+    READY_RETRY_SLEEP WASM_CNI_REAL_TESTS_OFF
   export STUB_LOG="$BATS_TEST_TMPDIR/calls.log"
   : >"$STUB_LOG"
   export PATH="$STUBS:$PATH"
@@ -30,7 +37,8 @@ common_setup() {
   export CLOUDSDK_CORE_DISABLE_PROMPTS=1
   [[ "$(command -v gcloud)" == "$STUBS/gcloud" ]] || fail_now "gcloud is not the stub"
   [[ "$(command -v kubectl)" == "$STUBS/kubectl" ]] || fail_now "kubectl is not the stub"
-  export SSH_RETRY_SLEEP=0
+  export SSH_RETRY_SLEEP=0 PODCIDR_RETRY_SLEEP=0 APT_RETRY_SLEEP=0 READY_RETRY_SLEEP=0
+  [[ "$(command -v curl)" == "$STUBS/curl" ]] || fail_now "curl is not the stub"
 }
 
 fail_now() {
@@ -87,7 +95,7 @@ path_without() {
   local dir tool skip real
   dir="$(mktemp -d "$BATS_TEST_TMPDIR/path-without.XXXXXX")"
   for tool in bash env dirname basename cat grep sed awk mktemp rm mkdir ls head od tr \
-    base64 cp mv chmod readlink sleep id gcloud kubectl; do
+    base64 cp mv chmod readlink sleep id tail tee sort paste od gcloud kubectl curl; do
     for skip in "$@"; do [[ "$tool" == "$skip" ]] && continue 2; done
     if [[ -x "$STUBS/$tool" ]]; then
       real="$STUBS/$tool"
