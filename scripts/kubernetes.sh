@@ -2,9 +2,11 @@
 # kubernetes.sh up|down: Kubernetes (kubeadm) on the VMs made by infrastructure.sh.
 #   up:   runs scripts/node/install-kubernetes.sh on every node (containerd, kubeadm,
 #         kubelet, kubectl, kernel settings), `kubeadm init` on the master (pod network
-#         $POD_NETWORK, master's external IP in the API server certificate), `kubeadm
-#         join` on the workers, then merges the admin kubeconfig into yours as context
-#         $KUBE_CONTEXT, pointing at the master's external address.
+#         $POD_NETWORK, master's external IP in the API server certificate; a control
+#         plane kept from an earlier run is verified), `kubeadm join` on the workers
+#         (the token on stdin, never in a command line), then merges the admin
+#         kubeconfig into yours as context $KUBE_CONTEXT, pointing at the master's
+#         external address. Node side: scripts/node/kubeadm-node.sh.
 #   down: `kubeadm reset` on every node, removes the context from your kubeconfig.
 # Every variable below can be overridden from the environment.
 set -euo pipefail
@@ -14,7 +16,9 @@ ZONE="${ZONE:-europe-west1-b}"
 POD_NETWORK="${POD_NETWORK:-200.200.0.0/16}"
 MASTER="${MASTER:-my-k8s-master}"
 WORKERS="${WORKERS:-my-k8s-worker-1 my-k8s-worker-2}"
-K8S_MINOR="${K8S_MINOR:-v1.34}"               # pkgs.k8s.io repository (minor version)
+# pkgs.k8s.io repository (minor version). v1.36: released April 2026, supported
+# until about June 2027 (a minor gets ~14 months of patches); see docs/gcp.md.
+K8S_MINOR="${K8S_MINOR:-v1.36}"
 KUBE_CONTEXT="${KUBE_CONTEXT:-my-k8s}"        # context/cluster name in your kubeconfig
 KUBE_USER="${KUBE_USER:-${KUBE_CONTEXT}-admin}"
 API_PORT="${API_PORT:-6443}"
@@ -33,12 +37,13 @@ usage() {
 read -r -a WORKER_LIST <<<"$WORKERS"
 NODES=("$MASTER" "${WORKER_LIST[@]}")
 NODE_SCRIPT="$REPO_ROOT/scripts/node/install-kubernetes.sh"
+KUBEADM_SCRIPT="$REPO_ROOT/scripts/node/kubeadm-node.sh"
 
 install_node() {
   local node=$1
   log "$node: installing containerd and kubeadm ($K8S_MINOR)"
-  run_step "copying install-kubernetes.sh to $node" \
-    gcloud_scp "$NODE_SCRIPT" "$node:install-kubernetes.sh"
+  run_step "copying install-kubernetes.sh and kubeadm-node.sh to $node" \
+    gcloud_scp "$NODE_SCRIPT" "$KUBEADM_SCRIPT" "$node:"
   run_step "installing Kubernetes on $node" \
     gcloud_ssh "$node" "sudo env K8S_MINOR=$K8S_MINOR bash install-kubernetes.sh && rm -f install-kubernetes.sh"
 }
@@ -93,20 +98,21 @@ up() {
 
   ip="$(master_external_ip)"
   log "$MASTER: kubeadm init (pod network $POD_NETWORK, API server cert for $ip)"
-  # Skipped if the master is already initialised, so that 'up' can be re-run.
+  # A master that has a control plane already is checked, not initialised again.
   run_step "kubeadm init on $MASTER" gcloud_ssh "$MASTER" \
-    "sudo test -f /etc/kubernetes/admin.conf || sudo kubeadm init --pod-network-cidr=$POD_NETWORK --apiserver-cert-extra-sans=$ip"' --kubernetes-version="$(kubeadm version -o short)"'
+    "sudo bash kubeadm-node.sh init --pod-network-cidr $POD_NETWORK --apiserver-san $ip"
 
-  join="$(gcloud_ssh "$MASTER" "sudo kubeadm token create --print-join-command")" ||
+  # The join command holds a bootstrap token: it is never printed, and it reaches
+  # the workers on stdin, not in a command line.
+  join="$(gcloud_ssh "$MASTER" "sudo kubeadm token create --ttl=1h --print-join-command")" ||
     die "creating a join token on $MASTER failed."
   join="${join%%$'\n'*}"
-  local join_re='^kubeadm join [^;&|`$<>()]+$'
+  local join_re='^kubeadm join [A-Za-z0-9.:-]+ --token [a-z0-9]{6}\.[a-z0-9]{16} --discovery-token-ca-cert-hash sha256:[0-9a-f]{64}[[:space:]]*$'
   [[ "$join" =~ $join_re ]] ||
-    die "unexpected join command from $MASTER: '$join'."
+    die "the join command from $MASTER does not have the expected form 'kubeadm join HOST:PORT --token ... --discovery-token-ca-cert-hash sha256:...' (not shown: it holds a token)."
   for node in "${WORKER_LIST[@]}"; do
     log "$node: kubeadm join"
-    run_step "kubeadm join on $node" gcloud_ssh "$node" \
-      "sudo test -f /etc/kubernetes/kubelet.conf || sudo $join"
+    run_step "kubeadm join on $node" gcloud_ssh_stdin "$node" "sudo bash kubeadm-node.sh join" <<<"$join"
   done
 
   log "merging the admin kubeconfig into yours as context $KUBE_CONTEXT (server https://$ip:$API_PORT)"
@@ -120,7 +126,7 @@ down() {
     node=${NODES[i]}
     log "$node: kubeadm reset"
     run_step "kubeadm reset on $node" gcloud_ssh "$node" \
-      "if command -v kubeadm >/dev/null; then sudo kubeadm reset --force; fi"
+      "if command -v kubeadm >/dev/null; then sudo kubeadm reset --force; fi; rm -f kubeadm-node.sh"
   done
   log "removing context $KUBE_CONTEXT from your kubeconfig"
   if [[ "$(kubectl config current-context 2>/dev/null || true)" == "$KUBE_CONTEXT" ]]; then
@@ -141,8 +147,8 @@ main() {
   need_gcloud
   need_kubectl
   need_cidr POD_NETWORK "$POD_NETWORK"
-  [[ "$K8S_MINOR" =~ ^v1\.[0-9]+$ ]] || die "K8S_MINOR='$K8S_MINOR' must look like v1.34."
-  [[ -f "$NODE_SCRIPT" ]] || die "missing $NODE_SCRIPT."
+  [[ "$K8S_MINOR" =~ ^v1\.[0-9]+$ ]] || die "K8S_MINOR='$K8S_MINOR' must look like v1.36."
+  [[ -f "$NODE_SCRIPT" && -f "$KUBEADM_SCRIPT" ]] || die "missing $NODE_SCRIPT or $KUBEADM_SCRIPT."
   need_project
   "$1"
 }
