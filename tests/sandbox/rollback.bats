@@ -22,15 +22,18 @@ teardown() { hostile_teardown; }
 }
 
 @test "removed routes come back with all their attributes (proto kernel, src, gateway, metric)" {
+  # a kernel route (proto kernel, src) from a second bridge address, a route through a
+  # gateway, a route with a metric; none covers the victim's address
+  ip -n "$NODE" addr add 200.200.3.1/24 dev cni0
   ip -n "$NODE" route add 200.200.9.0/24 via 200.200.1.9 dev cni0
   ip -n "$NODE" route add 200.200.8.0/24 dev cni0 metric 77
-  hostile_conf remove-routes '.routes = "200.200.1.0/24,200.200.9.0/24,200.200.8.0/24"'
+  hostile_conf remove-routes '.routes = "200.200.3.0/24,200.200.9.0/24,200.200.8.0/24"'
   hostile_call ADD evil b
   expect_error 100
   expect_msg "hostile mode remove-routes did its work"
   expect_unchanged
   routes=$(ip -n "$NODE" route show)
-  grep -q '^200.200.1.0/24 dev cni0 proto kernel scope link src 200.200.1.1' <<<"$routes"
+  grep -q '^200.200.3.0/24 dev cni0 proto kernel scope link src 200.200.3.1' <<<"$routes"
   grep -q '^200.200.9.0/24 via 200.200.1.9 dev cni0' <<<"$routes"
   grep -q '^200.200.8.0/24 dev cni0 .*metric 77' <<<"$routes"
   victim_ok
@@ -61,7 +64,7 @@ teardown() { hostile_teardown; }
   expect_error 100
   expect_unchanged
   expect_msg "set disable_ipv6: denied: .*cannot be undone"
-  grep -q "denied set sysctl net.ipv6.conf.cni0.disable_ipv6" "$W/wasm-cni.log"
+  grep -Eq "denied.*net.ipv6.conf.cni0.disable_ipv6" "$W/wasm-cni.log"
   ip -n "$NODE" -6 addr show dev cni0 | grep -q 'fd00:200::1/64'
   [ "$(ip netns exec "$NODE" cat /proc/sys/net/ipv6/conf/cni0/disable_ipv6)" = 0 ]
   victim_ok
