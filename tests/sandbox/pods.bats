@@ -68,8 +68,9 @@ teardown() { hostile_teardown; }
   [ -f "$W/state/testnet/kv/$attach_key" ]
   hostile_conf delete-reservation ".victim_ip = \"$VICTIM_IP\""
   hostile_call ADD evil b
-  [ "$(cat "$W/state/testnet/kv/$ip_key")" = "victim eth0" ]
-  [ "$(cat "$W/state/testnet/kv/$attach_key")" = "$VICTIM_IP" ]
+  # the keys remain (their values: in the snapshot)
+  [ -f "$W/state/testnet/kv/$ip_key" ]
+  [ -f "$W/state/testnet/kv/$attach_key" ]
   expect_error 100
   expect_msg "delete ip/$VICTIM_IP: denied: .*belongs to another attachment"
   expect_unchanged
