@@ -25,6 +25,9 @@ RUNNER_BIN="${RUNNER_BIN:-$repo/dist/bin/wasm-cni}"                # uploaded to
 DEFAULT_GUEST_WASM="${DEFAULT_GUEST_WASM:-$repo/dist/guests/default.wasm}"
 WASM_CNI_RUNNER="${WASM_CNI_RUNNER:-$repo/dist/bin/wasm-cni}"      # runs 'guest check' locally
 REMOTE_DIR="${REMOTE_DIR:-wasm-cni-install}"  # staging dir in the remote user's home
+# Pod MTU (the conflist's "mtu"). Empty: each node uses its uplink's MTU (1460 on GCP).
+POD_MTU="${POD_MTU:-}"
+# PODCIDR_RETRIES / PODCIDR_RETRY_SLEEP (30 / 5 s): the wait for every node's podCIDR.
 # -------------------------------------------------------------------------------
 
 # shellcheck source=lib/common.sh
@@ -40,18 +43,31 @@ usage() {
 
 read -r -a NODES <<<"$MASTER $WORKERS"
 NODE_SCRIPT="$repo/scripts/node/install-cni.sh"
-POD_CIDRS=()
 
-read_pod_cidrs() {
-  local node cidr
-  for node in "${NODES[@]}"; do
-    cidr="$(kubectl --context="$KUBE_CONTEXT" get node "$node" -o jsonpath='{.spec.podCIDR}')" ||
-      die "reading the Node object $node failed (context $KUBE_CONTEXT). Is 'scripts/kubernetes.sh up' done?"
-    is_cidr "$cidr" ||
-      die "node $node has no podCIDR (got '$cidr'). Was kubeadm init run with --pod-network-cidr=$POD_NETWORK?"
-    log "$node: podCIDR $cidr"
-    POD_CIDRS+=("$cidr")
-  done
+# need_runner_binary FILE: the nodes are x86-64 Linux (Ubuntu amd64): refuse anything
+# else (a macOS or arm64 build, a script, a truncated file) before touching a node.
+need_runner_binary() {
+  local f=$1 head
+  head="$(od -An -tx1 -N20 -- "$f" | tr -d ' \n')" || die "cannot read the runner '$f'."
+  # ELF magic, 64-bit, little-endian, version 1, OS ABI System V or GNU/Linux ...
+  [[ "${head:0:8}" == 7f454c46 ]] ||
+    die "the runner '$f' is not an ELF binary (the nodes need a Linux x86-64 build: scripts/build.sh on Linux x86-64, or set RUNNER_BIN)."
+  [[ "${head:8:6}" == 020101 && ("${head:14:2}" == 00 || "${head:14:2}" == 03) ]] ||
+    die "the runner '$f' is not a 64-bit little-endian Linux ELF binary (the nodes are Linux x86-64)."
+  # ... e_type executable or PIE (2 or 3), e_machine x86-64 (0x3e)
+  [[ ("${head:32:4}" == 0200 || "${head:32:4}" == 0300) && "${head:36:4}" == 3e00 ]] ||
+    die "the runner '$f' is not an x86-64 executable (e_type ${head:32:4}, e_machine ${head:36:4}; the nodes are Linux x86-64)."
+}
+
+# check_guest FILE: "$WASM_CNI_RUNNER guest check FILE" here, before any node is touched.
+check_guest() {
+  local file=$1 out rc=0
+  [[ -x "$WASM_CNI_RUNNER" ]] ||
+    die "cannot check '$file': runner '$WASM_CNI_RUNNER' not found or not executable. Build it (scripts/build.sh) or set WASM_CNI_RUNNER to a runner you can execute here."
+  out="$("$WASM_CNI_RUNNER" guest check "$file" 2>&1)" || rc=$?
+  ((rc == 0)) ||
+    die "refusing '$file': it is not a component of the wasm-cni world (guest check exit $rc): $out"
+  log "${out%%$'\n'*}"
 }
 
 # on_node NODE DESCRIPTION INSTALL_ARGS FILE...: stage FILE... and install-cni.sh in
@@ -70,14 +86,17 @@ on_node() {
 networks() { # NODE_INDEX
   printf -- '--host-network %s --pod-network %s --pod-subnet %s' \
     "$HOST_NETWORK" "$POD_NETWORK" "${POD_CIDRS[$1]}"
+  if [[ -n "$POD_MTU" ]]; then printf -- ' --mtu %s' "$POD_MTU"; fi
 }
 
 up() {
   need_file "$RUNNER_BIN" "the runner"
   need_file "$DEFAULT_GUEST_WASM" "the default guest"
+  need_runner_binary "$RUNNER_BIN"
+  check_guest "$DEFAULT_GUEST_WASM"
   need_project
   need_context
-  read_pod_cidrs
+  wait_pod_cidrs "${NODES[@]}"
   local i node
   for i in "${!NODES[@]}"; do
     node=${NODES[i]}
@@ -109,17 +128,11 @@ guest() {
       die "refusing '$file': the file name must match [A-Za-z0-9._-]*.wasm."
     [[ "$name" != default.wasm ]] ||
       die "refusing '$file': default.wasm would replace the default guest; rename it."
-    [[ -x "$WASM_CNI_RUNNER" ]] ||
-      die "cannot check '$file': runner '$WASM_CNI_RUNNER' not found or not executable. Build it (scripts/build.sh) or set WASM_CNI_RUNNER."
-    local out rc=0
-    out="$("$WASM_CNI_RUNNER" guest check "$file" 2>&1)" || rc=$?
-    ((rc == 0)) ||
-      die "refusing '$file': it is not a component of the wasm-cni world (guest check exit $rc): $out"
-    log "${out%%$'\n'*}"
+    check_guest "$file"
   fi
   need_project
   need_context
-  read_pod_cidrs
+  wait_pod_cidrs "${NODES[@]}"
   for i in "${!NODES[@]}"; do
     node=${NODES[i]}
     if [[ -n "$name" ]]; then
@@ -150,6 +163,7 @@ main() {
   [[ "$1" == down ]] || need_kubectl
   need_cidr HOST_NETWORK "$HOST_NETWORK"
   need_cidr POD_NETWORK "$POD_NETWORK"
+  [[ -z "$POD_MTU" || "$POD_MTU" =~ ^[1-9][0-9]{2,4}$ ]] || die "POD_MTU='$POD_MTU' must be a number (e.g. 1460)."
   [[ -f "$NODE_SCRIPT" ]] || die "missing $NODE_SCRIPT."
   "$1" "${@:2}"
 }

@@ -26,35 +26,71 @@ usage() {
 
 read -r -a NODES <<<"$MASTER $WORKERS"
 
+# What 'up' creates carries this description; 'down' deletes only routes that carry it.
+MARK="wasm-cni lab: created by scripts/inter-node-routes.sh up"
+
+# check_route NODE CIDR: a route that already exists must send CIDR to NODE.
+check_route() {
+  local route="${1}${ROUTE_SUFFIX}" got dest hop
+  got="$(gcloud compute routes describe "$route" --project="$PROJECT" \
+    --format='value(destRange,nextHopInstance.basename())')" ||
+    die "describing route $route failed."
+  IFS=$'\x1f' read -r dest hop <<<"${got//$'\t'/$'\x1f'}" # tabs: empty fields stay
+  if [[ "$dest" != "$2" || "$hop" != "$1" ]]; then
+    die "route $route already exists but sends '$dest' to '$hop' (want $2 to $1: the node's podCIDR may have changed). Delete it ('gcloud compute routes delete $route') or run '$SCRIPT_NAME down', then re-run."
+  fi
+  log "route $route already exists ($2 via $1): keeping it"
+}
+
 up() {
   need_context
-  local node cidr cidrs=() i
-  for node in "${NODES[@]}"; do
-    cidr="$(kubectl --context="$KUBE_CONTEXT" get node "$node" -o jsonpath='{.spec.podCIDR}')" ||
-      die "reading the Node object $node failed (context $KUBE_CONTEXT). Is 'scripts/kubernetes.sh up' done?"
-    is_cidr "$cidr" || die "node $node has no podCIDR (got '$cidr')."
-    cidrs+=("$cidr")
-  done
+  local node i err rc
+  wait_pod_cidrs "${NODES[@]}"
   for i in "${!NODES[@]}"; do
     node=${NODES[i]}
-    log "route ${node}${ROUTE_SUFFIX}: ${cidrs[i]} via $node"
-    tolerant_step "already exists" "route ${node}${ROUTE_SUFFIX} already exists, keeping it" \
-      "creating route ${node}${ROUTE_SUFFIX}" \
-      gcloud compute routes create "${node}${ROUTE_SUFFIX}" --project="$PROJECT" \
-      --network="$NETWORK" --destination-range="${cidrs[i]}" \
-      --next-hop-instance="$node" --next-hop-instance-zone="$ZONE"
+    log "route ${node}${ROUTE_SUFFIX}: ${POD_CIDRS[i]} via $node"
+    rc=0
+    { err="$(gcloud compute routes create "${node}${ROUTE_SUFFIX}" --project="$PROJECT" \
+      --network="$NETWORK" --destination-range="${POD_CIDRS[i]}" \
+      --next-hop-instance="$node" --next-hop-instance-zone="$ZONE" \
+      --description="$MARK" 2>&1 1>&3 3>&-)"; } 3>&1 || rc=$?
+    if ((rc == 0)); then
+      if [[ -n "$err" ]]; then printf '%s\n' "$err" >&2; fi
+      continue
+    fi
+    if [[ "$err" == *"already exists"* ]]; then
+      check_route "$node" "${POD_CIDRS[i]}"
+      continue
+    fi
+    if [[ -n "$err" ]]; then printf '%s\n' "$err" >&2; fi
+    die "creating route ${node}${ROUTE_SUFFIX} failed (exit $rc). Fix the cause above and re-run."
   done
   log "inter-node routes are up. Next: kubectl apply -f pods.yaml"
 }
 
 down() {
-  local i node
+  local i node route got rc
   for ((i = ${#NODES[@]} - 1; i >= 0; i--)); do
     node=${NODES[i]}
-    log "deleting route ${node}${ROUTE_SUFFIX}"
-    tolerant_step "was not found" "route ${node}${ROUTE_SUFFIX} is already gone" \
-      "deleting route ${node}${ROUTE_SUFFIX}" \
-      gcloud compute routes delete "${node}${ROUTE_SUFFIX}" --project="$PROJECT" --quiet
+    route="${node}${ROUTE_SUFFIX}"
+    rc=0
+    got="$(gcloud compute routes describe "$route" --project="$PROJECT" \
+      --format='value(description)' 2>&1)" || rc=$?
+    if ((rc != 0)); then
+      if [[ "$got" == *"was not found"* ]]; then
+        log "route $route is already gone"
+        continue
+      fi
+      printf '%s\n' "$got" >&2
+      die "describing route $route failed (exit $rc)."
+    fi
+    got="${got##*$'\n'}" # the value is the last line (warnings come first)
+    if [[ "$got" != "$MARK" ]]; then
+      log "route $route was not created by '$SCRIPT_NAME up' (no mark in its description): leaving it"
+      continue
+    fi
+    log "deleting route $route"
+    run_step "deleting route $route" gcloud compute routes delete "$route" --project="$PROJECT" --quiet
   done
   log "inter-node routes are down"
 }

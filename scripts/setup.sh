@@ -8,6 +8,7 @@ packages=(
   iproute2 iputils-ping        # ip netns, ping
   nftables iptables            # nft is what the runner's firewall host functions call
   jq bats shellcheck           # tests
+  python3-yaml gcc libc6-dev   # script tests: pods.yaml check, a stand-in x86-64 runner ELF
   podman runc uidmap           # the offline lab's container runtime
   busybox-static               # tiny images built offline
   containerd                   # the kubelet path tests

@@ -10,7 +10,14 @@
 #       /opt/cni/wasm/<basename>; rewrites the conflist to use it (or default.wasm)
 #   install-cni.sh uninstall
 #       removes the runner, /opt/cni/wasm, the conflist and the guest cache
-#   NETWORKS = --host-network CIDR --pod-network CIDR --pod-subnet CIDR
+#   NETWORKS = --host-network CIDR --pod-network CIDR --pod-subnet CIDR [--mtu N]
+#       --mtu: the pods' MTU (conflist "mtu"); default: the MTU of the node's uplink
+#       (the interface of its default route), 1460 on GCP
+#
+# Before installing, the node is checked for what the runner needs at run time: the
+# nft binary (the runner's firewall runs it, at /usr/sbin/nft, /sbin/nft or
+# /usr/bin/nft) and the runner itself running here ('guest check' of the default guest:
+# right architecture, a C library it can link with).
 #
 # Files are replaced atomically (write + rename), so a CNI call never sees half a file.
 # ROOT=/tmp/x writes everything under /tmp/x instead of / (tests, no root needed).
@@ -35,7 +42,7 @@ usage() {
 usage: $SCRIPT_NAME install --runner FILE --default-guest FILE NETWORKS
        $SCRIPT_NAME guest (--file FILE.wasm | --default) NETWORKS
        $SCRIPT_NAME uninstall
-  NETWORKS: --host-network CIDR --pod-network CIDR --pod-subnet CIDR
+  NETWORKS: --host-network CIDR --pod-network CIDR --pod-subnet CIDR [--mtu N]
   ROOT=DIR prefixes every path written (default: /)
 USAGE
   exit 2
@@ -90,14 +97,15 @@ write_conflist() {
       "guest": "$1",
       "myHostNetwork": "$HOST_NETWORK",
       "myPodNetwork": "$POD_NETWORK",
-      "myPodSubnet": "$POD_SUBNET"
+      "myPodSubnet": "$POD_SUBNET",
+      "mtu": $MTU
     }
   ]
 }
 JSON
   chmod 0644 "$tmp"
   mv -f "$tmp" "$dst"
-  log "wrote $CONF_PATH (guest $1, pod subnet $POD_SUBNET)"
+  log "wrote $CONF_PATH (guest $1, pod subnet $POD_SUBNET, MTU $MTU)"
   local other
   for other in "$ROOT$CONF_DIR"/*; do
     [[ -e "$other" && "$other" != "$dst" ]] || continue
@@ -111,10 +119,10 @@ JSON
 
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
-RUNNER="" GUEST_SRC="" GUEST_FILE="" USE_DEFAULT=0 HOST_NETWORK="" POD_NETWORK="" POD_SUBNET=""
+RUNNER="" GUEST_SRC="" GUEST_FILE="" USE_DEFAULT=0 HOST_NETWORK="" POD_NETWORK="" POD_SUBNET="" MTU=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --runner | --default-guest | --file | --host-network | --pod-network | --pod-subnet)
+    --runner | --default-guest | --file | --host-network | --pod-network | --pod-subnet | --mtu)
       [[ $# -ge 2 ]] || usage
       case "$1" in
         --runner) RUNNER=$2 ;;
@@ -123,6 +131,7 @@ while [[ $# -gt 0 ]]; do
         --host-network) HOST_NETWORK=$2 ;;
         --pod-network) POD_NETWORK=$2 ;;
         --pod-subnet) POD_SUBNET=$2 ;;
+        --mtu) MTU=$2 ;;
       esac
       shift 2
       ;;
@@ -136,6 +145,49 @@ need_networks() {
   need_cidr --pod-network "$POD_NETWORK"
   need_cidr --pod-subnet "$POD_SUBNET"
   inside "$POD_SUBNET" "$POD_NETWORK" || die "--pod-subnet $POD_SUBNET is not inside --pod-network $POD_NETWORK."
+  if [[ -z "$MTU" ]]; then
+    uplink_mtu
+  fi
+  [[ "$MTU" =~ ^[0-9]{3,5}$ ]] && ((MTU >= 576 && MTU <= 65535)) ||
+    die "MTU '$MTU' is not a number in 576..65535."
+}
+
+# uplink_mtu: MTU = the MTU of the interface of the node's IPv4 default route
+# (/proc/net/route, /sys/class/net/IF/mtu; under ROOT for tests).
+uplink_mtu() {
+  local iface dest rest uplink=""
+  while read -r iface dest rest; do
+    if [[ "$dest" == 00000000 ]]; then
+      uplink=$iface
+      break
+    fi
+  done < <(tail -n +2 "$ROOT/proc/net/route" 2>/dev/null)
+  [[ -n "$uplink" ]] || die "cannot find this node's uplink (no IPv4 default route in /proc/net/route); pass --mtu N (cni-plugin.sh: POD_MTU=N)."
+  MTU="$(cat "$ROOT/sys/class/net/$uplink/mtu" 2>/dev/null)" ||
+    die "cannot read the MTU of the uplink $uplink (/sys/class/net/$uplink/mtu); pass --mtu N (cni-plugin.sh: POD_MTU=N)."
+  log "pod MTU $MTU: the MTU of the uplink $uplink"
+}
+
+# need_runtime_deps RUNNER GUEST: what the runner needs on this node at run time.
+need_runtime_deps() {
+  local nft="" p
+  for p in /usr/sbin/nft /sbin/nft /usr/bin/nft; do
+    if [[ -x "$ROOT$p" ]]; then
+      nft=$p
+      break
+    fi
+  done
+  [[ -n "$nft" ]] ||
+    die "the nft binary is missing (looked for /usr/sbin/nft, /sbin/nft, /usr/bin/nft): the runner's firewall (forwarding and masquerade rules) runs it. Install it: 'sudo apt-get install -y nftables' (scripts/node/install-kubernetes.sh does), then re-run."
+  local out rc=0
+  out="$("$1" guest check "$2" 2>&1)" || rc=$?
+  if ((rc == 2)); then # a runner from before 'guest check'
+    rc=0
+    out="$("$1" validate "$2" 2>&1)" || rc=$?
+  fi
+  ((rc == 0)) ||
+    die "the runner does not work on this node ('wasm-cni guest check' of the default guest, exit $rc): $out. It must be a Linux x86-64 build whose C library is not newer than this node's (ldd --version), and the guest a component of its world."
+  log "runtime dependencies: $nft present; the runner runs here and accepts the default guest"
 }
 
 case "$cmd" in
@@ -144,6 +196,8 @@ case "$cmd" in
     need_networks
     [[ -f "$RUNNER" ]] || die "runner '$RUNNER' not found."
     [[ -f "$GUEST_SRC" ]] || die "default guest '$GUEST_SRC' not found."
+    chmod +x "$RUNNER"
+    need_runtime_deps "$RUNNER" "$GUEST_SRC"
     put "$RUNNER" "$BIN_PATH" 0755
     put "$GUEST_SRC" "$DEFAULT_GUEST" 0644
     log "installed $BIN_PATH and $DEFAULT_GUEST"
@@ -180,7 +234,7 @@ case "$cmd" in
     fi
     ;;
   uninstall)
-    [[ -z "$RUNNER$GUEST_SRC$GUEST_FILE$HOST_NETWORK$POD_NETWORK$POD_SUBNET" && "$USE_DEFAULT" == 0 ]] || usage
+    [[ -z "$RUNNER$GUEST_SRC$GUEST_FILE$HOST_NETWORK$POD_NETWORK$POD_SUBNET$MTU" && "$USE_DEFAULT" == 0 ]] || usage
     rm -f "$ROOT$CONF_PATH" "$ROOT$BIN_PATH"
     rm -rf -- "$ROOT$GUEST_DIR" "$ROOT$CACHE_DIR" # constant suffixes: never "/"
     log "removed $CONF_PATH, $BIN_PATH, $GUEST_DIR, $CACHE_DIR"

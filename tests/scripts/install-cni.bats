@@ -16,6 +16,14 @@ setup() {
   printf '\0asm\x0d\x00\x01\x00allow-dns' >"$SRC/allow-dns.wasm"
   NETS=(--host-network 10.0.0.0/16 --pod-network 200.200.0.0/16 --pod-subnet 200.200.1.0/24)
   CONF="$ROOT/etc/cni/net.d/10-wasm-cni.conflist"
+  # the node as a GCP Ubuntu VM: nft installed, default route via ens4 (MTU 1460)
+  mkdir -p "$ROOT/usr/sbin" "$ROOT/proc/net" "$ROOT/sys/class/net/ens4" "$ROOT/sys/class/net/lo"
+  printf '#!/bin/sh\nexit 0\n' >"$ROOT/usr/sbin/nft"
+  chmod +x "$ROOT/usr/sbin/nft"
+  printf 'Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\nens4\t0100000A\t00000000\t0005\t0\t0\t100\tFFFFFFFF\t0\t0\t0\nens4\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\t0\t0\t0\n' \
+    >"$ROOT/proc/net/route"
+  echo 1460 >"$ROOT/sys/class/net/ens4/mtu"
+  echo 65536 >"$ROOT/sys/class/net/lo/mtu"
 }
 
 install_it() {
@@ -40,13 +48,63 @@ install_it() {
     "guest": "/opt/cni/wasm/default.wasm",
     "myHostNetwork": "10.0.0.0/16",
     "myPodNetwork": "200.200.0.0/16",
-    "myPodSubnet": "200.200.1.0/24"
+    "myPodSubnet": "200.200.1.0/24",
+    "mtu": 1460
   }]
 }
 JSON
 )" ]
   # no temp files left next to the installed ones
   [ "$(find "$ROOT" -name '*.??????' | wc -l)" -eq 0 ]
+  # the runner was run here, on the default guest, before anything was installed
+  assert_calls <<<"fake-wasm-cni guest check <T>/src/default.wasm"
+}
+
+@test "install-cni install: no nft binary on the node: refused with a clear message, nothing installed" {
+  rm "$ROOT/usr/sbin/nft"
+  run --separate-stderr "$NODE_SCRIPT" install --runner "$SRC/wasm-cni" --default-guest "$SRC/default.wasm" "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "the nft binary is missing (looked for /usr/sbin/nft, /sbin/nft, /usr/bin/nft): the runner's firewall (forwarding and masquerade rules) runs it. Install it: 'sudo apt-get install -y nftables'"
+  [ ! -e "$ROOT/opt" ] && [ ! -e "$ROOT/etc" ]
+  # /sbin/nft (usr-unmerged) or /usr/bin/nft count as well
+  mkdir -p "$ROOT/sbin" && printf '#!/bin/sh\n' >"$ROOT/sbin/nft" && chmod +x "$ROOT/sbin/nft"
+  install_it
+}
+
+@test "install-cni install: a runner that does not run on the node (or refuses the guest) is not installed" {
+  STUB_VALIDATE_FAIL=1 run --separate-stderr "$NODE_SCRIPT" install --runner "$SRC/wasm-cni" --default-guest "$SRC/default.wasm" "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "the runner does not work on this node ('wasm-cni guest check' of the default guest, exit 1)"
+  assert_contains "$stderr" "It must be a Linux x86-64 build whose C library is not newer than this node's"
+  [ ! -e "$ROOT/opt" ]
+  printf '\x7fELF\x02\x01\x01\x00garbage' >"$SRC/wasm-cni"
+  run --separate-stderr "$NODE_SCRIPT" install --runner "$SRC/wasm-cni" --default-guest "$SRC/default.wasm" "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "the runner does not work on this node"
+  [ ! -e "$ROOT/opt" ]
+}
+
+@test "install-cni: the pod MTU is the uplink's (the default route's interface), or --mtu" {
+  install_it
+  assert_contains "$output" "pod MTU 1460: the MTU of the uplink ens4"
+  run jq -r '.plugins[0].mtu' "$CONF"
+  [ "$output" = 1460 ]
+  NETS+=(--mtu 1400)
+  install_it
+  run jq -r '.plugins[0].mtu' "$CONF"
+  [ "$output" = 1400 ]
+  NETS+=(--mtu 70000)
+  run --separate-stderr "$NODE_SCRIPT" install --runner "$SRC/wasm-cni" --default-guest "$SRC/default.wasm" "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "MTU '70000' is not a number in 576..65535"
+}
+
+@test "install-cni: no default route: refused, asking for --mtu" {
+  sed -i '/\t00000000\t0100000A/d' "$ROOT/proc/net/route"
+  run --separate-stderr "$NODE_SCRIPT" install --runner "$SRC/wasm-cni" --default-guest "$SRC/default.wasm" "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "cannot find this node's uplink (no IPv4 default route in /proc/net/route); pass --mtu N"
+  [ ! -e "$ROOT/opt" ]
 }
 
 @test "install-cni install: re-running replaces everything (idempotent)" {
@@ -73,7 +131,7 @@ JSON
 }
 
 @test "install-cni: usage errors exit 2" {
-  for args in "" "bogus" "install" "install --runner" "guest --default --file x.wasm" "uninstall --pod-subnet 1.2.3.0/24"; do
+  for args in "" "bogus" "install" "install --runner" "guest --default --file x.wasm" "uninstall --pod-subnet 1.2.3.0/24" "uninstall --mtu 1400"; do
     # shellcheck disable=SC2086
     run --separate-stderr "$NODE_SCRIPT" $args
     assert_status 2

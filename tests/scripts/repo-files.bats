@@ -4,7 +4,8 @@
 load test_helper
 
 SCRIPTS=(scripts/infrastructure.sh scripts/kubernetes.sh scripts/cni-plugin.sh
-  scripts/inter-node-routes.sh scripts/node/install-kubernetes.sh scripts/node/install-cni.sh)
+  scripts/inter-node-routes.sh scripts/node/install-kubernetes.sh scripts/node/install-cni.sh
+  scripts/node/kubeadm-node.sh)
 
 @test "cluster scripts are executable and use set -euo pipefail" {
   for f in "${SCRIPTS[@]}"; do
@@ -14,7 +15,8 @@ SCRIPTS=(scripts/infrastructure.sh scripts/kubernetes.sh scripts/cni-plugin.sh
 }
 
 @test "shellcheck -S warning is clean for the scripts and the stubs" {
-  command -v shellcheck >/dev/null || skip "shellcheck not installed"
+  # no skip: scripts/setup.sh installs shellcheck
+  command -v shellcheck >/dev/null || { echo "shellcheck not installed: run scripts/setup.sh" >&2; return 1; }
   cd "$REPO"
   run shellcheck -x -S warning "${SCRIPTS[@]}" scripts/lib/common.sh tests/scripts/stubs/* \
     tests/scripts/*.bash tests/scripts/*.bats
@@ -34,8 +36,9 @@ SCRIPTS=(scripts/infrastructure.sh scripts/kubernetes.sh scripts/cni-plugin.sh
   [ "$(grep -c '^kind: Pod$' "$f")" -eq 4 ]
   [ "$(grep -c 'image: nicolaka/netshoot:v' "$f")" -eq 4 ]
   [ "$(grep -c 'command: \["sleep", "infinity"\]' "$f")" -eq 4 ]
-  if python3 -c 'import yaml' 2>/dev/null; then
-    python3 - "$f" <<'PY'
+  # no skip: scripts/setup.sh installs python3-yaml
+  python3 -c 'import yaml' || { echo "PyYAML missing: run scripts/setup.sh (python3-yaml)" >&2; return 1; }
+  python3 - "$f" <<'PY'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 assert [d["metadata"]["name"] for d in docs] == ["pod-1", "pod-2", "pod-3", "pod-4"], docs
@@ -43,5 +46,18 @@ for d in docs:
     assert d["apiVersion"] == "v1" and d["kind"] == "Pod"
     assert "kubernetes.io/hostname" in d["spec"]["nodeSelector"]
 PY
-  fi
+}
+
+@test "no test in tests/scripts skips silently: the only skip is the caller's explicit opt-out" {
+  cd "$REPO/tests/scripts"
+  # every call of bats' skip (a line "skip ..." or "|| skip ..."), minus the opt-out
+  run grep -nE '(^|[[:space:]]|[;&|{])skip( "|$)' ./*.bats
+  local line bad=()
+  while IFS= read -r line; do
+    [[ "$line" == *'skip "WASM_CNI_REAL_TESTS=0: '* ]] && continue
+    [[ "$line" =~ ^[^:]+:[0-9]+:[[:space:]]*# ]] && continue # a comment
+    [[ "$line" == *"run grep -nE"* ]] && continue            # this test
+    bad+=("$line")
+  done <<<"$output"
+  [ "${#bad[@]}" -eq 0 ] || { printf 'unexpected skip: %s\n' "${bad[@]}" >&2; return 1; }
 }
