@@ -61,3 +61,20 @@ PY
   done <<<"$output"
   [ "${#bad[@]}" -eq 0 ] || { printf 'unexpected skip: %s\n' "${bad[@]}" >&2; return 1; }
 }
+
+@test "docs/gcp.md states every setting of the cluster scripts and the safe defaults" {
+  local f v missing=()
+  for f in infrastructure kubernetes cni-plugin inter-node-routes; do
+    while read -r v; do
+      grep -q "| \`$v\`" "$REPO/docs/gcp.md" || grep -q "| \`[A-Z_]*\` / \`$v\`" "$REPO/docs/gcp.md" || missing+=("$v")
+    done < <(grep -oE '^[A-Z_0-9]+="\$\{[A-Z_0-9]+:-' "$REPO/scripts/$f.sh" | cut -d= -f1)
+  done
+  [ "${#missing[@]}" -eq 0 ] || { echo "not in docs/gcp.md's variables table: ${missing[*]}" >&2; return 1; }
+  local doc
+  doc="$(cat "$REPO/docs/gcp.md")"
+  assert_contains "$doc" "## Safe defaults, and how to open them up"
+  assert_contains "$doc" '| `EXTERNAL_SOURCE_RANGES` | your public IPv4 /32, detected'
+  assert_contains "$doc" "**The course's pod range \`200.200.0.0/16\` is a teaching choice**"
+  assert_contains "$doc" "**\`down\` deletes only what \`up\` created.**"
+  assert_contains "$doc" "## Kubernetes version"
+}
