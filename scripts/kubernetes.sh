@@ -43,7 +43,7 @@ install_node() {
   local node=$1
   log "$node: installing containerd and kubeadm ($K8S_MINOR)"
   run_step "copying install-kubernetes.sh and kubeadm-node.sh to $node" \
-    gcloud_scp "$NODE_SCRIPT" "$KUBEADM_SCRIPT" "$node:"
+    gcloud_scp "$NODE_SCRIPT" "$KUBEADM_SCRIPT" "$node:."
   run_step "installing Kubernetes on $node" \
     gcloud_ssh "$node" "sudo env K8S_MINOR=$K8S_MINOR bash install-kubernetes.sh && rm -f install-kubernetes.sh"
 }

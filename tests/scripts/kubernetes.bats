@@ -20,7 +20,7 @@ expected_up() {
   echo "gcloud config get-value project"
   echo "gcloud auth list --filter=status:ACTIVE --format=value(account)"
   for node in my-k8s-master my-k8s-worker-1 my-k8s-worker-2; do
-    echo "gcloud compute scp $P $Z --quiet <REPO>/scripts/node/install-kubernetes.sh <REPO>/scripts/node/kubeadm-node.sh $node:"
+    echo "gcloud compute scp $P $Z --quiet <REPO>/scripts/node/install-kubernetes.sh <REPO>/scripts/node/kubeadm-node.sh $node:."
     echo "gcloud compute ssh $node $SSH=sudo env K8S_MINOR=$minor bash install-kubernetes.sh && rm -f install-kubernetes.sh"
   done
   cat <<CALLS
@@ -162,7 +162,7 @@ CALLS
 }
 
 @test "kubernetes up: an unreachable worker stops the install there: no later node, no kubeadm init" {
-  STUB_FAIL="gcloud compute scp * my-k8s-worker-1:" STUB_FAIL_RC=1 \
+  STUB_FAIL="gcloud compute scp * my-k8s-worker-1:." STUB_FAIL_RC=1 \
     STUB_FAIL_MSG="ssh: connect to host 34.76.1.2 port 22: Connection timed out" run --separate-stderr "$SCRIPT" up
   assert_status 1
   assert_contains "$stderr" "error: copying install-kubernetes.sh and kubeadm-node.sh to my-k8s-worker-1 failed"
