@@ -17,12 +17,19 @@ pub struct CallLog {
 
 impl CallLog {
     /// Open (create) the log. A log that cannot be opened falls back to stderr, which
-    /// runtimes capture; the call itself goes on.
-    pub fn open(path: &Path, command: &str, container: &str) -> CallLog {
+    /// runtimes capture; the call itself goes on. A log past `max_bytes` is renamed to
+    /// `<path>.1` (replacing the previous one) and a new one begun: with each call's
+    /// guest lines bounded too, the log never grows without bound.
+    pub fn open(path: &Path, command: &str, container: &str, max_bytes: u64) -> CallLog {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let file = OpenOptions::new().create(true).append(true).open(path);
+        let mut file = OpenOptions::new().create(true).append(true).open(path);
+        if let Ok(f) = &file {
+            if rotate(path, f, max_bytes) {
+                file = OpenOptions::new().create(true).append(true).open(path);
+            }
+        }
         let tag = if container.is_empty() {
             command.to_string()
         } else {
@@ -83,4 +90,21 @@ impl CallLog {
             }
         }
     }
+}
+
+/// Rename a full log aside. Concurrent calls may race here: renaming only the file we
+/// opened (same inode) keeps a call from moving a fresh log another call just began.
+fn rotate(path: &Path, f: &File, max_bytes: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = f.metadata() else { return false };
+    if m.len() <= max_bytes {
+        return false;
+    }
+    let same = std::fs::metadata(path).is_ok_and(|p| p.ino() == m.ino() && p.dev() == m.dev());
+    if !same {
+        return true; // another call rotated it already: reopen the new one
+    }
+    let mut old = path.as_os_str().to_owned();
+    old.push(".1");
+    std::fs::rename(path, &old).is_ok()
 }

@@ -3,7 +3,8 @@
 //! Each rule purpose has a base chain of its own, hooked where it acts; a request
 //! (re)writes that chain in one nft transaction (add table, add chain, flush chain, add
 //! rules), so asking twice leaves exactly one copy and never touches anyone else's rules.
-//! nft is run only when a guest asks (node setup), not on every call.
+//! nft is run only when a guest asks (node setup), not on every call, as a child that
+//! dies with the runner.
 
 use crate::op_error::{OpError, OpResult};
 use ipnetwork::Ipv4Network;
@@ -13,6 +14,7 @@ use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Rule, Table};
 use nftables::stmt::{Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// The nft binary: runtimes usually pass PATH to plugins, but not always.
 fn nft() -> &'static str {
@@ -22,10 +24,77 @@ fn nft() -> &'static str {
         .unwrap_or("nft")
 }
 
+/// The nft child running now, if any (0: none), so that the watchdog can kill it.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// Kill the nft child of the call, if one runs (the deadline passed, or a signal came).
+pub fn kill_running() {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: a plain kill(2) of our own child's pid
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Run nft with `args`, `input` on its stdin. The child dies with the runner
+/// (PR_SET_PDEATHSIG) and is registered for `kill_running`, so no nft outlives the
+/// call's answer: a firewall change can never land after the runner answered.
+fn run_nft(args: &[&str], input: Option<&str>) -> OpResult<std::process::Output> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(nft());
+    cmd.args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| OpError::failed(format!("running {}: {e}", nft())))?;
+    CHILD.store(child.id() as i32, Ordering::SeqCst);
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        use std::io::Write;
+        let _ = stdin.write_all(text.as_bytes());
+    }
+    let out = child.wait_with_output();
+    CHILD.store(0, Ordering::SeqCst);
+    out.map_err(|e| OpError::failed(format!("running {}: {e}", nft())))
+}
+
+fn check(out: std::process::Output, what: &str) -> OpResult<std::process::Output> {
+    if out.status.success() {
+        return Ok(out);
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let err = err.trim();
+    Err(OpError::failed(format!(
+        "nft: {what}: {}",
+        if err.is_empty() {
+            format!("exited with {}", out.status)
+        } else {
+            crate::wasm::truncate(err.to_string(), 1024)
+        }
+    )))
+}
+
 fn apply(b: Batch, what: &str) -> OpResult<()> {
-    let no_args: [&str; 0] = [];
-    nftables::helper::apply_ruleset_with_args(&b.to_nftables(), Some(nft()), &no_args)
-        .map_err(|e| OpError::failed(format!("nft: {what}: {e}")))
+    let json = serde_json::to_string(&b.to_nftables())
+        .map_err(|e| OpError::failed(format!("nft: {what}: {e}")))?;
+    check(run_nft(&["-j", "-f", "-"], Some(&json))?, what).map(|_| ())
 }
 
 /// The table that holds every rule of network `network`. Injective, so that networks
@@ -169,13 +238,32 @@ pub fn masquerade(table_name: &str, source: Ipv4Network, except: &[Ipv4Network])
     write_chain(table_name, chain, vec![rule(table_name, &name, expr)])
 }
 
-/// Does the network's table exist? (Decides whether a failed ADD may remove it.)
-pub fn table_exists(table_name: &str) -> OpResult<bool> {
-    let out = std::process::Command::new(nft())
-        .args(["list", "table", "ip", table_name])
-        .output()
-        .map_err(|e| OpError::failed(format!("running nft: {e}")))?;
-    Ok(out.status.success())
+/// The network's table as nft lists it (the text `restore_table` feeds back), or none
+/// if it does not exist.
+pub fn save_table(table_name: &str) -> OpResult<Option<String>> {
+    let out = run_nft(&["list", "table", "ip", table_name], None)?;
+    if out.status.success() {
+        return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("No such file") || err.contains("does not exist") {
+        return Ok(None);
+    }
+    check(out, &format!("listing table ip {table_name}")).map(|_| None)
+}
+
+/// Put the table back exactly as `save_table` listed it (none: remove it), in one nft
+/// transaction: the table never exists half-restored.
+pub fn restore_table(table_name: &str, saved: Option<&str>) -> OpResult<()> {
+    let mut script = format!("table ip {table_name}\ndelete table ip {table_name}\n");
+    if let Some(text) = saved {
+        script.push_str(text);
+    }
+    check(
+        run_nft(&["-f", "-"], Some(&script))?,
+        &format!("restoring table ip {table_name}"),
+    )
+    .map(|_| ())
 }
 
 /// Remove the network's table and every rule in it (no error if it is absent).

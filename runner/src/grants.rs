@@ -12,7 +12,9 @@
 //!   container's default route via a pod-network gateway);
 //! - firewall: only the network's own table (by construction), for pod-network sources;
 //! - sysctls: the allow-list below, on links it may change; store keys: checked syntax,
-//!   in the network's own directory (by construction).
+//!   in the network's own directory (by construction); a key created by one
+//!   attachment's call is deleted only by that attachment's calls or by GC;
+//! - CHECK and STATUS change nothing (read-only grants).
 
 use crate::netns::Ns;
 use crate::op_error::{OpError, OpResult};
@@ -47,6 +49,11 @@ pub fn attachment_link(prefix: &str, container_id: &str, ifname: &str) -> String
     format!("{prefix}{}", &hex[..digits.min(12)])
 }
 
+/// How the runner names an attachment (store key owners, address records).
+pub fn attachment_id(container_id: &str, ifname: &str) -> String {
+    format!("{container_id} {ifname}")
+}
+
 /// What links an operation wants to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkOp {
@@ -65,6 +72,10 @@ pub struct Grants {
     created: HashSet<(Ns, String)>,
     /// Host links that carry a default route (the uplink), learnt on first need.
     uplinks: Option<Vec<String>>,
+    /// Set for commands that must not change anything (CHECK, STATUS).
+    read_only: Option<&'static str>,
+    /// `attachment_id` of the call's attachment (ADD, DEL, CHECK).
+    attachment: Option<String>,
 }
 
 impl Grants {
@@ -75,13 +86,17 @@ impl Grants {
         prefix: &str,
         pod_network: Option<Ipv4Network>,
     ) -> Self {
-        let host_link = match &scope {
+        let (host_link, attachment) = match &scope {
             Scope::Attachment {
                 container_id,
                 ifname,
-            } => Some(attachment_link(prefix, container_id, ifname)),
-            _ => None,
+            } => (
+                Some(attachment_link(prefix, container_id, ifname)),
+                Some(attachment_id(container_id, ifname)),
+            ),
+            _ => (None, None),
         };
+        let read_only = matches!(scope, Scope::Status).then_some("STATUS");
         Grants {
             scope,
             has_netns,
@@ -91,7 +106,81 @@ impl Grants {
             host_link,
             created: HashSet::new(),
             uplinks: None,
+            read_only,
+            attachment,
         }
+    }
+
+    /// Make every change a refusal (`command` names why: CHECK, STATUS).
+    pub fn set_read_only(&mut self, command: &'static str) {
+        self.read_only = Some(command);
+    }
+
+    /// May this call change the node at all?
+    pub fn writable(&self, what: &str) -> OpResult<()> {
+        match self.read_only {
+            Some(cmd) => Err(OpError::denied(format!(
+                "{what}: {cmd} is read-only; it may look but not change anything"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The call's attachment as `attachment_id` names it.
+    pub fn attachment(&self) -> Option<&str> {
+        self.attachment.as_deref()
+    }
+
+    pub fn bridge(&self) -> &str {
+        &self.bridge
+    }
+
+    pub fn is_created(&self, ns: Ns, name: &str) -> bool {
+        self.created.contains(&(ns, name.to_string()))
+    }
+
+    /// Is this a link of this call's own: created by it, or CNI_IFNAME in the container,
+    /// or the attachment's host link? (What an ADD result may put addresses on.)
+    pub fn owns_link(&self, ns: Ns, name: &str) -> bool {
+        self.is_created(ns, name)
+            || match ns {
+                Ns::Container => {
+                    matches!(&self.scope, Scope::Attachment { ifname, .. } if ifname == name)
+                }
+                Ns::Host => self.host_link.as_deref() == Some(name),
+            }
+    }
+
+    /// The pod networks addresses, routes and results must lie in.
+    pub fn pod_networks(&self) -> Vec<Ipv4Network> {
+        self.pod_network.into_iter().collect()
+    }
+
+    /// May `name` become a bridge port? Never the shared bridge itself (unless this
+    /// call created it): as another bridge's port it would cut off every pod.
+    pub fn enslave(&self, name: &str) -> OpResult<()> {
+        if name == self.bridge && !self.is_created(Ns::Host, name) {
+            return Err(OpError::denied(format!(
+                "link {name:?}: the node bridge cannot be made another bridge's port"
+            )));
+        }
+        Ok(())
+    }
+
+    /// May this call delete a store key created by attachment `owner`? Its own calls
+    /// may, GC may when `owner` is not a valid attachment, nobody else.
+    pub fn may_delete_owned(&self, owner: &str) -> OpResult<()> {
+        let mine = self.attachment.as_deref() == Some(owner);
+        let stale = match &self.scope {
+            Scope::Gc { valid } => !valid.iter().any(|(c, i)| attachment_id(c, i) == owner),
+            _ => false,
+        };
+        if mine || stale {
+            return Ok(());
+        }
+        Err(OpError::denied(format!(
+            "the key belongs to another attachment ({owner}); only its own calls and GC may delete it"
+        )))
     }
 
     pub fn host_link(&self) -> Option<&str> {

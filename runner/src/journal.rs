@@ -1,51 +1,80 @@
 //! The effects one ADD applied, so that a failed ADD can be undone in reverse.
+//!
+//! Each entry restores the exact prior state of one object (snapshotted before the
+//! change), not the inverse of the request: a removed route comes back with the
+//! kernel's own attributes, a rewritten firewall table comes back as it was listed.
 
 use crate::netlink::RouteSpec;
 use crate::netns::Ns;
+use crate::node::{SavedAddress, SavedRoute};
 use ipnetwork::Ipv4Network;
 
 /// One applied effect, described by how to undo it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Undo {
+    /// A link this call created.
     DeleteLink {
         ns: Ns,
         name: String,
     },
+    /// An address this call added.
     RemoveAddress {
         ns: Ns,
         link: String,
         addr: Ipv4Network,
     },
+    /// A route this call added (deleted by its key, without listing the table).
     RemoveRoute {
         ns: Ns,
         route: RouteSpec,
     },
-    AddAddress {
+    /// An address this call removed, as the kernel had it.
+    RestoreAddress {
         ns: Ns,
         link: String,
-        addr: Ipv4Network,
+        saved: SavedAddress,
     },
-    AddRoute {
+    /// Routes of a namespace before an address removal (the kernel drops routes that
+    /// depended on the address): those missing are added back.
+    RestoreRoutes {
         ns: Ns,
-        route: RouteSpec,
+        saved: Vec<SavedRoute>,
+    },
+    /// A route this call removed, as the kernel had it.
+    RestoreRoute {
+        ns: Ns,
+        saved: SavedRoute,
     },
     SetMtu {
         ns: Ns,
         name: String,
         mtu: u32,
     },
-    RestoreSysctl {
+    /// A link this call brought up was down.
+    SetDown {
         ns: Ns,
-        key: String,
-        parts: Vec<String>,
-        old: String,
+        name: String,
+    },
+    /// A link this call attached to a bridge had this master before (none: no master).
+    RestoreMaster {
+        name: String,
+        master: Option<String>,
+    },
+    /// Sysctl values before a write, restored in this order (for `ip_forward`, the
+    /// per-link `forwarding` values the kernel reset come after it).
+    RestoreSysctls {
+        ns: Ns,
+        values: Vec<crate::node::SysctlValue>,
     },
     RestoreKey {
         key: String,
-        old: Option<String>,
+        old: Option<crate::node::StoreEntry>,
     },
-    DeleteTable {
+    /// The network's firewall table as listed before the call's first change (none:
+    /// it did not exist).
+    RestoreTable {
         table: String,
+        saved: Option<String>,
     },
 }
 
@@ -68,6 +97,14 @@ impl Journal {
             }
         }
         self.entries.push(u);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     /// The undo steps, newest first.

@@ -103,6 +103,7 @@ pub fn cni_main() -> i32 {
     if let Err(e) = read {
         return fail(Error::io("stdin", e));
     }
+    supervisor::start();
     let t_parse = Instant::now();
     let conf = match NetConf::parse(raw) {
         Ok(c) => c,
@@ -111,7 +112,12 @@ pub fn cni_main() -> i32 {
             return fail(status_code(env.command, e));
         }
     };
-    let log = CallLog::open(&conf.log_file, env.command.as_str(), &env.container_id);
+    let log = CallLog::open(
+        &conf.log_file,
+        env.command.as_str(),
+        &env.container_id,
+        conf.limits.log_file_bytes,
+    );
     let mut timing = Timing {
         start_us: t_parse.duration_since(started).as_micros(),
         parse_us: t_parse.elapsed().as_micros(),
@@ -216,10 +222,14 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
     let lock = st.lock(Duration::from_millis(conf.lock_timeout_ms))?;
     timing.lock_us = lock.waited.as_micros();
     st.sweep_temporaries();
+    if let Some(n) = st.check_boot()? {
+        log.line(
+            "INFO",
+            &format!("new boot: cleared the store of network {:?} ({n} keys): no pod of an earlier boot is alive", conf.name),
+        );
+    }
 
     let timeout = Duration::from_millis(conf.timeout_ms);
-    start_watchdog(timeout + Duration::from_millis(1500));
-
     let has_netns = env.netns.as_ref().is_some_and(|p| p.exists());
     let (grants, call) = plan(env, conf, has_netns);
     let namespaces = netns::Namespaces::new(if has_netns { env.netns.clone() } else { None })
@@ -235,9 +245,15 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
         log.clone(),
         firewall::table_name(&conf.name),
     );
+    sandbox.limits = conf.limits.clone();
     if conf.timing {
         sandbox.trace = Some(Vec::new());
     }
+    let shared = sandbox::shared(sandbox);
+    let _ = ACTIVE.set(shared.clone());
+    // past the guest's deadline plus a margin for a trapped guest's own rollback, the
+    // supervisor stops a guest blocked outside wasm (a WASI wait, a slow host call)
+    supervisor::arm(timeout + Duration::from_millis(WATCHDOG_MARGIN_MS));
     let sandbox_path = env
         .netns
         .as_ref()
@@ -249,24 +265,91 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
         timeout,
         memory_mib: conf.memory_limit_mib,
     };
-    let (result, mut sandbox, phases) = wasm::run(&engine, &component, sandbox, call, &bounds);
-    GUEST_RETURNED.store(true, Ordering::SeqCst);
-    timing.phases = phases;
-    timing.host_calls = sandbox.calls;
-    timing.host_us = sandbox.host_time.as_micros();
-    if let Some(trace) = &sandbox.trace {
+    let done = run_call(&engine, &component, &shared, call, env, &bounds);
+    timing.phases = done.phases;
+    let sb = sandbox::lock(&shared);
+    timing.host_calls = sb.calls;
+    timing.host_us = sb.host_time.as_micros();
+    if let Some(trace) = &sb.trace {
         let ops: Vec<String> = trace
             .iter()
             .map(|(op, d)| format!("{op}={}us", d.as_micros()))
             .collect();
         log.line("DEBUG", &format!("host calls: {}", ops.join(" ")));
     }
-    let (result, rolled_back) = settle(env.command, result, &mut sandbox);
-    timing.rollback = rolled_back;
+    drop(sb);
+    timing.rollback = done.rolled_back;
     drop(lock);
-    match result? {
+    match done.result? {
         wasm::Reply::Added(r) => Ok(Some(r.to_json(&conf.cni_version))),
         wasm::Reply::Done => Ok(None),
+    }
+}
+
+/// The sandbox of the call in progress (for the supervisor's rollback).
+static ACTIVE: OnceLock<sandbox::Shared> = OnceLock::new();
+
+/// How long after the guest's deadline the supervisor steps in.
+const WATCHDOG_MARGIN_MS: u64 = 300;
+
+/// How a guest call ended.
+pub struct CallOutcome {
+    pub result: Result<wasm::Reply>,
+    pub rolled_back: Option<usize>,
+    pub phases: wasm::Phases,
+}
+
+/// One guest call through the gate, and how every way out of it ends (the plugin and
+/// `wasm-cni simulate` both run exactly this): a failed ADD (policy error, trap,
+/// deadline, memory, a result outside its grants) is rolled back; a successful ADD's
+/// addresses are recorded for the attachment, a successful DEL or GC releases them.
+pub fn run_call(
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+    shared: &sandbox::Shared,
+    call: wasm::Call,
+    env: &Env,
+    bounds: &wasm::Bounds,
+) -> CallOutcome {
+    let valid = match &call {
+        wasm::Call::Gc { valid, .. } => Some(valid.clone()),
+        _ => None,
+    };
+    let (result, phases) = wasm::run(engine, component, shared.clone(), call, bounds);
+    let mut sb = sandbox::lock(shared);
+    if sb.aborted {
+        // the supervisor stopped the call: it has rolled back and answers, then exits
+        drop(sb);
+        loop {
+            std::thread::park();
+        }
+    }
+    GUEST_RETURNED.store(true, Ordering::SeqCst);
+    let result = match (env.command, result) {
+        (Command::Add, Ok(wasm::Reply::Added(r))) => match sb.check_result(&r) {
+            Err(m) => Err(Error::GuestFault(format!(
+                "returned an invalid result: {m}"
+            ))),
+            Ok(ips) => sb
+                .hold(&ips)
+                .map(|_| wasm::Reply::Added(r))
+                .map_err(|e| Error::Internal(format!("recording the attachment's addresses: {e}"))),
+        },
+        (Command::Del, Ok(reply)) => sb
+            .release()
+            .map(|_| reply)
+            .map_err(|e| Error::Internal(format!("releasing the attachment's addresses: {e}"))),
+        (Command::Gc, Ok(reply)) => sb
+            .release_stale(valid.as_deref().unwrap_or_default())
+            .map(|_| reply)
+            .map_err(|e| Error::Internal(format!("releasing stale attachments' addresses: {e}"))),
+        (_, other) => other,
+    };
+    let (result, rolled_back) = settle(env.command, result, &mut sb);
+    CallOutcome {
+        result,
+        rolled_back,
+        phases,
     }
 }
 
@@ -322,13 +405,16 @@ pub fn plan(env: &Env, conf: &NetConf, has_netns: bool) -> (grants::Grants, wasm
             ifname: env.ifname.clone(),
         },
     };
-    let grants = grants::Grants::new(
+    let mut grants = grants::Grants::new(
         scope,
         has_netns,
         &conf.bridge,
         &conf.link_prefix,
         conf.pod_network,
     );
+    if env.command == Command::Check {
+        grants.set_read_only("CHECK");
+    }
     let request = || wasm::Request {
         container_id: env.container_id.clone(),
         ifname: env.ifname.clone(),
@@ -352,22 +438,162 @@ pub fn plan(env: &Env, conf: &NetConf, has_netns: bool) -> (grants::Grants, wasm
     (grants, call)
 }
 
-/// Last resort against a host operation that never returns: answer with an error and
-/// exit a little after the guest's deadline.
-fn start_watchdog(after: Duration) {
-    std::thread::spawn(move || {
-        std::thread::sleep(after);
+/// Stopping a call from outside its main thread: the guest's deadline passed while it
+/// was blocked outside wasm (a WASI wait, a slow host call), a signal came (SIGTERM,
+/// SIGINT, SIGHUP from the runtime), or the runner panicked. One thread, started before
+/// any namespace switch (so it acts in the node's namespace), waits for all three with
+/// `sigtimedwait`; the signals are blocked in every other thread.
+pub mod supervisor {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    /// Milliseconds since `START` at which the deadline passes (0: not armed yet).
+    static DEADLINE_MS: AtomicU64 = AtomicU64::new(0);
+    static START: OnceLock<Instant> = OnceLock::new();
+
+    fn signals() -> libc::sigset_t {
+        // SAFETY: plain sigset manipulation on a local
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
+                libc::sigaddset(&mut set, s);
+            }
+            set
+        }
+    }
+
+    /// Block the signals in this (the main) thread and every thread it starts later,
+    /// and start the supervisor.
+    pub fn start() {
+        let _ = START.set(Instant::now());
+        let set = signals();
+        // SAFETY: changes only this thread's signal mask
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        std::thread::spawn(move || loop {
+            let start = *START.get().expect("set above");
+            let deadline = DEADLINE_MS.load(Ordering::SeqCst);
+            let now = start.elapsed().as_millis() as u64;
+            if deadline != 0 && now >= deadline {
+                super::abort_call(
+                    format!(
+                        "the call did not finish within its deadline ({} ms after it started the guest)",
+                        deadline.saturating_sub(ARMED_AT.load(Ordering::SeqCst))
+                    ),
+                    true,
+                );
+                return;
+            }
+            let wait = if deadline == 0 {
+                200
+            } else {
+                (deadline - now).min(200)
+            };
+            let ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: (wait as i64) * 1_000_000,
+            };
+            // SAFETY: waits for one of our blocked signals, or the timeout
+            let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+            match sig {
+                s if s == libc::SIGUSR1 => {
+                    super::abort_call("the runner panicked (see its stderr)".into(), false);
+                    return;
+                }
+                s if s > 0 => {
+                    super::abort_call(format!("stopped by signal {s}"), true);
+                    return;
+                }
+                _ => {}
+            }
+        });
+    }
+
+    static ARMED_AT: AtomicU64 = AtomicU64::new(0);
+
+    /// The guest starts now: stop the call `after` from now unless it has ended.
+    pub fn arm(after: Duration) {
+        let Some(start) = START.get() else { return };
+        let now = start.elapsed().as_millis() as u64;
+        ARMED_AT.store(now, Ordering::SeqCst);
+        DEADLINE_MS.store(now + after.as_millis() as u64 + 1, Ordering::SeqCst);
+    }
+}
+
+/// The main thread panicked: let the supervisor roll back and answer (it exits the
+/// process); if there is none, answer here.
+pub fn panicked() -> ! {
+    if ACTIVE.get().is_some() {
+        // SAFETY: signals our own process; the supervisor thread takes it
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGUSR1);
+        }
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    fatal("the runner panicked (see stderr)")
+}
+
+/// Stop the call from the supervisor thread: kill a running nft child (so a host call
+/// that waits on it returns), take the gate, mark the call aborted (every later host
+/// call fails), undo the journal, answer with code 11 and exit. Does nothing when the
+/// guest call has returned: the main thread then ends the call itself. `retry`: the
+/// answer is code 11 (try again later), else 999 (the runner's own failure).
+fn abort_call(why: String, retry: bool) {
+    firewall::kill_running();
+    let Some(shared) = ACTIVE.get() else {
+        let e = if retry {
+            Error::TryAgain(why)
+        } else {
+            Error::Internal(why)
+        };
+        if emit(&output::error(reply_version(), &e)) {
+            std::process::exit(1);
+        }
+        return;
+    };
+    let give_up = Instant::now() + Duration::from_secs(3);
+    let guard = loop {
         if GUEST_RETURNED.load(Ordering::SeqCst) {
             return;
         }
-        if emit(&output::error(
-            reply_version(),
-            &Error::TryAgain(format!(
-                "the call did not finish within {} ms",
-                after.as_millis()
-            )),
-        )) {
-            std::process::exit(1);
+        match shared.try_lock() {
+            Ok(g) => break Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => break Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {}
         }
-    });
+        if Instant::now() > give_up {
+            break None;
+        }
+        firewall::kill_running();
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let msg = match guard {
+        Some(mut sb) => {
+            if GUEST_RETURNED.load(Ordering::SeqCst) {
+                return;
+            }
+            sb.aborted = true;
+            let (n, failures) = sb.rollback();
+            sb.log
+                .line("ERROR", &format!("{why}: stopped; {n} change(s) undone"));
+            if failures.is_empty() {
+                format!("{why}; the call's changes were undone ({n})")
+            } else {
+                format!("{why}; rollback incomplete: {}", failures.join("; "))
+            }
+        }
+        None => format!(
+            "{why}; a host operation did not return, so the call's changes could not be undone"
+        ),
+    };
+    let e = if retry {
+        Error::TryAgain(msg)
+    } else {
+        Error::Internal(msg)
+    };
+    if emit(&output::error(reply_version(), &e)) {
+        std::process::exit(1);
+    }
 }

@@ -67,7 +67,7 @@ enum GuestCmd {
 fn main() {
     if std::env::args_os().len() <= 1 {
         let code = std::panic::catch_unwind(wasm_cni::cni_main).unwrap_or_else(|_| {
-            wasm_cni::fatal("the runner panicked (see stderr)");
+            wasm_cni::panicked();
         });
         std::process::exit(code);
     }

@@ -9,10 +9,10 @@ use crate::netns::{Namespaces, Ns};
 use crate::op_error::{OpError, OpKind, OpResult};
 use futures::stream::TryStreamExt;
 use ipnetwork::Ipv4Network;
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteScope,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteScope,
 };
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -240,12 +240,20 @@ impl Netlink {
         self.set(Ns::Host, format!("attach {name:?} to {bridge:?}"), msg)
     }
 
-    pub fn set_up(&mut self, which: Ns, name: &str) -> OpResult<()> {
+    pub fn unset_master(&mut self, name: &str) -> OpResult<()> {
+        let l = self.must_link(Ns::Host, name)?;
+        let msg = LinkUnspec::new_with_index(l.index).nocontroller().build();
+        self.set(Ns::Host, format!("detach {name:?} from its bridge"), msg)
+    }
+
+    pub fn set_up(&mut self, which: Ns, name: &str, up: bool) -> OpResult<()> {
         let l = self.must_link(which, name)?;
-        let msg = LinkUnspec::new_with_index(l.index).up().build();
+        let b = LinkUnspec::new_with_index(l.index);
+        let msg = if up { b.up() } else { b.down() }.build();
+        let state = if up { "up" } else { "down" };
         self.set(
             which,
-            format!("bring {name:?} up in the {which} namespace"),
+            format!("bring {name:?} {state} in the {which} namespace"),
             msg,
         )
     }
@@ -319,7 +327,13 @@ impl Netlink {
         })
     }
 
-    pub fn remove_address(&mut self, which: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
+    /// Remove an address; returns the kernel's message for it (to restore it exactly).
+    pub fn remove_address(
+        &mut self,
+        which: Ns,
+        link: &str,
+        addr: Ipv4Network,
+    ) -> OpResult<AddressMessage> {
         let l = self.must_link(which, link)?;
         let h = self.handle(which)?;
         let found = self
@@ -331,20 +345,46 @@ impl Netlink {
                             matches!(a, AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) if *ip == addr.ip())
                         });
                     if matches {
-                        h.address().del(m).execute().await?;
-                        return Ok(true);
+                        h.address().del(m.clone()).execute().await?;
+                        return Ok(Some(m));
                     }
                 }
-                Ok(false)
+                Ok(None)
             })?
             .map_err(|e| nl_err(e, || format!("remove address {addr} from {link:?}")))?;
-        if found {
-            Ok(())
-        } else {
-            Err(OpError::not_found(format!(
+        found.ok_or_else(|| {
+            OpError::not_found(format!(
                 "address {addr} on {link:?} in the {which} namespace: not found"
-            )))
-        }
+            ))
+        })
+    }
+
+    /// Add back an address `remove_address` removed, with all its attributes.
+    pub fn restore_address(
+        &mut self,
+        which: Ns,
+        link: &str,
+        saved: &AddressMessage,
+    ) -> OpResult<()> {
+        let l = self.must_link(which, link)?;
+        let h = self.handle(which)?;
+        let mut msg = saved.clone();
+        msg.header.index = l.index;
+        let ip = msg
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                AddressAttribute::Local(ip) | AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            })
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let prefix = msg.header.prefix_len;
+        self.block_on(async move {
+            let mut req = h.address().add(l.index, ip, prefix);
+            *req.message_mut() = msg;
+            req.execute().await
+        })?
+        .map_err(|e| nl_err(e, || format!("restore address {ip}/{prefix} on {link:?}")))
     }
 
     fn index_names(&mut self, which: Ns) -> OpResult<Vec<(u32, String)>> {
@@ -355,7 +395,7 @@ impl Netlink {
         Ok(links.iter().map(info).map(|l| (l.index, l.name)).collect())
     }
 
-    fn route_messages(&mut self, which: Ns) -> OpResult<Vec<RouteMessage>> {
+    pub fn route_messages(&mut self, which: Ns) -> OpResult<Vec<RouteMessage>> {
         let h = self.handle(which)?;
         let all = self
             .block_on(async move {
@@ -447,7 +487,7 @@ impl Netlink {
             .collect())
     }
 
-    pub fn add_route(&mut self, which: Ns, r: &RouteSpec) -> OpResult<()> {
+    fn route_message(&mut self, which: Ns, r: &RouteSpec) -> OpResult<RouteMessage> {
         let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(r.destination.network(), r.destination.prefix());
         match r.gateway {
@@ -460,7 +500,11 @@ impl Netlink {
         if let Some(link) = &r.link {
             b = b.output_interface(self.must_link(which, link)?.index);
         }
-        let msg = b.build();
+        Ok(b.build())
+    }
+
+    pub fn add_route(&mut self, which: Ns, r: &RouteSpec) -> OpResult<()> {
+        let msg = self.route_message(which, r)?;
         let h = self.handle(which)?;
         self.block_on(async move { h.route().add(msg).execute().await })?
             .map_err(|e| {
@@ -470,7 +514,39 @@ impl Netlink {
             })
     }
 
-    pub fn remove_route(&mut self, which: Ns, r: &RouteSpec) -> OpResult<()> {
+    /// Delete a route `add_route` added: the same message, matched by the kernel on
+    /// its key, so no listing of the table (an undo of N routes stays linear).
+    pub fn unroute(&mut self, which: Ns, r: &RouteSpec) -> OpResult<()> {
+        let msg = self.route_message(which, r)?;
+        let h = self.handle(which)?;
+        self.block_on(async move { h.route().del(msg).execute().await })?
+            .map_err(|e| {
+                nl_err(e, || {
+                    format!("remove route to {} in the {which} namespace", r.destination)
+                })
+            })
+    }
+
+    /// Add back a route as the kernel listed it (protocol, scope, source, metric...).
+    pub fn restore_route(&mut self, which: Ns, saved: &RouteMessage) -> OpResult<()> {
+        let mut msg = saved.clone();
+        // state the kernel reports but refuses on input
+        msg.header.flags.remove(RouteFlags::Dead);
+        msg.header.flags.remove(RouteFlags::Linkdown);
+        msg.attributes
+            .retain(|a| !matches!(a, RouteAttribute::CacheInfo(_)));
+        let h = self.handle(which)?;
+        let what = Self::spec(&msg, &[]).destination;
+        self.block_on(async move { h.route().add(msg).execute().await })?
+            .map_err(|e| {
+                nl_err(e, || {
+                    format!("restore route to {what} in the {which} namespace")
+                })
+            })
+    }
+
+    /// Remove a route; returns the kernel's message for it (to restore it exactly).
+    pub fn remove_route(&mut self, which: Ns, r: &RouteSpec) -> OpResult<RouteMessage> {
         let names = self.index_names(which)?;
         let msgs = self.route_messages(which)?;
         let found = msgs.into_iter().find(|m| {
@@ -486,11 +562,13 @@ impl Netlink {
             )));
         };
         let h = self.handle(which)?;
-        self.block_on(async move { h.route().del(msg).execute().await })?
+        let del = msg.clone();
+        self.block_on(async move { h.route().del(del).execute().await })?
             .map_err(|e| {
                 nl_err(e, || {
                     format!("remove route to {} in the {which} namespace", r.destination)
                 })
-            })
+            })?;
+        Ok(msg)
     }
 }

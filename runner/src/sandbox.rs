@@ -1,15 +1,39 @@
 //! The host side of every guest import: check the grants, do it, journal it.
 //! Plain Rust (no wasm types), so it is testable on its own.
+//!
+//! The promise: whatever a guest does, a failed ADD leaves the node as it was, and a
+//! successful call leaves only what the grants allow. So every mutating operation here
+//! (1) passes `gate` (grants, per-call limits, read-only commands, the deadline),
+//! (2) snapshots the exact prior state of what it changes and journals how to restore
+//! it, or is refused when that state cannot be restored exactly, (3) then acts.
 
 use crate::calllog::CallLog;
+use crate::cni::config::Limits;
+use crate::cni::output::AddResult;
 use crate::grants::{Grants, LinkOp};
 use crate::journal::{Journal, Undo};
 use crate::netlink::{LinkInfo, RouteSpec};
 use crate::netns::Ns;
-use crate::node::Node;
+use crate::node::{Node, StoreEntry, StoreUsage, SysctlValue};
 use crate::op_error::{OpError, OpKind, OpResult};
 use ipnetwork::Ipv4Network;
 use std::net::Ipv4Addr;
+
+/// At most this many `except` networks in one masquerade request (each becomes an nft
+/// set element; the request must stay a bounded amount of work).
+pub const MAX_EXCEPT: usize = 64;
+
+/// What one call used of its `Limits`.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct Used {
+    pub links: u64,
+    pub addresses: u64,
+    pub routes: u64,
+    pub firewall_rules: u64,
+    pub store_writes: u64,
+    pub store_bytes: u64,
+    pub log_bytes: u64,
+}
 
 pub struct Sandbox {
     pub grants: Grants,
@@ -22,16 +46,26 @@ pub struct Sandbox {
     pub table: String,
     /// How many host operations were asked for (for fault injection and the log).
     pub calls: u32,
-    /// Test switch (feature `fault-injection` only): fail the k-th host call.
+    /// Test switches (feature `fault-injection` only): fail (`WASM_CNI_FAIL_AT`) or
+    /// panic (`WASM_CNI_PANIC_AT`) at the k-th host call.
     fail_at: Option<u32>,
-    /// Whether this call already learnt if the firewall table existed before it.
-    fw_checked: bool,
+    panic_at: Option<u32>,
+    /// Whether this call already saved the firewall table as it was before the call.
+    table_saved: bool,
     /// Time spent in host operations.
     pub host_time: std::time::Duration,
     /// Per-operation timings, kept when the config asks for `"timing": true`.
     pub trace: Option<Vec<(&'static str, std::time::Duration)>>,
     /// Every import call with its arguments and result (`wasm-cni simulate` prints it).
     pub transcript: Option<Vec<String>>,
+    /// The call's bounds, and what it used of them.
+    pub limits: Limits,
+    pub used: Used,
+    /// The store's size, learnt at the call's first write and kept up to date.
+    store_usage: Option<StoreUsage>,
+    /// Set when the call was stopped (deadline, signal): every later host call fails.
+    pub aborted: bool,
+    log_truncated: bool,
 }
 
 fn cidr(text: &str) -> OpResult<Ipv4Network> {
@@ -58,6 +92,13 @@ fn addr(text: &str) -> OpResult<Ipv4Addr> {
         .map_err(|_| OpError::invalid(format!("{text:?} is not an IPv4 address")))
 }
 
+/// A refusal because the prior state could not be put back exactly.
+fn not_undoable(what: &str, why: &str) -> OpError {
+    OpError::denied(format!(
+        "{what}: refused in ADD because it cannot be undone exactly if the call fails ({why})"
+    ))
+}
+
 impl Sandbox {
     pub fn new(
         grants: Grants,
@@ -66,13 +107,14 @@ impl Sandbox {
         log: CallLog,
         table: String,
     ) -> Self {
-        let fail_at = if cfg!(feature = "fault-injection") {
-            std::env::var("WASM_CNI_FAIL_AT")
-                .ok()
-                .and_then(|v| v.parse().ok())
-        } else {
-            None
+        let switch = |name: &str| {
+            if cfg!(feature = "fault-injection") {
+                std::env::var(name).ok().and_then(|v| v.parse().ok())
+            } else {
+                None
+            }
         };
+        let (fail_at, panic_at) = (switch("WASM_CNI_FAIL_AT"), switch("WASM_CNI_PANIC_AT"));
         Sandbox {
             grants,
             node,
@@ -81,10 +123,16 @@ impl Sandbox {
             table,
             calls: 0,
             fail_at,
-            fw_checked: false,
+            panic_at,
+            table_saved: false,
             host_time: std::time::Duration::ZERO,
             trace: None,
             transcript: None,
+            limits: Limits::default(),
+            used: Used::default(),
+            store_usage: None,
+            aborted: false,
+            log_truncated: false,
         }
     }
 
@@ -96,9 +144,39 @@ impl Sandbox {
         }
     }
 
-    /// Every host operation starts here: count it, run the grant check, log refusals.
+    /// A line in the call log on the guest's behalf (its own lines and refusals it
+    /// caused), within the call's log budget: past it, one "log truncated" line.
+    pub fn guest_log(&mut self, level: &str, msg: &str) {
+        let n = msg.len() as u64 + 64;
+        if self.used.log_bytes + n > self.limits.log_bytes {
+            if !self.log_truncated {
+                self.log_truncated = true;
+                self.log.line(
+                    "WARN",
+                    &format!(
+                        "log truncated: this call reached its budget of {} bytes (limits.logBytes); later guest lines are dropped",
+                        self.limits.log_bytes
+                    ),
+                );
+            }
+            return;
+        }
+        self.used.log_bytes += n;
+        self.log.line(level, msg);
+    }
+
+    /// Every host operation starts here: count it, refuse everything once the call was
+    /// stopped, run the grant check, log refusals.
     fn gate(&mut self, what: &str, check: OpResult<()>) -> OpResult<()> {
         self.calls += 1;
+        if self.aborted {
+            return Err(OpError::failed(format!(
+                "{what}: the call was stopped (deadline or signal)"
+            )));
+        }
+        if self.panic_at == Some(self.calls) {
+            panic!("injected panic at host call {} ({what})", self.calls);
+        }
         if self.fail_at == Some(self.calls) {
             return Err(OpError::failed(format!(
                 "injected failure at host call {} ({what})",
@@ -107,17 +185,38 @@ impl Sandbox {
         }
         if let Err(e) = &check {
             if e.kind == OpKind::Denied {
-                self.log
-                    .line("WARN", &format!("denied {what}: {}", e.message));
+                self.guest_log("WARN", &format!("denied {what}: {}", e.message));
             }
         }
         check
+    }
+
+    /// The gate of an operation that changes the node: also refused in read-only
+    /// commands (CHECK, STATUS).
+    fn gate_change(&mut self, what: &str, check: OpResult<()>) -> OpResult<()> {
+        let check = self.grants.writable(what).and(check);
+        self.gate(what, check)
+    }
+
+    /// One more of something a call may do at most `max` times.
+    fn count(used: &mut u64, max: u64, what: &str, key: &str) -> OpResult<()> {
+        if *used >= max {
+            return Err(OpError::denied(format!(
+                "{what}: per-call limit of {max} reached (limits.{key})"
+            )));
+        }
+        *used += 1;
+        Ok(())
     }
 
     fn record(&mut self, u: Undo) {
         if let Some(j) = &mut self.journal {
             j.record(u);
         }
+    }
+
+    fn journaled(&self) -> bool {
+        self.journal.is_some()
     }
 
     /// Learn which host links carry a default route, the first time a host link that
@@ -134,7 +233,14 @@ impl Sandbox {
         let check = self
             .learn_uplinks(ns, name)
             .and_then(|_| self.grants.link(ns, name, op));
-        self.gate(what, check)
+        self.gate_change(what, check)
+    }
+
+    /// The link as it is now (for its prior state), `not-found` if absent.
+    fn current(&mut self, ns: Ns, name: &str) -> OpResult<LinkInfo> {
+        self.node.get_link(ns, name)?.ok_or_else(|| {
+            OpError::not_found(format!("link {name:?} in the {ns} namespace: not found"))
+        })
     }
 
     // ---- links --------------------------------------------------------------------
@@ -146,12 +252,9 @@ impl Sandbox {
     }
 
     pub fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> OpResult<LinkInfo> {
-        self.link_check(
-            &format!("create bridge {name}"),
-            Ns::Host,
-            name,
-            LinkOp::Create,
-        )?;
+        let what = format!("create bridge {name}");
+        self.link_check(&what, Ns::Host, name, LinkOp::Create)?;
+        Self::count(&mut self.used.links, self.limits.links, &what, "links")?;
         let r = self.node.create_bridge(name, mtu);
         self.after_create(Ns::Host, name, &r);
         r
@@ -184,29 +287,59 @@ impl Sandbox {
             .learn_uplinks(Ns::Host, host)
             .and_then(|_| self.grants.link(Ns::Host, host, LinkOp::Create))
             .and_then(|_| self.grants.link(Ns::Container, peer, LinkOp::Create));
-        self.gate(&what, check)?;
-        let pair = self.node.create_veth(host, peer, mtu)?;
-        self.grants.created(Ns::Host, host);
-        self.grants.created(Ns::Container, peer);
-        self.record(Undo::DeleteLink {
-            ns: Ns::Host,
-            name: host.into(),
-        });
-        Ok(pair)
+        self.gate_change(&what, check)?;
+        Self::count(&mut self.used.links, self.limits.links, &what, "links")?;
+        let r = self.node.create_veth(host, peer, mtu);
+        // deleting the host end takes the peer along
+        self.after_create(Ns::Host, host, &r);
+        if !matches!(&r, Err(e) if e.kind == OpKind::AlreadyExists) {
+            self.grants.created(Ns::Container, peer);
+        }
+        r
     }
 
     pub fn set_master(&mut self, name: &str, bridge: &str) -> OpResult<()> {
         let what = format!("attach {name} to {bridge}");
         let check = self
             .learn_uplinks(Ns::Host, name)
+            .and_then(|_| self.learn_uplinks(Ns::Host, bridge))
             .and_then(|_| self.grants.link(Ns::Host, name, LinkOp::Change))
-            .and_then(|_| self.grants.link(Ns::Host, bridge, LinkOp::Change));
-        self.gate(&what, check)?;
+            .and_then(|_| self.grants.link(Ns::Host, bridge, LinkOp::Change))
+            .and_then(|_| self.grants.enslave(name));
+        self.gate_change(&what, check)?;
+        if self.journaled() {
+            let link = self.current(Ns::Host, name)?;
+            let target = self.current(Ns::Host, bridge)?;
+            match link.master {
+                Some(i) if i == target.index => {}
+                None => self.record(Undo::RestoreMaster {
+                    name: name.into(),
+                    master: None,
+                }),
+                Some(i) => {
+                    // only the configured bridge can be named back
+                    let conf = self.grants.bridge().to_string();
+                    match self.node.get_link(Ns::Host, &conf)? {
+                        Some(b) if b.index == i => self.record(Undo::RestoreMaster {
+                            name: name.into(),
+                            master: Some(conf),
+                        }),
+                        _ => return Err(not_undoable(&what, "it is attached to another bridge")),
+                    }
+                }
+            }
+        }
         self.node.set_master(name, bridge)
     }
 
     pub fn set_up(&mut self, ns: Ns, name: &str) -> OpResult<()> {
         self.link_check(&format!("set {name} up"), ns, name, LinkOp::Change)?;
+        if self.journaled() && !self.current(ns, name)?.up {
+            self.record(Undo::SetDown {
+                ns,
+                name: name.into(),
+            });
+        }
         self.node.set_up(ns, name)
     }
 
@@ -217,11 +350,36 @@ impl Sandbox {
                 "mtu {mtu} is out of range (68..65535)"
             )));
         }
+        if self.journaled() {
+            let old = self.current(ns, name)?.mtu;
+            if old != mtu {
+                self.record(Undo::SetMtu {
+                    ns,
+                    name: name.into(),
+                    mtu: old,
+                });
+            }
+        }
         self.node.set_mtu(ns, name, mtu)
     }
 
     pub fn delete_link(&mut self, ns: Ns, name: &str) -> OpResult<()> {
-        self.link_check(&format!("delete link {name}"), ns, name, LinkOp::Delete)?;
+        let what = format!("delete link {name}");
+        let check = self
+            .learn_uplinks(ns, name)
+            .and_then(|_| self.grants.link(ns, name, LinkOp::Delete));
+        // A link that existed before an ADD cannot be re-created as it was (its peer,
+        // addresses, routes, counters); the one exception is this attachment's own host
+        // link, a leftover of its interrupted earlier ADD that only this attachment uses.
+        let check = check.and_then(|_| {
+            let own = self.grants.host_link() == Some(name) && ns == Ns::Host;
+            if self.journaled() && !self.grants.is_created(ns, name) && !own {
+                Err(not_undoable(&what, "the link existed before this call"))
+            } else {
+                Ok(())
+            }
+        });
+        self.gate_change(&what, check)?;
         self.node.delete_link(ns, name)
     }
 
@@ -229,14 +387,52 @@ impl Sandbox {
         crate::grants::attachment_link(self.grants.prefix(), container_id, ifname)
     }
 
+    // ---- other attachments' addresses ---------------------------------------------
+
+    /// Refuse an address or route that would take another live attachment's address:
+    /// the same address anywhere, or (host namespace, any link but the shared bridge) a
+    /// prefix that covers one.
+    fn others_check(&mut self, ns: Ns, link: Option<&str>, net: Ipv4Network) -> OpResult<()> {
+        let Some(me) = self.grants.attachment() else {
+            return Ok(());
+        };
+        let me = me.to_string();
+        let taken = |holder: Option<String>, ip: Ipv4Addr| match holder {
+            Some(h) if h != me => Err(OpError::denied(format!(
+                "{ip} belongs to another attachment ({h})"
+            ))),
+            _ => Ok(()),
+        };
+        let h = self.node.address_holder(net.ip())?;
+        taken(h, net.ip())?;
+        let covering = ns == Ns::Host && link != Some(self.grants.bridge()) && net.prefix() < 32;
+        if covering {
+            for ip in self.node.held_addresses()? {
+                if net.contains(ip) {
+                    let h = self.node.address_holder(ip)?;
+                    taken(h, ip)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     // ---- addresses ----------------------------------------------------------------
 
     pub fn address_add(&mut self, ns: Ns, link: &str, text: &str) -> OpResult<()> {
         let a = cidr(text)?;
+        let what = format!("add address {text} to {link}");
         let check = self
             .learn_uplinks(ns, link)
-            .and_then(|_| self.grants.address(ns, link, a, false));
-        self.gate(&format!("add address {text} to {link}"), check)?;
+            .and_then(|_| self.grants.address(ns, link, a, false))
+            .and_then(|_| self.others_check(ns, Some(link), a));
+        self.gate_change(&what, check)?;
+        Self::count(
+            &mut self.used.addresses,
+            self.limits.addresses,
+            &what,
+            "addresses",
+        )?;
         self.node.add_address(ns, link, a)?;
         self.record(Undo::RemoveAddress {
             ns,
@@ -251,12 +447,18 @@ impl Sandbox {
         let check = self
             .learn_uplinks(ns, link)
             .and_then(|_| self.grants.address(ns, link, a, true));
-        self.gate(&format!("remove address {text} from {link}"), check)?;
-        self.node.remove_address(ns, link, a)?;
-        self.record(Undo::AddAddress {
+        self.gate_change(&format!("remove address {text} from {link}"), check)?;
+        // the kernel drops the routes that depended on the address (its prefix route,
+        // routes via gateways in it): keep the whole table to put them back
+        if self.journaled() {
+            let saved = self.node.save_routes(ns)?;
+            self.record(Undo::RestoreRoutes { ns, saved });
+        }
+        let saved = self.node.remove_address(ns, link, a)?;
+        self.record(Undo::RestoreAddress {
             ns,
             link: link.into(),
-            addr: a,
+            saved,
         });
         Ok(())
     }
@@ -283,7 +485,7 @@ impl Sandbox {
     }
 
     /// The grant check of a route change (uplinks learnt first when a link is named).
-    fn route_check(&mut self, what: &str, ns: Ns, r: &RouteSpec) -> OpResult<()> {
+    fn route_check(&mut self, what: &str, ns: Ns, r: &RouteSpec, adding: bool) -> OpResult<()> {
         let check = match &r.link {
             Some(l) => self.learn_uplinks(ns, l),
             None => Ok(()),
@@ -291,8 +493,15 @@ impl Sandbox {
         .and_then(|_| {
             self.grants
                 .route(ns, r.destination, r.gateway, r.link.as_deref())
+        })
+        .and_then(|_| {
+            if adding && ns == Ns::Host {
+                self.others_check(ns, r.link.as_deref(), r.destination)
+            } else {
+                Ok(())
+            }
         });
-        self.gate(what, check)
+        self.gate_change(what, check)
     }
 
     pub fn route_add(
@@ -303,7 +512,9 @@ impl Sandbox {
         link: Option<&str>,
     ) -> OpResult<()> {
         let r = Self::route_spec(dst, gw, link)?;
-        self.route_check(&format!("add route to {dst}"), ns, &r)?;
+        let what = format!("add route to {dst}");
+        self.route_check(&what, ns, &r, true)?;
+        Self::count(&mut self.used.routes, self.limits.routes, &what, "routes")?;
         self.node.add_route(ns, &r)?;
         self.record(Undo::RemoveRoute { ns, route: r });
         Ok(())
@@ -317,9 +528,9 @@ impl Sandbox {
         link: Option<&str>,
     ) -> OpResult<()> {
         let r = Self::route_spec(dst, gw, link)?;
-        self.route_check(&format!("remove route to {dst}"), ns, &r)?;
-        self.node.remove_route(ns, &r)?;
-        self.record(Undo::AddRoute { ns, route: r });
+        self.route_check(&format!("remove route to {dst}"), ns, &r, false)?;
+        let saved = self.node.remove_route(ns, &r)?;
+        self.record(Undo::RestoreRoute { ns, saved });
         Ok(())
     }
 
@@ -331,37 +542,56 @@ impl Sandbox {
 
     // ---- firewall -----------------------------------------------------------------
 
-    /// Before the first rule change of an ADD: if our table does not exist yet, a
-    /// rollback removes it whole.
-    fn journal_table(&mut self) -> OpResult<()> {
-        if self.journal.is_none() || self.fw_checked {
+    /// Before the first rule change of an ADD: keep the network's table as it is now
+    /// (or that it does not exist), so that a rollback puts exactly that back.
+    fn save_table(&mut self) -> OpResult<()> {
+        if !self.journaled() || self.table_saved {
             return Ok(());
         }
-        self.fw_checked = true;
-        if !self.node.table_exists(&self.table)? {
-            let t = self.table.clone();
-            self.record(Undo::DeleteTable { table: t });
-        }
+        let saved = self.node.save_table(&self.table)?;
+        self.table_saved = true;
+        let table = self.table.clone();
+        self.record(Undo::RestoreTable { table, saved });
         Ok(())
     }
 
     pub fn allow_forward(&mut self, net: &str) -> OpResult<()> {
         let n = network(net)?;
+        let what = format!("allow forwarding for {net}");
         let check = self.grants.firewall(n);
-        self.gate(&format!("allow forwarding for {net}"), check)?;
-        self.journal_table()?;
+        self.gate_change(&what, check)?;
+        Self::count(
+            &mut self.used.firewall_rules,
+            self.limits.firewall_rules,
+            &what,
+            "firewallRules",
+        )?;
+        self.save_table()?;
         self.node.allow_forward(&self.table, n)
     }
 
     pub fn masquerade(&mut self, source: &str, except: &[String]) -> OpResult<()> {
+        if except.len() > MAX_EXCEPT {
+            return Err(OpError::invalid(format!(
+                "masquerade {source}: {} except networks, at most {MAX_EXCEPT}",
+                except.len()
+            )));
+        }
         let s = network(source)?;
         let ex = except
             .iter()
             .map(|e| cidr(e).map(|n| Ipv4Network::new(n.network(), n.prefix()).expect("valid")))
             .collect::<OpResult<Vec<_>>>()?;
+        let what = format!("masquerade {source}");
         let check = self.grants.firewall(s);
-        self.gate(&format!("masquerade {source}"), check)?;
-        self.journal_table()?;
+        self.gate_change(&what, check)?;
+        Self::count(
+            &mut self.used.firewall_rules,
+            self.limits.firewall_rules,
+            &what,
+            "firewallRules",
+        )?;
+        self.save_table()?;
         self.node.masquerade(&self.table, s, &ex)
     }
 
@@ -381,10 +611,16 @@ impl Sandbox {
         }
         .and_then(|_| self.grants.sysctl(ns, key, write))
         .map(|p| p.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        match check {
-            Ok(parts) => self.gate(&what, Ok(())).map(|_| parts),
-            Err(e) => self.gate(&what, Err(e)).map(|_| Vec::new()),
+        let (check, parts) = match check {
+            Ok(parts) => (Ok(()), parts),
+            Err(e) => (Err(e), Vec::new()),
+        };
+        if write {
+            self.gate_change(&what, check)?;
+        } else {
+            self.gate(&what, check)?;
         }
+        Ok(parts)
     }
 
     pub fn sysctl_get(&mut self, ns: Ns, key: &str) -> OpResult<String> {
@@ -402,15 +638,36 @@ impl Sandbox {
         }
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
         let old = self.node.sysctl_get(ns, key, &refs)?;
-        self.node.sysctl_set(ns, key, &refs, value)?;
-        if old != value {
-            self.record(Undo::RestoreSysctl {
-                ns,
-                key: key.into(),
-                parts,
-                old,
-            });
+        if old == value {
+            return Ok(()); // writing the same value is a no-op, also for the kernel
         }
+        let mut saved = vec![SysctlValue {
+            key: key.into(),
+            parts: parts.clone(),
+            value: old.clone(),
+        }];
+        if self.journaled() {
+            if parts.last().map(String::as_str) == Some("disable_ipv6") && old == "0" {
+                // turning IPv6 off drops the link's IPv6 addresses and routes, which
+                // turning it back on does not bring back
+                let link = parts.get(3).cloned().unwrap_or_default();
+                if !self.grants.is_created(ns, &link) {
+                    let e = not_undoable(
+                        &format!("set sysctl {key}"),
+                        "disabling IPv6 drops the link's IPv6 addresses and routes",
+                    );
+                    self.guest_log("WARN", &format!("denied set sysctl {key}: {}", e.message));
+                    return Err(e);
+                }
+            }
+            if key == "net.ipv4.ip_forward" {
+                // the kernel copies ip_forward into every link's `forwarding`: undo
+                // must put each of those back too, after ip_forward itself
+                saved.extend(self.node.forwarding_values(ns)?);
+            }
+        }
+        self.node.sysctl_set(ns, key, &refs, value)?;
+        self.record(Undo::RestoreSysctls { ns, values: saved });
         Ok(())
     }
 
@@ -419,37 +676,102 @@ impl Sandbox {
     pub fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
         let check = crate::store::check_key(key);
         self.gate(&format!("store get {key}"), check)?;
-        self.node.store_get(key)
+        Ok(self.node.store_get(key)?.map(|e| e.value))
+    }
+
+    fn usage(&mut self) -> OpResult<StoreUsage> {
+        if self.store_usage.is_none() {
+            self.store_usage = Some(self.node.store_usage()?);
+        }
+        Ok(self.store_usage.unwrap_or_default())
     }
 
     pub fn store_put(&mut self, key: &str, value: &str) -> OpResult<()> {
+        let what = format!("store put {key}");
         let check = crate::store::check_key(key);
-        self.gate(&format!("store put {key}"), check)?;
-        let old = if self.journal.is_some() {
-            Some(self.node.store_get(key)?)
-        } else {
-            None
-        };
-        self.node.store_put(key, value)?;
-        if let Some(old) = old {
-            self.record(Undo::RestoreKey {
-                key: key.into(),
-                old,
-            });
+        self.gate_change(&what, check)?;
+        if value.len() > crate::store::MAX_VALUE {
+            return Err(OpError::invalid(format!(
+                "store put {key:?}: value of {} bytes is over the {}-byte limit",
+                value.len(),
+                crate::store::MAX_VALUE
+            )));
         }
+        Self::count(
+            &mut self.used.store_writes,
+            self.limits.store_writes,
+            &what,
+            "storeWrites",
+        )?;
+        let bytes = value.len() as u64;
+        if self.used.store_bytes + bytes > self.limits.store_bytes {
+            return Err(OpError::denied(format!(
+                "{what}: per-call limit of {} bytes written reached (limits.storeBytes)",
+                self.limits.store_bytes
+            )));
+        }
+        let old = self.node.store_get(key)?;
+        let mut u = self.usage()?;
+        let old_len = old.as_ref().map_or(0, |e| e.value.len() as u64);
+        if old.is_none() {
+            u.keys += 1;
+        }
+        u.bytes = (u.bytes + bytes).saturating_sub(old_len);
+        if u.keys > self.limits.store_keys
+            || (bytes > old_len && u.bytes > self.limits.store_total_bytes)
+        {
+            return Err(OpError::denied(format!(
+                "{what}: the network's store quota is full ({} keys, {} bytes; limits.storeKeys {}, limits.storeTotalBytes {})",
+                u.keys - u64::from(old.is_none()),
+                u.bytes + old_len - bytes,
+                self.limits.store_keys,
+                self.limits.store_total_bytes
+            )));
+        }
+        // a new key belongs to the attachment whose call created it; an existing key
+        // keeps its owner
+        let owner = match &old {
+            Some(e) => e.owner.clone(),
+            None => self.grants.attachment().map(str::to_string),
+        };
+        let entry = StoreEntry {
+            value: value.to_string(),
+            owner,
+        };
+        self.node.store_put(key, &entry)?;
+        self.used.store_bytes += bytes;
+        self.store_usage = Some(u);
+        self.record(Undo::RestoreKey {
+            key: key.into(),
+            old,
+        });
         Ok(())
     }
 
     pub fn store_delete(&mut self, key: &str) -> OpResult<bool> {
+        let what = format!("store delete {key}");
         let check = crate::store::check_key(key);
-        self.gate(&format!("store delete {key}"), check)?;
-        let old = if self.journal.is_some() {
-            self.node.store_get(key)?
-        } else {
-            None
-        };
+        self.gate_change(&what, check)?;
+        let old = self.node.store_get(key)?;
+        if let Some(owner) = old.as_ref().and_then(|e| e.owner.as_deref()) {
+            if let Err(e) = self.grants.may_delete_owned(owner) {
+                let e = OpError::denied(format!("{what}: {}", e.message));
+                self.guest_log("WARN", &format!("denied {}", e.message));
+                return Err(e);
+            }
+        }
+        Self::count(
+            &mut self.used.store_writes,
+            self.limits.store_writes,
+            &what,
+            "storeWrites",
+        )?;
         let existed = self.node.store_delete(key)?;
         if existed {
+            if let (Some(u), Some(e)) = (&mut self.store_usage, &old) {
+                u.keys = u.keys.saturating_sub(1);
+                u.bytes = u.bytes.saturating_sub(e.value.len() as u64);
+            }
             self.record(Undo::RestoreKey {
                 key: key.into(),
                 old,
@@ -463,7 +785,200 @@ impl Sandbox {
         self.node.store_list(prefix)
     }
 
+    // ---- the result, and the runner's record of it ----------------------------------
+
+    /// An ADD result may only claim what the call was granted: addresses and gateways
+    /// inside the pod network, on interfaces the call created (or CNI_IFNAME), and no
+    /// address another live attachment holds.
+    pub fn check_result(&mut self, r: &AddResult) -> Result<Vec<Ipv4Addr>, String> {
+        let mut ips = Vec::new();
+        let pods = self.grants.pod_networks();
+        let inside = |ip: Ipv4Addr| pods.iter().any(|p| p.contains(ip));
+        for ipc in &r.ips {
+            let net: ipnetwork::IpNetwork = ipc
+                .address
+                .parse()
+                .map_err(|_| format!("address {:?} is not CIDR", ipc.address))?;
+            let ipnetwork::IpNetwork::V4(n) = net else {
+                return Err(format!(
+                    "address {} is IPv6, which this contract does not grant",
+                    ipc.address
+                ));
+            };
+            if !inside(n.ip()) || pods.iter().all(|p| n.prefix() < p.prefix()) {
+                return Err(format!(
+                    "address {} is outside the pod network {}",
+                    ipc.address,
+                    Self::list(&pods)
+                ));
+            }
+            if let Some(g) = &ipc.gateway {
+                match g.parse::<Ipv4Addr>() {
+                    Ok(g) if inside(g) => {}
+                    _ => {
+                        return Err(format!(
+                            "gateway {g} of {} is outside the pod network {}",
+                            ipc.address,
+                            Self::list(&pods)
+                        ))
+                    }
+                }
+            }
+            if let Some(i) = ipc.interface {
+                let iface = r.interfaces.get(i as usize).ok_or_else(|| {
+                    format!(
+                        "ip {} points at interface {i}, which does not exist",
+                        ipc.address
+                    )
+                })?;
+                let ns = if iface.sandbox.is_some() {
+                    Ns::Container
+                } else {
+                    Ns::Host
+                };
+                if !self.grants.owns_link(ns, &iface.name) {
+                    return Err(format!(
+                        "ip {} is on interface {:?}, which this call did not create",
+                        ipc.address, iface.name
+                    ));
+                }
+            }
+            if let Some(me) = self.grants.attachment() {
+                let me = me.to_string();
+                match self.node.address_holder(n.ip()) {
+                    Ok(Some(h)) if h != me => {
+                        return Err(format!(
+                            "address {} belongs to another attachment ({h})",
+                            ipc.address
+                        ))
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("address records: {e}")),
+                }
+            }
+            ips.push(n.ip());
+        }
+        for rt in &r.routes {
+            let dst: ipnetwork::IpNetwork = rt
+                .dst
+                .parse()
+                .map_err(|_| format!("route destination {:?} is not CIDR", rt.dst))?;
+            if let Some(g) = &rt.gw {
+                match g.parse::<Ipv4Addr>() {
+                    Ok(g) if inside(g) => {}
+                    _ => {
+                        return Err(format!(
+                            "route to {} via {g}: the gateway is outside the pod network {}",
+                            rt.dst,
+                            Self::list(&pods)
+                        ))
+                    }
+                }
+            } else if dst.prefix() != 0
+                && !inside(match dst {
+                    ipnetwork::IpNetwork::V4(d) => d.network(),
+                    ipnetwork::IpNetwork::V6(_) => Ipv4Addr::UNSPECIFIED,
+                })
+            {
+                return Err(format!(
+                    "route to {} is outside the pod network {}",
+                    rt.dst,
+                    Self::list(&pods)
+                ));
+            }
+        }
+        Ok(ips)
+    }
+
+    fn list(nets: &[Ipv4Network]) -> String {
+        if nets.is_empty() {
+            return "(none configured)".into();
+        }
+        nets.iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// After a successful ADD: remember the attachment's addresses (others may not
+    /// take them while it lives).
+    pub fn hold(&mut self, ips: &[Ipv4Addr]) -> OpResult<()> {
+        match self.grants.attachment().map(str::to_string) {
+            Some(me) => self.node.hold_addresses(&me, ips),
+            None => Ok(()),
+        }
+    }
+
+    /// After a successful DEL: the attachment's addresses are free.
+    pub fn release(&mut self) -> OpResult<()> {
+        match self.grants.attachment().map(str::to_string) {
+            Some(me) => self.node.release_addresses(&me),
+            None => Ok(()),
+        }
+    }
+
+    /// After a successful GC: forget every attachment that is not valid.
+    pub fn release_stale(&mut self, valid: &[(String, String)]) -> OpResult<()> {
+        for h in self.node.holders()? {
+            if !valid
+                .iter()
+                .any(|(c, i)| crate::grants::attachment_id(c, i) == h)
+            {
+                self.node.release_addresses(&h)?;
+            }
+        }
+        Ok(())
+    }
+
     // ---- rollback -----------------------------------------------------------------
+
+    fn undo(&mut self, step: &Undo) -> OpResult<()> {
+        match step {
+            Undo::DeleteLink { ns, name } => self.node.delete_link(*ns, name),
+            Undo::RemoveAddress { ns, link, addr } => {
+                self.node.remove_address(*ns, link, *addr).map(|_| ())
+            }
+            Undo::RemoveRoute { ns, route } => self.node.unroute(*ns, route),
+            Undo::RestoreAddress { ns, link, saved } => self.node.restore_address(*ns, link, saved),
+            Undo::RestoreRoutes { ns, saved } => {
+                for r in saved {
+                    match self.node.restore_route(*ns, r) {
+                        Ok(()) => {}
+                        Err(e) if matches!(e.kind, OpKind::AlreadyExists | OpKind::NotFound) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Undo::RestoreRoute { ns, saved } => match self.node.restore_route(*ns, saved) {
+                Err(e) if e.kind == OpKind::AlreadyExists => Ok(()),
+                other => other,
+            },
+            Undo::SetMtu { ns, name, mtu } => self.node.set_mtu(*ns, name, *mtu),
+            Undo::SetDown { ns, name } => self.node.set_down(*ns, name),
+            Undo::RestoreMaster { name, master } => match master {
+                Some(b) => self.node.set_master(name, b),
+                None => self.node.unset_master(name),
+            },
+            Undo::RestoreSysctls { ns, values } => {
+                for v in values {
+                    let refs: Vec<&str> = v.parts.iter().map(String::as_str).collect();
+                    // a value that is right already is not written: writes have side
+                    // effects (ip_forward resets every link's forwarding)
+                    match self.node.sysctl_get(*ns, &v.key, &refs) {
+                        Ok(now) if now == v.value => {}
+                        Ok(_) => self.node.sysctl_set(*ns, &v.key, &refs, &v.value)?,
+                        Err(e) if e.kind == OpKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Undo::RestoreKey { key, old: Some(e) } => self.node.store_put(key, e),
+            Undo::RestoreKey { key, old: None } => self.node.store_delete(key).map(|_| ()),
+            Undo::RestoreTable { table, saved } => self.node.restore_table(table, saved.as_deref()),
+        }
+    }
 
     /// Undo everything this call applied, newest first. Best effort: a step whose
     /// object is already gone is fine; other failures are logged and the rest goes on.
@@ -476,29 +991,7 @@ impl Sandbox {
         let n = steps.len();
         let mut failures = Vec::new();
         for step in steps {
-            let r = match &step {
-                Undo::DeleteLink { ns, name } => self.node.delete_link(*ns, name),
-                Undo::RemoveAddress { ns, link, addr } => {
-                    self.node.remove_address(*ns, link, *addr)
-                }
-                Undo::RemoveRoute { ns, route } => self.node.remove_route(*ns, route),
-                Undo::AddAddress { ns, link, addr } => self.node.add_address(*ns, link, *addr),
-                Undo::AddRoute { ns, route } => self.node.add_route(*ns, route),
-                Undo::SetMtu { ns, name, mtu } => self.node.set_mtu(*ns, name, *mtu),
-                Undo::RestoreSysctl {
-                    ns,
-                    key,
-                    parts,
-                    old,
-                } => {
-                    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-                    self.node.sysctl_set(*ns, key, &refs, old)
-                }
-                Undo::RestoreKey { key, old: Some(v) } => self.node.store_put(key, v),
-                Undo::RestoreKey { key, old: None } => self.node.store_delete(key).map(|_| ()),
-                Undo::DeleteTable { table } => self.node.delete_table(table),
-            };
-            match r {
+            match self.undo(&step) {
                 Ok(()) => {}
                 Err(e) if e.kind == OpKind::NotFound => {}
                 Err(e) => {
@@ -508,5 +1001,379 @@ impl Sandbox {
             }
         }
         (n, failures)
+    }
+}
+
+/// The sandbox as the guest's store and the watchdog share it: whoever holds the lock
+/// is the only one touching the node (the guest's host call, the rollback, or the
+/// watchdog's rollback after a deadline).
+pub type Shared = std::sync::Arc<std::sync::Mutex<Sandbox>>;
+
+pub fn shared(sb: Sandbox) -> Shared {
+    std::sync::Arc::new(std::sync::Mutex::new(sb))
+}
+
+/// Lock it; a panic while it was held does not make the journal unusable.
+pub fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Sandbox> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The gate's own tests, root-free, over the simulator's in-memory node: for every
+/// mutating host function, the applied path journals an undo that restores the node
+/// exactly, and the denied path (a read-only command) changes nothing.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grants::{attachment_link, Scope};
+    use crate::sim::{Model, World};
+
+    const POD: &str = "pod:c1";
+
+    fn own() -> String {
+        attachment_link("wc", "c1", "eth0")
+    }
+
+    fn route(dst: &str, gw: Option<&str>, link: &str) -> RouteSpec {
+        RouteSpec {
+            destination: dst.parse().unwrap(),
+            gateway: gw.map(|g| g.parse().unwrap()),
+            link: Some(link.into()),
+        }
+    }
+
+    /// A node that already runs a network: bridge with its gateway address, forwarding
+    /// on (and off on the management link), a route via a gateway, the network's
+    /// firewall table, another attachment's store key and address, and this
+    /// attachment's host link left by an interrupted earlier ADD (down, with an address).
+    fn node() -> World {
+        let mut w = World::new("10.0.0.2/24".parse().unwrap(), "10.0.0.1".parse().unwrap());
+        w.ensure_pod_ns(POD);
+        let mut m = Model {
+            world: w,
+            container: Some(POD.into()),
+        };
+        m.create_bridge("cni0", None).unwrap();
+        m.add_address(Ns::Host, "cni0", "200.200.1.1/24".parse().unwrap())
+            .unwrap();
+        m.set_up(Ns::Host, "cni0").unwrap();
+        m.sysctl_set(Ns::Host, "net.ipv4.ip_forward", &[], "1")
+            .unwrap();
+        m.sysctl_set(Ns::Host, "net.ipv4.conf.eth0.forwarding", &[], "0")
+            .unwrap();
+        m.add_route(
+            Ns::Host,
+            &route("200.200.9.0/24", Some("200.200.1.9"), "cni0"),
+        )
+        .unwrap();
+        m.allow_forward("t", "200.200.0.0/16".parse().unwrap())
+            .unwrap();
+        m.masquerade(
+            "t",
+            "200.200.1.0/24".parse().unwrap(),
+            &["200.200.0.0/16".parse().unwrap()],
+        )
+        .unwrap();
+        let entry = |v: &str, o: Option<&str>| StoreEntry {
+            value: v.into(),
+            owner: o.map(str::to_string),
+        };
+        m.store_put("last", &entry("200.200.1.5", None)).unwrap();
+        m.store_put("ip/200.200.1.5", &entry("other eth0", Some("other eth0")))
+            .unwrap();
+        m.hold_addresses("other eth0", &["200.200.1.5".parse().unwrap()])
+            .unwrap();
+        m.create_veth(&own(), "eth9", None).unwrap();
+        m.add_address(Ns::Host, &own(), "200.200.1.200/32".parse().unwrap())
+            .unwrap();
+        m.world
+    }
+
+    fn sandbox(w: World, read_only: bool) -> Sandbox {
+        let scope = Scope::Attachment {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+        };
+        let mut g = Grants::new(
+            scope,
+            true,
+            "cni0",
+            "wc",
+            Some("200.200.0.0/16".parse().unwrap()),
+        );
+        if read_only {
+            g.set_read_only("CHECK");
+        }
+        let model = Model {
+            world: w,
+            container: Some(POD.into()),
+        };
+        let journal = (!read_only).then(Journal::default);
+        Sandbox::new(g, Box::new(model), journal, CallLog::discard(), "t".into())
+    }
+
+    /// The whole node as comparable text: every field, with the orders the kernel does
+    /// not promise (route and address lists) and the index counter normalized.
+    fn text(sb: &mut Sandbox) -> String {
+        let node = std::mem::replace(
+            &mut sb.node,
+            Box::new(Model {
+                world: World::default(),
+                container: None,
+            }),
+        );
+        let w = node.into_world().expect("a model");
+        let mut n = w.clone();
+        n.next_index = 0;
+        for ns in n.namespaces.values_mut() {
+            ns.routes.sort_by_key(|r| format!("{r:?}"));
+            for l in ns.links.values_mut() {
+                l.addresses.sort();
+            }
+        }
+        sb.node = Box::new(Model {
+            world: w,
+            container: Some(POD.into()),
+        });
+        serde_json::to_string_pretty(&n).unwrap()
+    }
+
+    type Op = fn(&mut Sandbox) -> OpResult<()>;
+
+    /// A node before its first pod: only the pod's namespace is there.
+    fn fresh() -> World {
+        let mut w = World::new("10.0.0.2/24".parse().unwrap(), "10.0.0.1".parse().unwrap());
+        w.ensure_pod_ns(POD);
+        w
+    }
+
+    /// One valid change per mutating host function, named as in the WIT. Creating links
+    /// happens on a fresh node (an ADD creates only the bridge of its config and its own
+    /// links). The one deletion an ADD may make of a link it did not create, its own
+    /// host link left by an interrupted earlier ADD, is not restored: it is that same
+    /// attachment's garbage.
+    fn ops() -> Vec<(&'static str, Op)> {
+        vec![
+            ("links.create-bridge", |s| {
+                s.create_bridge("cni0", None).map(|_| ())
+            }),
+            ("links.create-veth", |s| {
+                s.create_veth(&own(), "eth0", Some(1400)).map(|_| ())
+            }),
+            ("links.set-master", |s| s.set_master(&own(), "cni0")),
+            ("links.set-up", |s| s.set_up(Ns::Host, &own())),
+            ("links.set-mtu", |s| s.set_mtu(Ns::Host, "cni0", 1400)),
+            ("links.delete", |s| {
+                s.create_bridge("cni0", None)?;
+                s.delete_link(Ns::Host, "cni0")
+            }),
+            ("addresses.add", |s| {
+                s.address_add(Ns::Host, "cni0", "200.200.2.1/24")
+            }),
+            ("addresses.remove", |s| {
+                s.address_remove(Ns::Host, &own(), "200.200.1.200/32")
+            }),
+            ("routes.add", |s| {
+                s.route_add(Ns::Host, "200.200.8.0/24", None, Some("cni0"))
+            }),
+            ("routes.remove", |s| {
+                s.route_remove(
+                    Ns::Host,
+                    "200.200.9.0/24",
+                    Some("200.200.1.9"),
+                    Some("cni0"),
+                )
+            }),
+            ("firewall.allow-forward", |s| {
+                s.allow_forward("200.200.7.0/24")
+            }),
+            ("firewall.masquerade", |s| {
+                s.masquerade("200.200.1.0/24", &["10.0.0.0/8".into()])
+            }),
+            ("sysctl.set", |s| {
+                s.sysctl_set(Ns::Host, "net.ipv4.ip_forward", "0")
+            }),
+            ("store.put", |s| {
+                s.store_put("last", "200.200.1.6")?;
+                s.store_put("attach/c1/eth0", "200.200.1.6")
+            }),
+            ("store.delete", |s| s.store_delete("last").map(|_| ())),
+        ]
+    }
+
+    #[test]
+    fn every_change_is_undone_exactly() {
+        for (name, op) in ops() {
+            let w =
+                if name.contains("bridge") || name == "links.delete" || name == "links.create-veth"
+                {
+                    fresh()
+                } else {
+                    node()
+                };
+            let mut sb = sandbox(w, false);
+            let before = text(&mut sb);
+            op(&mut sb).unwrap_or_else(|e| panic!("{name}: {e}"));
+            // an ADD deletes only links it created itself: net, nothing changes
+            if name != "links.delete" {
+                assert_ne!(text(&mut sb), before, "{name} changed nothing");
+            }
+            let (steps, failures) = sb.rollback();
+            assert!(failures.is_empty(), "{name}: {failures:?}");
+            assert!(steps > 0, "{name} journaled nothing");
+            assert_eq!(text(&mut sb), before, "{name} was not undone exactly");
+        }
+    }
+
+    #[test]
+    fn a_read_only_command_changes_nothing() {
+        for (name, op) in ops() {
+            let mut sb = sandbox(node(), true);
+            let before = text(&mut sb);
+            let e = op(&mut sb).expect_err(name);
+            assert_eq!(e.kind, OpKind::Denied, "{name}: {e}");
+            assert!(e.message.contains("read-only"), "{name}: {e}");
+            assert_eq!(text(&mut sb), before, "{name}");
+        }
+    }
+
+    /// Every mutating function of the contract is in `ops()`: a new host function
+    /// cannot land without a test that its undo is exact.
+    #[test]
+    fn no_mutating_host_function_is_left_out() {
+        let wit = include_str!("../../wit/world.wit");
+        let read_only = ["get", "list", "%list", "attachment-link"];
+        let mut iface = "";
+        let mut missing = Vec::new();
+        let tested: Vec<&str> = ops().iter().map(|(n, _)| *n).collect();
+        for line in wit.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("interface ") {
+                iface = rest.trim_end_matches(" {");
+            } else if let Some((f, _)) = line.split_once(": func(") {
+                let mutating = [
+                    "links",
+                    "addresses",
+                    "routes",
+                    "firewall",
+                    "sysctl",
+                    "store",
+                ];
+                if mutating.contains(&iface) && !read_only.contains(&f) {
+                    let name = format!("{iface}.{}", f.trim_start_matches('%'));
+                    if !tested.contains(&name.as_str()) {
+                        missing.push(name);
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no undo test for {missing:?}");
+        assert!(tested.len() >= 15, "the WIT parse found the functions");
+    }
+
+    #[test]
+    fn changes_that_cannot_be_undone_exactly_are_refused() {
+        let mut sb = sandbox(node(), false);
+        let before = text(&mut sb);
+        let refused = [
+            sb.delete_link(Ns::Host, "cni0").unwrap_err(),
+            sb.set_master("cni0", "cni0").unwrap_err(),
+            sb.sysctl_set(Ns::Host, "net.ipv6.conf.cni0.disable_ipv6", "1")
+                .unwrap_err(),
+            sb.masquerade(
+                "200.200.1.0/24",
+                &vec!["10.0.0.0/8".to_string(); MAX_EXCEPT + 1],
+            )
+            .unwrap_err(),
+        ];
+        for e in &refused[..3] {
+            assert_eq!(e.kind, OpKind::Denied, "{e}");
+        }
+        assert_eq!(refused[3].kind, OpKind::InvalidArgument);
+        assert_eq!(text(&mut sb), before);
+        // the exception: this attachment's own host link from an interrupted ADD
+        sb.delete_link(Ns::Host, &own()).unwrap();
+        sb.rollback();
+        assert!(!text(&mut sb).contains(&own()), "not brought back");
+    }
+
+    #[test]
+    fn other_attachments_keep_their_addresses_and_keys() {
+        let mut sb = sandbox(node(), false);
+        let before = text(&mut sb);
+        for e in [
+            sb.route_add(Ns::Host, "200.200.1.5/32", None, Some(&own()))
+                .unwrap_err(),
+            sb.address_add(Ns::Container, "eth0", "200.200.1.5/24")
+                .unwrap_err(),
+            sb.store_delete("ip/200.200.1.5").unwrap_err(),
+        ] {
+            assert_eq!(e.kind, OpKind::Denied, "{e}");
+            assert!(e.message.contains("another attachment"), "{e}");
+        }
+        assert_eq!(text(&mut sb), before);
+        // the shared bridge may carry a prefix that covers them: it serves every pod
+        sb.route_add(Ns::Host, "200.200.3.0/24", None, Some("cni0"))
+            .unwrap();
+    }
+
+    #[test]
+    fn per_call_limits() {
+        let mut sb = sandbox(node(), false);
+        sb.limits.routes = 2;
+        sb.route_add(Ns::Host, "200.200.20.0/24", None, Some("cni0"))
+            .unwrap();
+        sb.route_add(Ns::Host, "200.200.21.0/24", None, Some("cni0"))
+            .unwrap();
+        let e = sb
+            .route_add(Ns::Host, "200.200.22.0/24", None, Some("cni0"))
+            .unwrap_err();
+        assert!(e.message.contains("per-call limit of 2"), "{e}");
+        sb.limits.store_keys = 3; // the node has 2
+        sb.store_put("a", "1").unwrap();
+        let e = sb.store_put("b", "1").unwrap_err();
+        assert!(e.message.contains("store quota"), "{e}");
+        sb.store_put("a", "2").unwrap(); // overwriting adds no key
+    }
+
+    #[test]
+    fn results_stay_inside_the_grants() {
+        use crate::cni::output::{Interface, IpConfig};
+        let mut sb = sandbox(node(), false);
+        let result = |addr: &str, gw: &str, name: &str, sandbox: bool| AddResult {
+            interfaces: vec![Interface {
+                name: name.into(),
+                mac: String::new(),
+                sandbox: sandbox.then(|| "/run/netns/x".to_string()),
+            }],
+            ips: vec![IpConfig {
+                address: addr.into(),
+                gateway: Some(gw.into()),
+                interface: Some(0),
+            }],
+            ..AddResult::default()
+        };
+        let ok = sb.check_result(&result("200.200.1.7/24", "200.200.1.1", "eth0", true));
+        assert_eq!(ok, Ok(vec!["200.200.1.7".parse().unwrap()]));
+        for (r, why) in [
+            (result("10.0.0.5/16", "10.0.0.1", "eth0", true), "outside"),
+            (
+                result("200.200.1.7/24", "10.0.0.1", "eth0", true),
+                "gateway",
+            ),
+            (
+                result("200.200.1.7/8", "200.200.1.1", "eth0", true),
+                "outside",
+            ),
+            (
+                result("200.200.1.7/24", "200.200.1.1", "cni0", false),
+                "did not create",
+            ),
+            (
+                result("200.200.1.5/24", "200.200.1.1", "eth0", true),
+                "another attachment",
+            ),
+        ] {
+            let e = sb.check_result(&r).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
     }
 }

@@ -9,7 +9,7 @@
 
 use crate::netlink::{LinkInfo, RouteSpec};
 use crate::netns::Ns;
-use crate::node::Node;
+use crate::node::{Node, SavedAddress, SavedRoute, StoreEntry, StoreUsage, SysctlValue};
 use crate::op_error::{OpError, OpKind, OpResult};
 use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
@@ -72,6 +72,12 @@ pub struct World {
     pub firewall: BTreeMap<String, BTreeMap<String, String>>,
     /// The network's store.
     pub store: BTreeMap<String, String>,
+    /// The attachment that created each owned store key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub store_owners: BTreeMap<String, String>,
+    /// The runner's record of live attachments' addresses: address -> attachment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<String, String>,
     /// The last ADD result per attachment (`container/ifname`), which a runtime would
     /// cache and send back as `prevResult` with CHECK and DEL.
     #[serde(default)]
@@ -359,8 +365,18 @@ impl Node for Model {
         Ok(())
     }
 
+    fn unset_master(&mut self, name: &str) -> OpResult<()> {
+        self.link(Ns::Host, name)?.master = None;
+        Ok(())
+    }
+
     fn set_up(&mut self, ns: Ns, name: &str) -> OpResult<()> {
         self.link(ns, name)?.up = true;
+        Ok(())
+    }
+
+    fn set_down(&mut self, ns: Ns, name: &str) -> OpResult<()> {
+        self.link(ns, name)?.up = false;
         Ok(())
     }
 
@@ -402,7 +418,7 @@ impl Node for Model {
         Ok(())
     }
 
-    fn remove_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
+    fn remove_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<SavedAddress> {
         let l = self.link(ns, link)?;
         let text = addr.to_string();
         let before = l.addresses.len();
@@ -412,6 +428,20 @@ impl Node for Model {
                 OpKind::NotFound,
                 format!("address {text} is not on {link:?} (EADDRNOTAVAIL)"),
             ));
+        }
+        Ok(SavedAddress::Model(text))
+    }
+
+    fn restore_address(&mut self, ns: Ns, link: &str, saved: &SavedAddress) -> OpResult<()> {
+        if let SavedAddress::Model(text) = saved {
+            let l = self.link(ns, link)?;
+            if l.addresses.contains(text) {
+                return Err(errno(
+                    OpKind::AlreadyExists,
+                    format!("address {text} already on {link:?} (EEXIST)"),
+                ));
+            }
+            l.addresses.push(text.clone());
         }
         Ok(())
     }
@@ -499,7 +529,11 @@ impl Node for Model {
         Ok(())
     }
 
-    fn remove_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
+    fn unroute(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
+        self.remove_route(ns, r).map(|_| ())
+    }
+
+    fn remove_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<SavedRoute> {
         let space = self.space(ns)?;
         let dst = r.destination.to_string();
         let gw = r.gateway.map(|g| g.to_string());
@@ -509,10 +543,7 @@ impl Node for Model {
                 && r.link.as_ref().is_none_or(|l| *l == t.link)
         });
         match pos {
-            Some(i) => {
-                space.routes.remove(i);
-                Ok(())
-            }
+            Some(i) => Ok(SavedRoute::Model(space.routes.remove(i))),
             None => Err(errno(
                 OpKind::NotFound,
                 format!("route {}: no such route (ESRCH)", route_text(r)),
@@ -520,8 +551,60 @@ impl Node for Model {
         }
     }
 
-    fn table_exists(&mut self, table: &str) -> OpResult<bool> {
-        Ok(self.world.firewall.contains_key(table))
+    fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>> {
+        Ok(self
+            .space(ns)?
+            .routes
+            .iter()
+            .cloned()
+            .map(SavedRoute::Model)
+            .collect())
+    }
+
+    fn restore_route(&mut self, ns: Ns, saved: &SavedRoute) -> OpResult<()> {
+        let SavedRoute::Model(r) = saved else {
+            return Ok(());
+        };
+        let space = self.space(ns)?;
+        if !space.links.contains_key(&r.link) {
+            return Err(errno(
+                OpKind::NotFound,
+                format!(
+                    "route to {}: link {:?} not found (ENODEV)",
+                    r.destination, r.link
+                ),
+            ));
+        }
+        if space.routes.contains(r) {
+            return Err(errno(
+                OpKind::AlreadyExists,
+                format!("route to {} exists (EEXIST)", r.destination),
+            ));
+        }
+        space.routes.push(r.clone());
+        Ok(())
+    }
+
+    fn save_table(&mut self, table: &str) -> OpResult<Option<String>> {
+        Ok(self
+            .world
+            .firewall
+            .get(table)
+            .map(|t| serde_json::to_string(t).expect("a map of strings serializes")))
+    }
+
+    fn restore_table(&mut self, table: &str, saved: Option<&str>) -> OpResult<()> {
+        match saved {
+            None => {
+                self.world.firewall.remove(table);
+            }
+            Some(text) => {
+                let t = serde_json::from_str(text)
+                    .map_err(|e| OpError::failed(format!("restoring table {table}: {e}")))?;
+                self.world.firewall.insert(table.into(), t);
+            }
+        }
+        Ok(())
     }
 
     fn allow_forward(&mut self, table: &str, net: Ipv4Network) -> OpResult<()> {
@@ -583,27 +666,57 @@ impl Node for Model {
 
     fn sysctl_set(&mut self, ns: Ns, key: &str, parts: &[&str], value: &str) -> OpResult<()> {
         self.sysctl_get(ns, key, parts)?;
-        self.space(ns)?.sysctls.insert(key.into(), value.into());
+        let space = self.space(ns)?;
+        if key == "net.ipv4.ip_forward" {
+            // the kernel copies ip_forward into every link's forwarding
+            space
+                .sysctls
+                .retain(|k, _| !(k.starts_with("net.ipv4.conf.") && k.ends_with(".forwarding")));
+        }
+        space.sysctls.insert(key.into(), value.into());
         Ok(())
     }
 
-    fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
-        Ok(self.world.store.get(key).cloned())
+    fn forwarding_values(&mut self, ns: Ns) -> OpResult<Vec<SysctlValue>> {
+        let names: Vec<String> = self.space(ns)?.links.keys().cloned().collect();
+        let mut out = Vec::new();
+        for name in names {
+            let key = format!("net.ipv4.conf.{name}.forwarding");
+            let parts: Vec<String> = ["net", "ipv4", "conf", &name, "forwarding"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let value = self.sysctl_get(ns, &key, &[])?;
+            out.push(SysctlValue { key, parts, value });
+        }
+        Ok(out)
     }
 
-    fn store_put(&mut self, key: &str, value: &str) -> OpResult<()> {
-        if value.len() > crate::store::MAX_VALUE {
+    fn store_get(&mut self, key: &str) -> OpResult<Option<StoreEntry>> {
+        Ok(self.world.store.get(key).map(|v| StoreEntry {
+            value: v.clone(),
+            owner: self.world.store_owners.get(key).cloned(),
+        }))
+    }
+
+    fn store_put(&mut self, key: &str, entry: &StoreEntry) -> OpResult<()> {
+        if entry.value.len() > crate::store::MAX_VALUE {
             return Err(OpError::invalid(format!(
                 "store put {key:?}: value of {} bytes is over the {}-byte limit",
-                value.len(),
+                entry.value.len(),
                 crate::store::MAX_VALUE
             )));
         }
-        self.world.store.insert(key.into(), value.into());
+        self.world.store.insert(key.into(), entry.value.clone());
+        match &entry.owner {
+            Some(o) => self.world.store_owners.insert(key.into(), o.clone()),
+            None => self.world.store_owners.remove(key),
+        };
         Ok(())
     }
 
     fn store_delete(&mut self, key: &str) -> OpResult<bool> {
+        self.world.store_owners.remove(key);
         Ok(self.world.store.remove(key).is_some())
     }
 
@@ -615,6 +728,46 @@ impl Node for Model {
             .filter(|k| k.starts_with(prefix))
             .cloned()
             .collect())
+    }
+
+    fn store_usage(&mut self) -> OpResult<StoreUsage> {
+        Ok(StoreUsage {
+            keys: self.world.store.len() as u64,
+            bytes: self.world.store.values().map(|v| v.len() as u64).sum(),
+        })
+    }
+
+    fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
+        Ok(self.world.held.get(&ip.to_string()).cloned())
+    }
+
+    fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>> {
+        Ok(self
+            .world
+            .held
+            .keys()
+            .filter_map(|k| k.parse().ok())
+            .collect())
+    }
+
+    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr]) -> OpResult<()> {
+        self.release_addresses(attachment)?;
+        for ip in ips {
+            self.world.held.insert(ip.to_string(), attachment.into());
+        }
+        Ok(())
+    }
+
+    fn release_addresses(&mut self, attachment: &str) -> OpResult<()> {
+        self.world.held.retain(|_, a| a != attachment);
+        Ok(())
+    }
+
+    fn holders(&mut self) -> OpResult<Vec<String>> {
+        let mut v: Vec<String> = self.world.held.values().cloned().collect();
+        v.sort();
+        v.dedup();
+        Ok(v)
     }
 
     fn into_world(self: Box<Self>) -> Option<World> {
@@ -766,7 +919,14 @@ mod tests {
     fn survives_the_session_file() {
         let mut m = model();
         m.create_bridge("cni0", Some(1400)).unwrap();
-        m.store_put("last", "200.200.1.2").unwrap();
+        m.store_put(
+            "last",
+            &StoreEntry {
+                value: "200.200.1.2".into(),
+                owner: None,
+            },
+        )
+        .unwrap();
         let text = serde_json::to_string(&m.world).unwrap();
         let back: World = serde_json::from_str(&text).unwrap();
         assert_eq!(describe(&back), describe(&m.world));

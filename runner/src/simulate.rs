@@ -159,6 +159,8 @@ pub fn run(o: &Options) -> Result<Outcome> {
         firewall::table_name(&conf.name),
     );
     sb.transcript = Some(Vec::new());
+    sb.limits = conf.limits.clone();
+    let sb = sandbox::shared(sb);
     let sandbox_path = if has_netns {
         netns_path.clone()
     } else {
@@ -170,8 +172,11 @@ pub fn run(o: &Options) -> Result<Outcome> {
         timeout: Duration::from_millis(conf.timeout_ms),
         memory_mib: conf.memory_limit_mib,
     };
-    let (result, mut sb, _) = wasm::run(&engine, &component, sb, call, &bounds);
-    let (result, rolled_back) = crate::settle(env.command, result, &mut sb);
+    let done = crate::run_call(&engine, &component, &sb, call, &env, &bounds);
+    let (result, rolled_back) = (done.result, done.rolled_back);
+    let sb = std::sync::Arc::try_unwrap(sb)
+        .map_err(|_| Error::Internal("the simulated node is still shared".into()))?;
+    let mut sb = sb.into_inner().unwrap_or_else(|p| p.into_inner());
 
     let mut text = String::new();
     let _ = writeln!(

@@ -6,12 +6,20 @@
 //!   killed process (even SIGKILL) leaves the old or the new value, never a torn one.
 //!   There is no fsync (it would cost milliseconds per ADD): after a power loss or kernel
 //!   crash a recent value may be lost or empty; IPAM state is rebuilt by GC.
+//!   A key created by an attachment's call carries that attachment as its owner, in a
+//!   header line the guest never sees (only the owner's calls and GC may delete it).
+//! - `held/<address>` and `holders/<attachment>`: the runner's own record of the
+//!   addresses each live attachment was given (its ADD result), out of the guest's reach.
+//! - `boot_id`: the boot that wrote this state. Pods do not survive a reboot, so neither
+//!   does anything held for them: on a new boot the store and the records are cleared.
 
 use crate::error::{Error, Result};
+use crate::node::{StoreEntry, StoreUsage};
 use crate::op_error::{OpError, OpResult};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -75,6 +83,37 @@ pub fn check_key(key: &str) -> OpResult<()> {
     Ok(())
 }
 
+/// The header of a value whose key has an owner: `\0owner=<attachment>\n`.
+const OWNER: &[u8] = b"\0owner=";
+
+fn encode_entry(e: &StoreEntry) -> Vec<u8> {
+    // a value that starts with NUL always gets a header, so no value can forge one
+    if e.owner.is_none() && !e.value.starts_with('\0') {
+        return e.value.as_bytes().to_vec();
+    }
+    let mut out = OWNER.to_vec();
+    out.extend_from_slice(e.owner.as_deref().unwrap_or_default().as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(e.value.as_bytes());
+    out
+}
+
+fn decode_entry(bytes: Vec<u8>) -> std::result::Result<StoreEntry, std::string::FromUtf8Error> {
+    if let Some(rest) = bytes.strip_prefix(OWNER) {
+        if let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            let owner = String::from_utf8(rest[..nl].to_vec())?;
+            return Ok(StoreEntry {
+                value: String::from_utf8(rest[nl + 1..].to_vec())?,
+                owner: (!owner.is_empty()).then_some(owner),
+            });
+        }
+    }
+    Ok(StoreEntry {
+        value: String::from_utf8(bytes)?,
+        owner: None,
+    })
+}
+
 /// The store of one network.
 pub struct Store {
     dir: PathBuf,
@@ -94,7 +133,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         let kv = dir.join("kv");
         let tmp = dir.join("tmp");
-        for d in [&kv, &tmp] {
+        for d in [&kv, &tmp, &dir.join("held"), &dir.join("holders")] {
             fs::create_dir_all(d)
                 .map_err(|e| Error::io(format!("state directory {}", d.display()), e))?;
         }
@@ -146,44 +185,180 @@ impl Store {
     }
 
     pub fn get(&self, key: &str) -> OpResult<Option<String>> {
+        Ok(self.get_entry(key)?.map(|e| e.value))
+    }
+
+    pub fn get_entry(&self, key: &str) -> OpResult<Option<StoreEntry>> {
         check_key(key)?;
-        match fs::read_to_string(self.path(key)) {
-            Ok(v) => Ok(Some(v)),
+        match fs::read(self.path(key)) {
+            Ok(v) => decode_entry(v)
+                .map(Some)
+                .map_err(|e| OpError::failed(format!("store get {key:?}: {e}"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(OpError::failed(format!("store get {key:?}: {e}"))),
         }
     }
 
     pub fn put(&self, key: &str, value: &str) -> OpResult<()> {
+        self.put_entry(
+            key,
+            &StoreEntry {
+                value: value.to_string(),
+                owner: None,
+            },
+        )
+    }
+
+    pub fn put_entry(&self, key: &str, entry: &StoreEntry) -> OpResult<()> {
         check_key(key)?;
+        let value = &entry.value;
         if value.len() > MAX_VALUE {
             return Err(OpError::invalid(format!(
                 "store put {key:?}: value of {} bytes is over the {MAX_VALUE}-byte limit",
                 value.len()
             )));
         }
-        let tmp = self
-            .tmp
-            .join(format!("{}-{}", std::process::id(), encode(key)));
+        self.write_file(&self.path(key), &encode_entry(entry))
+            .map_err(|e| OpError::failed(format!("store put {key:?}: {e}")))
+    }
+
+    /// Write aside in `tmp/` and rename: readers see the old or the new bytes.
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = self.tmp.join(format!("{}-{name}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             // Allocating the blocks up front spares ext4 the flush it otherwise forces
             // when a rename replaces a file (auto_da_alloc): 227 -> 138 us per put here.
-            if !value.is_empty() {
+            if !bytes.is_empty() {
                 let _ = nix::fcntl::fallocate(
                     &f,
                     nix::fcntl::FallocateFlags::empty(),
                     0,
-                    value.len() as i64,
+                    bytes.len() as i64,
                 );
             }
-            f.write_all(value.as_bytes())?;
-            fs::rename(&tmp, self.path(key))
+            f.write_all(bytes)?;
+            fs::rename(&tmp, path)
         };
-        write().map_err(|e| {
+        write().inspect_err(|_| {
             let _ = fs::remove_file(&tmp);
-            OpError::failed(format!("store put {key:?}: {e}"))
         })
+    }
+
+    /// How many keys and bytes the store holds (for the network's quota).
+    pub fn usage(&self) -> OpResult<StoreUsage> {
+        let mut u = StoreUsage::default();
+        let rd =
+            fs::read_dir(&self.kv).map_err(|e| OpError::failed(format!("store usage: {e}")))?;
+        for e in rd.flatten() {
+            u.keys += 1;
+            u.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+        Ok(u)
+    }
+
+    // ---- the runner's record of live attachments' addresses ------------------------
+
+    pub fn address_holder(&self, ip: Ipv4Addr) -> OpResult<Option<String>> {
+        match fs::read_to_string(self.dir.join("held").join(ip.to_string())) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(OpError::failed(format!("address record {ip}: {e}"))),
+        }
+    }
+
+    pub fn held_addresses(&self) -> OpResult<Vec<Ipv4Addr>> {
+        let rd = fs::read_dir(self.dir.join("held"))
+            .map_err(|e| OpError::failed(format!("address records: {e}")))?;
+        Ok(rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect())
+    }
+
+    pub fn hold_addresses(&self, attachment: &str, ips: &[Ipv4Addr]) -> OpResult<()> {
+        self.release_addresses(attachment)?;
+        let fail =
+            |e: std::io::Error| OpError::failed(format!("address record of {attachment:?}: {e}"));
+        // the attachment's list first: a crash in between leaves an entry that DEL finds
+        let list: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
+        self.write_file(
+            &self.dir.join("holders").join(encode(attachment)),
+            list.join("\n").as_bytes(),
+        )
+        .map_err(fail)?;
+        for ip in ips {
+            self.write_file(
+                &self.dir.join("held").join(ip.to_string()),
+                attachment.as_bytes(),
+            )
+            .map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    pub fn release_addresses(&self, attachment: &str) -> OpResult<()> {
+        let list = self.dir.join("holders").join(encode(attachment));
+        let text = match fs::read_to_string(&list) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(OpError::failed(format!(
+                    "address record of {attachment:?}: {e}"
+                )))
+            }
+        };
+        for ip in text.lines().filter_map(|l| l.parse::<Ipv4Addr>().ok()) {
+            // only if still this attachment's (never another's record)
+            if self.address_holder(ip)?.as_deref() == Some(attachment) {
+                let _ = fs::remove_file(self.dir.join("held").join(ip.to_string()));
+            }
+        }
+        let _ = fs::remove_file(list);
+        Ok(())
+    }
+
+    pub fn holders(&self) -> OpResult<Vec<String>> {
+        let rd = fs::read_dir(self.dir.join("holders"))
+            .map_err(|e| OpError::failed(format!("address records: {e}")))?;
+        Ok(rd
+            .flatten()
+            .filter_map(|e| decode(e.file_name().to_str()?))
+            .collect())
+    }
+
+    /// Clear the state a previous boot left (pods, links and bridges are gone after a
+    /// reboot, and runtimes without CNI GC never send DEL for them). Called under the
+    /// lock; returns how many keys were dropped when the boot changed.
+    pub fn check_boot(&self) -> Result<Option<u64>> {
+        let now = match fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+            Ok(id) => id.trim().to_string(),
+            Err(_) => return Ok(None), // no procfs: nothing to compare with
+        };
+        let file = self.dir.join("boot_id");
+        let recorded = fs::read_to_string(&file).ok().map(|s| s.trim().to_string());
+        if recorded.as_deref() == Some(now.as_str()) {
+            return Ok(None);
+        }
+        let mut dropped = None;
+        // no record: state from before boot ids were kept, assumed to be this boot's
+        if recorded.is_some() {
+            let mut n = 0;
+            for sub in ["kv", "held", "holders"] {
+                if let Ok(rd) = fs::read_dir(self.dir.join(sub)) {
+                    for e in rd.flatten() {
+                        if fs::remove_file(e.path()).is_ok() && sub == "kv" {
+                            n += 1;
+                        }
+                    }
+                }
+            }
+            dropped = Some(n);
+        }
+        self.write_file(&file, now.as_bytes())
+            .map_err(|e| Error::io(format!("boot record {}", file.display()), e))?;
+        Ok(dropped)
     }
 
     pub fn delete(&self, key: &str) -> OpResult<bool> {
@@ -264,7 +439,7 @@ mod tests {
         entries.sort();
         assert_eq!(
             entries,
-            ["kv", "tmp"],
+            ["held", "holders", "kv", "tmp"],
             "nothing outside the store's own directories"
         );
         let bad = crate::op_error::OpKind::InvalidArgument;

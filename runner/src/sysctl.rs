@@ -2,6 +2,7 @@
 //! of the thread that opens the file, so container values are opened from inside it.
 
 use crate::netns::{Namespaces, Ns};
+use crate::node::SysctlValue;
 use crate::op_error::{OpError, OpResult};
 use std::path::PathBuf;
 
@@ -36,4 +37,39 @@ pub fn set(ns: &mut Namespaces, which: Ns, key: &str, parts: &[&str], value: &st
         Ns::Container => ns.in_container(write)?,
     };
     r.map_err(|e| io_err(key, e))
+}
+
+/// The IPv4 `forwarding` values of `default` and of every link: writing `ip_forward`
+/// (or `conf.all.forwarding`) makes the kernel copy it into all of them.
+pub fn forwarding_values(ns: &mut Namespaces, which: Ns) -> OpResult<Vec<SysctlValue>> {
+    let read = || -> std::io::Result<Vec<SysctlValue>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc/sys/net/ipv4/conf")? {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if name == "all" {
+                continue; // the same switch as ip_forward, restored first
+            }
+            let parts: Vec<String> = ["net", "ipv4", "conf", &name, "forwarding"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            // a link may vanish between the listing and the read
+            if let Ok(v) = std::fs::read_to_string(path(&refs)) {
+                out.push(SysctlValue {
+                    key: format!("net.ipv4.conf.{name}.forwarding"),
+                    parts,
+                    value: v.trim().to_string(),
+                });
+            }
+        }
+        // `default` first: restoring it changes no link
+        out.sort_by_key(|v| v.parts[3] != "default");
+        Ok(out)
+    };
+    let r = match which {
+        Ns::Host => read(),
+        Ns::Container => ns.in_container(read)?,
+    };
+    r.map_err(|e| io_err("net.ipv4.conf.*.forwarding", e))
 }

@@ -96,9 +96,9 @@ fn links_addresses_routes_in_both_namespaces() {
         nl.get_link(Ns::Host, "wctest0").unwrap().unwrap().master,
         Some(br.index)
     );
-    nl.set_up(Ns::Host, "wctest0").unwrap();
-    nl.set_up(Ns::Host, "cni0").unwrap();
-    nl.set_up(Ns::Container, "eth0").unwrap();
+    nl.set_up(Ns::Host, "wctest0", true).unwrap();
+    nl.set_up(Ns::Host, "cni0", true).unwrap();
+    nl.set_up(Ns::Container, "eth0", true).unwrap();
     nl.set_mtu(Ns::Container, "eth0", 1300).unwrap();
     assert_eq!(
         nl.get_link(Ns::Container, "eth0").unwrap().unwrap().mtu,
@@ -189,7 +189,7 @@ fn sandbox(ns: &Netns, dir: &std::path::Path, journal: bool) -> Sandbox {
             store: Store::open(dir).unwrap(),
         }),
         journal.then(Default::default),
-        CallLog::open(&dir.join("log"), "ADD", "c1"),
+        CallLog::open(&dir.join("log"), "ADD", "c1", 1 << 20),
         "wasm_cni_test".into(),
     )
 }

@@ -53,3 +53,23 @@ expect_nothing_running() {
   [ "$elapsed_ms" -lt 2000 ] || { echo "took $elapsed_ms ms for a 1000 ms deadline" >&2; false; }
   victim_ok
 }
+
+@test "SIGTERM from the runtime during a call: code 11 naming the signal, its work undone" {
+  hostile_conf sleep-wasi '.timeoutMs = 20000'
+  before=$(snapshot "$T-a" "$T-b")
+  ip netns exec "$NODE" env -i PATH="$PATH" CNI_COMMAND=ADD CNI_CONTAINERID=evil \
+    CNI_NETNS="/run/netns/$T-b" CNI_IFNAME=eth0 "$RUNNER" < "$W/hostile.json" > "$W/out" 2>/dev/null &
+  local pid=$! i
+  # the guest has done its work once its store key is there; then it sleeps
+  for i in $(seq 100); do [ -e "$W/state/testnet/kv/hostile%2Fmarker" ] && break; sleep 0.05; done
+  [ -e "$W/state/testnet/kv/hostile%2Fmarker" ] || { echo "the guest never did its work" >&2; false; }
+  kill -TERM "$pid"
+  set +e; wait "$pid"; status=$?; set -e
+  output=$(cat "$W/out")
+  after=$(snapshot "$T-a" "$T-b")
+  expect_error 11
+  expect_msg "stopped by signal 15"
+  expect_unchanged
+  expect_nothing_running
+  victim_ok
+}

@@ -75,3 +75,19 @@ fail_every_k() {
   fail_every_k "$calls"
   ping_from "$T-a" 200.200.1.1
 }
+
+@test "a runner panic in the middle of an ADD: an error object, and the work so far undone" {
+  cni ADD warm a; expect_ok   # node setup exists: the panicking ADD is a plain pod ADD
+  local before after
+  before=$(snapshot "$T-b")
+  # host call 12 of a plain pod ADD (16 calls) comes after the veth was created
+  cni_env "$W/conf.json" WASM_CNI_PANIC_AT=12 CNI_COMMAND=ADD CNI_CONTAINERID=cb \
+    CNI_NETNS="/run/netns/$T-b" CNI_IFNAME=eth0
+  grep -q "injected panic at host call 12" "$W/stderr"
+  assert_one_json_or_nothing
+  expect_error 999
+  grep -q "panicked" <<<"$output"
+  grep -Eq "panicked.*stopped; [1-9][0-9]* change\(s\) undone" "$W/wasm-cni.log"
+  after=$(snapshot "$T-b")
+  [ "$before" = "$after" ] || { diff <(echo "$before") <(echo "$after") >&2; false; }
+}

@@ -41,13 +41,14 @@ snapshot() {
       grep -v '^local\|^multicast\|^anycast\|^fe80::/64 \|^broadcast' || true
     ip netns exec "$ns" nft list ruleset
     ip netns exec "$ns" sh -c 'cd /proc/sys/net/ipv4 && echo ip_forward=$(cat ip_forward) &&
-      for f in conf/*/forwarding conf/*/rp_filter conf/*/proxy_arp; do echo "$f=$(cat "$f")"; done'
+      for f in conf/*/forwarding conf/*/rp_filter conf/*/proxy_arp; do echo "$f=$(cat -v "$f")"; done'
     ip netns exec "$ns" sh -c 'cd /proc/sys/net/ipv6 2>/dev/null || exit 0
       for f in conf/*/disable_ipv6 conf/*/forwarding; do echo "ipv6/$f=$(cat "$f")"; done'
   done
   echo "### store"
+  # lock and boot_id are the runner's own bookkeeping, not state a guest changed
   if [ -d "$W/state" ]; then
-    find "$W/state" -type f ! -name lock | sort | while read -r f; do echo "$f=$(cat "$f")"; done
+    find "$W/state" -type f ! -name lock ! -name boot_id | sort | while read -r f; do echo "$f=$(cat -v "$f")"; done
   fi
 }
 

@@ -42,8 +42,103 @@ pub struct NetConf {
     pub valid_attachments: Vec<(String, String)>,
     /// Log every host call's time (`timing`).
     pub timing: bool,
+    /// What one call may create and write (`limits`).
+    pub limits: Limits,
     /// The config text exactly as received; the guest gets this.
     pub raw: String,
+}
+
+/// Bounds on what one call may create and write, and on the network's store and log
+/// (`limits` in the config; every field optional). Past a per-call bound the host call
+/// is refused (`denied`, "per-call limit"); the guest's log lines past `log_bytes` are
+/// dropped after one "log truncated" line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Links created per call (`links`).
+    pub links: u64,
+    /// Addresses added per call (`addresses`).
+    pub addresses: u64,
+    /// Routes added per call (`routes`).
+    pub routes: u64,
+    /// Firewall requests per call (`firewallRules`).
+    pub firewall_rules: u64,
+    /// Store writes and deletes per call (`storeWrites`).
+    pub store_writes: u64,
+    /// Bytes of store values written per call (`storeBytes`).
+    pub store_bytes: u64,
+    /// Keys in the network's store (`storeKeys`).
+    pub store_keys: u64,
+    /// Bytes in the network's store (`storeTotalBytes`).
+    pub store_total_bytes: u64,
+    /// Bytes of guest log lines per call (`logBytes`).
+    pub log_bytes: u64,
+    /// Past this size the log file is renamed to `<logFile>.1` (`logFileBytes`).
+    pub log_file_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            links: 8,
+            addresses: 32,
+            routes: 256,
+            firewall_rules: 32,
+            store_writes: 64,
+            store_bytes: 1 << 20,
+            store_keys: 4096,
+            store_total_bytes: 16 << 20,
+            log_bytes: 64 << 10,
+            log_file_bytes: 16 << 20,
+        }
+    }
+}
+
+impl Limits {
+    fn parse(obj: &Map<String, Value>) -> Result<Limits> {
+        let d = Limits::default();
+        let Some(v) = obj.get("limits").filter(|v| !v.is_null()) else {
+            return Ok(d);
+        };
+        let l = v.as_object().ok_or_else(|| {
+            Error::InvalidConfig(format!("\"limits\" must be an object, not {v}"))
+        })?;
+        const KEYS: [&str; 10] = [
+            "links",
+            "addresses",
+            "routes",
+            "firewallRules",
+            "storeWrites",
+            "storeBytes",
+            "storeKeys",
+            "storeTotalBytes",
+            "logBytes",
+            "logFileBytes",
+        ];
+        if let Some(k) = l.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(Error::InvalidConfig(format!(
+                "limits: unknown key {k:?} (known: {})",
+                KEYS.join(", ")
+            )));
+        }
+        let n = |key: &str, default: u64, max: u64| {
+            number(l, key, default, (0, max)).map_err(|e| match e {
+                Error::InvalidConfig(m) => Error::InvalidConfig(format!("limits: {m}")),
+                other => other,
+            })
+        };
+        Ok(Limits {
+            links: n("links", d.links, 1024)?,
+            addresses: n("addresses", d.addresses, 4096)?,
+            routes: n("routes", d.routes, 16384)?,
+            firewall_rules: n("firewallRules", d.firewall_rules, 1024)?,
+            store_writes: n("storeWrites", d.store_writes, 65536)?,
+            store_bytes: n("storeBytes", d.store_bytes, 1 << 30)?,
+            store_keys: n("storeKeys", d.store_keys, 1 << 24)?,
+            store_total_bytes: n("storeTotalBytes", d.store_total_bytes, 1 << 34)?,
+            log_bytes: n("logBytes", d.log_bytes, 1 << 30)?,
+            log_file_bytes: n("logFileBytes", d.log_file_bytes, 1 << 40)?,
+        })
+    }
 }
 
 fn string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>> {
@@ -142,6 +237,7 @@ impl NetConf {
             memory_limit_mib: number(obj, "memoryLimitMiB", 64, (1, 4096))?,
             lock_timeout_ms: number(obj, "lockTimeoutMs", 20_000, (1, 600_000))?,
             valid_attachments: attachments(obj)?,
+            limits: Limits::parse(obj)?,
             timing: match obj.get("timing") {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,

@@ -3,7 +3,7 @@
 
 use crate::netns::Ns;
 use crate::op_error::{OpError, OpKind};
-use crate::sandbox::Sandbox;
+use crate::sandbox::{lock, Sandbox, Shared};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -16,39 +16,70 @@ wasmtime::component::bindgen!({
 pub use self::exports::wasm_cni::plugin::policy;
 use self::wasm_cni::plugin::{addresses, firewall, links, log, routes, store, sysctl, types};
 
-/// Memory limits that remember whether they refused a growth (to name the limit hit).
-pub struct Limits {
+/// The guest's memory: the total over all its linear memories and tables (a component
+/// may have many), and how many of each it may create. Remembers whether it refused a
+/// growth, to name the limit hit.
+pub struct MemoryLimits {
     pub max_bytes: usize,
+    /// Bytes of memories and tables (8 bytes an element) in use now.
+    pub total: usize,
     pub hit: bool,
 }
 
-impl wasmtime::ResourceLimiter for Limits {
+/// At most this many core instances, memories and tables in one guest: enough for a
+/// component built by any of the toolchains in the guide, far from what a bomb needs.
+pub const MAX_INSTANCES: usize = 64;
+pub const MAX_MEMORIES: usize = 8;
+pub const MAX_TABLES: usize = 32;
+const TABLE_ELEMENT: usize = 8;
+
+impl MemoryLimits {
+    fn grow(&mut self, current: usize, desired: usize) -> bool {
+        let total = self.total.saturating_sub(current).saturating_add(desired);
+        if total > self.max_bytes {
+            self.hit = true;
+            return false;
+        }
+        self.total = total;
+        true
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimits {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.hit = true;
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(self.grow(current, desired))
     }
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        if desired > 100_000 {
+            return Ok(false);
+        }
+        Ok(self.grow(current * TABLE_ELEMENT, desired * TABLE_ELEMENT))
+    }
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }
 
 /// Everything a guest call's store holds.
 pub struct State {
-    pub sandbox: Sandbox,
-    pub limits: Limits,
+    pub sandbox: Shared,
+    pub limits: MemoryLimits,
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     /// The guest's WASI stderr (panic messages end up here), kept for the log.
@@ -98,10 +129,11 @@ impl State {
         args: impl FnOnce() -> String,
         f: impl FnOnce(&mut Sandbox) -> Result<T, OpError>,
     ) -> R<T> {
+        let mut sb = lock(&self.sandbox);
         let t = std::time::Instant::now();
-        let r = f(&mut self.sandbox);
-        self.sandbox.note(op, t.elapsed());
-        if let Some(tr) = &mut self.sandbox.transcript {
+        let r = f(&mut sb);
+        sb.note(op, t.elapsed());
+        if let Some(tr) = &mut sb.transcript {
             let answer = match &r {
                 Ok(v) => format!("ok {v:?}"),
                 Err(e) => format!("error {}: {}", kind_name(e.kind), e.message),
@@ -216,8 +248,9 @@ impl links::Host for State {
         )
     }
     fn attachment_link(&mut self, container_id: String, ifname: String) -> String {
-        let name = self.sandbox.attachment_link(&container_id, &ifname);
-        if let Some(tr) = &mut self.sandbox.transcript {
+        let mut sb = lock(&self.sandbox);
+        let name = sb.attachment_link(&container_id, &ifname);
+        if let Some(tr) = &mut sb.transcript {
             tr.push(format!(
                 "links.attachment-link({}, {}) -> {}",
                 q(&container_id),
@@ -362,9 +395,10 @@ impl log::Host for State {
             log::Level::Error => "ERROR",
         };
         let m = super::truncate(message, 4096);
-        if let Some(tr) = &mut self.sandbox.transcript {
+        let mut sb = lock(&self.sandbox);
+        if let Some(tr) = &mut sb.transcript {
             tr.push(format!("log.write({}, {})", level.to_lowercase(), q(&m)));
         }
-        self.sandbox.log.line(level, &format!("guest: {m}"));
+        sb.guest_log(level, &format!("guest: {m}"));
     }
 }

@@ -9,8 +9,8 @@ mod host;
 
 use crate::cni::output::{AddResult, Dns, Interface, IpConfig, Route};
 use crate::error::{Error, Result};
-use crate::sandbox::Sandbox;
-use host::{policy, CniPolicy, CniPolicyPre, Limits, State};
+use crate::sandbox::{Sandbox, Shared};
+use host::{policy, CniPolicy, CniPolicyPre, MemoryLimits, State};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -104,7 +104,12 @@ fn try_instantiate(engine: &Engine, component: &Component, path: &Path) -> Resul
     );
     // the largest limits a network config may set: the check is about the contract,
     // not about whether the guest fits one network's budget
-    let mut store = new_store(engine, sandbox, 4096, Duration::from_secs(120));
+    let mut store = new_store(
+        engine,
+        crate::sandbox::shared(sandbox),
+        4096,
+        Duration::from_secs(120),
+    );
     pre(engine, component, path)?
         .instantiate(&mut store)
         .map(|_| ())
@@ -232,17 +237,13 @@ pub struct Bounds<'a> {
 
 /// A store for one guest call: the sandbox, the memory cap, a WASI context that grants
 /// nothing, and an epoch deadline `timeout` from now.
-fn new_store(
-    engine: &Engine,
-    sandbox: Sandbox,
-    memory_mib: u64,
-    timeout: Duration,
-) -> Store<State> {
+fn new_store(engine: &Engine, sandbox: Shared, memory_mib: u64, timeout: Duration) -> Store<State> {
     let stderr = MemoryOutputPipe::new(16 * 1024);
     let state = State {
         sandbox,
-        limits: Limits {
+        limits: MemoryLimits {
             max_bytes: (memory_mib as usize) << 20,
+            total: 0,
             hit: false,
         },
         // WASI is linked because std-based guests (Rust wasip2, Python, JS) import
@@ -270,14 +271,15 @@ fn new_store(
     store
 }
 
-/// Instantiate the guest and make one call. Always gives the sandbox back (for rollback).
+/// Instantiate the guest and make one call. The caller keeps its handle on the sandbox
+/// (for the rollback, and for the watchdog).
 pub fn run(
     engine: &Engine,
     component: &Component,
-    sandbox: Sandbox,
+    sandbox: Shared,
     call: Call,
     b: &Bounds,
-) -> (Result<Reply>, Sandbox, Phases) {
+) -> (Result<Reply>, Phases) {
     let Bounds {
         guest_path,
         sandbox_path,
@@ -340,8 +342,7 @@ pub fn run(
         phases.guest_us = t.elapsed().as_micros();
         out
     });
-    let state = store.into_data();
-    (result, state.sandbox, phases)
+    (result, phases)
 }
 
 /// Cut to at most `n` bytes on a character boundary (guest text is untrusted).
@@ -362,7 +363,7 @@ fn fault(store: &Store<State>, e: wasmtime::Error, timeout: Duration) -> Error {
     let data = store.data();
     if data.limits.hit {
         return Error::GuestFault(format!(
-            "memory limit of {} MiB reached",
+            "memory limit of {} MiB reached (all its memories and tables together)",
             data.limits.max_bytes >> 20
         ));
     }
@@ -377,4 +378,67 @@ fn fault(store: &Store<State>, e: wasmtime::Error, timeout: Duration) -> Error {
         msg.push_str(&format!(" (guest stderr: {})", truncate(stderr, 1024)));
     }
     Error::GuestFault(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component whose core instances each have one memory of `pages` 64 KiB pages.
+    fn memories(n: usize, pages: u32) -> Component {
+        let mut text = format!("(component (core module $m (memory (export \"m\") {pages}))");
+        for i in 0..n {
+            text.push_str(&format!(" (core instance $i{i} (instantiate $m))"));
+        }
+        text.push(')');
+        let bytes = wat::parse_str(&text).expect("valid component text");
+        Component::new(&engine::engine().unwrap(), &bytes).expect("a valid component")
+    }
+
+    /// Instantiate under a cap of `mib` MiB; the limiter's state afterwards.
+    fn instantiate(c: &Component, mib: u64) -> (bool, bool, usize) {
+        let engine = c.engine().clone();
+        let sb = Sandbox::new(
+            crate::grants::Grants::new(crate::grants::Scope::Status, false, "cni0", "wc", None),
+            Box::new(crate::sim::Model {
+                world: crate::sim::World::default(),
+                container: None,
+            }),
+            None,
+            crate::calllog::CallLog::discard(),
+            "t".into(),
+        );
+        let mut store = new_store(
+            &engine,
+            crate::sandbox::shared(sb),
+            mib,
+            Duration::from_secs(5),
+        );
+        let ok = Linker::<State>::new(&engine)
+            .instantiate(&mut store, c)
+            .is_ok();
+        let l = &store.data().limits;
+        (ok, l.hit, l.total)
+    }
+
+    #[test]
+    fn the_memory_cap_is_the_total_over_all_memories() {
+        // 6 memories of 16 MiB = 96 MiB under a 32 MiB cap: each alone would fit
+        let (ok, hit, total) = instantiate(&memories(6, 256), 32);
+        assert!(!ok && hit, "refused on the total");
+        assert!(total <= 32 << 20, "never more than the cap in use: {total}");
+        // the same under a cap that holds them all
+        let (ok, _, total) = instantiate(&memories(6, 256), 128);
+        assert!(ok);
+        assert_eq!(total, 96 << 20);
+    }
+
+    #[test]
+    fn the_number_of_memories_and_instances_is_capped() {
+        // the attack seen: 48 memories (tiny ones here: the count is what is refused)
+        let (ok, _, _) = instantiate(&memories(48, 1), 4096);
+        assert!(!ok, "48 memories");
+        let (ok, _, _) = instantiate(&memories(host::MAX_MEMORIES, 1), 64);
+        assert!(ok, "as many as the cap allows");
+    }
 }
