@@ -66,9 +66,12 @@ pub enum Undo {
         ns: Ns,
         values: Vec<crate::node::SysctlValue>,
     },
+    /// A key's value before the call's first write (none: it did not exist), and its
+    /// owner when a deletion removed it.
     RestoreKey {
         key: String,
-        old: Option<crate::node::StoreEntry>,
+        old: Option<String>,
+        owner: Option<String>,
     },
     /// The network's firewall table as listed before the call's first change (none:
     /// it did not exist).
@@ -82,17 +85,15 @@ pub enum Undo {
 #[derive(Default, Debug)]
 pub struct Journal {
     entries: Vec<Undo>,
+    /// Store keys with a `RestoreKey` already (recording stays O(1)).
+    keys: std::collections::HashSet<String>,
 }
 
 impl Journal {
     pub fn record(&mut self, u: Undo) {
         // A key written twice is restored to its value before the first write.
         if let Undo::RestoreKey { key, .. } = &u {
-            if self
-                .entries
-                .iter()
-                .any(|e| matches!(e, Undo::RestoreKey { key: k, .. } if k == key))
-            {
+            if !self.keys.insert(key.clone()) {
                 return;
             }
         }

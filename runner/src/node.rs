@@ -29,14 +29,6 @@ pub enum SavedAddress {
     Model(String),
 }
 
-/// A store value with the attachment that created the key (`container-id ifname`), if
-/// an attachment's call did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreEntry {
-    pub value: String,
-    pub owner: Option<String>,
-}
-
 /// One sysctl's value, with its path under /proc/sys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SysctlValue {
@@ -110,9 +102,13 @@ pub trait Node: Send {
     /// every link's), as (key, value).
     fn forwarding_values(&mut self, ns: Ns) -> OpResult<Vec<SysctlValue>>;
 
-    fn store_get(&mut self, key: &str) -> OpResult<Option<StoreEntry>>;
-    fn store_put(&mut self, key: &str, entry: &StoreEntry) -> OpResult<()>;
+    fn store_get(&mut self, key: &str) -> OpResult<Option<String>>;
+    fn store_put(&mut self, key: &str, value: &str) -> OpResult<()>;
+    /// Remove the key (and its owner).
     fn store_delete(&mut self, key: &str) -> OpResult<bool>;
+    /// The attachment whose call created the key, if one did.
+    fn store_owner(&mut self, key: &str) -> OpResult<Option<String>>;
+    fn store_set_owner(&mut self, key: &str, owner: &str) -> OpResult<()>;
     fn store_list(&mut self, prefix: &str) -> OpResult<Vec<String>>;
     fn store_usage(&mut self) -> OpResult<StoreUsage>;
 
@@ -251,11 +247,17 @@ impl Node for Kernel {
     fn forwarding_values(&mut self, ns: Ns) -> OpResult<Vec<SysctlValue>> {
         sysctl::forwarding_values(&mut self.net.ns, ns)
     }
-    fn store_get(&mut self, key: &str) -> OpResult<Option<StoreEntry>> {
-        self.store.get_entry(key)
+    fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
+        self.store.get(key)
     }
-    fn store_put(&mut self, key: &str, entry: &StoreEntry) -> OpResult<()> {
-        self.store.put_entry(key, entry)
+    fn store_put(&mut self, key: &str, value: &str) -> OpResult<()> {
+        self.store.put(key, value)
+    }
+    fn store_owner(&mut self, key: &str) -> OpResult<Option<String>> {
+        self.store.owner(key)
+    }
+    fn store_set_owner(&mut self, key: &str, owner: &str) -> OpResult<()> {
+        self.store.set_owner(key, owner)
     }
     fn store_delete(&mut self, key: &str) -> OpResult<bool> {
         self.store.delete(key)

@@ -14,7 +14,7 @@ use crate::grants::{Grants, LinkOp};
 use crate::journal::{Journal, Undo};
 use crate::netlink::{LinkInfo, RouteSpec};
 use crate::netns::Ns;
-use crate::node::{Node, StoreEntry, StoreUsage, SysctlValue};
+use crate::node::{Node, StoreUsage, SysctlValue};
 use crate::op_error::{OpError, OpKind, OpResult};
 use ipnetwork::Ipv4Network;
 use std::net::Ipv4Addr;
@@ -676,7 +676,7 @@ impl Sandbox {
     pub fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
         let check = crate::store::check_key(key);
         self.gate(&format!("store get {key}"), check)?;
-        Ok(self.node.store_get(key)?.map(|e| e.value))
+        self.node.store_get(key)
     }
 
     fn usage(&mut self) -> OpResult<StoreUsage> {
@@ -712,7 +712,7 @@ impl Sandbox {
         }
         let old = self.node.store_get(key)?;
         let mut u = self.usage()?;
-        let old_len = old.as_ref().map_or(0, |e| e.value.len() as u64);
+        let old_len = old.as_ref().map_or(0, |v| v.len() as u64);
         if old.is_none() {
             u.keys += 1;
         }
@@ -728,23 +728,27 @@ impl Sandbox {
                 self.limits.store_total_bytes
             )));
         }
-        // a new key belongs to the attachment whose call created it; an existing key
-        // keeps its owner
-        let owner = match &old {
-            Some(e) => e.owner.clone(),
-            None => self.grants.attachment().map(str::to_string),
-        };
-        let entry = StoreEntry {
-            value: value.to_string(),
-            owner,
-        };
-        self.node.store_put(key, &entry)?;
+        self.node.store_put(key, value)?;
         self.used.store_bytes += bytes;
         self.store_usage = Some(u);
+        let created = old.is_none();
+        // the owner too: a later delete in this call removes it with the key
+        let owner = match (&old, self.journaled()) {
+            (Some(_), true) => self.node.store_owner(key)?,
+            _ => None,
+        };
         self.record(Undo::RestoreKey {
             key: key.into(),
             old,
+            owner,
         });
+        // a new key belongs to the attachment whose call created it; an existing key
+        // keeps its owner
+        if created {
+            if let Some(me) = self.grants.attachment().map(str::to_string) {
+                self.node.store_set_owner(key, &me)?;
+            }
+        }
         Ok(())
     }
 
@@ -752,9 +756,9 @@ impl Sandbox {
         let what = format!("store delete {key}");
         let check = crate::store::check_key(key);
         self.gate_change(&what, check)?;
-        let old = self.node.store_get(key)?;
-        if let Some(owner) = old.as_ref().and_then(|e| e.owner.as_deref()) {
-            if let Err(e) = self.grants.may_delete_owned(owner) {
+        let owner = self.node.store_owner(key)?;
+        if let Some(o) = owner.as_deref() {
+            if let Err(e) = self.grants.may_delete_owned(o) {
                 let e = OpError::denied(format!("{what}: {}", e.message));
                 self.guest_log("WARN", &format!("denied {}", e.message));
                 return Err(e);
@@ -766,15 +770,21 @@ impl Sandbox {
             &what,
             "storeWrites",
         )?;
+        let old = if self.journaled() || self.store_usage.is_some() {
+            self.node.store_get(key)?
+        } else {
+            None
+        };
         let existed = self.node.store_delete(key)?;
         if existed {
-            if let (Some(u), Some(e)) = (&mut self.store_usage, &old) {
+            if let (Some(u), Some(v)) = (&mut self.store_usage, &old) {
                 u.keys = u.keys.saturating_sub(1);
-                u.bytes = u.bytes.saturating_sub(e.value.len() as u64);
+                u.bytes = u.bytes.saturating_sub(v.len() as u64);
             }
             self.record(Undo::RestoreKey {
                 key: key.into(),
                 old,
+                owner,
             });
         }
         Ok(existed)
@@ -974,8 +984,18 @@ impl Sandbox {
                 }
                 Ok(())
             }
-            Undo::RestoreKey { key, old: Some(e) } => self.node.store_put(key, e),
-            Undo::RestoreKey { key, old: None } => self.node.store_delete(key).map(|_| ()),
+            Undo::RestoreKey {
+                key,
+                old: Some(v),
+                owner,
+            } => {
+                self.node.store_put(key, v)?;
+                match owner {
+                    Some(o) => self.node.store_set_owner(key, o),
+                    None => Ok(()),
+                }
+            }
+            Undo::RestoreKey { key, old: None, .. } => self.node.store_delete(key).map(|_| ()),
             Undo::RestoreTable { table, saved } => self.node.restore_table(table, saved.as_deref()),
         }
     }
@@ -1073,13 +1093,9 @@ mod tests {
             &["200.200.0.0/16".parse().unwrap()],
         )
         .unwrap();
-        let entry = |v: &str, o: Option<&str>| StoreEntry {
-            value: v.into(),
-            owner: o.map(str::to_string),
-        };
-        m.store_put("last", &entry("200.200.1.5", None)).unwrap();
-        m.store_put("ip/200.200.1.5", &entry("other eth0", Some("other eth0")))
-            .unwrap();
+        m.store_put("last", "200.200.1.5").unwrap();
+        m.store_put("ip/200.200.1.5", "other eth0").unwrap();
+        m.store_set_owner("ip/200.200.1.5", "other eth0").unwrap();
         m.hold_addresses("other eth0", &["200.200.1.5".parse().unwrap()])
             .unwrap();
         m.create_veth(&own(), "eth9", None).unwrap();

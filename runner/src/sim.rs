@@ -9,7 +9,7 @@
 
 use crate::netlink::{LinkInfo, RouteSpec};
 use crate::netns::Ns;
-use crate::node::{Node, SavedAddress, SavedRoute, StoreEntry, StoreUsage, SysctlValue};
+use crate::node::{Node, SavedAddress, SavedRoute, StoreUsage, SysctlValue};
 use crate::op_error::{OpError, OpKind, OpResult};
 use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
@@ -692,32 +692,34 @@ impl Node for Model {
         Ok(out)
     }
 
-    fn store_get(&mut self, key: &str) -> OpResult<Option<StoreEntry>> {
-        Ok(self.world.store.get(key).map(|v| StoreEntry {
-            value: v.clone(),
-            owner: self.world.store_owners.get(key).cloned(),
-        }))
+    fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
+        Ok(self.world.store.get(key).cloned())
     }
 
-    fn store_put(&mut self, key: &str, entry: &StoreEntry) -> OpResult<()> {
-        if entry.value.len() > crate::store::MAX_VALUE {
+    fn store_put(&mut self, key: &str, value: &str) -> OpResult<()> {
+        if value.len() > crate::store::MAX_VALUE {
             return Err(OpError::invalid(format!(
                 "store put {key:?}: value of {} bytes is over the {}-byte limit",
-                entry.value.len(),
+                value.len(),
                 crate::store::MAX_VALUE
             )));
         }
-        self.world.store.insert(key.into(), entry.value.clone());
-        match &entry.owner {
-            Some(o) => self.world.store_owners.insert(key.into(), o.clone()),
-            None => self.world.store_owners.remove(key),
-        };
+        self.world.store.insert(key.into(), value.into());
         Ok(())
     }
 
     fn store_delete(&mut self, key: &str) -> OpResult<bool> {
         self.world.store_owners.remove(key);
         Ok(self.world.store.remove(key).is_some())
+    }
+
+    fn store_owner(&mut self, key: &str) -> OpResult<Option<String>> {
+        Ok(self.world.store_owners.get(key).cloned())
+    }
+
+    fn store_set_owner(&mut self, key: &str, owner: &str) -> OpResult<()> {
+        self.world.store_owners.insert(key.into(), owner.into());
+        Ok(())
     }
 
     fn store_list(&mut self, prefix: &str) -> OpResult<Vec<String>> {
@@ -919,14 +921,7 @@ mod tests {
     fn survives_the_session_file() {
         let mut m = model();
         m.create_bridge("cni0", Some(1400)).unwrap();
-        m.store_put(
-            "last",
-            &StoreEntry {
-                value: "200.200.1.2".into(),
-                owner: None,
-            },
-        )
-        .unwrap();
+        m.store_put("last", "200.200.1.2").unwrap();
         let text = serde_json::to_string(&m.world).unwrap();
         let back: World = serde_json::from_str(&text).unwrap();
         assert_eq!(describe(&back), describe(&m.world));

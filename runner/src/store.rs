@@ -6,15 +6,15 @@
 //!   killed process (even SIGKILL) leaves the old or the new value, never a torn one.
 //!   There is no fsync (it would cost milliseconds per ADD): after a power loss or kernel
 //!   crash a recent value may be lost or empty; IPAM state is rebuilt by GC.
-//!   A key created by an attachment's call carries that attachment as its owner, in a
-//!   header line the guest never sees (only the owner's calls and GC may delete it).
+//! - `owners/<encoded key>`: the attachment whose call created the key, if one did
+//!   (only that attachment's calls and GC may delete the key). Values stay plain files.
 //! - `held/<address>` and `holders/<attachment>`: the runner's own record of the
 //!   addresses each live attachment was given (its ADD result), out of the guest's reach.
 //! - `boot_id`: the boot that wrote this state. Pods do not survive a reboot, so neither
 //!   does anything held for them: on a new boot the store and the records are cleared.
 
 use crate::error::{Error, Result};
-use crate::node::{StoreEntry, StoreUsage};
+use crate::node::StoreUsage;
 use crate::op_error::{OpError, OpResult};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{self, File, OpenOptions};
@@ -83,37 +83,6 @@ pub fn check_key(key: &str) -> OpResult<()> {
     Ok(())
 }
 
-/// The header of a value whose key has an owner: `\0owner=<attachment>\n`.
-const OWNER: &[u8] = b"\0owner=";
-
-fn encode_entry(e: &StoreEntry) -> Vec<u8> {
-    // a value that starts with NUL always gets a header, so no value can forge one
-    if e.owner.is_none() && !e.value.starts_with('\0') {
-        return e.value.as_bytes().to_vec();
-    }
-    let mut out = OWNER.to_vec();
-    out.extend_from_slice(e.owner.as_deref().unwrap_or_default().as_bytes());
-    out.push(b'\n');
-    out.extend_from_slice(e.value.as_bytes());
-    out
-}
-
-fn decode_entry(bytes: Vec<u8>) -> std::result::Result<StoreEntry, std::string::FromUtf8Error> {
-    if let Some(rest) = bytes.strip_prefix(OWNER) {
-        if let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-            let owner = String::from_utf8(rest[..nl].to_vec())?;
-            return Ok(StoreEntry {
-                value: String::from_utf8(rest[nl + 1..].to_vec())?,
-                owner: (!owner.is_empty()).then_some(owner),
-            });
-        }
-    }
-    Ok(StoreEntry {
-        value: String::from_utf8(bytes)?,
-        owner: None,
-    })
-}
-
 /// The store of one network.
 pub struct Store {
     dir: PathBuf,
@@ -133,7 +102,13 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         let kv = dir.join("kv");
         let tmp = dir.join("tmp");
-        for d in [&kv, &tmp, &dir.join("held"), &dir.join("holders")] {
+        for d in [
+            &kv,
+            &tmp,
+            &dir.join("owners"),
+            &dir.join("held"),
+            &dir.join("holders"),
+        ] {
             fs::create_dir_all(d)
                 .map_err(|e| Error::io(format!("state directory {}", d.display()), e))?;
         }
@@ -185,41 +160,44 @@ impl Store {
     }
 
     pub fn get(&self, key: &str) -> OpResult<Option<String>> {
-        Ok(self.get_entry(key)?.map(|e| e.value))
-    }
-
-    pub fn get_entry(&self, key: &str) -> OpResult<Option<StoreEntry>> {
         check_key(key)?;
-        match fs::read(self.path(key)) {
-            Ok(v) => decode_entry(v)
-                .map(Some)
-                .map_err(|e| OpError::failed(format!("store get {key:?}: {e}"))),
+        match fs::read_to_string(self.path(key)) {
+            Ok(v) => Ok(Some(v)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(OpError::failed(format!("store get {key:?}: {e}"))),
         }
     }
 
     pub fn put(&self, key: &str, value: &str) -> OpResult<()> {
-        self.put_entry(
-            key,
-            &StoreEntry {
-                value: value.to_string(),
-                owner: None,
-            },
-        )
-    }
-
-    pub fn put_entry(&self, key: &str, entry: &StoreEntry) -> OpResult<()> {
         check_key(key)?;
-        let value = &entry.value;
         if value.len() > MAX_VALUE {
             return Err(OpError::invalid(format!(
                 "store put {key:?}: value of {} bytes is over the {MAX_VALUE}-byte limit",
                 value.len()
             )));
         }
-        self.write_file(&self.path(key), &encode_entry(entry))
+        self.write_file(&self.path(key), value.as_bytes())
             .map_err(|e| OpError::failed(format!("store put {key:?}: {e}")))
+    }
+
+    fn owner_path(&self, key: &str) -> PathBuf {
+        self.dir.join("owners").join(encode(key))
+    }
+
+    /// The attachment that created `key`, if an attachment's call did.
+    pub fn owner(&self, key: &str) -> OpResult<Option<String>> {
+        check_key(key)?;
+        match fs::read_to_string(self.owner_path(key)) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(OpError::failed(format!("store owner of {key:?}: {e}"))),
+        }
+    }
+
+    pub fn set_owner(&self, key: &str, owner: &str) -> OpResult<()> {
+        check_key(key)?;
+        self.write_file(&self.owner_path(key), owner.as_bytes())
+            .map_err(|e| OpError::failed(format!("store owner of {key:?}: {e}")))
     }
 
     /// Write aside in `tmp/` and rename: readers see the old or the new bytes.
@@ -345,7 +323,7 @@ impl Store {
         // no record: state from before boot ids were kept, assumed to be this boot's
         if recorded.is_some() {
             let mut n = 0;
-            for sub in ["kv", "held", "holders"] {
+            for sub in ["kv", "owners", "held", "holders"] {
                 if let Ok(rd) = fs::read_dir(self.dir.join(sub)) {
                     for e in rd.flatten() {
                         if fs::remove_file(e.path()).is_ok() && sub == "kv" {
@@ -363,6 +341,7 @@ impl Store {
 
     pub fn delete(&self, key: &str) -> OpResult<bool> {
         check_key(key)?;
+        let _ = fs::remove_file(self.owner_path(key));
         match fs::remove_file(self.path(key)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -439,7 +418,7 @@ mod tests {
         entries.sort();
         assert_eq!(
             entries,
-            ["held", "holders", "kv", "tmp"],
+            ["held", "holders", "kv", "owners", "tmp"],
             "nothing outside the store's own directories"
         );
         let bad = crate::op_error::OpKind::InvalidArgument;
