@@ -218,7 +218,7 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
     timing.load_us = t.elapsed().as_micros();
     timing.cache = Some(cache);
 
-    let st = store::Store::open(&conf.network_dir())?;
+    let mut st = store::Store::open(&conf.network_dir())?;
     let lock = st.lock(Duration::from_millis(conf.lock_timeout_ms))?;
     timing.lock_us = lock.waited.as_micros();
     st.sweep_temporaries();
@@ -346,6 +346,12 @@ pub fn run_call(
         (_, other) => other,
     };
     let (result, rolled_back) = settle(env.command, result, &mut sb);
+    if rolled_back.is_none() {
+        if let Err(e) = sb.save_usage() {
+            sb.log
+                .line("WARN", &format!("{e} (the next call counts the store)"));
+        }
+    }
     CallOutcome {
         result,
         rolled_back,

@@ -110,7 +110,12 @@ pub trait Node: Send {
     fn store_owner(&mut self, key: &str) -> OpResult<Option<String>>;
     fn store_set_owner(&mut self, key: &str, owner: &str) -> OpResult<()>;
     fn store_list(&mut self, prefix: &str) -> OpResult<Vec<String>>;
+    /// The store's size, taken for this call (the backend may forget it until
+    /// `store_set_usage` gives it back).
     fn store_usage(&mut self) -> OpResult<StoreUsage>;
+    fn store_set_usage(&mut self, _usage: StoreUsage) -> OpResult<()> {
+        Ok(())
+    }
 
     /// The runner's own record of live attachments' addresses (from their ADD results).
     /// Which attachment holds `ip`, if any.
@@ -266,7 +271,10 @@ impl Node for Kernel {
         self.store.list(prefix)
     }
     fn store_usage(&mut self) -> OpResult<StoreUsage> {
-        self.store.usage()
+        self.store.take_usage()
+    }
+    fn store_set_usage(&mut self, usage: StoreUsage) -> OpResult<()> {
+        self.store.set_usage(usage)
     }
     fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
         self.store.address_holder(ip)

@@ -307,7 +307,8 @@ impl Sandbox {
             .and_then(|_| self.grants.link(Ns::Host, bridge, LinkOp::Change))
             .and_then(|_| self.grants.enslave(name));
         self.gate_change(&what, check)?;
-        if self.journaled() {
+        // a link this call created goes whole with its DeleteLink undo
+        if self.journaled() && !self.grants.is_created(Ns::Host, name) {
             let link = self.current(Ns::Host, name)?;
             let target = self.current(Ns::Host, bridge)?;
             match link.master {
@@ -334,7 +335,7 @@ impl Sandbox {
 
     pub fn set_up(&mut self, ns: Ns, name: &str) -> OpResult<()> {
         self.link_check(&format!("set {name} up"), ns, name, LinkOp::Change)?;
-        if self.journaled() && !self.current(ns, name)?.up {
+        if self.journaled() && !self.grants.is_created(ns, name) && !self.current(ns, name)?.up {
             self.record(Undo::SetDown {
                 ns,
                 name: name.into(),
@@ -350,7 +351,7 @@ impl Sandbox {
                 "mtu {mtu} is out of range (68..65535)"
             )));
         }
-        if self.journaled() {
+        if self.journaled() && !self.grants.is_created(ns, name) {
             let old = self.current(ns, name)?.mtu;
             if old != mtu {
                 self.record(Undo::SetMtu {
@@ -770,11 +771,8 @@ impl Sandbox {
             &what,
             "storeWrites",
         )?;
-        let old = if self.journaled() || self.store_usage.is_some() {
-            self.node.store_get(key)?
-        } else {
-            None
-        };
+        self.usage()?;
+        let old = self.node.store_get(key)?;
         let existed = self.node.store_delete(key)?;
         if existed {
             if let (Some(u), Some(v)) = (&mut self.store_usage, &old) {
@@ -788,6 +786,15 @@ impl Sandbox {
             });
         }
         Ok(existed)
+    }
+
+    /// At the end of a call that was not rolled back: leave the store's size for the
+    /// next call (after a rollback there is none, and the next call counts).
+    pub fn save_usage(&mut self) -> OpResult<()> {
+        match self.store_usage.take() {
+            Some(u) => self.node.store_set_usage(u),
+            None => Ok(()),
+        }
     }
 
     pub fn store_list(&mut self, prefix: &str) -> OpResult<Vec<String>> {

@@ -6,10 +6,12 @@
 //!   killed process (even SIGKILL) leaves the old or the new value, never a torn one.
 //!   There is no fsync (it would cost milliseconds per ADD): after a power loss or kernel
 //!   crash a recent value may be lost or empty; IPAM state is rebuilt by GC.
-//! - `owners/<encoded key>`: the attachment whose call created the key, if one did
-//!   (only that attachment's calls and GC may delete the key). Values stay plain files.
-//! - `held/<address>` and `holders/<attachment>`: the runner's own record of the
-//!   addresses each live attachment was given (its ADD result), out of the guest's reach.
+//! - `records`: the runner's own records, out of the guest's reach: which attachment
+//!   created each owned key (only its calls and GC may delete it), the addresses each
+//!   live attachment was given (its ADD result), and the store's size. An append-only
+//!   log of tab-separated lines, read once per call that needs it and compacted when
+//!   it grows: appending to a file costs microseconds, where each new file (a new
+//!   inode) costs ~0.35 ms on ext4 here.
 //! - `boot_id`: the boot that wrote this state. Pods do not survive a reboot, so neither
 //!   does anything held for them: on a new boot the store and the records are cleared.
 
@@ -17,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::node::StoreUsage;
 use crate::op_error::{OpError, OpResult};
 use nix::fcntl::{Flock, FlockArg};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -83,6 +86,75 @@ pub fn check_key(key: &str) -> OpResult<()> {
     Ok(())
 }
 
+/// The runner's records, as replayed from the `records` log.
+#[derive(Default, Debug)]
+pub struct Records {
+    owners: HashMap<String, String>,
+    holders: HashMap<String, Vec<Ipv4Addr>>,
+    held: HashMap<Ipv4Addr, String>,
+    /// The store's size after the last call that wrote and ended normally; none while
+    /// a call that writes is under way (a killed one leaves none: the next one counts).
+    usage: Option<StoreUsage>,
+    lines: usize,
+}
+
+impl Records {
+    fn apply(&mut self, line: &str) {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f.as_slice() {
+            ["own", key, att] => {
+                self.owners.insert(key.to_string(), att.to_string());
+            }
+            ["disown", key] => {
+                self.owners.remove(*key);
+            }
+            ["hold", att, ips] => {
+                let ips: Vec<Ipv4Addr> = ips.split(',').filter_map(|i| i.parse().ok()).collect();
+                for ip in &ips {
+                    self.held.insert(*ip, att.to_string());
+                }
+                self.holders.insert(att.to_string(), ips);
+            }
+            ["release", att] => {
+                for ip in self.holders.remove(*att).unwrap_or_default() {
+                    if self.held.get(&ip).map(String::as_str) == Some(*att) {
+                        self.held.remove(&ip);
+                    }
+                }
+            }
+            ["usage", keys, bytes] => {
+                self.usage = match (keys.parse(), bytes.parse()) {
+                    (Ok(keys), Ok(bytes)) => Some(StoreUsage { keys, bytes }),
+                    _ => None,
+                }
+            }
+            ["usage", "-"] => self.usage = None,
+            _ => {}
+        }
+        self.lines += 1;
+    }
+
+    /// The same records in as few lines as possible.
+    fn compacted(&self) -> String {
+        let mut out = String::new();
+        for (k, a) in &self.owners {
+            out.push_str(&format!("own\t{k}\t{a}\n"));
+        }
+        for (a, ips) in &self.holders {
+            let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
+            out.push_str(&format!("hold\t{a}\t{}\n", ips.join(",")));
+        }
+        if let Some(u) = self.usage {
+            out.push_str(&format!("usage\t{}\t{}\n", u.keys, u.bytes));
+        }
+        out
+    }
+
+    fn live(&self) -> usize {
+        self.owners.len() + self.holders.len() + 1
+    }
+}
+
 /// The store of one network.
 pub struct Store {
     dir: PathBuf,
@@ -90,6 +162,8 @@ pub struct Store {
     /// Writers' temporary files: a directory of their own, so that sweeping what killed
     /// writers left reads a (normally empty) directory, not every key.
     tmp: PathBuf,
+    /// The records, loaded on first use in this call, and the log to append to.
+    records: Option<(Records, File)>,
 }
 
 /// The network lock; released when dropped (or when the process dies).
@@ -102,13 +176,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         let kv = dir.join("kv");
         let tmp = dir.join("tmp");
-        for d in [
-            &kv,
-            &tmp,
-            &dir.join("owners"),
-            &dir.join("held"),
-            &dir.join("holders"),
-        ] {
+        for d in [&kv, &tmp] {
             fs::create_dir_all(d)
                 .map_err(|e| Error::io(format!("state directory {}", d.display()), e))?;
         }
@@ -116,6 +184,7 @@ impl Store {
             dir: dir.to_path_buf(),
             kv,
             tmp,
+            records: None,
         })
     }
 
@@ -180,24 +249,82 @@ impl Store {
             .map_err(|e| OpError::failed(format!("store put {key:?}: {e}")))
     }
 
-    fn owner_path(&self, key: &str) -> PathBuf {
-        self.dir.join("owners").join(encode(key))
+    // ---- the runner's records (call these under the network lock) -------------------
+
+    /// The records, read from the log on first use in this call. A torn last line (a
+    /// writer killed mid-append) is cut off; a log much longer than what it holds is
+    /// rewritten compacted.
+    fn records(&mut self) -> OpResult<&mut (Records, File)> {
+        if self.records.is_none() {
+            let path = self.dir.join("records");
+            let fail = |e: std::io::Error| {
+                OpError::failed(format!("runner records {}: {e}", path.display()))
+            };
+            let mut f = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&path)
+                .map_err(fail)?;
+            let mut text = String::new();
+            use std::io::Read;
+            f.read_to_string(&mut text).map_err(fail)?;
+            let whole = text.rfind('\n').map_or(0, |i| i + 1);
+            if whole < text.len() {
+                f.set_len(whole as u64).map_err(fail)?;
+            }
+            let mut r = Records::default();
+            for line in text[..whole].lines() {
+                r.apply(line);
+            }
+            if r.lines > 4 * r.live() + 256 {
+                self.write_file(&path, r.compacted().as_bytes())
+                    .map_err(fail)?;
+                f = OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(fail)?;
+                r.lines = r.live();
+            }
+            self.records = Some((r, f));
+        }
+        Ok(self.records.as_mut().expect("loaded above"))
+    }
+
+    /// Append one record line and apply it.
+    fn record(&mut self, line: String) -> OpResult<()> {
+        let (r, f) = self.records()?;
+        f.write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| OpError::failed(format!("runner records: {e}")))?;
+        r.apply(&line);
+        Ok(())
     }
 
     /// The attachment that created `key`, if an attachment's call did.
-    pub fn owner(&self, key: &str) -> OpResult<Option<String>> {
+    pub fn owner(&mut self, key: &str) -> OpResult<Option<String>> {
+        Ok(self.records()?.0.owners.get(key).cloned())
+    }
+
+    pub fn set_owner(&mut self, key: &str, owner: &str) -> OpResult<()> {
         check_key(key)?;
-        match fs::read_to_string(self.owner_path(key)) {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(OpError::failed(format!("store owner of {key:?}: {e}"))),
+        self.record(format!("own\t{key}\t{owner}"))
+    }
+
+    /// The store's size, from the records if the last writing call left it there,
+    /// else counted. Taking it marks it unknown until `set_usage`.
+    pub fn take_usage(&mut self) -> OpResult<StoreUsage> {
+        match self.records()?.0.usage {
+            Some(u) => {
+                self.record("usage\t-".into())?;
+                Ok(u)
+            }
+            None => self.usage(),
         }
     }
 
-    pub fn set_owner(&self, key: &str, owner: &str) -> OpResult<()> {
-        check_key(key)?;
-        self.write_file(&self.owner_path(key), owner.as_bytes())
-            .map_err(|e| OpError::failed(format!("store owner of {key:?}: {e}")))
+    pub fn set_usage(&mut self, u: StoreUsage) -> OpResult<()> {
+        self.record(format!("usage\t{}\t{}", u.keys, u.bytes))
     }
 
     /// Write aside in `tmp/` and rename: readers see the old or the new bytes.
@@ -238,78 +365,37 @@ impl Store {
 
     // ---- the runner's record of live attachments' addresses ------------------------
 
-    pub fn address_holder(&self, ip: Ipv4Addr) -> OpResult<Option<String>> {
-        match fs::read_to_string(self.dir.join("held").join(ip.to_string())) {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(OpError::failed(format!("address record {ip}: {e}"))),
-        }
+    pub fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
+        Ok(self.records()?.0.held.get(&ip).cloned())
     }
 
-    pub fn held_addresses(&self) -> OpResult<Vec<Ipv4Addr>> {
-        let rd = fs::read_dir(self.dir.join("held"))
-            .map_err(|e| OpError::failed(format!("address records: {e}")))?;
-        Ok(rd
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect())
+    pub fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>> {
+        Ok(self.records()?.0.held.keys().copied().collect())
     }
 
-    pub fn hold_addresses(&self, attachment: &str, ips: &[Ipv4Addr]) -> OpResult<()> {
+    pub fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr]) -> OpResult<()> {
+        let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
         self.release_addresses(attachment)?;
-        let fail =
-            |e: std::io::Error| OpError::failed(format!("address record of {attachment:?}: {e}"));
-        // the attachment's list first: a crash in between leaves an entry that DEL finds
-        let list: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
-        self.write_file(
-            &self.dir.join("holders").join(encode(attachment)),
-            list.join("\n").as_bytes(),
-        )
-        .map_err(fail)?;
-        for ip in ips {
-            self.write_file(
-                &self.dir.join("held").join(ip.to_string()),
-                attachment.as_bytes(),
-            )
-            .map_err(fail)?;
+        self.record(format!("hold\t{attachment}\t{}", ips.join(",")))
+    }
+
+    pub fn release_addresses(&mut self, attachment: &str) -> OpResult<()> {
+        if self.records()?.0.holders.contains_key(attachment) {
+            self.record(format!("release\t{attachment}"))?;
         }
         Ok(())
     }
 
-    pub fn release_addresses(&self, attachment: &str) -> OpResult<()> {
-        let list = self.dir.join("holders").join(encode(attachment));
-        let text = match fs::read_to_string(&list) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(OpError::failed(format!(
-                    "address record of {attachment:?}: {e}"
-                )))
-            }
-        };
-        for ip in text.lines().filter_map(|l| l.parse::<Ipv4Addr>().ok()) {
-            // only if still this attachment's (never another's record)
-            if self.address_holder(ip)?.as_deref() == Some(attachment) {
-                let _ = fs::remove_file(self.dir.join("held").join(ip.to_string()));
-            }
-        }
-        let _ = fs::remove_file(list);
-        Ok(())
-    }
-
-    pub fn holders(&self) -> OpResult<Vec<String>> {
-        let rd = fs::read_dir(self.dir.join("holders"))
-            .map_err(|e| OpError::failed(format!("address records: {e}")))?;
-        Ok(rd
-            .flatten()
-            .filter_map(|e| decode(e.file_name().to_str()?))
-            .collect())
+    pub fn holders(&mut self) -> OpResult<Vec<String>> {
+        let mut v: Vec<String> = self.records()?.0.holders.keys().cloned().collect();
+        v.sort();
+        Ok(v)
     }
 
     /// Clear the state a previous boot left (pods, links and bridges are gone after a
     /// reboot, and runtimes without CNI GC never send DEL for them). Called under the
     /// lock; returns how many keys were dropped when the boot changed.
-    pub fn check_boot(&self) -> Result<Option<u64>> {
+    pub fn check_boot(&mut self) -> Result<Option<u64>> {
         let now = match fs::read_to_string("/proc/sys/kernel/random/boot_id") {
             Ok(id) => id.trim().to_string(),
             Err(_) => return Ok(None), // no procfs: nothing to compare with
@@ -323,15 +409,15 @@ impl Store {
         // no record: state from before boot ids were kept, assumed to be this boot's
         if recorded.is_some() {
             let mut n = 0;
-            for sub in ["kv", "owners", "held", "holders"] {
-                if let Ok(rd) = fs::read_dir(self.dir.join(sub)) {
-                    for e in rd.flatten() {
-                        if fs::remove_file(e.path()).is_ok() && sub == "kv" {
-                            n += 1;
-                        }
+            if let Ok(rd) = fs::read_dir(&self.kv) {
+                for e in rd.flatten() {
+                    if fs::remove_file(e.path()).is_ok() {
+                        n += 1;
                     }
                 }
             }
+            let _ = fs::remove_file(self.dir.join("records"));
+            self.records = None;
             dropped = Some(n);
         }
         self.write_file(&file, now.as_bytes())
@@ -339,9 +425,11 @@ impl Store {
         Ok(dropped)
     }
 
-    pub fn delete(&self, key: &str) -> OpResult<bool> {
+    pub fn delete(&mut self, key: &str) -> OpResult<bool> {
         check_key(key)?;
-        let _ = fs::remove_file(self.owner_path(key));
+        if self.records()?.0.owners.contains_key(key) {
+            self.record(format!("disown\t{key}"))?;
+        }
         match fs::remove_file(self.path(key)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -384,7 +472,7 @@ mod tests {
     #[test]
     fn roundtrip_list_delete() {
         let d = tempfile::tempdir().unwrap();
-        let s = Store::open(d.path()).unwrap();
+        let mut s = Store::open(d.path()).unwrap();
         s.put("attach/abc/eth0", "200.200.1.2").unwrap();
         s.put("ip/200.200.1.2", "abc eth0").unwrap();
         s.put(".hidden", "x").unwrap();
@@ -416,10 +504,11 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         entries.sort();
-        assert_eq!(
-            entries,
-            ["held", "holders", "kv", "owners", "tmp"],
-            "nothing outside the store's own directories"
+        assert!(
+            entries
+                .iter()
+                .all(|e| ["kv", "records", "tmp"].contains(&e.as_str())),
+            "nothing outside the store's own directories: {entries:?}"
         );
         let bad = crate::op_error::OpKind::InvalidArgument;
         assert_eq!(s.put("with space", "x").unwrap_err().kind, bad);
@@ -434,5 +523,50 @@ mod tests {
         // flock locks belong to the open file description: a second open contends.
         let e = s.lock(Duration::from_millis(30)).err().unwrap();
         assert_eq!(e.code(), 11);
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_reopening_a_torn_tail_and_compaction() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        let ip: Ipv4Addr = "200.200.1.2".parse().unwrap();
+        s.hold_addresses("c1 eth0", &[ip]).unwrap();
+        s.put("ip/200.200.1.2", "c1 eth0").unwrap();
+        s.set_owner("ip/200.200.1.2", "c1 eth0").unwrap();
+        s.set_usage(StoreUsage { keys: 1, bytes: 7 }).unwrap();
+        // a writer killed mid-append
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(d.path().join("records"))
+            .unwrap();
+        f.write_all(b"hold\tc9 eth0\t200.2").unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        assert_eq!(s.address_holder(ip).unwrap().as_deref(), Some("c1 eth0"));
+        assert_eq!(s.holders().unwrap(), vec!["c1 eth0"]);
+        assert_eq!(
+            s.owner("ip/200.200.1.2").unwrap().as_deref(),
+            Some("c1 eth0")
+        );
+        assert_eq!(s.take_usage().unwrap(), StoreUsage { keys: 1, bytes: 7 });
+        // taken: unknown until set again, so a killed call leaves it unknown
+        let mut s = Store::open(d.path()).unwrap();
+        assert!(s.records().unwrap().0.usage.is_none());
+        // many generations: the log is compacted when read
+        let other: Ipv4Addr = "200.200.1.3".parse().unwrap();
+        for i in 0..600 {
+            s.hold_addresses(&format!("x{i} eth0"), &[other]).unwrap();
+            s.release_addresses(&format!("x{i} eth0")).unwrap();
+        }
+        assert!(s.delete("ip/200.200.1.2").unwrap());
+        let mut s = Store::open(d.path()).unwrap();
+        assert_eq!(s.holders().unwrap(), vec!["c1 eth0"]);
+        assert_eq!(s.owner("ip/200.200.1.2").unwrap(), None);
+        let text = std::fs::read_to_string(d.path().join("records")).unwrap();
+        assert!(text.lines().count() < 10, "compacted: {text}");
     }
 }

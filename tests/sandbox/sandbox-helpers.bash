@@ -46,9 +46,12 @@ snapshot() {
       for f in conf/*/disable_ipv6 conf/*/forwarding; do echo "ipv6/$f=$(cat "$f")"; done'
   done
   echo "### store"
-  # lock and boot_id are the runner's own bookkeeping, not state a guest changed
+  # lock, boot_id and records (an append-only log: a rolled-back ADD leaves lines that
+  # cancel out) are the runner's own bookkeeping; the gate's unit tests compare what
+  # the records mean
   if [ -d "$W/state" ]; then
-    find "$W/state" -type f ! -name lock ! -name boot_id | sort | while read -r f; do echo "$f=$(cat -v "$f")"; done
+    find "$W/state" -type f ! -name lock ! -name boot_id ! -name records | sort |
+      while read -r f; do echo "$f=$(cat -v "$f")"; done
   fi
 }
 
