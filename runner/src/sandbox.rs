@@ -1052,6 +1052,8 @@ pub fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Sandbox> {
 mod tests {
     use super::*;
     use crate::grants::{attachment_link, Scope};
+    use crate::netlink::LinkInfo;
+    use crate::node::{SavedAddress, SavedRoute};
     use crate::sim::{Model, World};
 
     const POD: &str = "pod:c1";
@@ -1398,5 +1400,177 @@ mod tests {
             let e = sb.check_result(&r).unwrap_err();
             assert!(e.contains(why), "{e}");
         }
+    }
+
+    /// The simulator, except that creating a veth creates it and then fails, as the
+    /// kernel path does when the lookup after the create fails.
+    struct FailAfterCreate(Model);
+
+    impl Node for FailAfterCreate {
+        fn create_veth(
+            &mut self,
+            host: &str,
+            peer: &str,
+            mtu: Option<u32>,
+        ) -> OpResult<(LinkInfo, LinkInfo)> {
+            self.0.create_veth(host, peer, mtu)?;
+            Err(OpError::failed("link lookup after create failed"))
+        }
+        fn get_link(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>> {
+            self.0.get_link(ns, name)
+        }
+        fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> OpResult<LinkInfo> {
+            self.0.create_bridge(name, mtu)
+        }
+        fn set_master(&mut self, name: &str, bridge: &str) -> OpResult<()> {
+            self.0.set_master(name, bridge)
+        }
+        fn unset_master(&mut self, name: &str) -> OpResult<()> {
+            self.0.unset_master(name)
+        }
+        fn set_up(&mut self, ns: Ns, name: &str) -> OpResult<()> {
+            self.0.set_up(ns, name)
+        }
+        fn set_down(&mut self, ns: Ns, name: &str) -> OpResult<()> {
+            self.0.set_down(ns, name)
+        }
+        fn set_mtu(&mut self, ns: Ns, name: &str, mtu: u32) -> OpResult<()> {
+            self.0.set_mtu(ns, name, mtu)
+        }
+        fn delete_link(&mut self, ns: Ns, name: &str) -> OpResult<()> {
+            self.0.delete_link(ns, name)
+        }
+        fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<Ipv4Network>> {
+            self.0.list_addresses(ns, link)
+        }
+        fn add_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
+            self.0.add_address(ns, link, addr)
+        }
+        fn remove_address(
+            &mut self,
+            ns: Ns,
+            link: &str,
+            addr: Ipv4Network,
+        ) -> OpResult<SavedAddress> {
+            self.0.remove_address(ns, link, addr)
+        }
+        fn restore_address(&mut self, ns: Ns, link: &str, saved: &SavedAddress) -> OpResult<()> {
+            self.0.restore_address(ns, link, saved)
+        }
+        fn default_route_links(&mut self, ns: Ns) -> OpResult<Vec<String>> {
+            self.0.default_route_links(ns)
+        }
+        fn list_routes(&mut self, ns: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
+            self.0.list_routes(ns, link)
+        }
+        fn add_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
+            self.0.add_route(ns, r)
+        }
+        fn unroute(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
+            self.0.unroute(ns, r)
+        }
+        fn remove_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<SavedRoute> {
+            self.0.remove_route(ns, r)
+        }
+        fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>> {
+            self.0.save_routes(ns)
+        }
+        fn restore_route(&mut self, ns: Ns, saved: &SavedRoute) -> OpResult<()> {
+            self.0.restore_route(ns, saved)
+        }
+        fn save_table(&mut self, table: &str) -> OpResult<Option<String>> {
+            self.0.save_table(table)
+        }
+        fn restore_table(&mut self, table: &str, saved: Option<&str>) -> OpResult<()> {
+            self.0.restore_table(table, saved)
+        }
+        fn allow_forward(&mut self, table: &str, net: Ipv4Network) -> OpResult<()> {
+            self.0.allow_forward(table, net)
+        }
+        fn masquerade(
+            &mut self,
+            table: &str,
+            source: Ipv4Network,
+            except: &[Ipv4Network],
+        ) -> OpResult<()> {
+            self.0.masquerade(table, source, except)
+        }
+        fn delete_table(&mut self, table: &str) -> OpResult<()> {
+            self.0.delete_table(table)
+        }
+        fn sysctl_get(&mut self, ns: Ns, key: &str, parts: &[&str]) -> OpResult<String> {
+            self.0.sysctl_get(ns, key, parts)
+        }
+        fn sysctl_set(&mut self, ns: Ns, key: &str, parts: &[&str], value: &str) -> OpResult<()> {
+            self.0.sysctl_set(ns, key, parts, value)
+        }
+        fn forwarding_values(&mut self, ns: Ns) -> OpResult<Vec<SysctlValue>> {
+            self.0.forwarding_values(ns)
+        }
+        fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
+            self.0.store_get(key)
+        }
+        fn store_put(&mut self, key: &str, value: &str) -> OpResult<()> {
+            self.0.store_put(key, value)
+        }
+        fn store_delete(&mut self, key: &str) -> OpResult<bool> {
+            self.0.store_delete(key)
+        }
+        fn store_owner(&mut self, key: &str) -> OpResult<Option<String>> {
+            self.0.store_owner(key)
+        }
+        fn store_set_owner(&mut self, key: &str, owner: &str) -> OpResult<()> {
+            self.0.store_set_owner(key, owner)
+        }
+        fn store_list(&mut self, prefix: &str) -> OpResult<Vec<String>> {
+            self.0.store_list(prefix)
+        }
+        fn store_usage(&mut self) -> OpResult<StoreUsage> {
+            self.0.store_usage()
+        }
+        fn store_set_usage(&mut self, usage: StoreUsage) -> OpResult<()> {
+            self.0.store_set_usage(usage)
+        }
+        fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
+            self.0.address_holder(ip)
+        }
+        fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>> {
+            self.0.held_addresses()
+        }
+        fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr]) -> OpResult<()> {
+            self.0.hold_addresses(attachment, ips)
+        }
+        fn release_addresses(&mut self, attachment: &str) -> OpResult<()> {
+            self.0.release_addresses(attachment)
+        }
+        fn holders(&mut self) -> OpResult<Vec<String>> {
+            self.0.holders()
+        }
+        fn into_world(self: Box<Self>) -> Option<crate::sim::World> {
+            Box::new(self.0).into_world()
+        }
+    }
+
+    #[test]
+    fn a_veth_created_by_a_failed_create_is_undone() {
+        let mut sb = sandbox(fresh(), false);
+        let before = text(&mut sb);
+        let model = std::mem::replace(
+            &mut sb.node,
+            Box::new(Model {
+                world: World::default(),
+                container: None,
+            }),
+        );
+        let w = model.into_world().unwrap();
+        sb.node = Box::new(FailAfterCreate(Model {
+            world: w,
+            container: Some(POD.into()),
+        }));
+        assert!(sb.create_veth(&own(), "eth0", None).is_err());
+        let (steps, failures) = sb.rollback();
+        assert!(failures.is_empty(), "{failures:?}");
+        assert_eq!(steps, 1, "the veth was journaled");
+        assert_eq!(text(&mut sb), before);
     }
 }
