@@ -181,6 +181,7 @@ struct Timing {
     host_us: u128,
     write_us: u128,
     rollback: Option<usize>,
+    rollback_us: u128,
 }
 
 impl std::fmt::Display for Timing {
@@ -202,7 +203,7 @@ impl std::fmt::Display for Timing {
             self.write_us
         )?;
         if let Some(n) = self.rollback {
-            write!(f, " rolled_back={n}")?;
+            write!(f, " rolled_back={n} rollback_us={}", self.rollback_us)?;
         }
         Ok(())
     }
@@ -279,6 +280,7 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
     }
     drop(sb);
     timing.rollback = done.rolled_back;
+    timing.rollback_us = done.rollback_us;
     drop(lock);
     match done.result? {
         wasm::Reply::Added(r) => Ok(Some(r.to_json(&conf.cni_version))),
@@ -296,6 +298,8 @@ const WATCHDOG_MARGIN_MS: u64 = 300;
 pub struct CallOutcome {
     pub result: Result<wasm::Reply>,
     pub rolled_back: Option<usize>,
+    /// How long the rollback took.
+    pub rollback_us: u128,
     pub phases: wasm::Phases,
 }
 
@@ -345,7 +349,9 @@ pub fn run_call(
             .map_err(|e| Error::Internal(format!("releasing stale attachments' addresses: {e}"))),
         (_, other) => other,
     };
+    let t = Instant::now();
     let (result, rolled_back) = settle(env.command, result, &mut sb);
+    let rollback_us = t.elapsed().as_micros();
     if rolled_back.is_none() {
         if let Err(e) = sb.save_usage() {
             sb.log
@@ -355,6 +361,7 @@ pub fn run_call(
     CallOutcome {
         result,
         rolled_back,
+        rollback_us,
         phases,
     }
 }
