@@ -156,6 +156,17 @@ impl Grants {
         self.pod_network.into_iter().collect()
     }
 
+    /// The shared bridge's MTU is every pod's: only the call that created the bridge
+    /// may set it.
+    pub fn bridge_mtu(&self, ns: Ns, name: &str) -> OpResult<()> {
+        if ns == Ns::Host && name == self.bridge && !self.is_created(ns, name) {
+            return Err(OpError::denied(format!(
+                "mtu of {name:?}: the bridge serves every pod; only the call that created it may set its MTU"
+            )));
+        }
+        Ok(())
+    }
+
     /// May `name` become a bridge port? Never the shared bridge itself (unless this
     /// call created it): as another bridge's port it would cut off every pod.
     pub fn enslave(&self, name: &str) -> OpResult<()> {

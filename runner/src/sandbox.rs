@@ -345,7 +345,12 @@ impl Sandbox {
     }
 
     pub fn set_mtu(&mut self, ns: Ns, name: &str, mtu: u32) -> OpResult<()> {
-        self.link_check(&format!("set mtu of {name}"), ns, name, LinkOp::Change)?;
+        let what = format!("set mtu of {name}");
+        let check = self
+            .learn_uplinks(ns, name)
+            .and_then(|_| self.grants.link(ns, name, LinkOp::Change))
+            .and_then(|_| self.grants.bridge_mtu(ns, name));
+        self.gate_change(&what, check)?;
         if !(68..=65535).contains(&mtu) {
             return Err(OpError::invalid(format!(
                 "mtu {mtu} is out of range (68..65535)"
@@ -641,6 +646,14 @@ impl Sandbox {
         let old = self.node.sysctl_get(ns, key, &refs)?;
         if old == value {
             return Ok(()); // writing the same value is a no-op, also for the kernel
+        }
+        if key == "net.ipv4.ip_forward" && value == "0" {
+            // the node's routing serves every network on it, not only this one
+            let e = OpError::denied(format!(
+                "set sysctl {key} to 0: it would stop forwarding for every network on the node; a policy may turn it on, never off"
+            ));
+            self.guest_log("WARN", &format!("denied {}", e.message));
+            return Err(e);
         }
         let mut saved = vec![SysctlValue {
             key: key.into(),
@@ -1186,7 +1199,7 @@ mod tests {
             }),
             ("links.set-master", |s| s.set_master(&own(), "cni0")),
             ("links.set-up", |s| s.set_up(Ns::Host, &own())),
-            ("links.set-mtu", |s| s.set_mtu(Ns::Host, "cni0", 1400)),
+            ("links.set-mtu", |s| s.set_mtu(Ns::Host, &own(), 1400)),
             ("links.delete", |s| {
                 s.create_bridge("cni0", None)?;
                 s.delete_link(Ns::Host, "cni0")
@@ -1215,7 +1228,7 @@ mod tests {
                 s.masquerade("200.200.1.0/24", &["10.0.0.0/8".into()])
             }),
             ("sysctl.set", |s| {
-                s.sysctl_set(Ns::Host, "net.ipv4.ip_forward", "0")
+                s.sysctl_set(Ns::Host, "net.ipv4.conf.cni0.proxy_arp", "1")
             }),
             ("store.put", |s| {
                 s.store_put("last", "200.200.1.6")?;
@@ -1318,6 +1331,30 @@ mod tests {
         sb.delete_link(Ns::Host, &own()).unwrap();
         sb.rollback();
         assert!(!text(&mut sb).contains(&own()), "not brought back");
+    }
+
+    #[test]
+    fn ip_forward_is_undone_with_every_link_forwarding_value() {
+        // a node that does not forward, with one link (eth0) that does
+        let mut w = fresh();
+        w.namespaces
+            .get_mut("host")
+            .unwrap()
+            .sysctls
+            .insert("net.ipv4.conf.eth0.forwarding".into(), "1".into());
+        let mut sb = sandbox(w, false);
+        let before = text(&mut sb);
+        sb.sysctl_set(Ns::Host, "net.ipv4.ip_forward", "1").unwrap();
+        sb.rollback();
+        assert_eq!(text(&mut sb), before);
+        // and it may never be turned off
+        let mut sb = sandbox(node(), false);
+        let e = sb
+            .sysctl_set(Ns::Host, "net.ipv4.ip_forward", "0")
+            .unwrap_err();
+        assert!(e.message.contains("every network"), "{e}");
+        let e = sb.set_mtu(Ns::Host, "cni0", 68).unwrap_err();
+        assert_eq!(e.kind, OpKind::Denied, "{e}");
     }
 
     #[test]

@@ -674,6 +674,14 @@ impl Node for Model {
                 .retain(|k, _| !(k.starts_with("net.ipv4.conf.") && k.ends_with(".forwarding")));
         }
         space.sysctls.insert(key.into(), value.into());
+        // a per-link value equal to what the link has anyway is not kept explicitly:
+        // the kernel has no such distinction, so neither may the model's state
+        if key != "net.ipv4.ip_forward" {
+            space.sysctls.remove(key);
+            if self.sysctl_get(ns, key, parts)? != value {
+                self.space(ns)?.sysctls.insert(key.into(), value.into());
+            }
+        }
         Ok(())
     }
 
