@@ -555,16 +555,18 @@ pub fn panicked() -> ! {
 /// answer is code 11 (try again later), else 999 (the runner's own failure).
 fn abort_call(why: String, retry: bool) {
     firewall::kill_running();
-    let Some(shared) = ACTIVE.get() else {
+    let answer = |msg: String| {
         let e = if retry {
-            Error::TryAgain(why)
+            Error::TryAgain(msg)
         } else {
-            Error::Internal(why)
+            Error::Internal(msg)
         };
         if emit(&output::error(reply_version(), &e)) {
             std::process::exit(1);
         }
-        return;
+    };
+    let Some(shared) = ACTIVE.get() else {
+        return answer(why);
     };
     let give_up = Instant::now() + Duration::from_secs(3);
     let guard = loop {
@@ -601,12 +603,5 @@ fn abort_call(why: String, retry: bool) {
             "{why}; a host operation did not return, so the call's changes could not be undone"
         ),
     };
-    let e = if retry {
-        Error::TryAgain(msg)
-    } else {
-        Error::Internal(msg)
-    };
-    if emit(&output::error(reply_version(), &e)) {
-        std::process::exit(1);
-    }
+    answer(msg)
 }

@@ -561,18 +561,22 @@ impl Sandbox {
         Ok(())
     }
 
-    pub fn allow_forward(&mut self, net: &str) -> OpResult<()> {
-        let n = network(net)?;
-        let what = format!("allow forwarding for {net}");
-        let check = self.grants.firewall(n);
-        self.gate_change(&what, check)?;
+    /// The gate of a firewall request for `net`, and the table saved before it.
+    fn firewall_gate(&mut self, what: &str, net: Ipv4Network) -> OpResult<()> {
+        let check = self.grants.firewall(net);
+        self.gate_change(what, check)?;
         Self::count(
             &mut self.used.firewall_rules,
             self.limits.firewall_rules,
-            &what,
+            what,
             "firewallRules",
         )?;
-        self.save_table()?;
+        self.save_table()
+    }
+
+    pub fn allow_forward(&mut self, net: &str) -> OpResult<()> {
+        let n = network(net)?;
+        self.firewall_gate(&format!("allow forwarding for {net}"), n)?;
         self.node.allow_forward(&self.table, n)
     }
 
@@ -588,16 +592,7 @@ impl Sandbox {
             .iter()
             .map(|e| cidr(e).map(|n| Ipv4Network::new(n.network(), n.prefix()).expect("valid")))
             .collect::<OpResult<Vec<_>>>()?;
-        let what = format!("masquerade {source}");
-        let check = self.grants.firewall(s);
-        self.gate_change(&what, check)?;
-        Self::count(
-            &mut self.used.firewall_rules,
-            self.limits.firewall_rules,
-            &what,
-            "firewallRules",
-        )?;
-        self.save_table()?;
+        self.firewall_gate(&format!("masquerade {source}"), s)?;
         self.node.masquerade(&self.table, s, &ex)
     }
 
