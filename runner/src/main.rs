@@ -61,7 +61,13 @@ enum Cmd {
 enum GuestCmd {
     /// Check that FILE is a component implementing the runner's world, and show what
     /// it exports and imports.
-    Check { file: PathBuf },
+    Check {
+        file: PathBuf,
+        /// Also precompile FILE into this cache directory (the network config's
+        /// cacheDir), so that the node's first CNI call does not compile it.
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -73,8 +79,8 @@ fn main() {
     }
     match Cli::parse().command {
         Cmd::Guest {
-            what: GuestCmd::Check { file },
-        } => match wasm_cni::wasm::check::check(&file) {
+            what: GuestCmd::Check { file, cache_dir },
+        } => match wasm_cni::wasm::check::check_into(&file, cache_dir.as_deref()) {
             Ok(report) => {
                 let text = report.lines.join("\n") + "\n";
                 let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());

@@ -87,9 +87,43 @@ fn refuse(path: &Path, reason: String) -> Error {
     }
 }
 
+/// What each WASI 0.2 interface gives a guest here (`new_store` in mod.rs sets it up).
+fn wasi_gives(iface: &str) -> &'static str {
+    match iface {
+        "cli/environment" => "empty: no variables, no arguments, no working directory",
+        "cli/exit" => "ends the call as a trap (an ADD is rolled back)",
+        "cli/stdin" => "closed: a read ends at once",
+        "cli/stdout" => "discarded",
+        "cli/stderr" => "kept (16 KiB) for the error message of a trap",
+        "clocks/wall-clock" => "the node's time of day",
+        "clocks/monotonic-clock" => "the node's clock; a wait counts toward the deadline",
+        "random/random" | "random/insecure" | "random/insecure-seed" => {
+            "a fixed byte sequence: the same every call, not secret"
+        }
+        "filesystem/preopens" => "no directories: no file can be opened",
+        "sockets/instance-network"
+        | "sockets/tcp-create-socket"
+        | "sockets/udp-create-socket"
+        | "sockets/ip-name-lookup"
+        | "sockets/tcp"
+        | "sockets/udp" => "every use refused",
+        i if i.starts_with("cli/terminal-") => "no terminal",
+        i if i.starts_with("io/") || i == "filesystem/types" || i == "sockets/network" => {
+            "types and streams for the above"
+        }
+        _ => "not provided (instantiation fails)",
+    }
+}
+
 /// Check a guest file. Ok: what it exports and imports. Err: the first reason it does
 /// not fit, worded for the guest's author.
 pub fn check(path: &Path) -> Result<Report> {
+    check_into(path, None)
+}
+
+/// `check`, taking the compiled guest from `cache_dir` and storing it there on a miss:
+/// installing a guest this way means the first CNI call on the node does not compile.
+pub fn check_into(path: &Path, cache_dir: Option<&Path>) -> Result<Report> {
     let wasm = std::fs::read(path).map_err(|e| refuse(path, format!("cannot read: {e}")))?;
     if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
         return Err(refuse(
@@ -108,7 +142,20 @@ pub fn check(path: &Path) -> Result<Report> {
     }
     let engine = engine::engine()?;
     let t = Instant::now();
-    let component = engine::compile(&engine, path, &wasm)?;
+    let (component, cached) = match cache_dir {
+        None => (engine::compile(&engine, path, &wasm)?, None),
+        Some(dir) => {
+            let (c, outcome) = engine::load(&engine, path, dir)?;
+            if outcome == engine::CacheOutcome::Uncached {
+                return Err(Error::Internal(format!(
+                    "compiled {}, but could not store it in {}",
+                    path.display(),
+                    dir.display()
+                )));
+            }
+            (c, Some((dir, outcome)))
+        }
+    };
     let compile_ms = t.elapsed().as_millis();
     let ty = component.component_type();
     let ours = version();
@@ -221,18 +268,24 @@ pub fn check(path: &Path) -> Result<Report> {
         other => other,
     })?;
 
-    if !wasi.is_empty() {
-        import_lines.push(format!(
-            "  import WASI, linked but granting nothing (no files, env, args, sockets): {}",
-            wasi.join(", ")
-        ));
+    for name in &wasi {
+        let iface = name.split('@').next().unwrap_or(name);
+        import_lines.push(format!("  import wasi:{name}: {}", wasi_gives(iface)));
     }
+    let size = wasm.len().div_ceil(1024);
     let mut lines = vec![
         format!("ok: {} implements {WORLD}", path.display()),
-        format!(
-            "  {} KiB component, compiled in {compile_ms} ms",
-            wasm.len().div_ceil(1024)
-        ),
+        match cached {
+            None => format!("  {size} KiB component, compiled in {compile_ms} ms"),
+            Some((dir, engine::CacheOutcome::Hit)) => format!(
+                "  {size} KiB component, already compiled in {} (loaded in {compile_ms} ms)",
+                dir.display()
+            ),
+            Some((dir, _)) => format!(
+                "  {size} KiB component, compiled in {compile_ms} ms into {}",
+                dir.display()
+            ),
+        },
         format!("  export {policy_name}: {}", funcs.join(", ")),
     ];
     lines.extend(import_lines);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::{Deterministic, WasiCtxBuilder};
 
 pub use engine::CacheOutcome;
 
@@ -235,6 +235,9 @@ pub struct Bounds<'a> {
     pub memory_mib: u64,
 }
 
+/// What WASI's random interfaces return, repeated (see `new_store`).
+const WASI_RANDOM: [u8; 16] = *b"wasm-cni:random!";
+
 /// A store for one guest call: the sandbox, the memory cap, a WASI context that grants
 /// nothing, and an epoch deadline `timeout` from now.
 fn new_store(engine: &Engine, sandbox: Shared, memory_mib: u64, timeout: Duration) -> Store<State> {
@@ -249,7 +252,14 @@ fn new_store(engine: &Engine, sandbox: Shared, memory_mib: u64, timeout: Duratio
         // WASI is linked because std-based guests (Rust wasip2, Python, JS) import
         // it, but the context grants nothing: no preopened directories, no environment,
         // no arguments, no stdin, no sockets; stdout is discarded, stderr kept for the log.
+        // Random bytes are a fixed sequence: a guest (the Python runtime seeds its hash
+        // and `random` from it) behaves the same on every call and in `simulate`, and
+        // nothing of the host's entropy reaches it. Clocks are the node's (a wait must
+        // count toward the deadline; the time of day is no secret).
         wasi: WasiCtxBuilder::new()
+            .secure_random(Deterministic::new(WASI_RANDOM.to_vec()))
+            .insecure_random(Deterministic::new(WASI_RANDOM.to_vec()))
+            .insecure_random_seed(u128::from_be_bytes(WASI_RANDOM))
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
@@ -431,6 +441,45 @@ mod tests {
         let (ok, _, total) = instantiate(&memories(6, 256), 128);
         assert!(ok);
         assert_eq!(total, 96 << 20);
+    }
+
+    #[test]
+    fn wasi_random_is_the_same_fixed_sequence_in_every_store() {
+        use wasmtime_wasi::p2::bindings::random::{insecure, insecure_seed, random};
+        let engine = engine::engine().unwrap();
+        let draw = || {
+            let sb = Sandbox::new(
+                crate::grants::Grants::new(crate::grants::Scope::Status, false, "cni0", "wc", None),
+                Box::new(crate::sim::Model {
+                    world: crate::sim::World::default(),
+                    container: None,
+                }),
+                None,
+                crate::calllog::CallLog::discard(),
+                "t".into(),
+            );
+            let mut store = new_store(
+                &engine,
+                crate::sandbox::shared(sb),
+                64,
+                Duration::from_secs(5),
+            );
+            let r = store.data_mut().wasi.random();
+            let bytes = random::Host::get_random_bytes(r, 40).unwrap();
+            let insecure = insecure::Host::get_insecure_random_bytes(r, 8).unwrap();
+            let seed = insecure_seed::Host::insecure_seed(r).unwrap();
+            (bytes, insecure, seed)
+        };
+        let (bytes, insecure, seed) = draw();
+        // the fixed source, not the host's entropy: it repeats within 16 bytes
+        assert_eq!(&bytes[..16], &bytes[16..32]);
+        let fixed = u128::from_be_bytes(WASI_RANDOM);
+        assert_eq!(seed, (fixed as u64, (fixed >> 64) as u64));
+        assert_eq!(
+            draw(),
+            (bytes, insecure, seed),
+            "the next call sees the same bytes"
+        );
     }
 
     #[test]
