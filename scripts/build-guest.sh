@@ -3,7 +3,7 @@
 #   scripts/build-guest.sh NAME|DIR
 # NAME is a directory under guests/ (or DIR a guest directory inside this workspace):
 # its Cargo package is built for wasm32-wasip2; a directory with its own build.sh
-# instead (guests/js-bridge) runs that.
+# instead (guests/js-bridge, guests/c-bridge, guests/py-routed) runs that.
 # The runner (dist/bin/wasm-cni) is not rebuilt: build it once with scripts/build.sh.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,5 +34,12 @@ else
   echo "build-guest: $dir has neither Cargo.toml nor build.sh" >&2; exit 1
 fi
 
-dist/bin/wasm-cni guest check "$out"
+# check, and precompile into simulate's cache (a Python guest compiles for seconds:
+# the first `simulate` then does not)
+cache=${XDG_CACHE_HOME:-${HOME:-/nonexistent}/.cache}/wasm-cni
+if mkdir -p "$cache" 2>/dev/null && [[ -w $cache ]]; then
+  dist/bin/wasm-cni guest check --cache-dir "$cache" "$out"
+else
+  dist/bin/wasm-cni guest check "$out"
+fi
 echo "build-guest: $out in $(( ($(date +%s%N) - start) / 1000000 )) ms" >&2

@@ -5,6 +5,8 @@
 #   dist/guests/default.wasm   the default policy (install as /opt/cni/wasm/default.wasm)
 #   dist/guests/routed.wasm    the routed point-to-point policy (guests/routed)
 #   dist/guests/js-bridge.wasm the default policy in JavaScript (guests/js-bridge; npm)
+#   dist/guests/c-bridge.wasm  the default policy in C (guests/c-bridge)
+#   dist/guests/py-routed.wasm the routed policy in Python (guests/py-routed)
 # With --test-artifacts, also what only the tests use:
 #   dist/test/hostile.wasm     a guest that misbehaves on purpose
 #   dist/test/misfits/*.wasm   components `wasm-cni guest check` must refuse
@@ -32,6 +34,8 @@ if [ "${1:-}" = --test-artifacts ]; then
     install -m 0644 target/wasm32-wasip2/release/wasm_cni_misfit_guests.wasm "dist/test/misfits/$f.wasm"
   done
   printf '\0asm\1\0\0\0' > dist/test/misfits/core-module.wasm
+  # a C guest that imports an interface outside the world (the C guest's toolchain)
+  tests/guests/misfits/c-exec/build.sh dist/test/misfits/c-exec.wasm
 fi
 cargo build --release --locked -p wasm-cni
 cargo build --release --locked -p wasm-cni-guest -p wasm-cni-routed-guest --target wasm32-wasip2
@@ -50,6 +54,9 @@ put_guest target/wasm32-wasip2/release/wasm_cni_routed_guest.wasm routed
 if [ -z "${SKIP_JS_GUEST:-}" ]; then
   guests/js-bridge/build.sh dist/guests/js-bridge.wasm
 fi
+# the C and Python guests (their toolchains: scripts/guest-tools.sh, run by setup.sh)
+guests/c-bridge/build.sh dist/guests/c-bridge.wasm
+guests/py-routed/build.sh dist/guests/py-routed.wasm
 for g in dist/guests/*.wasm; do
   dist/bin/wasm-cni guest check "$g" | head -1 >&2
 done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what building, testing and the offline lab need on a fresh Debian machine:
-# Debian packages (only those missing) and the wasm32-wasip2 Rust target.
+# Debian packages (only those missing), the wasm32-wasip2 Rust target, and the pinned
+# toolchains of the C and Python guests (scripts/guest-tools.sh).
 set -euo pipefail
 
 packages=(
@@ -44,4 +45,7 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "setup: adding the wasm32-wasip2 Rust target" >&2
   rustup target add wasm32-wasip2
 fi
+# The C and Python guests' toolchains: pinned, from PyPI and crates.io, into
+# .guest-tools/ (only what is missing; a first install compiles two crates.io tools)
+"$(dirname "${BASH_SOURCE[0]}")/guest-tools.sh"
 echo "setup: done" >&2

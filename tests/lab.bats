@@ -135,6 +135,42 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
 }
 
+@test "guest c-bridge: the C guest passes the same test" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    dist=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/dist
+    run "$LAB" guest "$dist/guests/c-bridge.wasm"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"cache/ (c-bridge.wasm precompiled)"* ]]
+    ip -n "$LAB_PREFIX-worker-1" link show cni0
+    run "$LAB" test
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+}
+
+@test "guest py-routed: the Python guest passes the same test, precompiled when installed" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    dist=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/dist
+    run "$LAB" guest "$dist/guests/py-routed.wasm"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"cache/ (py-routed.wasm precompiled)"* ]]
+    # routed wiring: no bridge, the pod's address is a /32
+    ! ip -n "$LAB_PREFIX-worker-1" link show cni0 2>/dev/null || false
+    run "$LAB" exec pod-1 ip -4 -o addr show eth0
+    [[ $output == *"/32 "* ]]
+    run "$LAB" test
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+    # every guest was precompiled when it was put on a node: no CNI call compiled one
+    cat "$LAB_DIR"/nodes/*/log/wasm-cni.log > "$BATS_TEST_TMPDIR/calls.log"
+    [ "$(grep -c 'cache=Some(Hit)' "$BATS_TEST_TMPDIR/calls.log")" -gt 20 ]
+    run grep -c 'cache=Some(\(Miss\|Rebuilt\|Uncached\))' "$BATS_TEST_TMPDIR/calls.log"
+    [ "$output" = 0 ]
+}
+
 @test "guest default: back to the default guest" {
     [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
     run "$LAB" guest default

@@ -17,7 +17,9 @@
 # Before installing, the node is checked for what the runner needs at run time: the
 # nft binary (the runner's firewall runs it, at /usr/sbin/nft, /sbin/nft or
 # /usr/bin/nft) and the runner itself running here ('guest check' of the default guest:
-# right architecture, a C library it can link with).
+# right architecture, a C library it can link with). That check also precompiles the
+# guest into the runner's cache (/var/cache/wasm-cni, the conflist's default cacheDir;
+# `guest check --cache-dir`), so no pod's ADD compiles it (seconds for a Python guest).
 #
 # Files are replaced atomically (write + rename), so a CNI call never sees half a file.
 # ROOT=/tmp/x writes everything under /tmp/x instead of / (tests, no root needed).
@@ -180,8 +182,8 @@ need_runtime_deps() {
   [[ -n "$nft" ]] ||
     die "the nft binary is missing (looked for /usr/sbin/nft, /sbin/nft, /usr/bin/nft): the runner's firewall (forwarding and masquerade rules) runs it. Install it: 'sudo apt-get install -y nftables' (scripts/node/install-kubernetes.sh does), then re-run."
   local out rc=0
-  out="$("$1" guest check "$2" 2>&1)" || rc=$?
-  if ((rc == 2)); then # a runner from before 'guest check'
+  out="$("$1" guest check --cache-dir "$ROOT$CACHE_DIR" "$2" 2>&1)" || rc=$?
+  if ((rc == 2)); then # a runner from before 'guest check' (and its precompiling)
     rc=0
     out="$("$1" validate "$2" 2>&1)" || rc=$?
   fi
@@ -218,11 +220,11 @@ case "$cmd" in
         die "guest file name '$name' must match [A-Za-z0-9._-]*.wasm."
       [[ "$name" != default.wasm ]] ||
         die "a guest named default.wasm would replace the default guest; rename it."
-      # Check against the runner that will load it, before switching anything.
-      # A runner installed before `guest check` existed answers 2 (usage): it still
-      # has `validate`, the same check.
+      # Check against the runner that will load it, before switching anything, and
+      # precompile it into its cache. A runner installed before `guest check` existed
+      # answers 2 (usage): it still has `validate`, the same check.
       check_rc=0
-      "$ROOT$BIN_PATH" guest check "$GUEST_FILE" >/dev/null || check_rc=$?
+      "$ROOT$BIN_PATH" guest check --cache-dir "$ROOT$CACHE_DIR" "$GUEST_FILE" >/dev/null || check_rc=$?
       if ((check_rc == 2)); then
         check_rc=0
         "$ROOT$BIN_PATH" validate "$GUEST_FILE" >/dev/null || check_rc=$?

@@ -8,7 +8,7 @@ setup() { kit_setup; }
 
 @test "guest check accepts every shipped guest and lists what it uses" {
   local g
-  for g in default routed js-bridge; do
+  for g in default routed js-bridge c-bridge py-routed; do
     run "$RUNNER" guest check "$GUESTS/$g.wasm"
     [ "$status" -eq 0 ] || { echo "$g: $output"; false; }
     [[ ${lines[0]} == "ok: $GUESTS/$g.wasm implements wasm-cni:plugin/cni-policy@0.1.0" ]]
@@ -18,6 +18,48 @@ setup() { kit_setup; }
   # the routed policy has no bridge: it never imports create-bridge or set-master
   run "$RUNNER" guest check "$GUESTS/routed.wasm"
   [[ $output != *create-bridge* && $output != *set-master* ]]
+}
+
+@test "guest check says what each WASI import gives the guest: nothing of the host" {
+  # the C guest needs no WASI at all
+  run "$RUNNER" guest check "$GUESTS/c-bridge.wasm"
+  [ "$status" -eq 0 ]
+  [[ $output != *wasi:* ]]
+  # CPython imports WASI; each interface is listed with what the runner gives
+  run "$RUNNER" guest check "$GUESTS/py-routed.wasm"
+  [ "$status" -eq 0 ]
+  echo "$output"
+  [[ $output == *"import wasi:cli/environment@0.2."*": empty: no variables, no arguments, no working directory"* ]]
+  [[ $output == *"import wasi:random/random@0.2."*": a fixed byte sequence: the same every call, not secret"* ]]
+  [[ $output == *"import wasi:filesystem/preopens@0.2."*": no directories: no file can be opened"* ]]
+  [[ $output == *"import wasi:sockets/tcp@0.2."*": every use refused"* ]]
+  [[ $output != *"not provided"* ]]
+}
+
+@test "guest check --cache-dir precompiles: the runner's first call loads, not compiles" {
+  cp "$GUESTS/c-bridge.wasm" c.wasm
+  run "$RUNNER" guest check --cache-dir cache c.wasm
+  [ "$status" -eq 0 ]
+  [[ ${lines[1]} == "  "*" KiB component, compiled in "*" ms into cache" ]]
+  [ "$(find cache -name '*.cwasm' | wc -l)" -eq 1 ]
+  run "$RUNNER" guest check --cache-dir cache c.wasm
+  [ "$status" -eq 0 ]
+  [[ ${lines[1]} == *"already compiled in cache (loaded in "*" ms)" ]]
+  # a misfit is refused all the same
+  run "$RUNNER" guest check --cache-dir cache "$MISFITS/no-del.wasm"
+  [ "$status" -eq 1 ]
+  [[ $output == *"but not del"* ]]
+  # an unwritable cache is an error, not a silent compile-at-first-call
+  : > not-a-dir
+  run "$RUNNER" guest check --cache-dir not-a-dir/x c.wasm
+  [ "$status" -eq 1 ]
+  [[ $output == *"could not store it in not-a-dir/x"* ]]
+}
+
+@test "guest check refuses a C guest that imports an interface outside the world" {
+  run "$RUNNER" guest check "$MISFITS/c-exec.wasm"
+  [ "$status" -eq 1 ]
+  [[ $output == *"imports wasm-cni:plugin/exec@0.1.0, which wasm-cni:plugin 0.1.0 does not have"* ]]
 }
 
 @test "guest check refuses a core module, with the way to make a component" {

@@ -101,6 +101,35 @@ golden() {  # name guest
   [ "$(grep -c '^# ' default.out)" -eq 7 ]
 }
 
+# compare GUEST RUST_GUEST: both guests' comparison sessions (helpers.bash), byte for byte
+compare() {
+  local g
+  for g in "$2" "$1"; do
+    mkdir "$g"
+    cp conf.json "$g/"
+    cp "$GUESTS/$g.wasm" "$g/guest.wasm"
+    # errexit off: the session's calls that fail on purpose are part of its transcript
+    (cd "$g" || exit 1; set +e; compare_session guest.wasm > ../"$g.out" 2>&1)
+  done
+  diff -u "$2.out" "$1.out"
+  # the whole session ran, with the outcomes it is there for (the same in both)
+  [ "$(grep -c '^# [A-Z]* container' "$1.out")" -eq 37 ]
+  [ "$(grep -c '^# config: ' "$1.out")" -eq 17 ]
+  [ "$(grep -c '"code": 101' "$1.out")" -eq 1 ]
+  [ "$(grep -c '"code": 102' "$1.out")" -eq 3 ]
+  [ "$(grep -c '"code": 7,' "$1.out")" -eq 16 ]
+  grep -q 'log.write(info, "gc: released pod-4/eth0 (Some(200.200.1.5))")' "$1.out"
+}
+
+@test "simulate: the C guest makes exactly the Rust default guest's host calls (ADD CHECK DEL GC STATUS, full pool, bad configs)" {
+  compare c-bridge default
+  grep -q 'mtu=Some(1400)' c-bridge.out
+}
+
+@test "simulate: the Python guest makes exactly the Rust routed guest's host calls (ADD CHECK DEL GC STATUS, full pool, bad configs)" {
+  compare py-routed routed
+}
+
 @test "simulate runs as an unprivileged user" {
   command -v setpriv >/dev/null || skip "setpriv missing"
   local home; home=$(mktemp -d /tmp/wasm-cni-sim-XXXXXX)

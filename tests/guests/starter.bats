@@ -8,11 +8,13 @@ setup() {
   kit_setup
   NAME=bats-starter
   cp "$REPO/Cargo.lock" "$BATS_TEST_TMPDIR/Cargo.lock"
+  cp "$REPO/Cargo.toml" "$BATS_TEST_TMPDIR/Cargo.toml"
 }
 
 teardown() {
   rm -rf "$REPO/guests/$NAME" "$REPO/dist/guests/$NAME.wasm"
   cp "$BATS_TEST_TMPDIR/Cargo.lock" "$REPO/Cargo.lock"
+  cp "$BATS_TEST_TMPDIR/Cargo.toml" "$REPO/Cargo.toml"
 }
 
 @test "new-guest + an edit + build-guest give a checked guest that simulate runs" {
@@ -42,4 +44,38 @@ teardown() {
   [[ $output == *"taken by a shipped guest"* ]]
   [ ! -e "$REPO/guests/Bad Name" ]
   cmp "$REPO/Cargo.lock" "$BATS_TEST_TMPDIR/Cargo.lock"
+}
+
+@test "new-guest --lang c and --lang python start from the C and Python guests, which build, check and run" {
+  local lang file edit
+  for lang in c python; do
+    case $lang in
+      c) file=bridge.c; edit='s/info(fmt("pod %s got %s on %s", cid, cidr, host));/info(fmt("pod %s got %s on %s (edited)", cid, cidr, host));/' ;;
+      python) file=app.py; edit='s/info(f"pod {req.container_id} got {pod} on {host}")/info(f"pod {req.container_id} got {pod} on {host} (edited)")/' ;;
+    esac
+    run "$REPO/scripts/new-guest.sh" "$NAME" --lang "$lang"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ -f "$REPO/guests/$NAME/$file" ] && [ -x "$REPO/guests/$NAME/build.sh" ]
+    [ ! -e "$REPO/guests/$NAME/Cargo.toml" ]
+    # not a Rust package: the workspace excludes it (cargo still loads the workspace)
+    grep -q "^exclude = .*\"guests/$NAME\"" "$REPO/Cargo.toml"
+    (cd "$REPO" && cargo metadata --no-deps --format-version 1 --offline >/dev/null)
+    sed -i "$edit" "$REPO/guests/$NAME/$file"
+    grep -q '(edited)' "$REPO/guests/$NAME/$file"
+    run "$REPO/scripts/build-guest.sh" "$NAME"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"ok: dist/guests/$NAME.wasm implements wasm-cni:plugin/cni-policy@0.1.0"* ]]
+    sim ADD pod-1 -c conf.json -g "$REPO/dist/guests/$NAME.wasm"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *'log.write(info, "pod pod-1 got 200.200.1.2/'*' on wc5eac89b8897f (edited)")'* ]]
+    rm -rf "$REPO/guests/$NAME"
+    cp "$BATS_TEST_TMPDIR/Cargo.toml" "$REPO/Cargo.toml"
+  done
+  run "$REPO/scripts/new-guest.sh" "$NAME" --lang cobol
+  [ "$status" -eq 2 ]
+  [[ $output == *"--lang is rust, js, c or python"* ]]
+  [ ! -e "$REPO/guests/$NAME" ]
 }

@@ -85,7 +85,7 @@ expected_up() {
     expected_on_node "$node" "<T>/dist/bin/wasm-cni <T>/dist/guests/default.wasm " \
       "install --runner wasm-cni-install/wasm-cni --default-guest wasm-cni-install/default.wasm $(networks "$node")"
     if [[ "${1:-}" == sim ]]; then
-      echo "fake-wasm-cni guest check wasm-cni-install/default.wasm"
+      echo "fake-wasm-cni guest check --cache-dir <T>/nodes/$node/root/var/cache/wasm-cni wasm-cni-install/default.wasm"
     fi
   done
 }
@@ -363,7 +363,8 @@ conflist_of() { echo "$BATS_TEST_TMPDIR/nodes/$1/root/etc/cni/net.d/10-wasm-cni.
       echo "$line"
       # the node-side install-cni.sh validates again with the node's runner
       if [[ "$line" == *"install-cni.sh guest --file"* ]]; then
-        echo "fake-wasm-cni guest check wasm-cni-install/deny-all.wasm"
+        node=${line#gcloud compute ssh }
+        echo "fake-wasm-cni guest check --cache-dir <T>/nodes/${node%% *}/root/var/cache/wasm-cni wasm-cni-install/deny-all.wasm"
       fi
     done
   } | assert_calls

@@ -57,7 +57,7 @@ JSON
   # no temp files left next to the installed ones
   [ "$(find "$ROOT" -name '*.??????' | wc -l)" -eq 0 ]
   # the runner was run here, on the default guest, before anything was installed
-  assert_calls <<<"fake-wasm-cni guest check <T>/src/default.wasm"
+  assert_calls <<<"fake-wasm-cni guest check --cache-dir <T>/root/var/cache/wasm-cni <T>/src/default.wasm"
 }
 
 @test "install-cni install: no nft binary on the node: refused with a clear message, nothing installed" {
@@ -144,7 +144,7 @@ JSON
   : >"$STUB_LOG"
   run --separate-stderr "$NODE_SCRIPT" guest --file "$SRC/allow-dns.wasm" "${NETS[@]}"
   assert_status 0
-  assert_calls <<<"fake-wasm-cni guest check <T>/src/allow-dns.wasm"
+  assert_calls <<<"fake-wasm-cni guest check --cache-dir <T>/root/var/cache/wasm-cni <T>/src/allow-dns.wasm"
   cmp "$SRC/allow-dns.wasm" "$ROOT/opt/cni/wasm/allow-dns.wasm"
   run jq -r '.plugins[0] | "\(.guest) \(.myPodSubnet)"' "$CONF"
   [ "$output" = "/opt/cni/wasm/allow-dns.wasm 200.200.1.0/24" ]
@@ -155,7 +155,7 @@ JSON
   : >"$STUB_LOG"
   STUB_OLD_RUNNER=1 run --separate-stderr "$NODE_SCRIPT" guest --file "$SRC/allow-dns.wasm" "${NETS[@]}"
   assert_status 0
-  printf '%s\n' "fake-wasm-cni guest check <T>/src/allow-dns.wasm" \
+  printf '%s\n' "fake-wasm-cni guest check --cache-dir <T>/root/var/cache/wasm-cni <T>/src/allow-dns.wasm" \
     "fake-wasm-cni validate <T>/src/allow-dns.wasm" | assert_calls
   cmp "$SRC/allow-dns.wasm" "$ROOT/opt/cni/wasm/allow-dns.wasm"
 }
