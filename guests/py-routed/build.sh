@@ -23,12 +23,14 @@ out=$out_dir/$(basename "$out")
 "$repo/scripts/guest-tools.sh"
 
 tmp=$(mktemp "$out_dir/.$(basename "$out").XXXXXX")
-trap 'rm -f "$tmp"' EXIT
-# -p: where app.py is; no __pycache__ is written into the source directory
-(cd "$here" && PYTHONDONTWRITEBYTECODE=1 "$tools/venv/bin/componentize-py" \
-    -d "$repo/wit" -w cni-policy componentize app -p "$here" -o "$tmp" >&2)
+src=$(mktemp -d)
+trap 'rm -rf "$tmp" "$src"' EXIT
+# built from a copy: componentize-py leaves __pycache__ next to the module it imports
+cp "$here/app.py" "$src/"
+(cd "$src" && "$tools/venv/bin/componentize-py" \
+    -d "$repo/wit" -w cni-policy componentize app -p "$src" -o "$tmp" >&2)
 
 chmod 0644 "$tmp"
 mv -f "$tmp" "$out"
-trap - EXIT
+trap 'rm -rf "$src"' EXIT
 printf 'build.sh: wrote %s (%s bytes)\n' "$out" "$(stat -c %s "$out")" >&2
