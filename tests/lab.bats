@@ -96,7 +96,8 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [[ $output == *"ok: $dist/guests/routed.wasm implements wasm-cni:plugin/cni-policy@0.1.0"* ]]
     [ "$(sha256sum "$LAB_DIR/nodes/worker-1/bin/wasm-cni")" = "$runner_before" ]
     # routed wiring: no bridge, the pod's address is a /32, the node routes to it
-    ! ip -n "$LAB_PREFIX-worker-1" link show cni0 2>/dev/null
+    run ip -n "$LAB_PREFIX-worker-1" link show cni0
+    [ "$status" -ne 0 ]
     run "$LAB" exec pod-1 ip -4 -o addr show eth0
     [[ $output == *"/32 "* ]]
     run ip -n "$LAB_PREFIX-worker-1" route show 200.200.1.2

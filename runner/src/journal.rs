@@ -100,14 +100,6 @@ impl Journal {
         self.entries.push(u);
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The undo steps, newest first.
     pub fn drain_reverse(&mut self) -> Vec<Undo> {
         let mut v = std::mem::take(&mut self.entries);

@@ -819,6 +819,13 @@ impl Sandbox {
         let mut ips = Vec::new();
         let pods = self.grants.pod_networks();
         let inside = |ip: Ipv4Addr| pods.iter().any(|p| p.contains(ip));
+        let gateway_inside = |g: &str, what: &str| match g.parse::<Ipv4Addr>() {
+            Ok(g) if inside(g) => Ok(()),
+            _ => Err(format!(
+                "{what} is outside the pod network {}",
+                Self::list(&pods)
+            )),
+        };
         for ipc in &r.ips {
             let net: ipnetwork::IpNetwork = ipc
                 .address
@@ -838,16 +845,7 @@ impl Sandbox {
                 ));
             }
             if let Some(g) = &ipc.gateway {
-                match g.parse::<Ipv4Addr>() {
-                    Ok(g) if inside(g) => {}
-                    _ => {
-                        return Err(format!(
-                            "gateway {g} of {} is outside the pod network {}",
-                            ipc.address,
-                            Self::list(&pods)
-                        ))
-                    }
-                }
+                gateway_inside(g, &format!("gateway {g} of {}", ipc.address))?;
             }
             if let Some(i) = ipc.interface {
                 let iface = r.interfaces.get(i as usize).ok_or_else(|| {
@@ -889,16 +887,7 @@ impl Sandbox {
                 .parse()
                 .map_err(|_| format!("route destination {:?} is not CIDR", rt.dst))?;
             if let Some(g) = &rt.gw {
-                match g.parse::<Ipv4Addr>() {
-                    Ok(g) if inside(g) => {}
-                    _ => {
-                        return Err(format!(
-                            "route to {} via {g}: the gateway is outside the pod network {}",
-                            rt.dst,
-                            Self::list(&pods)
-                        ))
-                    }
-                }
+                gateway_inside(g, &format!("route to {} via {g}: the gateway", rt.dst))?;
             } else if dst.prefix() != 0
                 && !inside(match dst {
                     ipnetwork::IpNetwork::V4(d) => d.network(),

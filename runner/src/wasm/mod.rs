@@ -85,10 +85,9 @@ pub fn validate(path: &Path) -> Result<()> {
     check::check(path).map(|_| ())
 }
 
-/// Instantiate the guest once against a simulated node, which type-checks every export
-/// it will be called through (the linker checks only imports). Nothing on the real
-/// node can be touched: the sandbox's node is `sim::Model`.
-fn try_instantiate(engine: &Engine, component: &Component, path: &Path) -> Result<()> {
+/// A store whose sandbox touches nothing real: STATUS grants on an empty simulated
+/// node (for `guest check` and tests).
+fn detached_store(engine: &Engine, memory_mib: u64, timeout: Duration) -> Store<State> {
     let grants =
         crate::grants::Grants::new(crate::grants::Scope::Status, false, "cni0", "wc", None);
     let model = crate::sim::Model {
@@ -102,14 +101,16 @@ fn try_instantiate(engine: &Engine, component: &Component, path: &Path) -> Resul
         crate::calllog::CallLog::discard(),
         "wasm_cni_check".into(),
     );
+    new_store(engine, crate::sandbox::shared(sandbox), memory_mib, timeout)
+}
+
+/// Instantiate the guest once against a simulated node, which type-checks every export
+/// it will be called through (the linker checks only imports). Nothing on the real
+/// node can be touched: the sandbox's node is `sim::Model`.
+fn try_instantiate(engine: &Engine, component: &Component, path: &Path) -> Result<()> {
     // the largest limits a network config may set: the check is about the contract,
     // not about whether the guest fits one network's budget
-    let mut store = new_store(
-        engine,
-        crate::sandbox::shared(sandbox),
-        4096,
-        Duration::from_secs(120),
-    );
+    let mut store = detached_store(engine, 4096, Duration::from_secs(120));
     pre(engine, component, path)?
         .instantiate(&mut store)
         .map(|_| ())
@@ -408,22 +409,7 @@ mod tests {
     /// Instantiate under a cap of `mib` MiB; the limiter's state afterwards.
     fn instantiate(c: &Component, mib: u64) -> (bool, bool, usize) {
         let engine = c.engine().clone();
-        let sb = Sandbox::new(
-            crate::grants::Grants::new(crate::grants::Scope::Status, false, "cni0", "wc", None),
-            Box::new(crate::sim::Model {
-                world: crate::sim::World::default(),
-                container: None,
-            }),
-            None,
-            crate::calllog::CallLog::discard(),
-            "t".into(),
-        );
-        let mut store = new_store(
-            &engine,
-            crate::sandbox::shared(sb),
-            mib,
-            Duration::from_secs(5),
-        );
+        let mut store = detached_store(&engine, mib, Duration::from_secs(5));
         let ok = Linker::<State>::new(&engine)
             .instantiate(&mut store, c)
             .is_ok();
@@ -448,22 +434,7 @@ mod tests {
         use wasmtime_wasi::p2::bindings::random::{insecure, insecure_seed, random};
         let engine = engine::engine().unwrap();
         let draw = || {
-            let sb = Sandbox::new(
-                crate::grants::Grants::new(crate::grants::Scope::Status, false, "cni0", "wc", None),
-                Box::new(crate::sim::Model {
-                    world: crate::sim::World::default(),
-                    container: None,
-                }),
-                None,
-                crate::calllog::CallLog::discard(),
-                "t".into(),
-            );
-            let mut store = new_store(
-                &engine,
-                crate::sandbox::shared(sb),
-                64,
-                Duration::from_secs(5),
-            );
+            let mut store = detached_store(&engine, 64, Duration::from_secs(5));
             let r = store.data_mut().wasi.random();
             let bytes = random::Host::get_random_bytes(r, 40).unwrap();
             let insecure = insecure::Host::get_insecure_random_bytes(r, 8).unwrap();
