@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Build one guest into dist/guests/NAME.wasm and check it against the runner's world:
 #   scripts/build-guest.sh NAME|DIR
-# NAME is a directory under guests/ (or DIR a guest directory inside this workspace):
+# NAME is a directory under guest/ (or DIR a guest directory inside this workspace):
 # its Cargo package is built for wasm32-wasip2; a directory with its own build.sh
-# instead (guests/js-bridge, guests/c-bridge, guests/py-routed) runs that.
+# instead (guest/js-bridge, guest/c-bridge, guest/py-routed) runs that.
 # The runner (dist/bin/wasm-cni) is not rebuilt: build it once with scripts/build.sh.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,8 +12,8 @@ cd "$repo"
 arg=${1:-}
 [[ -n $arg ]] || { echo "usage: $0 NAME|DIR" >&2; exit 2; }
 dir=$arg
-[[ -d $dir ]] || dir=guests/$arg
-[[ -d $dir ]] || { echo "build-guest: no directory $arg or guests/$arg" >&2; exit 1; }
+[[ -d $dir ]] || dir=guest/$arg
+[[ -d $dir ]] || { echo "build-guest: no directory $arg or guest/$arg" >&2; exit 1; }
 name=$(basename "$(realpath "$dir")")
 [[ -x dist/bin/wasm-cni ]] || { echo "build-guest: dist/bin/wasm-cni missing: run scripts/build.sh once" >&2; exit 1; }
 mkdir -p dist/guests

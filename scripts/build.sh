@@ -2,11 +2,11 @@
 # Build the runner (native, release) and the default guest (wasm32-wasip2 component),
 # and put them where everything else looks for them:
 #   dist/bin/wasm-cni          the runner (install as /opt/cni/bin/wasm-cni)
-#   dist/guests/default.wasm   the default policy (install as /opt/cni/wasm/default.wasm)
-#   dist/guests/routed.wasm    the routed point-to-point policy (guests/routed)
-#   dist/guests/js-bridge.wasm the default policy in JavaScript (guests/js-bridge; npm)
-#   dist/guests/c-bridge.wasm  the default policy in C (guests/c-bridge)
-#   dist/guests/py-routed.wasm the routed policy in Python (guests/py-routed)
+#   dist/guests/default.wasm   the default policy (guest/default; install as /opt/cni/wasm/default.wasm)
+#   dist/guests/routed.wasm    the routed point-to-point policy (guest/routed)
+#   dist/guests/js-bridge.wasm the default policy in JavaScript (guest/js-bridge; npm)
+#   dist/guests/c-bridge.wasm  the default policy in C (guest/c-bridge)
+#   dist/guests/py-routed.wasm the routed policy in Python (guest/py-routed)
 # With --test-artifacts, also what only the tests use:
 #   dist/test/hostile.wasm     a guest that misbehaves on purpose
 #   dist/test/misfits/*.wasm   components `wasm-cni guest check` must refuse
@@ -52,11 +52,11 @@ put_guest() {  # built.wasm name
 put_guest target/wasm32-wasip2/release/wasm_cni_guest.wasm default
 put_guest target/wasm32-wasip2/release/wasm_cni_routed_guest.wasm routed
 if [ -z "${SKIP_JS_GUEST:-}" ]; then
-  guests/js-bridge/build.sh dist/guests/js-bridge.wasm
+  guest/js-bridge/build.sh dist/guests/js-bridge.wasm
 fi
 # the C and Python guests (their toolchains: scripts/guest-tools.sh, run by setup.sh)
-guests/c-bridge/build.sh dist/guests/c-bridge.wasm
-guests/py-routed/build.sh dist/guests/py-routed.wasm
+guest/c-bridge/build.sh dist/guests/c-bridge.wasm
+guest/py-routed/build.sh dist/guests/py-routed.wasm
 for g in dist/guests/*.wasm; do
   dist/bin/wasm-cni guest check "$g" | head -1 >&2
 done

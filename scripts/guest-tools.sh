@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Install the toolchains of the C and Python guests when missing, pinned, into the
 # project-local .guest-tools/ (nothing in ~/.cargo/bin or the system's Python):
-#   .guest-tools/venv/   PyPI: componentize-py, ziglang (guests/requirements.txt)
+#   .guest-tools/venv/   PyPI: componentize-py, ziglang (guest/requirements.txt)
 #   .guest-tools/bin/    crates.io: wit-bindgen (C bindings), wasm-tools (component new)
 # Called by scripts/setup.sh and by the guests' build.sh; quick when all is there.
 # GUEST_TOOLS_DIR overrides the place.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tools=${GUEST_TOOLS_DIR:-$repo/.guest-tools}
-req=$repo/guests/requirements.txt
+req=$repo/guest/requirements.txt
 
 # crates.io tools: the versions that match wit-bindgen 0.63 (the Rust guests' bindings)
 # and wit-component 0.262; only the features the build uses (C bindings; component new)

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Start a new policy guest from a starter in the language you know:
 #   scripts/new-guest.sh NAME [--lang rust|js|c|python]      (default: rust)
-# creates guests/NAME, a copy of the starter of that language:
-#   rust    guests/routed     the routed policy (a Cargo package named NAME in this workspace)
-#   js      guests/js-bridge  the bridge policy in JavaScript (jco, QuickJS)
-#   c       guests/c-bridge   the bridge policy in C (wit-bindgen, zig cc, wasm-tools)
-#   python  guests/py-routed  the routed policy in Python (componentize-py)
+# creates guest/NAME, a copy of the starter of that language:
+#   rust    guest/routed      the routed policy (a Cargo package named NAME in this workspace)
+#   js      guest/js-bridge   the bridge policy in JavaScript (jco, QuickJS)
+#   c       guest/c-bridge    the bridge policy in C (wit-bindgen, zig cc, wasm-tools)
+#   python  guest/py-routed   the routed policy in Python (componentize-py)
 # Then:
-#   edit guests/NAME/...
+#   edit guest/NAME/...
 #   scripts/build-guest.sh NAME          build + `wasm-cni guest check`
 #   dist/bin/wasm-cni simulate ADD pod-1 -c CONF -g dist/guests/NAME.wasm
 #   sudo scripts/lab.sh guest dist/guests/NAME.wasm && sudo scripts/lab.sh test
@@ -45,19 +45,19 @@ if grep -qx "name = \"$name\"" "$repo/Cargo.lock"; then
   echo "new-guest: '$name' is already a package name in Cargo.lock: pick another" >&2
   exit 1
 fi
-dir=$repo/guests/$name
+dir=$repo/guest/$name
 [[ ! -e $dir ]] || { echo "new-guest: $dir exists already" >&2; exit 1; }
 
 mkdir -p "$dir"
 trap 'rm -rf "$dir"' ERR
-src=$repo/guests/$starter
+src=$repo/guest/$starter
 if [[ $lang == rust ]]; then
   cp -r "$src/src" "$dir/src"
   sed -e "s/^name = \"wasm-cni-routed-guest\"/name = \"$name\"/" \
-      -e "s/^description = .*/description = \"A wasm-cni policy guest (started from guests\\/routed)\"/" \
+      -e "s/^description = .*/description = \"A wasm-cni policy guest (started from guest\\/routed)\"/" \
       "$src/Cargo.toml" > "$dir/Cargo.toml"
   grep -q "^name = \"$name\"" "$dir/Cargo.toml" || { rm -rf "$dir"; echo "new-guest: could not rename the package" >&2; exit 1; }
-  # guests/* are workspace members: record the new package in Cargo.lock (its
+  # guest/* are workspace members: record the new package in Cargo.lock (its
   # dependencies are the starter's, already locked, so nothing is downloaded)
   (cd "$repo" && cargo update --workspace --offline --quiet)
 else
@@ -65,17 +65,17 @@ else
   for f in "$edit" build.sh package.json package-lock.json; do
     [[ -f $src/$f ]] && cp -p "$src/$f" "$dir/$f"
   done
-  # guests/* are Cargo workspace members unless excluded: exclude this one
-  if ! grep -q "\"guests/$name\"" "$repo/Cargo.toml"; then
-    sed -i "s|^exclude = \[\(.*\)\]\$|exclude = [\1, \"guests/$name\"]|" "$repo/Cargo.toml"
-    grep -q "^exclude = .*\"guests/$name\"" "$repo/Cargo.toml" ||
-      { rm -rf "$dir"; echo "new-guest: could not add guests/$name to the workspace's exclude list in Cargo.toml" >&2; exit 1; }
+  # guest/* are Cargo workspace members unless excluded: exclude this one
+  if ! grep -q "\"guest/$name\"" "$repo/Cargo.toml"; then
+    sed -i "s|^exclude = \[\(.*\)\]\$|exclude = [\1, \"guest/$name\"]|" "$repo/Cargo.toml"
+    grep -q "^exclude = .*\"guest/$name\"" "$repo/Cargo.toml" ||
+      { rm -rf "$dir"; echo "new-guest: could not add guest/$name to the workspace's exclude list in Cargo.toml" >&2; exit 1; }
   fi
 fi
 trap - ERR
 cat <<MSG
-new-guest: guests/$name is ready (a copy of guests/$starter, $lang).
-  edit      guests/$name/$edit
+new-guest: guest/$name is ready (a copy of guest/$starter, $lang).
+  edit      guest/$name/$edit
   build     scripts/build-guest.sh $name            -> dist/guests/$name.wasm, checked
   try       dist/bin/wasm-cni simulate ADD pod-1 -c CONF.json -g dist/guests/$name.wasm -s node.json
   lab       sudo scripts/lab.sh guest dist/guests/$name.wasm && sudo scripts/lab.sh test

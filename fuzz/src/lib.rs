@@ -8,5 +8,5 @@ pub mod error;
 #[path = "../../runner/src/cni/mod.rs"]
 pub mod cni;
 
-#[path = "../../guests/kit/src/config.rs"]
+#[path = "../../guest/kit/src/config.rs"]
 pub mod guest_config;

@@ -12,7 +12,7 @@ setup() {
 }
 
 teardown() {
-  rm -rf "$REPO/guests/$NAME" "$REPO/dist/guests/$NAME.wasm"
+  rm -rf "$REPO/guest/$NAME" "$REPO/dist/guests/$NAME.wasm"
   cp "$BATS_TEST_TMPDIR/Cargo.lock" "$REPO/Cargo.lock"
   cp "$BATS_TEST_TMPDIR/Cargo.toml" "$REPO/Cargo.toml"
 }
@@ -21,12 +21,12 @@ teardown() {
   run "$REPO/scripts/new-guest.sh" "$NAME"
   echo "$output"
   [ "$status" -eq 0 ]
-  [ -f "$REPO/guests/$NAME/src/lib.rs" ]
-  grep -q "^name = \"$NAME\"" "$REPO/guests/$NAME/Cargo.toml"
+  [ -f "$REPO/guest/$NAME/src/lib.rs" ]
+  grep -q "^name = \"$NAME\"" "$REPO/guest/$NAME/Cargo.toml"
   # the student's edit: every pod gets an MTU of 1400
   sed -i 's/links::create_veth(&host, &req.ifname, cfg.mtu)/links::create_veth(\&host, \&req.ifname, cfg.mtu.or(Some(1400)))/' \
-    "$REPO/guests/$NAME/src/lib.rs"
-  grep -q 'Some(1400)' "$REPO/guests/$NAME/src/lib.rs"
+    "$REPO/guest/$NAME/src/lib.rs"
+  grep -q 'Some(1400)' "$REPO/guest/$NAME/src/lib.rs"
   run "$REPO/scripts/build-guest.sh" "$NAME"
   echo "$output"
   [ "$status" -eq 0 ]
@@ -42,7 +42,7 @@ teardown() {
   run "$REPO/scripts/new-guest.sh" routed
   [ "$status" -eq 1 ]
   [[ $output == *"taken by a shipped guest"* ]]
-  [ ! -e "$REPO/guests/Bad Name" ]
+  [ ! -e "$REPO/guest/Bad Name" ]
   cmp "$REPO/Cargo.lock" "$BATS_TEST_TMPDIR/Cargo.lock"
 }
 
@@ -56,13 +56,14 @@ teardown() {
     run "$REPO/scripts/new-guest.sh" "$NAME" --lang "$lang"
     echo "$output"
     [ "$status" -eq 0 ]
-    [ -f "$REPO/guests/$NAME/$file" ] && [ -x "$REPO/guests/$NAME/build.sh" ]
-    [ ! -e "$REPO/guests/$NAME/Cargo.toml" ]
+    [ -f "$REPO/guest/$NAME/$file" ]
+    [ -x "$REPO/guest/$NAME/build.sh" ]
+    [ ! -e "$REPO/guest/$NAME/Cargo.toml" ]
     # not a Rust package: the workspace excludes it (cargo still loads the workspace)
-    grep -q "^exclude = .*\"guests/$NAME\"" "$REPO/Cargo.toml"
+    grep -q "^exclude = .*\"guest/$NAME\"" "$REPO/Cargo.toml"
     (cd "$REPO" && cargo metadata --no-deps --format-version 1 --offline >/dev/null)
-    sed -i "$edit" "$REPO/guests/$NAME/$file"
-    grep -q '(edited)' "$REPO/guests/$NAME/$file"
+    sed -i "$edit" "$REPO/guest/$NAME/$file"
+    grep -q '(edited)' "$REPO/guest/$NAME/$file"
     run "$REPO/scripts/build-guest.sh" "$NAME"
     echo "$output"
     [ "$status" -eq 0 ]
@@ -71,11 +72,11 @@ teardown() {
     echo "$output"
     [ "$status" -eq 0 ]
     [[ $output == *'log.write(info, "pod pod-1 got 200.200.1.2/'*' on wc5eac89b8897f (edited)")'* ]]
-    rm -rf "$REPO/guests/$NAME"
+    rm -rf "$REPO/guest/$NAME"
     cp "$BATS_TEST_TMPDIR/Cargo.toml" "$REPO/Cargo.toml"
   done
   run "$REPO/scripts/new-guest.sh" "$NAME" --lang cobol
   [ "$status" -eq 2 ]
   [[ $output == *"--lang is rust, js, c or python"* ]]
-  [ ! -e "$REPO/guests/$NAME" ]
+  [ ! -e "$REPO/guest/$NAME" ]
 }

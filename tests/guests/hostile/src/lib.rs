@@ -5,7 +5,7 @@
 //! Every forbidden-operation mode first does something it *is* allowed to do (create
 //! this attachment's veth), so the test also sees that the runner rolls it back.
 //!
-//! The modes of issue 12 (sandbox, round 2) take more settings from the config
+//! The later modes (from exact rollback on) take more settings from the config
 //! ("count", "size", "routes", "value", "victim_ip", "how", "ip", "result_*"), and
 //! report a host error as `<step>: <kind>: <message>`. STATUS and CHECK misbehave only
 //! with "hostile": "status-writes".
@@ -342,7 +342,7 @@ fn add(req: Request) -> Result<AddResult, CniError> {
                 details: String::new(),
             })
         }
-        // ---- exact rollback (issue 12, class 1) ------------------------------------
+        // ---- exact rollback (class 1) ---------------------------------------------------
         "bridge-mtu" => {
             allowed_work(&req)?;
             links::set_mtu(Netns::Host, &bridge(&req), 1400).map_err(fail_kind("set mtu"))?;

@@ -1,6 +1,6 @@
 """wasm-cni routed policy, written in Python.
 
-The same policy as the Rust starter (guests/routed): point-to-point wiring, no bridge.
+The same policy as the Rust starter (guest/routed): point-to-point wiring, no bridge.
 For each pod:
 - a veth pair: `eth0` in the pod, the attachment's `host-link` on the node;
 - the pod address as a /32 on `eth0`, a link route to the gateway and a default route
@@ -10,7 +10,7 @@ For each pod:
 - a /32 route on the node to the pod through its host end.
 Node setup (once): ip_forward, forwarding and masquerade rules for traffic leaving
 the cluster. Same config fields, IPAM, store keys and error codes as the Rust guests
-(guests/kit), and the same messages, so `wasm-cni simulate` prints byte-for-byte the
+(guest/kit), and the same messages, so `wasm-cni simulate` prints byte-for-byte the
 Rust routed guest's session.
 
 How WIT looks from Python (componentize-py generates the `wit_world` package from

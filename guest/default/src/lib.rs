@@ -2,14 +2,14 @@
 //!
 //! - `policy`: the CNI commands, calling the runner's host functions.
 //! - the pure parts (config fields, IPAM, reading `prevResult`) come from
-//!   `wasm-cni-guest-kit` (`guests/kit`), shared with the other shipped guests.
+//!   `wasm-cni-guest-kit` (`guest/kit`), shared with the other shipped guests.
 
 mod policy;
 
 pub use wasm_cni_guest_kit::{config, ipam};
 
 wit_bindgen::generate!({
-    path: "../wit",
+    path: "../../wit",
     world: "cni-policy",
 });
 

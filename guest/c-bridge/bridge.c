@@ -1,6 +1,6 @@
 // wasm-cni bridge policy, written in C.
 //
-// The same policy as the default Rust guest (guest/src/policy.rs with guests/kit):
+// The same policy as the default Rust guest (guest/default/src/policy.rs with guest/kit):
 // every node has a bridge (`cni0`) holding the gateway address, every pod gets a veth
 // pair whose host end is plugged into the bridge, addresses come round-robin from the
 // node's pod subnet, and traffic leaving the cluster is masqueraded. Same config keys,
