@@ -16,7 +16,9 @@
 # to SECS for the 1-minute load average to drop below 0.5 before measuring.
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh" # die, warn, REPO_ROOT
+REPO=$REPO_ROOT
 BENCH_PY="$REPO/scripts/bench"
 N=${BENCH_N:-250}
 C=${BENCH_C:-100}
@@ -29,7 +31,6 @@ IDLE_WAIT=${BENCH_IDLE_WAIT:-0}
 CNI_DIR=/usr/lib/cni
 
 usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "${BASH_SOURCE[0]}"; exit "${1:-0}"; }
-die() { echo "bench: $*" >&2; exit 1; }
 posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 wants a positive integer, not '$2'"; }
 
 while [ $# -gt 0 ]; do
@@ -44,7 +45,7 @@ while [ $# -gt 0 ]; do
     --guest) GUEST=${2:?}; shift ;;
     --idle-wait) IDLE_WAIT=${2:?}; shift ;;
     -h|--help) usage 0 ;;
-    *) echo "bench: unknown argument '$1'" >&2; usage 2 ;;
+    *) warn "unknown argument '$1'"; usage 2 ;;
   esac
   shift
 done
@@ -93,7 +94,7 @@ while busy && [ "$waited" -lt "$IDLE_WAIT" ]; do
   [ "$waited" = 0 ] && echo "bench: load average $(load1), waiting up to ${IDLE_WAIT}s for < 0.5" >&2
   sleep 5; waited=$((waited + 5))
 done
-busy && echo "bench: warning: load average $(load1): other work on the machine disturbs the numbers" >&2
+if busy; then warn "load average $(load1): other work on the machine disturbs the numbers"; fi
 
 TMP=$(mktemp -d /tmp/wasm-cni-bench.XXXXXX)
 mkdir -p "$TMP/bin" "$TMP/guest" "$OUT"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up, build, lint, unit tests, end-to-end tests in throwaway
-# network namespaces. Ends with one line "summary: N passed, M failed".
+# network namespaces. Ends with one line "summary: N passed, M failed, K skipped",
+# after the list of what was skipped (bats tests that called skip, cargo's ignored
+# tests) and of what failed. Exits 0 only when nothing failed.
 #   scripts/test.sh            everything
 #   SKIP_SETUP=1 scripts/test.sh   skip apt/rustup (already installed)
 #   SKIP_LAB=1 scripts/test.sh     skip the offline lab end-to-end run (podman)
@@ -9,7 +11,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo" || exit 2
 [ "$(id -u)" = 0 ] || { echo "test: run as root (the tests create network namespaces)" >&2; exit 2; }
 
-passed=0 failed=0 failures=()
+passed=0 failed=0 skipped=0 failures=() skips=()
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 
@@ -20,35 +22,40 @@ check() {
   if "$@"; then passed=$((passed+1)); echo "ok: $name"
   else failed=$((failed+1)); failures+=("$name"); echo "FAILED: $name"; fi
 }
-# cargo test: count its "test result" lines
+# cargo test: count its "test result" lines; its ignored tests are skipped ones
 cargo_tests() {
   local name=$1; shift
   "$@" 2>&1 | tee "$log/cargo.out"
-  local rc=${PIPESTATUS[0]} p f
+  local rc=${PIPESTATUS[0]} p f s t
   p=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$log/cargo.out")
   f=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$log/cargo.out")
-  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  s=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^ignored/) s += $i } END { print s + 0 }' "$log/cargo.out")
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${s:-0}))
+  # "test a::b ... ignored" or "test a::b ... ignored, REASON"
+  while IFS= read -r t; do skips+=("$name: $t"); done < <(sed -nE 's/^test (.*) \.\.\. ignored(, (.*))?$/\1 (ignored\2)/p' "$log/cargo.out" | sed 's/ (ignored, / (ignored: /')
   if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then failed=$((failed+1)); failures+=("$name (did not run)"); fi
   [ "${f:-0}" -eq 0 ] || failures+=("$name")
 }
-# bats: count TAP lines
+# bats: count TAP lines ("ok N NAME # skip [REASON]" is a skipped test, not a pass)
 bats_tests() {
   local name=$1; shift
   bats --formatter tap "$@" 2>&1 | tee "$log/bats.out"
-  local rc=${PIPESTATUS[0]} p f
-  p=$(grep -cE '^ok ' "$log/bats.out"); f=$(grep -cE '^not ok ' "$log/bats.out")
-  passed=$((passed + p)); failed=$((failed + f))
+  local rc=${PIPESTATUS[0]} p f s t
+  s=$(grep -cE '^ok [0-9]+ .* # skip( |$)' "$log/bats.out")
+  p=$(( $(grep -cE '^ok ' "$log/bats.out") - s )); f=$(grep -cE '^not ok ' "$log/bats.out")
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+  while IFS= read -r t; do skips+=("$name: $t"); done < <(sed -nE 's/^ok [0-9]+ (.*) # skip( (.*))?$/\1 (skip\2)/p' "$log/bats.out" | sed 's/ (skip / (skip: /')
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then failed=$((failed+1)); failures+=("$name (did not run)"); fi
   [ "$f" -eq 0 ] || failures+=("$name")
 }
 
 if [ -z "${SKIP_SETUP:-}" ]; then
   stage "set-up (apt packages, wasm target)"
-  scripts/setup.sh || { echo "summary: 0 passed, 1 failed"; exit 1; }
+  scripts/setup.sh || { echo "summary: 0 passed, 1 failed, 0 skipped"; exit 1; }
 fi
 
 stage "build"
-if ! scripts/build.sh --test-artifacts; then echo "summary: $passed passed, $((failed+1)) failed"; exit 1; fi
+if ! scripts/build.sh --test-artifacts; then echo "summary: $passed passed, $((failed+1)) failed, $skipped skipped"; exit 1; fi
 check "build cri-client" cargo build --release --locked -p cri-client
 
 stage "lint"
@@ -58,9 +65,11 @@ check "clippy (cri-client)" cargo clippy --release --locked -p cri-client --all-
 check "clippy (hostile test guest, wasm32)" cargo clippy --release --locked -p wasm-cni-hostile-guest --target wasm32-wasip2 -- -D warnings
 check "clippy (guests, wasm32)" cargo clippy --release --locked -p wasm-cni-guest -p wasm-cni-routed-guest -p wasm-cni-guest-kit --target wasm32-wasip2 -- -D warnings
 check "clippy (misfit test guests, wasm32)" cargo clippy --release --locked -p wasm-cni-misfit-guests --features v03 --target wasm32-wasip2 -- -D warnings
+# scripts (a shell #!) and sourced files that name their shell (# shellcheck shell=...);
+# -x follows what a script sources (scripts/lib/common.sh, scripts/lab/*.sh)
 mapfile -t shells < <(git ls-files '*.sh' '*.bash' 'scripts/*' 'tests/**/stubs/*' .ci/run | sort -u | while read -r f; do
-  [ -f "$f" ] && head -c 64 "$f" | grep -qE '^#!.*(ba)?sh' && echo "$f"; done)
-check "shellcheck -S warning (${#shells[@]} scripts)" shellcheck -S warning "${shells[@]}"
+  [ -f "$f" ] && head -c 64 "$f" | grep -qE '^(#!.*(ba)?sh|# shellcheck shell=(ba)?sh)' && echo "$f"; done)
+check "shellcheck -S warning (${#shells[@]} scripts)" shellcheck -x -S warning "${shells[@]}"
 
 stage "unit tests"
 cargo_tests "runner unit tests" cargo test --release --locked -p wasm-cni
@@ -88,6 +97,7 @@ if [ -z "${SKIP_LAB:-}" ] && [ -f tests/lab.bats ]; then
 fi
 
 echo
+if [ "${#skips[@]}" -gt 0 ]; then printf 'skipped: %s\n' "${skips[@]}"; fi
 if [ "${#failures[@]}" -gt 0 ]; then printf 'failed: %s\n' "${failures[@]}"; fi
-echo "summary: $passed passed, $failed failed"
+echo "summary: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

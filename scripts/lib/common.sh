@@ -1,6 +1,8 @@
 # shellcheck shell=bash
-# Shared helpers for scripts/{infrastructure,kubernetes,cni-plugin,inter-node-routes}.sh.
-# Sourced, never run. Callers set SCRIPT_NAME and use `set -euo pipefail`.
+# Shared helpers for scripts/{infrastructure,kubernetes,cni-plugin,inter-node-routes}.sh
+# (all of it) and scripts/{lab,bench}.sh (die, warn, REPO_ROOT). Sourced, never
+# run; callers use `set -euo pipefail`. The scripts in scripts/node/ keep their own
+# copies of die and log: they are shipped to a node and run there alone.
 #
 # Conventions:
 # - progress goes to stdout ("==> ..."), errors to stderr ("NAME: error: ...");

@@ -10,6 +10,11 @@
 #       /opt/cni/wasm/<basename>; rewrites the conflist to use it (or default.wasm)
 #   install-cni.sh uninstall
 #       removes the runner, /opt/cni/wasm, the conflist and the guest cache
+#   install-cni.sh conflist --guest PATH NETWORKS [--cache-dir DIR] [--state-dir DIR] [--log-file FILE]
+#       prints the conflist that install and guest write, for guest PATH, on stdout and
+#       writes nothing; the three runtime paths (the runner's cacheDir, stateDir and
+#       logFile) go into it when given: scripts/lab.sh's nodes, whose files live in a
+#       directory, take their conflists from here
 #   NETWORKS = --host-network CIDR --pod-network CIDR --pod-subnet CIDR [--mtu N]
 #       --mtu: the pods' MTU (conflist "mtu"); default: the MTU of the node's uplink
 #       (the interface of its default route), 1460 on GCP
@@ -44,6 +49,7 @@ usage() {
 usage: $SCRIPT_NAME install --runner FILE --default-guest FILE NETWORKS
        $SCRIPT_NAME guest (--file FILE.wasm | --default) NETWORKS
        $SCRIPT_NAME uninstall
+       $SCRIPT_NAME conflist --guest PATH NETWORKS [--cache-dir DIR] [--state-dir DIR] [--log-file FILE]
   NETWORKS: --host-network CIDR --pod-network CIDR --pod-subnet CIDR [--mtu N]
   ROOT=DIR prefixes every path written (default: /)
 USAGE
@@ -84,27 +90,50 @@ put() {
   mv -f "$tmp" "$dst"
 }
 
-# write_conflist GUEST_PATH
-write_conflist() {
-  local dst="$ROOT$CONF_PATH" tmp
-  mkdir -p "$ROOT$CONF_DIR"
-  tmp="$(mktemp "$dst.XXXXXX")"
-  cat >"$tmp" <<JSON
+# json_path NAME VALUE: VALUE, an absolute path, as a JSON string.
+json_path() {
+  [[ "$2" == /* && "$2" != *[[:cntrl:]]* ]] || die "$1 '$2' must be an absolute path."
+  local v=${2//\\/\\\\}
+  printf '"%s"' "${v//\"/\\\"}"
+}
+
+# conflist_json GUEST_PATH: the network configuration, on stdout (the one writer of
+# it: install and guest here, and scripts/lab.sh through 'conflist').
+conflist_json() {
+  local guest runtime="" key val
+  guest="$(json_path guest "$1")"
+  for key in cacheDir stateDir logFile; do
+    case "$key" in
+      cacheDir) val=$RUNTIME_CACHE_DIR ;;
+      stateDir) val=$RUNTIME_STATE_DIR ;;
+      logFile) val=$RUNTIME_LOG_FILE ;;
+    esac
+    [[ -z "$val" ]] || runtime+=$',\n      "'"$key"'": '"$(json_path "$key" "$val")"
+  done
+  cat <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "wasm-cni",
   "plugins": [
     {
       "type": "wasm-cni",
-      "guest": "$1",
+      "guest": $guest,
       "myHostNetwork": "$HOST_NETWORK",
       "myPodNetwork": "$POD_NETWORK",
       "myPodSubnet": "$POD_SUBNET",
-      "mtu": $MTU
+      "mtu": $MTU$runtime
     }
   ]
 }
 JSON
+}
+
+# write_conflist GUEST_PATH
+write_conflist() {
+  local dst="$ROOT$CONF_PATH" tmp
+  mkdir -p "$ROOT$CONF_DIR"
+  tmp="$(mktemp "$dst.XXXXXX")"
+  conflist_json "$1" >"$tmp"
   chmod 0644 "$tmp"
   mv -f "$tmp" "$dst"
   log "wrote $CONF_PATH (guest $1, pod subnet $POD_SUBNET, MTU $MTU)"
@@ -122,12 +151,18 @@ JSON
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
 RUNNER="" GUEST_SRC="" GUEST_FILE="" USE_DEFAULT=0 HOST_NETWORK="" POD_NETWORK="" POD_SUBNET="" MTU=""
+GUEST_PATH="" RUNTIME_CACHE_DIR="" RUNTIME_STATE_DIR="" RUNTIME_LOG_FILE=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --runner | --default-guest | --file | --host-network | --pod-network | --pod-subnet | --mtu)
+    --runner | --default-guest | --file | --host-network | --pod-network | --pod-subnet | --mtu | \
+      --guest | --cache-dir | --state-dir | --log-file)
       [[ $# -ge 2 ]] || usage
       case "$1" in
         --runner) RUNNER=$2 ;;
+        --guest) GUEST_PATH=$2 ;;
+        --cache-dir) RUNTIME_CACHE_DIR=$2 ;;
+        --state-dir) RUNTIME_STATE_DIR=$2 ;;
+        --log-file) RUNTIME_LOG_FILE=$2 ;;
         --default-guest) GUEST_SRC=$2 ;;
         --file) GUEST_FILE=$2 ;;
         --host-network) HOST_NETWORK=$2 ;;
@@ -192,6 +227,9 @@ need_runtime_deps() {
   log "runtime dependencies: $nft present; the runner runs here and accepts the default guest"
 }
 
+# the conflist-only options
+[[ "$cmd" == conflist || -z "$GUEST_PATH$RUNTIME_CACHE_DIR$RUNTIME_STATE_DIR$RUNTIME_LOG_FILE" ]] || usage
+
 case "$cmd" in
   install)
     [[ -n "$RUNNER" && -n "$GUEST_SRC" && -z "$GUEST_FILE" && "$USE_DEFAULT" == 0 ]] || usage
@@ -240,6 +278,11 @@ case "$cmd" in
     rm -f "$ROOT$CONF_PATH" "$ROOT$BIN_PATH"
     rm -rf -- "$ROOT$GUEST_DIR" "$ROOT$CACHE_DIR" # constant suffixes: never "/"
     log "removed $CONF_PATH, $BIN_PATH, $GUEST_DIR, $CACHE_DIR"
+    ;;
+  conflist)
+    [[ -n "$GUEST_PATH" && -z "$RUNNER$GUEST_SRC$GUEST_FILE" && "$USE_DEFAULT" == 0 ]] || usage
+    need_networks >&2 # its progress line (the uplink's MTU) is not the conflist
+    conflist_json "$GUEST_PATH"
     ;;
   *) usage ;;
 esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # Bad input: every case is a CNI error object with the right code, a non-zero exit,
-# and nothing half-configured in the node (issue 2).
+# and nothing half-configured in the node.
 
 load helpers
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# The runner as a CNI plugin, end to end in throwaway namespaces (issue 2).
+# The runner as a CNI plugin, end to end in throwaway namespaces.
 
 load helpers
 
@@ -173,7 +173,8 @@ teardown() { common_teardown; }
   add_pod a; add_pod b
   cni ADD ca a; expect_ok
   entry=$(ls "$W"/cache/*.cwasm)
-  printf 'garbage' > "$entry.tmp" && mv "$entry.tmp" "$entry"
+  printf 'garbage' > "$entry.tmp"
+  mv "$entry.tmp" "$entry"
   cni ADD cb b; expect_ok
   grep -q "cache=Some(Rebuilt)" "$W/wasm-cni.log"
   cni DEL cb b; expect_ok

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared set-up for the runner's end-to-end tests. Each test gets its own node
 # namespace and pod namespaces (names unique to the test), a private state/cache/log
 # directory, and a teardown that removes them all, also when the test fails.

@@ -58,7 +58,8 @@ expect_clean_node() {
   [ -f "$CRI_KV/ip%2F$ip" ]
   # ...inside the node's pod subnet, and really on the pod's eth0.
   cri_in_subnet "$ip"
-  [ -n "$netns" ] && [ -e "$netns" ]
+  [ -n "$netns" ]
+  [ -e "$netns" ]
   nsenter --net="$netns" ip -4 -o addr show dev eth0 | grep -q " $ip/24 "
   # The runner saw this sandbox's ADD.
   grep -q "ADD $id" "$CRI_CNI_LOG"
@@ -105,7 +106,8 @@ expect_clean_node() {
   netns=$(jq -r .netns <<<"$st")
   cri_in_subnet "$ip"
   [ -f "$CRI_KV/ip%2F$ip" ]
-  [ -n "$netns" ] && [ -e "$netns" ]
+  [ -n "$netns" ]
+  [ -e "$netns" ]
   # The netns disappears from under containerd: its bind mount is dropped and the file
   # removed (as a reboot or a manual clean-up would). containerd then finds it closed and
   # sends DEL with CNI_NETNS empty; the pause process still holds the namespace until Stop.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The kubelet's path without a cloud: containerd 1.6 with its CRI plugin, run inside a
 # throwaway node network namespace, with a private root/state/socket and private CNI conf
 # and bin dirs, driven by tests/cri-client (which sends what the kubelet sends).
@@ -210,7 +211,7 @@ cri_stop() {
   fi
   for pid in $(cri_shim_pids); do kill -KILL "$pid" 2>/dev/null || true; done
   for ((i = 0; i < 50; i++)); do [ -z "$(cri_shim_pids)" ] && break; sleep 0.1; done
-  for m in $socks; do [ -S "$m" ] && rm -f "$m"; done
+  for m in $socks; do if [ -S "$m" ]; then rm -f "$m"; fi; done
   # 4. Mounts: rootfs, sandbox shm, pod netns (nsfs) under the state dir.
   for ((i = 0; i < 3; i++)); do
     while read -r m; do

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# The deadline (issue 12, class 2): every way out of a call ends with its work undone,
+# The deadline: every way out of a call ends with its work undone,
 # and nothing the call started outlives the answer. A guest that blocks outside wasm
 # code (a WASI sleep) still gets code 11 within its deadline + ~1 s; a host call with
 # a huge argument (a masquerade with 800000 except entries) is refused quickly,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Fault injection (issue 4): an ADD whose k-th host operation fails, for every k,
+# Fault injection: an ADD whose k-th host operation fails, for every k,
 # leaves nothing behind: on a fresh node (node setup rolled back too) and on a node
 # that already has a pod.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# A corpus of hostile guests (issue 4): each must end in a CNI error within its
+# A corpus of hostile guests: each must end in a CNI error within its
 # deadline, and leave the node, the pod and the store exactly as they were.
 
 load sandbox-helpers

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Crash safety (issue 4): SIGKILL the runner at random points of KILL_N ADDs; the next
+# Crash safety: SIGKILL the runner at random points of KILL_N ADDs; the next
 # DEL (or GC) for each container leaves no reservation and no host link, and the store
 # stays readable. CI runs a small KILL_N; the full test is KILL_N=50.
 
@@ -12,6 +12,34 @@ setup() {
   write_conf 1.1.0
 }
 teardown() { common_teardown; }
+
+# Every file in the store holds a complete value of its key's shape, as the default
+# guest writes them: last and attach/<cid>/<ifname> an address in the pod subnet,
+# ip/<address> its holder "<cid> <ifname>", node/setup the settings' fingerprint. A
+# value cut short by a kill mid-write would be empty or fail its pattern.
+check_store_values() {
+  local f key value n=0 bad=()
+  local addr='200\.200\.1\.(25[0-4]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[2-9])'
+  for f in "$W"/state/testnet/kv/*; do
+    [ -e "$f" ] || continue
+    n=$((n + 1))
+    key=$(basename "$f")
+    key=${key//%2F//}
+    value=$(cat "$f") || { bad+=("$key: unreadable"); continue; }
+    [ "$(wc -c <"$f")" -eq "${#value}" ] || { bad+=("$key: ${#value} characters of $(wc -c <"$f") bytes"); continue; }
+    case $key in
+      last | attach/*) [[ $value =~ ^${addr}$ ]] ;;
+      ip/*) [[ $value =~ ^[A-Za-z0-9-]+\ eth0$ && ${key#ip/} =~ ^${addr}$ ]] ;;
+      node/setup) [[ $value =~ ^v1\ bridge=cni0\ gw=200\.200\.1\.1/24\ pods=200\.200\.0\.0/16\ hosts=10\.0\.0\.0/16\ mtu=None$ ]] ;;
+      *) false ;;
+    esac || bad+=("$key='$value'")
+  done
+  # the warm-up ADD wrote both for good: they outlive every DEL
+  [ -f "$W/state/testnet/kv/last" ] || bad+=("no 'last' key")
+  [ -f "$W/state/testnet/kv/node%2Fsetup" ] || bad+=("no 'node/setup' key")
+  [ "${#bad[@]}" -eq 0 ] || { printf 'store value: %s\n' "${bad[@]}" >&2; return 1; }
+  echo "store: $n values, all whole" >&3
+}
 
 @test "SIGKILL at random points of ADD, then DEL or GC: no leaks" {
   # a node in service: set up, cache warm; the kills then land in pod set-up
@@ -60,8 +88,9 @@ teardown() { common_teardown; }
   [ "$((inside + before))" -gt 0 ]
   [ -z "$(prefixed_links)" ] || { echo "leaked links: $(prefixed_links)" >&2; false; }
   [ -z "$(store_keys | grep -E '^(ip|attach)')" ] || { echo "leaked keys: $(store_keys)" >&2; false; }
-  # every value is readable (no torn file) and the store still works
-  for f in "$W"/state/testnet/kv/*; do [ -r "$f" ] && cat "$f" >/dev/null; done
+  # every value is whole (the store renames a complete file into place: a kill leaves
+  # the old or the new value, never a torn one) and the store still works
+  check_store_values
   add_pod after
   cni ADD after after; expect_ok
   ping_from "$T-after" 200.200.1.1

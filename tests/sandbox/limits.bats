@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Per-call caps and bounded outputs (issue 12, classes 4 and 5). The config object
+# Per-call caps and bounded outputs. The config object
 # "limits" sets them (defaults: links 8, addresses 32, routes 256, firewallRules 32,
 # storeWrites 64, storeBytes 1 MiB, storeKeys 4096, storeTotalBytes 16 MiB,
 # logBytes 64 KiB, logFileBytes 16 MiB). Past a per-call cap a host call is denied

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# One pod's call cannot hurt another pod of the same network (issue 12, class 7).
+# One pod's call cannot hurt another pod of the same network.
 # - The runner remembers each successful ADD's addresses: a host route or an address
 #   covering the victim's address is denied ("belongs to another attachment"), and a
 #   result claiming it is an invalid result.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# A node that reboots (issue 12, class 8). The store survives a reboot while every pod
+# A node that reboots. The store survives a reboot while every pod
 # namespace, veth, the bridge and the firewall are gone, and a runtime without CNI GC
 # never sends DEL for them. The store records the boot id in
 # $stateDir/<network>/boot_id; a call that finds another boot id there clears the

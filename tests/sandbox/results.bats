@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Results are checked against the grants (issue 12, class 6): an ADD whose guest
+# Results are checked against the grants: an ADD whose guest
 # reports an address outside the pod network, a gateway outside it, or an address on
 # an interface the call did not create is answered with an error (code 100, "invalid
 # result") and rolled back: the runtime never records such an address for a pod.

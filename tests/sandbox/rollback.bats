@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Exact rollback (issue 12, class 1): a failed ADD leaves the node exactly as it was
+# Exact rollback: a failed ADD leaves the node exactly as it was
 # before, not merely "the request undone": the previous MTU, the previous route with
 # all its attributes, every link's forwarding value, IPv6 state, and the network's
 # existing nftables table. Each hostile mode first does allowed work, then one change

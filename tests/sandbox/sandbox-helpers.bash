@@ -1,4 +1,5 @@
-# Helpers for the sandbox tests (issue 4), on top of the runner e2e helpers.
+# shellcheck shell=bash
+# Helpers for the sandbox tests, on top of the runner e2e helpers.
 # shellcheck disable=SC2154  # output and status are set by cni (tests/cni/helpers.bash)
 load ../cni/helpers
 
@@ -34,7 +35,7 @@ snapshot() {
     ip -n "$ns" -o link show | sed -E 's/^[0-9]+: //; s/ link-netns(id)? [^ ]+//; s/ state [A-Z]+ / /'
     ip -n "$ns" -4 -o addr show | awk '{print $2, $4}'
     ip -n "$ns" -4 route show table all | grep -v '^local\|^broadcast' || true
-    # IPv6 (issue 12): global addresses and routes, which toggling disable_ipv6 deletes.
+    # IPv6: global addresses and routes, which toggling disable_ipv6 deletes.
     # Link-local ones (fe80::/64, multicast, anycast) follow carrier, like operstate.
     ip -n "$ns" -6 -o addr show | awk '$4 !~ /^fe80:/ {print $2, $4}'
     ip -n "$ns" -6 route show table all |
@@ -58,7 +59,7 @@ snapshot() {
 # Links in the node named with our prefix.
 prefixed_links() { node_links | grep '^wc' || true; }
 
-# ---- issue 12 (sandbox, round 2): shared by rollback, deadline, limits, results, pods --
+# ---- shared by rollback, deadline, limits, results, pods ----------------------------
 
 # A node with an uplink, two pod namespaces (a, b) and a healthy pod "victim" in a:
 # node setup exists, and there is another pod to protect.

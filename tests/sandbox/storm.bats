@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Storm (issue 4): STORM_N concurrent ADDs then STORM_N concurrent DELs, STORM_ROUNDS
+# Storm: STORM_N concurrent ADDs then STORM_N concurrent DELs, STORM_ROUNDS
 # rounds: zero errors, zero duplicate addresses, zero leftovers.
 # CI runs a smaller storm; the full one is STORM_N=100 STORM_ROUNDS=5.
 

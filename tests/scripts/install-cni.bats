@@ -65,7 +65,8 @@ JSON
   run --separate-stderr "$NODE_SCRIPT" install --runner "$SRC/wasm-cni" --default-guest "$SRC/default.wasm" "${NETS[@]}"
   assert_status 1
   assert_contains "$stderr" "the nft binary is missing (looked for /usr/sbin/nft, /sbin/nft, /usr/bin/nft): the runner's firewall (forwarding and masquerade rules) runs it. Install it: 'sudo apt-get install -y nftables'"
-  [ ! -e "$ROOT/opt" ] && [ ! -e "$ROOT/etc" ]
+  [ ! -e "$ROOT/opt" ]
+  [ ! -e "$ROOT/etc" ]
   # /sbin/nft (usr-unmerged) or /usr/bin/nft count as well
   mkdir -p "$ROOT/sbin" && printf '#!/bin/sh\n' >"$ROOT/sbin/nft" && chmod +x "$ROOT/sbin/nft"
   install_it
@@ -127,11 +128,13 @@ JSON
   run --separate-stderr "$NODE_SCRIPT" install --runner "$SRC/wasm-cni" --default-guest "$SRC/default.wasm" \
     --host-network 10.0.0.0/16 --pod-network 200.200.0.0/16 --pod-subnet 200.200.0.0/8
   assert_status 1
-  [ ! -e "$ROOT/opt" ] && [ ! -e "$ROOT/etc" ]
+  [ ! -e "$ROOT/opt" ]
+  [ ! -e "$ROOT/etc" ]
 }
 
 @test "install-cni: usage errors exit 2" {
-  for args in "" "bogus" "install" "install --runner" "guest --default --file x.wasm" "uninstall --pod-subnet 1.2.3.0/24" "uninstall --mtu 1400"; do
+  for args in "" "bogus" "install" "install --runner" "guest --default --file x.wasm" "uninstall --pod-subnet 1.2.3.0/24" "uninstall --mtu 1400" \
+    "conflist --host-network 10.0.0.0/16" "conflist --guest /g.wasm --default" "install --cache-dir /c" "guest --default --guest /g.wasm"; do
     # shellcheck disable=SC2086
     run --separate-stderr "$NODE_SCRIPT" $args
     assert_status 2
@@ -225,4 +228,48 @@ JSON
   [ -e "$ROOT/var/lib/cni/wasm-cni" ]
   run --separate-stderr "$NODE_SCRIPT" uninstall # nothing left to remove: still fine
   assert_status 0
+}
+
+@test "install-cni conflist: the conflist install writes, on stdout, with the runtime paths when given; writes nothing" {
+  install_it
+  run --separate-stderr "$NODE_SCRIPT" conflist --guest /opt/cni/wasm/default.wasm "${NETS[@]}"
+  assert_status 0
+  [ "$output" = "$(cat "$CONF")" ]
+  assert_contains "$stderr" "pod MTU 1460: the MTU of the uplink ens4"
+  rm -rf "${ROOT:?}/opt" "${ROOT:?}/etc"
+  # scripts/lab.sh's nodes: files in a directory, the runner's paths in it
+  run --separate-stderr "$NODE_SCRIPT" conflist --guest '/lab/node 1/guests/my "x".wasm' "${NETS[@]}" --mtu 1500 \
+    --cache-dir /lab/n1/cache --state-dir /lab/n1/state --log-file /lab/n1/log/wasm-cni.log
+  assert_status 0
+  run jq -S . <<<"$output"
+  assert_status 0
+  [ "$output" = "$(jq -S . <<'JSON'
+{
+  "cniVersion": "1.0.0",
+  "name": "wasm-cni",
+  "plugins": [{
+    "type": "wasm-cni",
+    "guest": "/lab/node 1/guests/my \"x\".wasm",
+    "myHostNetwork": "10.0.0.0/16",
+    "myPodNetwork": "200.200.0.0/16",
+    "myPodSubnet": "200.200.1.0/24",
+    "mtu": 1500,
+    "cacheDir": "/lab/n1/cache",
+    "stateDir": "/lab/n1/state",
+    "logFile": "/lab/n1/log/wasm-cni.log"
+  }]
+}
+JSON
+)" ]
+  [ ! -e "$ROOT/opt" ]
+  [ ! -e "$ROOT/etc" ]
+  # the same checks as install: networks, and paths must be absolute
+  run --separate-stderr "$NODE_SCRIPT" conflist --guest /g.wasm --host-network 10.0.0.0/16 \
+    --pod-network 200.200.0.0/16 --pod-subnet 200.201.1.0/24
+  assert_status 1
+  assert_contains "$stderr" "--pod-subnet 200.201.1.0/24 is not inside --pod-network 200.200.0.0/16"
+  run --separate-stderr "$NODE_SCRIPT" conflist --guest /g.wasm "${NETS[@]}" --state-dir state
+  assert_status 1
+  assert_contains "$stderr" "stateDir 'state' must be an absolute path"
+  [ -z "$output" ]
 }
