@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
     --guest) GUEST=${2:?}; shift ;;
     --idle-wait) IDLE_WAIT=${2:?}; shift ;;
     -h|--help) usage 0 ;;
-    *) warn "unknown argument '$1'"; usage 2 ;;
+    *) printf '%s: error: unknown argument %s\n' "$SCRIPT_NAME" "'$1'" >&2; usage 2 ;;
   esac
   shift
 done

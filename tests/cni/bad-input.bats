@@ -106,6 +106,7 @@ assert_untouched() {
 }
 
 @test "an exhausted pool is a policy error (101) and leaves no half-configured pod" {
+  # shellcheck disable=SC2034 # read by write_conf (helpers.bash)
   SUBNET=200.200.1.0/30   # one pod address: .2
   write_conf 1.0.0
   add_pod b

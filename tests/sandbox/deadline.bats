@@ -27,6 +27,7 @@ expect_nothing_running() {
   # allowed work first: its veth, 200.200.1.77/24 on the bridge, a store key
   hostile_conf sleep-wasi '.timeoutMs = 1000'
   hostile_call ADD evil b
+  # shellcheck disable=SC2154 # set by hostile_call
   echo "answered in $elapsed_ms ms: $output" >&3
   expect_nothing_running
   expect_unchanged
@@ -42,6 +43,7 @@ expect_nothing_running() {
 @test "a masquerade with 800000 except entries is refused quickly, with no nft left running" {
   hostile_conf masq-huge '.count = 800000 | .timeoutMs = 1000'
   hostile_call ADD evil b
+  # shellcheck disable=SC2154 # set by hostile_call
   echo "answered in $elapsed_ms ms: $output" >&3
   expect_nothing_running
   expect_unchanged
@@ -59,13 +61,14 @@ expect_nothing_running() {
   before=$(snapshot "$T-a" "$T-b")
   ip netns exec "$NODE" env -i PATH="$PATH" CNI_COMMAND=ADD CNI_CONTAINERID=evil \
     CNI_NETNS="/run/netns/$T-b" CNI_IFNAME=eth0 "$RUNNER" < "$W/hostile.json" > "$W/out" 2>/dev/null &
-  local pid=$! i
+  local pid=$!
   # the guest has done its work once its store key is there; then it sleeps
-  for i in $(seq 100); do [ -e "$W/state/testnet/kv/hostile%2Fmarker" ] && break; sleep 0.05; done
+  for _ in $(seq 100); do [ -e "$W/state/testnet/kv/hostile%2Fmarker" ] && break; sleep 0.05; done
   [ -e "$W/state/testnet/kv/hostile%2Fmarker" ] || { echo "the guest never did its work" >&2; false; }
   kill -TERM "$pid"
   set +e; wait "$pid"; status=$?; set -e
   output=$(cat "$W/out")
+  # shellcheck disable=SC2034 # compared by expect_unchanged
   after=$(snapshot "$T-a" "$T-b")
   expect_error 11
   expect_msg "stopped by signal 15"

@@ -14,6 +14,7 @@ teardown() { hostile_teardown; }
 @test "the per-call maximum of routes (256) is rolled back completely" {
   hostile_conf many-routes '.count = 256'
   hostile_call ADD evil b
+  # shellcheck disable=SC2154 # set by hostile_call
   echo "256 routes added and undone in $elapsed_ms ms" >&3
   expect_error 100
   expect_msg "hostile mode many-routes did its work"
@@ -89,8 +90,10 @@ kv_bytes() { cat "$W"/state/testnet/kv/* | wc -c; }
   done
   jq '.ip = "200.200.1.63/24"' "$W/hostile.json" > "$W/hostile3.json"
   mv "$W/hostile3.json" "$W/hostile.json"
+  # shellcheck disable=SC2034 # compared by expect_unchanged
   before=$(snapshot "$T-a" "$T-s3")
   cni ADD s3 s3 eth0 "$W/hostile.json"
+  # shellcheck disable=SC2034 # compared by expect_unchanged
   after=$(snapshot "$T-a" "$T-s3")
   expect_error 100
   expect_msg "denied: .*store quota"
@@ -110,8 +113,10 @@ kv_bytes() { cat "$W"/state/testnet/kv/* | wc -c; }
   done
   jq '.ip = "200.200.1.63/24"' "$W/hostile.json" > "$W/hostile3.json"
   mv "$W/hostile3.json" "$W/hostile.json"
+  # shellcheck disable=SC2034 # compared by expect_unchanged
   before=$(snapshot "$T-a" "$T-s3")
   cni ADD s3 s3 eth0 "$W/hostile.json"
+  # shellcheck disable=SC2034 # compared by expect_unchanged
   after=$(snapshot "$T-a" "$T-s3")
   expect_error 100
   expect_msg "denied: .*store quota"

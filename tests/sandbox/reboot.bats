@@ -8,6 +8,7 @@
 load sandbox-helpers
 
 setup() {
+  # shellcheck disable=SC2034 # read by write_conf (tests/cni/helpers.bash)
   SUBNET=200.200.1.0/29 # 5 pod addresses: .2 to .6
   common_setup
   add_uplink

@@ -379,6 +379,7 @@ conflist_of() { echo "$BATS_TEST_TMPDIR/nodes/$1/root/etc/cni/net.d/10-wasm-cni.
 @test "cni-plugin guest default: points every node back at default.wasm" {
   sim_nodes
   run --separate-stderr "$SCRIPT" up
+  assert_status 0
   run --separate-stderr "$SCRIPT" guest "$GOOD"
   assert_status 0
   : >"$STUB_LOG"
