@@ -47,8 +47,17 @@ typedef exports_wasm_cni_plugin_policy_cni_error_t cni_error_t;
 #define HOST WASM_CNI_PLUGIN_TYPES_NETNS_HOST
 #define CONTAINER WASM_CNI_PLUGIN_TYPES_NETNS_CONTAINER
 
-// CNI error codes: 7 is the spec's "invalid network config"; 100 and up are ours.
-enum { INVALID_CONFIG = 7, HOST_FAILED = 100, POOL_EXHAUSTED = 101, CHECK_FAILED = 102 };
+// CNI error codes: 7 is the spec's "invalid network config", 50 and 51 STATUS's "not
+// available" and "not available, and pods may have limited connectivity"; 100 and up
+// are ours.
+enum {
+    INVALID_CONFIG = 7,
+    NOT_AVAILABLE = 50,
+    LIMITED_CONNECTIVITY = 51,
+    HOST_FAILED = 100,
+    POOL_EXHAUSTED = 101,
+    CHECK_FAILED = 102
+};
 
 // The failure of the current command. Every function below that can fail returns
 // false after `fail(...)`; the export wrappers turn it into the WIT cni-error.
@@ -632,6 +641,12 @@ static bool holders(holders_t *h) {
 
 // ---------------------------------------------------------------- node setup
 
+// A sysctl value that is "1", whitespace around it aside.
+static bool is_one(const char *f) {
+    while (*f == ' ' || *f == '\n' || *f == '\t' || *f == '\r') f++;
+    return f[0] == '1' && strspn(f + 1, " \n\t\r") == strlen(f + 1);
+}
+
 // Set up the node once: the bridge with the gateway address, IPv4 forwarding, the
 // firewall rules. Every step looks before it changes, so running it again is
 // harmless, and the stored fingerprint lets later ADDs skip it.
@@ -662,10 +677,7 @@ static bool ensure_node(const config_t *c) {
     // the node routes pod traffic to other nodes and to the outside
     str_t key = S("net.ipv4.ip_forward"), one = S("1"), fwd;
     STEP("read ip_forward", wasm_cni_plugin_sysctl_get(HOST, &key, &fwd, &he));
-    char *f = C(fwd);
-    while (*f == ' ' || *f == '\n' || *f == '\t' || *f == '\r') f++;
-    if (!(f[0] == '1' && (f[1] == 0 || strspn(f + 1, " \n\t\r") == strlen(f + 1))))
-        STEP("enable ip_forward", wasm_cni_plugin_sysctl_set(HOST, &key, &one, &he));
+    if (!is_one(C(fwd))) STEP("enable ip_forward", wasm_cni_plugin_sysctl_set(HOST, &key, &one, &he));
     // pod traffic is forwarded; only what leaves the cluster is masqueraded
     str_t pods = S(net_text(c->pod_network)), subnet = S(net_text(c->pod_subnet));
     str_t except[2] = {pods, S(net_text(c->host_network))};
@@ -872,15 +884,34 @@ static bool gc(const exports_wasm_cni_plugin_policy_list_attachment_t *valid) {
     return true;
 }
 
-// STATUS: ready to ADD if the config parses and the store answers.
+// STATUS: 7 for a bad config; 50 when the store does not answer (no ADD can reserve an
+// address); when pods hold addresses (ip/ keys), 51 if what they depend on is broken:
+// the bridge gone or down, or ip_forward off. Without pods the node is ready whatever
+// its setup: the next ADD sets it up again.
 static bool status(const char *config) {
     config_t c;
-    str_t node = S("node/");
+    str_t ip = S("ip/");
     strs_t keys;
     if (!parse_config(config, &c)) return false;
-    if (!wasm_cni_plugin_store_list(&node, &keys, &he))
-        return fail(HOST_FAILED, fmt("store unusable: %s", C(he.message)));
-    return true;
+    if (!wasm_cni_plugin_store_list(&ip, &keys, &he))
+        return fail(NOT_AVAILABLE, fmt("store unusable: %s", C(he.message)));
+    if (keys.len == 0) return true;
+    str_t bridge = S(c.bridge);
+    maybe_link_t b;
+    const char *problem = NULL;
+    STEP("look up bridge", wasm_cni_plugin_links_get(HOST, &bridge, &b, &he));
+    if (!b.is_some) {
+        problem = fmt("bridge %s is missing", c.bridge);
+    } else if (!b.val.up) {
+        problem = fmt("bridge %s is down", c.bridge);
+    } else {
+        str_t key = S("net.ipv4.ip_forward"), fwd;
+        STEP("read ip_forward", wasm_cni_plugin_sysctl_get(HOST, &key, &fwd, &he));
+        if (!is_one(C(fwd))) problem = "net.ipv4.ip_forward is off";
+    }
+    if (!problem) return true;
+    return fail(LIMITED_CONNECTIVITY,
+                fmt("%s: the %zu pod address(es) in use may have limited connectivity", problem, keys.len));
 }
 
 // ---------------------------------------------------------------- exports

@@ -35,9 +35,13 @@ import log from 'wasm-cni:plugin/log@0.1.0';
 
 // ---------------------------------------------------------------- errors
 
-// CNI error codes. 7 is the spec's "invalid network config"; the spec leaves 100 and
-// up to plugins. The Rust guest uses the same numbers, so both behave alike.
+// CNI error codes. 7 is the spec's "invalid network config", 50 and 51 STATUS's "not
+// available" and "not available, and pods may have limited connectivity"; the spec
+// leaves 100 and up to plugins. The Rust guest uses the same numbers, so both behave
+// alike.
 const INVALID_CONFIG = 7;
+const NOT_AVAILABLE = 50;
+const LIMITED_CONNECTIVITY = 51;
 const HOST_FAILED = 100;
 const POOL_EXHAUSTED = 101;
 const CHECK_FAILED = 102;
@@ -535,15 +539,35 @@ function gc(valid) {
   }
 }
 
-// STATUS: ready to ADD if the config parses and the store answers.
+// STATUS: 7 for a bad config; 50 when the store does not answer (no ADD can reserve an
+// address); when pods hold addresses (ip/ keys), 51 if what they depend on is broken:
+// the bridge gone or down, or ip_forward off. Without pods the node is ready whatever
+// its setup: the next ADD sets it up again.
 function status(config) {
-  parseConfig(config);
+  const cfg = parseConfig(config);
+  let pods;
   try {
-    store.list('node/');
+    pods = store.list('ip/').length;
   } catch (e) {
     const he = hostError(e);
-    if (he) throw cniError(HOST_FAILED, `store unusable: ${he.message}`);
+    if (he) throw cniError(NOT_AVAILABLE, `store unusable: ${he.message}`);
     throw e;
+  }
+  if (pods === 0) return;
+  const bridge = step('look up bridge', () => links.get('host', cfg.bridge));
+  let problem = null;
+  if (bridge === null) {
+    problem = `bridge ${cfg.bridge} is missing`;
+  } else if (!bridge.up) {
+    problem = `bridge ${cfg.bridge} is down`;
+  } else if (step('read ip_forward', () => sysctl.get('host', 'net.ipv4.ip_forward')).trim() !== '1') {
+    problem = 'net.ipv4.ip_forward is off';
+  }
+  if (problem !== null) {
+    throw cniError(
+      LIMITED_CONNECTIVITY,
+      `${problem}: the ${pods} pod address(es) in use may have limited connectivity`,
+    );
   }
 }
 

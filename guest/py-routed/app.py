@@ -45,8 +45,11 @@ from wit_world.imports import addresses, firewall, links, log, routes, store, sy
 from wit_world.imports.routes import Route
 from wit_world.imports.types import ErrorKind, Netns
 
-# Policy error codes (CNI reserves 100+ for plugins; 7 is "invalid network config").
+# Error codes: CNI's 7 "invalid network config", STATUS's 50 "not available" and 51
+# "not available, and pods may have limited connectivity"; 100 and up are the policy's.
 INVALID_CONFIG = 7
+NOT_AVAILABLE = 50
+LIMITED_CONNECTIVITY = 51
 HOST_FAILED = 100
 POOL_EXHAUSTED = 101
 CHECK_FAILED = 102
@@ -478,11 +481,21 @@ def gc(valid):
 
 
 def status(text):
+    """7 for a bad config; 50 when the store does not answer (no ADD can reserve an
+    address); 51 when pods hold addresses (ip/ keys) and ip_forward is off (every packet
+    of a pod goes through the node). Without pods the node is ready: ADD sets it up."""
     config(text)
     try:
-        store.list("node/")
+        pods = len(store.list("ip/"))
     except Err as e:
-        raise cni(HOST_FAILED, f"store unusable: {e.value.message}")
+        raise cni(NOT_AVAILABLE, f"store unusable: {e.value.message}")
+    if pods == 0:
+        return
+    if step("read ip_forward", sysctl.get, Netns.HOST, "net.ipv4.ip_forward").strip() != "1":
+        raise cni(
+            LIMITED_CONNECTIVITY,
+            f"net.ipv4.ip_forward is off: the {pods} pod address(es) in use may have limited connectivity",
+        )
 
 
 # ---------------------------------------------------------------- the export
