@@ -6,7 +6,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     /// The requested cniVersion is not one we speak (code 1).
-    #[error("incompatible CNI version {0:?}: supported are {supported}", supported = crate::cni::SUPPORTED_VERSIONS.join(", "))]
+    #[error("incompatible CNI version {0:?}: supported are {supported}", supported = crate::cni::supported_list().join(", "))]
     IncompatibleVersion(String),
     /// The command does not exist in the config's cniVersion (code 1, as libcni does).
     #[error("{command} is not part of CNI {version}")]
@@ -33,9 +33,10 @@ pub enum Error {
     /// Another call holds the network's lock for too long (code 11).
     #[error("try again later: {0}")]
     TryAgain(String),
-    /// STATUS: the network cannot take ADDs now (code 50).
-    #[error("network not ready: {0}")]
-    NotReady(String),
+    /// STATUS: the network cannot take ADDs now (code 50), and, with `pods_affected`,
+    /// existing pods may have limited connectivity too (code 51).
+    #[error("network not ready: {reason}")]
+    NotReady { reason: String, pods_affected: bool },
     /// The guest returned a policy error (its code: 7, 11 or 100+).
     #[error("{message}")]
     Policy {
@@ -65,7 +66,7 @@ impl Error {
             Error::Decode(_) => 6,
             Error::InvalidConfig(_) | Error::Guest { .. } => 7,
             Error::TryAgain(_) | Error::Deadline(_) => 11,
-            Error::NotReady(_) => 50,
+            Error::NotReady { pods_affected, .. } => 50 + u32::from(*pods_affected),
             Error::Policy { code, .. } => match *code {
                 7 | 11 => *code,
                 c if c >= 100 => c,
@@ -113,7 +114,12 @@ mod tests {
         assert_eq!(Error::Decode("x".into()).code(), 6);
         assert_eq!(Error::InvalidConfig("x".into()).code(), 7);
         assert_eq!(Error::TryAgain("x".into()).code(), 11);
-        assert_eq!(Error::NotReady("x".into()).code(), 50);
+        let not_ready = |pods_affected| Error::NotReady {
+            reason: "x".into(),
+            pods_affected,
+        };
+        assert_eq!(not_ready(false).code(), 50);
+        assert_eq!(not_ready(true).code(), 51);
         let p = |code| Error::Policy {
             code,
             message: String::new(),
@@ -122,5 +128,10 @@ mod tests {
         assert_eq!(p(101).code(), 101);
         assert_eq!(p(7).code(), 7);
         assert_eq!(p(3).code(), 100, "guests may not claim runtime codes");
+        assert_eq!(
+            p(51).code(),
+            100,
+            "50/51 are STATUS answers (see plugin::status_code)"
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! `wasm-cni`: run with no arguments as a CNI plugin (CNI_* env, config on stdin, one
 //! JSON document on stdout); with arguments, a small tool for operators and students.
 
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
@@ -77,30 +78,13 @@ fn main() {
         });
         std::process::exit(code);
     }
-    match Cli::parse().command {
+    // the subcommands are the edge: their errors become one line on stderr and an exit
+    // code (1: the guest or the input was refused, 2: the tool itself failed)
+    let (name, failure_code, outcome) = match Cli::parse().command {
         Cmd::Guest {
             what: GuestCmd::Check { file, cache_dir },
-        } => match wasm_cni::wasm::check::check_into(&file, cache_dir.as_deref()) {
-            Ok(report) => {
-                let text = report.lines.join("\n") + "\n";
-                let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
-            }
-            Err(e) => {
-                eprintln!("wasm-cni guest check: refused: {e}");
-                std::process::exit(1);
-            }
-        },
-        Cmd::Validate { file } => match wasm_cni::wasm::validate(&file) {
-            Ok(()) => println!(
-                "ok: {} implements {}",
-                file.display(),
-                wasm_cni::wasm::WORLD
-            ),
-            Err(e) => {
-                eprintln!("wasm-cni validate: {e}");
-                std::process::exit(1);
-            }
-        },
+        } => ("guest check", 1, guest_check(&file, cache_dir.as_deref())),
+        Cmd::Validate { file } => ("validate", 1, validate(&file)),
         Cmd::Simulate {
             command,
             container_id,
@@ -111,8 +95,10 @@ fn main() {
             no_netns,
             args,
             show_node,
-        } => {
-            let o = wasm_cni::simulate::Options {
+        } => (
+            "simulate",
+            2,
+            simulate(&wasm_cni::simulate::Options {
                 command,
                 config,
                 guest,
@@ -122,22 +108,45 @@ fn main() {
                 no_netns,
                 args,
                 show_node,
-            };
-            match wasm_cni::simulate::run(&o) {
-                Ok(out) => {
-                    // a closed pipe (`simulate ... | head`) is not an error worth a panic
-                    let _ = std::io::Write::write_all(&mut std::io::stdout(), out.text.as_bytes());
-                    if let Some(e) = out.session_error {
-                        eprintln!("wasm-cni simulate: session not saved: {e}");
-                        std::process::exit(2);
-                    }
-                    std::process::exit(if out.ok { 0 } else { 1 });
-                }
-                Err(e) => {
-                    eprintln!("wasm-cni simulate: {e}");
-                    std::process::exit(2);
-                }
-            }
+            }),
+        ),
+    };
+    match outcome {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("wasm-cni {name}: {e:#}");
+            std::process::exit(failure_code);
         }
     }
+}
+
+/// Print what a closed pipe (`... | head`) may cut short: not an error worth a panic.
+fn print(text: &str) {
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+}
+
+fn guest_check(file: &Path, cache_dir: Option<&Path>) -> Result<i32> {
+    let report = wasm_cni::wasm::check::check_into(file, cache_dir).context("refused")?;
+    print(&(report.lines.join("\n") + "\n"));
+    Ok(0)
+}
+
+fn validate(file: &Path) -> Result<i32> {
+    wasm_cni::wasm::validate(file)?;
+    println!(
+        "ok: {} implements {}",
+        file.display(),
+        wasm_cni::wasm::WORLD
+    );
+    Ok(0)
+}
+
+/// Exit 0 if the guest answered without error, 1 if it answered with a CNI error.
+fn simulate(o: &wasm_cni::simulate::Options) -> Result<i32> {
+    let out = wasm_cni::simulate::run(o)?;
+    print(&out.text);
+    if let Some(e) = out.session_error {
+        return Err(e).context("session not saved");
+    }
+    Ok(if out.ok { 0 } else { 1 })
 }

@@ -1,18 +1,19 @@
 //! `wasm-cni simulate`: run a guest on one CNI request against the in-memory node of
-//! `sim`, without root, and print every host call it made with its answer, then the
+//! `node::model`, without root, and print every host call it made with its answer, then the
 //! CNI result. The same grants, journal and rollback as a real call; only the node is
 //! a model. With a session file, the model (links, routes, store...) carries over from
 //! call to call.
 
+use crate::calllog::CallLog;
 use crate::cni::{output, Command, Env, NetConf};
 use crate::error::{Error, Result};
-use crate::sim::{self, Model, World};
-use crate::{calllog::CallLog, firewall, journal, sandbox, wasm};
+use crate::node::model::{self as sim, Model, World};
+use crate::session::{command_in_version, Session};
+use crate::{gate, wasm};
 use ipnetwork::Ipv4Network;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// One simulated call.
 pub struct Options {
@@ -130,7 +131,7 @@ pub fn run(o: &Options) -> Result<Outcome> {
             "simulate runs ADD, DEL, CHECK, GC or STATUS (VERSION never reaches a guest)".into(),
         ));
     }
-    crate::command_in_version(env.command, &conf)?;
+    command_in_version(env.command, &conf)?;
 
     let pod = sim::pod_ns(&env.container_id);
     let has_netns = env.command.per_attachment() && !o.no_netns;
@@ -144,39 +145,15 @@ pub fn run(o: &Options) -> Result<Outcome> {
     let engine = wasm::engine::engine()?;
     let (component, _) = wasm::engine::load(&engine, &conf.guest, &cache_dir())?;
 
-    let (grants, call) = crate::plan(&env, &conf, has_netns);
-    let log = CallLog::discard();
     let model = Model {
         world,
         container: has_netns.then(|| pod.clone()),
     };
-    let journal = (env.command == Command::Add).then(journal::Journal::default);
-    let mut sb = sandbox::Sandbox::new(
-        grants,
-        Box::new(model),
-        journal,
-        log,
-        firewall::table_name(&conf.name),
-    );
-    sb.transcript = Some(Vec::new());
-    sb.limits = conf.limits.clone();
-    let sb = sandbox::shared(sb);
-    let sandbox_path = if has_netns {
-        netns_path.clone()
-    } else {
-        String::new()
-    };
-    let bounds = wasm::Bounds {
-        guest_path: &conf.guest,
-        sandbox_path: &sandbox_path,
-        timeout: Duration::from_millis(conf.timeout_ms),
-        memory_mib: conf.memory_limit_mib,
-    };
-    let done = crate::run_call(&engine, &component, &sb, call, &env, &bounds);
+    let mut session = Session::new(&env, &conf, Box::new(model), has_netns, CallLog::discard());
+    gate::lock(session.gate()).transcript = Some(Vec::new());
+    let done = session.run(&engine, &component);
     let (result, rolled_back) = (done.result, done.rolled_back);
-    let sb = std::sync::Arc::try_unwrap(sb)
-        .map_err(|_| Error::Internal("the simulated node is still shared".into()))?;
-    let mut sb = sb.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut g = session.into_gate()?;
 
     let mut text = String::new();
     let _ = writeln!(
@@ -185,14 +162,14 @@ pub fn run(o: &Options) -> Result<Outcome> {
         env.command.as_str(),
         env.container_id,
         env.ifname,
-        if has_netns { &sandbox_path } else { "none" },
+        if has_netns { &netns_path } else { "none" },
         conf.guest.display(),
         match &o.session {
             Some(p) => format!("{} ({origin})", p.display()),
             None => origin.to_string(),
         }
     );
-    let transcript = sb.transcript.take().unwrap_or_default();
+    let transcript = g.transcript.take().unwrap_or_default();
     let _ = writeln!(text, "host calls: {}", transcript.len());
     for (i, line) in transcript.iter().enumerate() {
         let _ = writeln!(text, "{:>4}  {line}", i + 1);
@@ -205,7 +182,7 @@ pub fn run(o: &Options) -> Result<Outcome> {
     let deleted = ok && env.command == Command::Del;
     match result {
         Ok(wasm::Reply::Added(r)) => {
-            let doc = r.to_json(&conf.cni_version);
+            let doc = r.to_json(conf.cni_version);
             let _ = writeln!(text, "result:\n{}", pretty(&doc));
             added = Some(doc);
         }
@@ -213,12 +190,17 @@ pub fn run(o: &Options) -> Result<Outcome> {
             let _ = writeln!(text, "result: success (no output, as the CNI spec says)");
         }
         Err(e) => {
-            let doc = output::error(&conf.cni_version, &e);
+            let doc = output::error(conf.cni_version, &e);
             let _ = writeln!(text, "error:\n{}", pretty(&doc));
         }
     }
     // the model is the node: take it back from the sandbox
-    let mut world = sb.node.into_world().unwrap_or_default();
+    let mut world = g
+        .node
+        .into_any()
+        .downcast::<Model>()
+        .map(|m| m.world)
+        .map_err(|_| Error::Internal("the simulated node is not the model".into()))?;
     if deleted {
         // after a successful DEL the runtime destroys the pod's namespace and forgets
         // the cached result

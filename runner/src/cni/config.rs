@@ -14,7 +14,7 @@ pub const DEFAULT_LOG_FILE: &str = "/var/log/wasm-cni.log";
 /// The runner's view of one network config.
 #[derive(Clone, Debug)]
 pub struct NetConf {
-    pub cni_version: String,
+    pub cni_version: super::Version,
     pub name: String,
     /// The guest component file (`guest`).
     pub guest: PathBuf,
@@ -192,9 +192,8 @@ impl NetConf {
         })?;
         let cni_version = string(obj, "cniVersion")?
             .ok_or_else(|| Error::InvalidConfig("missing \"cniVersion\"".into()))?;
-        if !super::SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
-            return Err(Error::IncompatibleVersion(cni_version));
-        }
+        let cni_version =
+            super::supported(&cni_version).ok_or(Error::IncompatibleVersion(cni_version))?;
         let name =
             string(obj, "name")?.ok_or_else(|| Error::InvalidConfig("missing \"name\"".into()))?;
         if !valid_network_name(&name) {

@@ -3,25 +3,30 @@
 pub mod config;
 pub mod env;
 pub mod output;
+pub mod version;
 
 pub use config::NetConf;
 pub use env::{Command, Env};
+pub use version::Version;
 
 /// The spec versions we speak, oldest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+pub const SUPPORTED_VERSIONS: [Version; 5] = [
+    Version::new(0, 3, 0),
+    Version::new(0, 3, 1),
+    Version::new(0, 4, 0),
+    Version::new(1, 0, 0),
+    Version::new(1, 1, 0),
+];
 
 /// The version we answer in when nothing better is known.
-pub const LATEST: &str = "1.1.0";
+pub const LATEST: Version = Version::new(1, 1, 0);
 
-/// Compare two supported versions (they are all `major.minor.patch` with small numbers).
-pub fn version_at_least(v: &str, min: &str) -> bool {
-    fn parts(v: &str) -> (u32, u32, u32) {
-        let mut it = v.split('.').map(|p| p.parse().unwrap_or(0));
-        (
-            it.next().unwrap_or(0),
-            it.next().unwrap_or(0),
-            it.next().unwrap_or(0),
-        )
-    }
-    parts(v) >= parts(min)
+/// A version we speak, from its text.
+pub fn supported(text: &str) -> Option<Version> {
+    Version::parse(text).filter(|v| SUPPORTED_VERSIONS.contains(v))
+}
+
+/// The supported versions as text, for messages and the VERSION answer.
+pub fn supported_list() -> Vec<String> {
+    SUPPORTED_VERSIONS.iter().map(Version::to_string).collect()
 }

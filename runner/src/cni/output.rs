@@ -1,6 +1,7 @@
 //! What goes to stdout: exactly one JSON document per call (or nothing, where the spec
 //! says a successful command prints nothing).
 
+use super::Version;
 use crate::error::Error;
 use serde_json::{json, Map, Value};
 
@@ -45,8 +46,8 @@ pub struct AddResult {
 impl AddResult {
     /// The result JSON in the shape of `version` (0.3.x/0.4.0 carry `"version": "4"` on
     /// each IP; 1.x does not).
-    pub fn to_json(&self, version: &str) -> Value {
-        let old = !super::version_at_least(version, "1.0.0");
+    pub fn to_json(&self, version: Version) -> Value {
+        let old = version < Version::new(1, 0, 0);
         let interfaces: Vec<Value> = self
             .interfaces
             .iter()
@@ -105,7 +106,7 @@ impl AddResult {
             }
         }
         json!({
-            "cniVersion": version,
+            "cniVersion": version.to_string(),
             "interfaces": interfaces,
             "ips": ips,
             "routes": routes,
@@ -117,14 +118,14 @@ impl AddResult {
 /// The VERSION answer.
 pub fn version_info(requested: Option<&str>) -> Value {
     let v = requested
-        .filter(|v| super::SUPPORTED_VERSIONS.contains(v))
+        .and_then(super::supported)
         .unwrap_or(super::LATEST);
-    json!({"cniVersion": v, "supportedVersions": super::SUPPORTED_VERSIONS})
+    json!({"cniVersion": v.to_string(), "supportedVersions": super::supported_list()})
 }
 
 /// A CNI error object.
-pub fn error(version: &str, e: &Error) -> Value {
-    let mut o = json!({"cniVersion": version, "code": e.code(), "msg": e.to_string()});
+pub fn error(version: Version, e: &Error) -> Value {
+    let mut o = json!({"cniVersion": version.to_string(), "code": e.code(), "msg": e.to_string()});
     let details = e.details();
     if !details.is_empty() {
         o["details"] = details.into();
@@ -167,13 +168,13 @@ mod tests {
     fn shapes_per_version() {
         for v in crate::cni::SUPPORTED_VERSIONS {
             let j = sample().to_json(v);
-            assert_eq!(j["cniVersion"], *v);
+            assert_eq!(j["cniVersion"], v.to_string());
             assert_eq!(j["interfaces"][1]["sandbox"], "/run/netns/p");
             assert!(j["interfaces"][0].get("sandbox").is_none());
             assert_eq!(j["ips"][0]["interface"], 1);
             assert_eq!(j["routes"][0]["dst"], "0.0.0.0/0");
             let has_version = j["ips"][0].get("version").is_some();
-            assert_eq!(has_version, v.starts_with("0."), "{v}");
+            assert_eq!(has_version, v.major == 0, "{v}");
         }
     }
 
@@ -182,7 +183,7 @@ mod tests {
         assert_eq!(version_info(Some("0.4.0"))["cniVersion"], "0.4.0");
         assert_eq!(
             version_info(Some("7.0.0"))["cniVersion"],
-            crate::cni::LATEST
+            crate::cni::LATEST.to_string()
         );
         assert_eq!(
             version_info(None)["supportedVersions"]

@@ -4,6 +4,7 @@
 //! gives its precise but terse verdict.
 
 use super::{engine, try_instantiate, WORLD};
+use crate::cni::Version;
 use crate::error::{Error, Result};
 use std::path::Path;
 use std::time::Instant;
@@ -47,15 +48,8 @@ pub fn compatible(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
-    let parts = |v: &str| -> Option<[u64; 3]> {
-        let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
-        let r = [it.next()??, it.next()??, it.next()??];
-        it.next().is_none().then_some(r)
-    };
-    match (parts(a), parts(b)) {
-        (Some([0, 0, _]), Some([0, 0, _])) => false,
-        (Some([0, ma, _]), Some([0, mb, _])) => ma == mb,
-        (Some([ma, ..]), Some([mb, ..])) => ma == mb && ma != 0,
+    match (Version::parse(a), Version::parse(b)) {
+        (Some(a), Some(b)) => a.semver_compatible(b),
         _ => false,
     }
 }

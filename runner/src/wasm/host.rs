@@ -1,9 +1,8 @@
 //! The generated bindings (private to this module tree) and the guest's imports, each a
-//! thin adapter onto `Sandbox`, where grants and the journal live.
+//! thin adapter onto the `Gate`, where grants and the journal live.
 
-use crate::netns::Ns;
-use crate::op_error::{OpError, OpKind};
-use crate::sandbox::{lock, Sandbox, Shared};
+use crate::gate::{lock, Gate, Shared};
+use crate::node::{Ns, OpError, OpKind};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -78,7 +77,7 @@ impl wasmtime::ResourceLimiter for MemoryLimits {
 
 /// Everything a guest call's store holds.
 pub struct State {
-    pub sandbox: Shared,
+    pub gate: Shared,
     pub limits: MemoryLimits,
     pub wasi: WasiCtx,
     pub table: ResourceTable,
@@ -117,23 +116,24 @@ impl From<OpError> for types::HostError {
     }
 }
 
-type R<T> = Result<T, types::HostError>;
+/// What an import returns to the guest.
+type HostResult<T> = Result<T, types::HostError>;
 
 impl State {
     /// Run one host operation, timing it for the call log's breakdown and, when the
-    /// sandbox keeps a transcript (`wasm-cni simulate`), writing down the call as the
+    /// gate keeps a transcript (`wasm-cni simulate`), writing down the call as the
     /// guest made it and what it got back.
     fn timed<T: std::fmt::Debug>(
         &mut self,
         op: &'static str,
         args: impl FnOnce() -> String,
-        f: impl FnOnce(&mut Sandbox) -> Result<T, OpError>,
-    ) -> R<T> {
-        let mut sb = lock(&self.sandbox);
+        f: impl FnOnce(&mut Gate) -> Result<T, OpError>,
+    ) -> HostResult<T> {
+        let mut g = lock(&self.gate);
         let t = std::time::Instant::now();
-        let r = f(&mut sb);
-        sb.note(op, t.elapsed());
-        if let Some(tr) = &mut sb.transcript {
+        let r = f(&mut g);
+        g.note(op, t.elapsed());
+        if let Some(tr) = &mut g.transcript {
             let answer = match &r {
                 Ok(v) => format!("ok {v:?}"),
                 Err(e) => format!("error {}: {}", kind_name(e.kind), e.message),
@@ -155,26 +155,26 @@ fn kind_name(k: OpKind) -> &'static str {
 }
 
 /// Arguments as a transcript shows them: WIT names, strings quoted, `none` for absent.
-fn q(s: &str) -> String {
+fn quoted(s: &str) -> String {
     format!("{s:?}")
 }
-fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+fn or_none<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref().map_or("none".into(), |x| format!("{x}"))
 }
-fn optq(v: &Option<String>) -> String {
-    v.as_deref().map_or("none".into(), q)
+fn quoted_or_none(v: &Option<String>) -> String {
+    v.as_deref().map_or("none".into(), quoted)
 }
 fn route_args(n: types::Netns, r: &routes::Route) -> String {
     format!(
         "{}, {{destination: {}, gateway: {}, link: {}}}",
         ns(n),
-        q(&r.destination),
-        optq(&r.gateway),
-        optq(&r.link)
+        quoted(&r.destination),
+        quoted_or_none(&r.gateway),
+        quoted_or_none(&r.link)
     )
 }
 
-fn link_info(l: crate::netlink::LinkInfo) -> types::LinkInfo {
+fn link_info(l: crate::node::LinkInfo) -> types::LinkInfo {
     types::LinkInfo {
         name: l.name,
         index: l.index,
@@ -187,17 +187,17 @@ fn link_info(l: crate::netlink::LinkInfo) -> types::LinkInfo {
 impl types::Host for State {}
 
 impl links::Host for State {
-    fn get(&mut self, n: types::Netns, name: String) -> R<Option<types::LinkInfo>> {
+    fn get(&mut self, n: types::Netns, name: String) -> HostResult<Option<types::LinkInfo>> {
         self.timed(
             "links.get",
-            || format!("{}, {}", ns(n), q(&name)),
+            || format!("{}, {}", ns(n), quoted(&name)),
             |s| s.link_get(ns(n), &name).map(|l| l.map(link_info)),
         )
     }
-    fn create_bridge(&mut self, name: String, mtu: Option<u32>) -> R<types::LinkInfo> {
+    fn create_bridge(&mut self, name: String, mtu: Option<u32>) -> HostResult<types::LinkInfo> {
         self.timed(
             "links.create-bridge",
-            || format!("{}, {}", q(&name), opt(&mtu)),
+            || format!("{}, {}", quoted(&name), or_none(&mtu)),
             |s| s.create_bridge(&name, mtu).map(link_info),
         )
     }
@@ -206,10 +206,17 @@ impl links::Host for State {
         host_name: String,
         container_name: String,
         mtu: Option<u32>,
-    ) -> R<links::VethPair> {
+    ) -> HostResult<links::VethPair> {
         self.timed(
             "links.create-veth",
-            || format!("{}, {}, {}", q(&host_name), q(&container_name), opt(&mtu)),
+            || {
+                format!(
+                    "{}, {}, {}",
+                    quoted(&host_name),
+                    quoted(&container_name),
+                    or_none(&mtu)
+                )
+            },
             |s| {
                 s.create_veth(&host_name, &container_name, mtu)
                     .map(|(h, c)| links::VethPair {
@@ -219,43 +226,43 @@ impl links::Host for State {
             },
         )
     }
-    fn set_master(&mut self, name: String, bridge: String) -> R<()> {
+    fn set_master(&mut self, name: String, bridge: String) -> HostResult<()> {
         self.timed(
             "links.set-master",
-            || format!("{}, {}", q(&name), q(&bridge)),
+            || format!("{}, {}", quoted(&name), quoted(&bridge)),
             |s| s.set_master(&name, &bridge),
         )
     }
-    fn set_up(&mut self, n: types::Netns, name: String) -> R<()> {
+    fn set_up(&mut self, n: types::Netns, name: String) -> HostResult<()> {
         self.timed(
             "links.set-up",
-            || format!("{}, {}", ns(n), q(&name)),
+            || format!("{}, {}", ns(n), quoted(&name)),
             |s| s.set_up(ns(n), &name),
         )
     }
-    fn set_mtu(&mut self, n: types::Netns, name: String, mtu: u32) -> R<()> {
+    fn set_mtu(&mut self, n: types::Netns, name: String, mtu: u32) -> HostResult<()> {
         self.timed(
             "links.set-mtu",
-            || format!("{}, {}, {mtu}", ns(n), q(&name)),
+            || format!("{}, {}, {mtu}", ns(n), quoted(&name)),
             |s| s.set_mtu(ns(n), &name, mtu),
         )
     }
-    fn delete(&mut self, n: types::Netns, name: String) -> R<()> {
+    fn delete(&mut self, n: types::Netns, name: String) -> HostResult<()> {
         self.timed(
             "links.delete",
-            || format!("{}, {}", ns(n), q(&name)),
+            || format!("{}, {}", ns(n), quoted(&name)),
             |s| s.delete_link(ns(n), &name),
         )
     }
     fn attachment_link(&mut self, container_id: String, ifname: String) -> String {
-        let mut sb = lock(&self.sandbox);
-        let name = sb.attachment_link(&container_id, &ifname);
-        if let Some(tr) = &mut sb.transcript {
+        let mut g = lock(&self.gate);
+        let name = g.attachment_link(&container_id, &ifname);
+        if let Some(tr) = &mut g.transcript {
             tr.push(format!(
                 "links.attachment-link({}, {}) -> {}",
-                q(&container_id),
-                q(&ifname),
-                q(&name)
+                quoted(&container_id),
+                quoted(&ifname),
+                quoted(&name)
             ));
         }
         name
@@ -263,31 +270,31 @@ impl links::Host for State {
 }
 
 impl addresses::Host for State {
-    fn add(&mut self, n: types::Netns, link: String, address: String) -> R<()> {
+    fn add(&mut self, n: types::Netns, link: String, address: String) -> HostResult<()> {
         self.timed(
             "addresses.add",
-            || format!("{}, {}, {}", ns(n), q(&link), q(&address)),
+            || format!("{}, {}, {}", ns(n), quoted(&link), quoted(&address)),
             |s| s.address_add(ns(n), &link, &address),
         )
     }
-    fn remove(&mut self, n: types::Netns, link: String, address: String) -> R<()> {
+    fn remove(&mut self, n: types::Netns, link: String, address: String) -> HostResult<()> {
         self.timed(
             "addresses.remove",
-            || format!("{}, {}, {}", ns(n), q(&link), q(&address)),
+            || format!("{}, {}, {}", ns(n), quoted(&link), quoted(&address)),
             |s| s.address_remove(ns(n), &link, &address),
         )
     }
-    fn list(&mut self, n: types::Netns, link: String) -> R<Vec<String>> {
+    fn list(&mut self, n: types::Netns, link: String) -> HostResult<Vec<String>> {
         self.timed(
             "addresses.list",
-            || format!("{}, {}", ns(n), q(&link)),
+            || format!("{}, {}", ns(n), quoted(&link)),
             |s| s.address_list(ns(n), &link),
         )
     }
 }
 
 impl routes::Host for State {
-    fn add(&mut self, n: types::Netns, r: routes::Route) -> R<()> {
+    fn add(&mut self, n: types::Netns, r: routes::Route) -> HostResult<()> {
         self.timed(
             "routes.add",
             || route_args(n, &r),
@@ -301,7 +308,7 @@ impl routes::Host for State {
             },
         )
     }
-    fn remove(&mut self, n: types::Netns, r: routes::Route) -> R<()> {
+    fn remove(&mut self, n: types::Netns, r: routes::Route) -> HostResult<()> {
         self.timed(
             "routes.remove",
             || route_args(n, &r),
@@ -315,10 +322,10 @@ impl routes::Host for State {
             },
         )
     }
-    fn list(&mut self, n: types::Netns, link: Option<String>) -> R<Vec<routes::Route>> {
+    fn list(&mut self, n: types::Netns, link: Option<String>) -> HostResult<Vec<routes::Route>> {
         self.timed(
             "routes.list",
-            || format!("{}, {}", ns(n), optq(&link)),
+            || format!("{}, {}", ns(n), quoted_or_none(&link)),
             |s| {
                 Ok(s.route_list(ns(n), link.as_deref())?
                     .into_iter()
@@ -334,55 +341,55 @@ impl routes::Host for State {
 }
 
 impl firewall::Host for State {
-    fn allow_forward(&mut self, network: String) -> R<()> {
+    fn allow_forward(&mut self, network: String) -> HostResult<()> {
         self.timed(
             "firewall.allow-forward",
-            || q(&network),
+            || quoted(&network),
             |s| s.allow_forward(&network),
         )
     }
-    fn masquerade(&mut self, source: String, except: Vec<String>) -> R<()> {
+    fn masquerade(&mut self, source: String, except: Vec<String>) -> HostResult<()> {
         self.timed(
             "firewall.masquerade",
-            || format!("{}, {except:?}", q(&source)),
+            || format!("{}, {except:?}", quoted(&source)),
             |s| s.masquerade(&source, &except),
         )
     }
 }
 
 impl sysctl::Host for State {
-    fn get(&mut self, n: types::Netns, key: String) -> R<String> {
+    fn get(&mut self, n: types::Netns, key: String) -> HostResult<String> {
         self.timed(
             "sysctl.get",
-            || format!("{}, {}", ns(n), q(&key)),
+            || format!("{}, {}", ns(n), quoted(&key)),
             |s| s.sysctl_get(ns(n), &key),
         )
     }
-    fn set(&mut self, n: types::Netns, key: String, value: String) -> R<()> {
+    fn set(&mut self, n: types::Netns, key: String, value: String) -> HostResult<()> {
         self.timed(
             "sysctl.set",
-            || format!("{}, {}, {}", ns(n), q(&key), q(&value)),
+            || format!("{}, {}, {}", ns(n), quoted(&key), quoted(&value)),
             |s| s.sysctl_set(ns(n), &key, &value),
         )
     }
 }
 
 impl store::Host for State {
-    fn get(&mut self, key: String) -> R<Option<String>> {
-        self.timed("store.get", || q(&key), |s| s.store_get(&key))
+    fn get(&mut self, key: String) -> HostResult<Option<String>> {
+        self.timed("store.get", || quoted(&key), |s| s.store_get(&key))
     }
-    fn put(&mut self, key: String, value: String) -> R<()> {
+    fn put(&mut self, key: String, value: String) -> HostResult<()> {
         self.timed(
             "store.put",
-            || format!("{}, {}", q(&key), q(&value)),
+            || format!("{}, {}", quoted(&key), quoted(&value)),
             |s| s.store_put(&key, &value),
         )
     }
-    fn delete(&mut self, key: String) -> R<bool> {
-        self.timed("store.delete", || q(&key), |s| s.store_delete(&key))
+    fn delete(&mut self, key: String) -> HostResult<bool> {
+        self.timed("store.delete", || quoted(&key), |s| s.store_delete(&key))
     }
-    fn list(&mut self, prefix: String) -> R<Vec<String>> {
-        self.timed("store.list", || q(&prefix), |s| s.store_list(&prefix))
+    fn list(&mut self, prefix: String) -> HostResult<Vec<String>> {
+        self.timed("store.list", || quoted(&prefix), |s| s.store_list(&prefix))
     }
 }
 
@@ -395,10 +402,14 @@ impl log::Host for State {
             log::Level::Error => "ERROR",
         };
         let m = super::truncate(message, 4096);
-        let mut sb = lock(&self.sandbox);
-        if let Some(tr) = &mut sb.transcript {
-            tr.push(format!("log.write({}, {})", level.to_lowercase(), q(&m)));
+        let mut g = lock(&self.gate);
+        if let Some(tr) = &mut g.transcript {
+            tr.push(format!(
+                "log.write({}, {})",
+                level.to_lowercase(),
+                quoted(&m)
+            ));
         }
-        sb.guest_log(level, &format!("guest: {m}"));
+        g.guest_log(level, &format!("guest: {m}"));
     }
 }

@@ -4,12 +4,12 @@
 //! log).
 
 pub mod check;
-pub mod engine;
-mod host;
+pub(crate) mod engine;
+pub(crate) mod host;
 
 use crate::cni::output::{AddResult, Dns, Interface, IpConfig, Route};
 use crate::error::{Error, Result};
-use crate::sandbox::{Sandbox, Shared};
+use crate::gate::{Gate, Shared};
 use host::{policy, CniPolicy, CniPolicyPre, MemoryLimits, State};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,13 +18,13 @@ use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{Deterministic, WasiCtxBuilder};
 
-pub use engine::CacheOutcome;
+pub(crate) use engine::CacheOutcome;
 
 /// The WIT world a guest must implement.
 pub const WORLD: &str = "wasm-cni:plugin/cni-policy@0.1.0";
 
 /// One attachment's request, as the guest gets it.
-pub struct Request {
+pub(crate) struct Request {
     pub container_id: String,
     pub ifname: String,
     pub host_link: String,
@@ -34,7 +34,7 @@ pub struct Request {
 }
 
 /// What to ask the guest.
-pub enum Call {
+pub(crate) enum Call {
     Add(Request),
     Del(Request),
     Check(Request),
@@ -48,14 +48,14 @@ pub enum Call {
 }
 
 /// What the guest answered.
-pub enum Reply {
+pub(crate) enum Reply {
     Added(AddResult),
     Done,
 }
 
 /// Time spent in each step of `run`, in microseconds.
 #[derive(Default, Debug, Clone, Copy)]
-pub struct Phases {
+pub(crate) struct Phases {
     pub linker_us: u128,
     pub instantiate_us: u128,
     pub guest_us: u128,
@@ -85,28 +85,33 @@ pub fn validate(path: &Path) -> Result<()> {
     check::check(path).map(|_| ())
 }
 
-/// A store whose sandbox touches nothing real: STATUS grants on an empty simulated
+/// A store whose gate touches nothing real: STATUS grants on an empty simulated
 /// node (for `guest check` and tests).
 fn detached_store(engine: &Engine, memory_mib: u64, timeout: Duration) -> Store<State> {
-    let grants =
-        crate::grants::Grants::new(crate::grants::Scope::Status, false, "cni0", "wc", None);
-    let model = crate::sim::Model {
-        world: crate::sim::World::default(),
+    let grants = crate::gate::grants::Grants::new(
+        crate::gate::grants::Scope::Status,
+        false,
+        "cni0",
+        "wc",
+        None,
+    );
+    let model = crate::node::model::Model {
+        world: crate::node::model::World::default(),
         container: None,
     };
-    let sandbox = Sandbox::new(
+    let gate = Gate::new(
         grants,
         Box::new(model),
         None,
         crate::calllog::CallLog::discard(),
         "wasm_cni_check".into(),
     );
-    new_store(engine, crate::sandbox::shared(sandbox), memory_mib, timeout)
+    new_store(engine, crate::gate::shared(gate), memory_mib, timeout)
 }
 
 /// Instantiate the guest once against a simulated node, which type-checks every export
 /// it will be called through (the linker checks only imports). Nothing on the real
-/// node can be touched: the sandbox's node is `sim::Model`.
+/// node can be touched: the gate's node is `node::model::Model`.
 fn try_instantiate(engine: &Engine, component: &Component, path: &Path) -> Result<()> {
     // the largest limits a network config may set: the check is about the contract,
     // not about whether the guest fits one network's budget
@@ -141,7 +146,7 @@ fn check_text(what: &str, s: &str) -> Result<()> {
 }
 
 /// Turn the guest's ADD result into ours, rejecting garbage.
-fn convert(r: policy::AddResult, sandbox_path: &str) -> Result<AddResult> {
+fn convert(r: policy::AddResult, container_netns: &str) -> Result<AddResult> {
     let bad = |m: String| Error::GuestFault(format!("returned an invalid result: {m}"));
     if r.interfaces.len() > MAX_ITEMS || r.ips.len() > MAX_ITEMS || r.routes.len() > MAX_ITEMS {
         return Err(bad(format!(
@@ -158,7 +163,7 @@ fn convert(r: policy::AddResult, sandbox_path: &str) -> Result<AddResult> {
         out.interfaces.push(Interface {
             name: i.name,
             mac: i.mac,
-            sandbox: i.sandbox.then(|| sandbox_path.to_string()),
+            sandbox: i.sandbox.then(|| container_netns.to_string()),
         });
     }
     for ip in r.ips {
@@ -225,11 +230,11 @@ fn convert(r: policy::AddResult, sandbox_path: &str) -> Result<AddResult> {
 }
 
 /// The bounds and names of one guest call.
-pub struct Bounds<'a> {
+pub(crate) struct Bounds<'a> {
     /// The guest file (for messages).
     pub guest_path: &'a Path,
-    /// CNI_NETNS, put into the result's `sandbox` fields.
-    pub sandbox_path: &'a str,
+    /// CNI_NETNS, put into the result's `sandbox` fields (the spec's name for it).
+    pub container_netns: &'a str,
     /// Wall-clock deadline.
     pub timeout: Duration,
     /// Memory cap.
@@ -239,12 +244,12 @@ pub struct Bounds<'a> {
 /// What WASI's random interfaces return, repeated (see `new_store`).
 const WASI_RANDOM: [u8; 16] = *b"wasm-cni:random!";
 
-/// A store for one guest call: the sandbox, the memory cap, a WASI context that grants
+/// A store for one guest call: the gate, the memory cap, a WASI context that grants
 /// nothing, and an epoch deadline `timeout` from now.
-fn new_store(engine: &Engine, sandbox: Shared, memory_mib: u64, timeout: Duration) -> Store<State> {
+fn new_store(engine: &Engine, gate: Shared, memory_mib: u64, timeout: Duration) -> Store<State> {
     let stderr = MemoryOutputPipe::new(16 * 1024);
     let state = State {
-        sandbox,
+        gate,
         limits: MemoryLimits {
             max_bytes: (memory_mib as usize) << 20,
             total: 0,
@@ -282,24 +287,24 @@ fn new_store(engine: &Engine, sandbox: Shared, memory_mib: u64, timeout: Duratio
     store
 }
 
-/// Instantiate the guest and make one call. The caller keeps its handle on the sandbox
+/// Instantiate the guest and make one call. The caller keeps its handle on the gate
 /// (for the rollback, and for the watchdog).
-pub fn run(
+pub(crate) fn run(
     engine: &Engine,
     component: &Component,
-    sandbox: Shared,
+    gate: Shared,
     call: Call,
     b: &Bounds,
 ) -> (Result<Reply>, Phases) {
     let Bounds {
         guest_path,
-        sandbox_path,
+        container_netns,
         timeout,
         memory_mib,
     } = *b;
     let mut phases = Phases::default();
     let t = Instant::now();
-    let mut store = new_store(engine, sandbox, memory_mib, timeout);
+    let mut store = new_store(engine, gate, memory_mib, timeout);
     let pre = pre(engine, component, guest_path);
     phases.linker_us = t.elapsed().as_micros();
     let t = Instant::now();
@@ -346,7 +351,7 @@ pub fn run(
                     message: truncate(e.message, 1024),
                     details: truncate(e.details, 4096),
                 }),
-                Ok(Ok(Some(r))) => convert(r, sandbox_path).map(Reply::Added),
+                Ok(Ok(Some(r))) => convert(r, container_netns).map(Reply::Added),
                 Ok(Ok(None)) => Ok(Reply::Done),
             }
         });

@@ -6,7 +6,7 @@
 //! nft is run only when a guest asks (node setup), not on every call, as a child that
 //! dies with the runner.
 
-use crate::op_error::{OpError, OpResult};
+use crate::node::{OpError, OpResult};
 use ipnetwork::Ipv4Network;
 use nftables::batch::Batch;
 use nftables::expr::{Expression, NamedExpression, Payload, PayloadField, Prefix, SetItem};
@@ -95,20 +95,6 @@ fn apply(b: Batch, what: &str) -> OpResult<()> {
     let json = serde_json::to_string(&b.to_nftables())
         .map_err(|e| OpError::failed(format!("nft: {what}: {e}")))?;
     check(run_nft(&["-j", "-f", "-"], Some(&json))?, what).map(|_| ())
-}
-
-/// The table that holds every rule of network `network`. Injective, so that networks
-/// `a.b`, `a-b` and `a_b` never share (and never delete) each other's table.
-pub fn table_name(network: &str) -> String {
-    let mut t = String::from("wasm_cni_");
-    for c in network.chars() {
-        match c {
-            c if c.is_ascii_alphanumeric() => t.push(c),
-            '_' => t.push_str("__"),
-            other => t.push_str(&format!("_{:02x}", other as u32)),
-        }
-    }
-    t
 }
 
 /// A chain name for a CIDR: `fwd_200_200_0_0_16`.
@@ -266,26 +252,21 @@ pub fn restore_table(table_name: &str, saved: Option<&str>) -> OpResult<()> {
     .map(|_| ())
 }
 
-/// Remove the network's table and every rule in it (no error if it is absent).
-pub fn delete_table(table_name: &str) -> OpResult<()> {
-    let mut b = Batch::new();
-    b.add(NfListObject::Table(table(table_name)));
-    b.delete(NfListObject::Table(table(table_name)));
-    apply(b, &format!("deleting table ip {table_name}"))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn table_names_do_not_collide() {
         let names: Vec<String> = ["a.b", "a-b", "a_b", "a_2eb", "ab"]
             .iter()
-            .map(|n| super::table_name(n))
+            .map(|n| crate::gate::grants::table_name(n))
             .collect();
         let mut unique = names.clone();
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
-        assert_eq!(super::table_name("testnet"), "wasm_cni_testnet");
+        assert_eq!(
+            crate::gate::grants::table_name("testnet"),
+            "wasm_cni_testnet"
+        );
     }
 }

@@ -10,12 +10,16 @@
 use crate::calllog::CallLog;
 use crate::cni::config::Limits;
 use crate::cni::output::AddResult;
-use crate::grants::{Grants, LinkOp};
-use crate::journal::{Journal, Undo};
-use crate::netlink::{LinkInfo, RouteSpec};
-use crate::netns::Ns;
-use crate::node::{Node, StoreUsage, SysctlValue};
-use crate::op_error::{OpError, OpKind, OpResult};
+use crate::node::{
+    LinkInfo, Node, Ns, OpError, OpKind, OpResult, RouteSpec, StoreUsage, SysctlKey, SysctlValue,
+};
+use grants::{Grants, LinkOp};
+use journal::{Journal, Undo};
+
+pub(crate) mod grants;
+pub(crate) mod journal;
+#[cfg(test)]
+mod tests;
 use ipnetwork::Ipv4Network;
 use std::net::Ipv4Addr;
 
@@ -35,7 +39,7 @@ pub struct Used {
     pub log_bytes: u64,
 }
 
-pub struct Sandbox {
+pub(crate) struct Gate {
     pub grants: Grants,
     /// The real node (`node::Kernel`) or the simulator's model.
     pub node: Box<dyn Node>,
@@ -99,7 +103,7 @@ fn not_undoable(what: &str, why: &str) -> OpError {
     ))
 }
 
-impl Sandbox {
+impl Gate {
     pub fn new(
         grants: Grants,
         node: Box<dyn Node>,
@@ -115,7 +119,7 @@ impl Sandbox {
             }
         };
         let (fail_at, panic_at) = (switch("WASM_CNI_FAIL_AT"), switch("WASM_CNI_PANIC_AT"));
-        Sandbox {
+        Gate {
             grants,
             node,
             journal,
@@ -390,7 +394,7 @@ impl Sandbox {
     }
 
     pub fn attachment_link(&self, container_id: &str, ifname: &str) -> String {
-        crate::grants::attachment_link(self.grants.prefix(), container_id, ifname)
+        grants::attachment_link(self.grants.prefix(), container_id, ifname)
     }
 
     // ---- other attachments' addresses ---------------------------------------------
@@ -598,51 +602,45 @@ impl Sandbox {
 
     // ---- sysctl -------------------------------------------------------------------
 
-    /// The grant check of a sysctl, once: the /proc path parts on success.
-    fn sysctl_parts(&mut self, ns: Ns, key: &str, write: bool) -> OpResult<Vec<String>> {
+    /// The grant check of a sysctl, once: the typed key on success.
+    fn sysctl_key(&mut self, ns: Ns, key: &str, write: bool) -> OpResult<SysctlKey> {
         let what = format!("{} sysctl {key}", if write { "set" } else { "read" });
-        // per-link keys name the link as the 4th part: learn the uplinks for it
-        let link = key
-            .split('.')
-            .nth(3)
-            .filter(|_| write && key.starts_with("net.ipv"));
-        let check = match link {
-            Some(l) => self.learn_uplinks(ns, l),
-            None => Ok(()),
-        }
-        .and_then(|_| self.grants.sysctl(ns, key, write))
-        .map(|p| p.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        let (check, parts) = match check {
-            Ok(parts) => (Ok(()), parts),
-            Err(e) => (Err(e), Vec::new()),
+        let check = self.grants.sysctl_key(key).and_then(|k| {
+            // a per-link key names a link: learn the uplinks before the link's grant
+            if let (true, Some(l)) = (write, k.link()) {
+                self.learn_uplinks(ns, l)?;
+            }
+            self.grants.sysctl(ns, &k, write).map(|_| k)
+        });
+        let (check, typed) = match check {
+            Ok(k) => (Ok(()), Some(k)),
+            Err(e) => (Err(e), None),
         };
         if write {
             self.gate_change(&what, check)?;
         } else {
             self.gate(&what, check)?;
         }
-        Ok(parts)
+        Ok(typed.expect("the gate passed only a checked key"))
     }
 
     pub fn sysctl_get(&mut self, ns: Ns, key: &str) -> OpResult<String> {
-        let parts = self.sysctl_parts(ns, key, false)?;
-        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        self.node.sysctl_get(ns, key, &refs)
+        let key = self.sysctl_key(ns, key, false)?;
+        self.node.sysctl_get(ns, &key)
     }
 
     pub fn sysctl_set(&mut self, ns: Ns, key: &str, value: &str) -> OpResult<()> {
-        let parts = self.sysctl_parts(ns, key, true)?;
+        let key = self.sysctl_key(ns, key, true)?;
         if value.is_empty() || value.len() > 32 || !value.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(OpError::invalid(format!(
                 "sysctl {key}: value {value:?} is not a short plain value"
             )));
         }
-        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let old = self.node.sysctl_get(ns, key, &refs)?;
+        let old = self.node.sysctl_get(ns, &key)?;
         if old == value {
             return Ok(()); // writing the same value is a no-op, also for the kernel
         }
-        if key == "net.ipv4.ip_forward" && value == "0" {
+        if key.is_ip_forward() && value == "0" {
             // the node's routing serves every network on it, not only this one
             let e = OpError::denied(format!(
                 "set sysctl {key} to 0: it would stop forwarding for every network on the node; a policy may turn it on, never off"
@@ -651,16 +649,15 @@ impl Sandbox {
             return Err(e);
         }
         let mut saved = vec![SysctlValue {
-            key: key.into(),
-            parts: parts.clone(),
+            key: key.clone(),
             value: old.clone(),
         }];
         if self.journaled() {
-            if parts.last().map(String::as_str) == Some("disable_ipv6") && old == "0" {
+            if key.leaf() == "disable_ipv6" && old == "0" {
                 // turning IPv6 off drops the link's IPv6 addresses and routes, which
                 // turning it back on does not bring back
-                let link = parts.get(3).cloned().unwrap_or_default();
-                if !self.grants.is_created(ns, &link) {
+                let link = key.link().unwrap_or_default();
+                if !self.grants.is_created(ns, link) {
                     let e = not_undoable(
                         &format!("set sysctl {key}"),
                         "disabling IPv6 drops the link's IPv6 addresses and routes",
@@ -669,13 +666,13 @@ impl Sandbox {
                     return Err(e);
                 }
             }
-            if key == "net.ipv4.ip_forward" {
+            if key.is_ip_forward() {
                 // the kernel copies ip_forward into every link's `forwarding`: undo
                 // must put each of those back too, after ip_forward itself
                 saved.extend(self.node.forwarding_values(ns)?);
             }
         }
-        self.node.sysctl_set(ns, key, &refs, value)?;
+        self.node.sysctl_set(ns, &key, value)?;
         self.record(Undo::RestoreSysctls { ns, values: saved });
         Ok(())
     }
@@ -683,7 +680,7 @@ impl Sandbox {
     // ---- store --------------------------------------------------------------------
 
     pub fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
-        let check = crate::store::check_key(key);
+        let check = crate::node::check_store_key(key);
         self.gate(&format!("store get {key}"), check)?;
         self.node.store_get(key)
     }
@@ -697,13 +694,13 @@ impl Sandbox {
 
     pub fn store_put(&mut self, key: &str, value: &str) -> OpResult<()> {
         let what = format!("store put {key}");
-        let check = crate::store::check_key(key);
+        let check = crate::node::check_store_key(key);
         self.gate_change(&what, check)?;
-        if value.len() > crate::store::MAX_VALUE {
+        if value.len() > crate::node::MAX_STORE_VALUE {
             return Err(OpError::invalid(format!(
                 "store put {key:?}: value of {} bytes is over the {}-byte limit",
                 value.len(),
-                crate::store::MAX_VALUE
+                crate::node::MAX_STORE_VALUE
             )));
         }
         Self::count(
@@ -763,7 +760,7 @@ impl Sandbox {
 
     pub fn store_delete(&mut self, key: &str) -> OpResult<bool> {
         let what = format!("store delete {key}");
-        let check = crate::store::check_key(key);
+        let check = crate::node::check_store_key(key);
         self.gate_change(&what, check)?;
         let owner = self.node.store_owner(key)?;
         if let Some(o) = owner.as_deref() {
@@ -934,10 +931,7 @@ impl Sandbox {
     /// After a successful GC: forget every attachment that is not valid.
     pub fn release_stale(&mut self, valid: &[(String, String)]) -> OpResult<()> {
         for h in self.node.holders()? {
-            if !valid
-                .iter()
-                .any(|(c, i)| crate::grants::attachment_id(c, i) == h)
-            {
+            if !valid.iter().any(|(c, i)| grants::attachment_id(c, i) == h) {
                 self.node.release_addresses(&h)?;
             }
         }
@@ -976,12 +970,11 @@ impl Sandbox {
             },
             Undo::RestoreSysctls { ns, values } => {
                 for v in values {
-                    let refs: Vec<&str> = v.parts.iter().map(String::as_str).collect();
                     // a value that is right already is not written: writes have side
                     // effects (ip_forward resets every link's forwarding)
-                    match self.node.sysctl_get(*ns, &v.key, &refs) {
+                    match self.node.sysctl_get(*ns, &v.key) {
                         Ok(now) if now == v.value => {}
-                        Ok(_) => self.node.sysctl_set(*ns, &v.key, &refs, &v.value)?,
+                        Ok(_) => self.node.sysctl_set(*ns, &v.key, &v.value)?,
                         Err(e) if e.kind == OpKind::NotFound => {}
                         Err(e) => return Err(e),
                     }
@@ -1028,570 +1021,16 @@ impl Sandbox {
     }
 }
 
-/// The sandbox as the guest's store and the watchdog share it: whoever holds the lock
+/// The gate as the guest's store and the supervisor share it: whoever holds the lock
 /// is the only one touching the node (the guest's host call, the rollback, or the
 /// watchdog's rollback after a deadline).
-pub type Shared = std::sync::Arc<std::sync::Mutex<Sandbox>>;
+pub type Shared = std::sync::Arc<std::sync::Mutex<Gate>>;
 
-pub fn shared(sb: Sandbox) -> Shared {
-    std::sync::Arc::new(std::sync::Mutex::new(sb))
+pub fn shared(g: Gate) -> Shared {
+    std::sync::Arc::new(std::sync::Mutex::new(g))
 }
 
 /// Lock it; a panic while it was held does not make the journal unusable.
-pub fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Sandbox> {
+pub fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Gate> {
     s.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The gate's own tests, root-free, over the simulator's in-memory node: for every
-/// mutating host function, the applied path journals an undo that restores the node
-/// exactly, and the denied path (a read-only command) changes nothing.
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::grants::{attachment_link, Scope};
-    use crate::netlink::LinkInfo;
-    use crate::node::{SavedAddress, SavedRoute};
-    use crate::sim::{Model, World};
-
-    const POD: &str = "pod:c1";
-
-    fn own() -> String {
-        attachment_link("wc", "c1", "eth0")
-    }
-
-    fn route(dst: &str, gw: Option<&str>, link: &str) -> RouteSpec {
-        RouteSpec {
-            destination: dst.parse().unwrap(),
-            gateway: gw.map(|g| g.parse().unwrap()),
-            link: Some(link.into()),
-        }
-    }
-
-    /// A node that already runs a network: bridge with its gateway address, forwarding
-    /// on (and off on the management link), a route via a gateway, the network's
-    /// firewall table, another attachment's store key and address, and this
-    /// attachment's host link left by an interrupted earlier ADD (down, with an address).
-    fn node() -> World {
-        let mut w = World::new("10.0.0.2/24".parse().unwrap(), "10.0.0.1".parse().unwrap());
-        w.ensure_pod_ns(POD);
-        let mut m = Model {
-            world: w,
-            container: Some(POD.into()),
-        };
-        m.create_bridge("cni0", None).unwrap();
-        m.add_address(Ns::Host, "cni0", "200.200.1.1/24".parse().unwrap())
-            .unwrap();
-        m.set_up(Ns::Host, "cni0").unwrap();
-        m.sysctl_set(Ns::Host, "net.ipv4.ip_forward", &[], "1")
-            .unwrap();
-        m.sysctl_set(Ns::Host, "net.ipv4.conf.eth0.forwarding", &[], "0")
-            .unwrap();
-        m.add_route(
-            Ns::Host,
-            &route("200.200.9.0/24", Some("200.200.1.9"), "cni0"),
-        )
-        .unwrap();
-        m.allow_forward("t", "200.200.0.0/16".parse().unwrap())
-            .unwrap();
-        m.masquerade(
-            "t",
-            "200.200.1.0/24".parse().unwrap(),
-            &["200.200.0.0/16".parse().unwrap()],
-        )
-        .unwrap();
-        m.store_put("last", "200.200.1.5").unwrap();
-        m.store_put("ip/200.200.1.5", "other eth0").unwrap();
-        m.store_set_owner("ip/200.200.1.5", "other eth0").unwrap();
-        m.hold_addresses("other eth0", &["200.200.1.5".parse().unwrap()])
-            .unwrap();
-        m.create_veth(&own(), "eth9", None).unwrap();
-        m.add_address(Ns::Host, &own(), "200.200.1.200/32".parse().unwrap())
-            .unwrap();
-        m.world
-    }
-
-    fn sandbox(w: World, read_only: bool) -> Sandbox {
-        let scope = Scope::Attachment {
-            container_id: "c1".into(),
-            ifname: "eth0".into(),
-        };
-        let mut g = Grants::new(
-            scope,
-            true,
-            "cni0",
-            "wc",
-            Some("200.200.0.0/16".parse().unwrap()),
-        );
-        if read_only {
-            g.set_read_only("CHECK");
-        }
-        let model = Model {
-            world: w,
-            container: Some(POD.into()),
-        };
-        let journal = (!read_only).then(Journal::default);
-        Sandbox::new(g, Box::new(model), journal, CallLog::discard(), "t".into())
-    }
-
-    /// The whole node as comparable text: every field, with the orders the kernel does
-    /// not promise (route and address lists) and the index counter normalized.
-    fn text(sb: &mut Sandbox) -> String {
-        let node = std::mem::replace(
-            &mut sb.node,
-            Box::new(Model {
-                world: World::default(),
-                container: None,
-            }),
-        );
-        let w = node.into_world().expect("a model");
-        let mut n = w.clone();
-        n.next_index = 0;
-        for ns in n.namespaces.values_mut() {
-            ns.routes.sort_by_key(|r| format!("{r:?}"));
-            for l in ns.links.values_mut() {
-                l.addresses.sort();
-            }
-        }
-        sb.node = Box::new(Model {
-            world: w,
-            container: Some(POD.into()),
-        });
-        serde_json::to_string_pretty(&n).unwrap()
-    }
-
-    type Op = fn(&mut Sandbox) -> OpResult<()>;
-
-    /// A node before its first pod: only the pod's namespace is there.
-    fn fresh() -> World {
-        let mut w = World::new("10.0.0.2/24".parse().unwrap(), "10.0.0.1".parse().unwrap());
-        w.ensure_pod_ns(POD);
-        w
-    }
-
-    /// One valid change per mutating host function, named as in the WIT. Creating links
-    /// happens on a fresh node (an ADD creates only the bridge of its config and its own
-    /// links). The one deletion an ADD may make of a link it did not create, its own
-    /// host link left by an interrupted earlier ADD, is not restored: it is that same
-    /// attachment's garbage.
-    fn ops() -> Vec<(&'static str, Op)> {
-        vec![
-            ("links.create-bridge", |s| {
-                s.create_bridge("cni0", None).map(|_| ())
-            }),
-            ("links.create-veth", |s| {
-                s.create_veth(&own(), "eth0", Some(1400)).map(|_| ())
-            }),
-            ("links.set-master", |s| s.set_master(&own(), "cni0")),
-            ("links.set-up", |s| s.set_up(Ns::Host, &own())),
-            ("links.set-mtu", |s| s.set_mtu(Ns::Host, &own(), 1400)),
-            ("links.delete", |s| {
-                s.create_bridge("cni0", None)?;
-                s.delete_link(Ns::Host, "cni0")
-            }),
-            ("addresses.add", |s| {
-                s.address_add(Ns::Host, "cni0", "200.200.2.1/24")
-            }),
-            ("addresses.remove", |s| {
-                s.address_remove(Ns::Host, &own(), "200.200.1.200/32")
-            }),
-            ("routes.add", |s| {
-                s.route_add(Ns::Host, "200.200.8.0/24", None, Some("cni0"))
-            }),
-            ("routes.remove", |s| {
-                s.route_remove(
-                    Ns::Host,
-                    "200.200.9.0/24",
-                    Some("200.200.1.9"),
-                    Some("cni0"),
-                )
-            }),
-            ("firewall.allow-forward", |s| {
-                s.allow_forward("200.200.7.0/24")
-            }),
-            ("firewall.masquerade", |s| {
-                s.masquerade("200.200.1.0/24", &["10.0.0.0/8".into()])
-            }),
-            ("sysctl.set", |s| {
-                s.sysctl_set(Ns::Host, "net.ipv4.conf.cni0.proxy_arp", "1")
-            }),
-            ("store.put", |s| {
-                s.store_put("last", "200.200.1.6")?;
-                s.store_put("attach/c1/eth0", "200.200.1.6")
-            }),
-            ("store.delete", |s| s.store_delete("last").map(|_| ())),
-        ]
-    }
-
-    #[test]
-    fn every_change_is_undone_exactly() {
-        for (name, op) in ops() {
-            let w =
-                if name.contains("bridge") || name == "links.delete" || name == "links.create-veth"
-                {
-                    fresh()
-                } else {
-                    node()
-                };
-            let mut sb = sandbox(w, false);
-            let before = text(&mut sb);
-            op(&mut sb).unwrap_or_else(|e| panic!("{name}: {e}"));
-            // an ADD deletes only links it created itself: net, nothing changes
-            if name != "links.delete" {
-                assert_ne!(text(&mut sb), before, "{name} changed nothing");
-            }
-            let (steps, failures) = sb.rollback();
-            assert!(failures.is_empty(), "{name}: {failures:?}");
-            assert!(steps > 0, "{name} journaled nothing");
-            assert_eq!(text(&mut sb), before, "{name} was not undone exactly");
-        }
-    }
-
-    #[test]
-    fn a_read_only_command_changes_nothing() {
-        for (name, op) in ops() {
-            let mut sb = sandbox(node(), true);
-            let before = text(&mut sb);
-            let e = op(&mut sb).expect_err(name);
-            assert_eq!(e.kind, OpKind::Denied, "{name}: {e}");
-            assert!(e.message.contains("read-only"), "{name}: {e}");
-            assert_eq!(text(&mut sb), before, "{name}");
-        }
-    }
-
-    /// Every mutating function of the contract is in `ops()`: a new host function
-    /// cannot land without a test that its undo is exact.
-    #[test]
-    fn no_mutating_host_function_is_left_out() {
-        let wit = include_str!("../../wit/world.wit");
-        let read_only = ["get", "list", "%list", "attachment-link"];
-        let mut iface = "";
-        let mut missing = Vec::new();
-        let tested: Vec<&str> = ops().iter().map(|(n, _)| *n).collect();
-        for line in wit.lines().map(str::trim) {
-            if let Some(rest) = line.strip_prefix("interface ") {
-                iface = rest.trim_end_matches(" {");
-            } else if let Some((f, _)) = line.split_once(": func(") {
-                let mutating = [
-                    "links",
-                    "addresses",
-                    "routes",
-                    "firewall",
-                    "sysctl",
-                    "store",
-                ];
-                if mutating.contains(&iface) && !read_only.contains(&f) {
-                    let name = format!("{iface}.{}", f.trim_start_matches('%'));
-                    if !tested.contains(&name.as_str()) {
-                        missing.push(name);
-                    }
-                }
-            }
-        }
-        assert!(missing.is_empty(), "no undo test for {missing:?}");
-        assert!(tested.len() >= 15, "the WIT parse found the functions");
-    }
-
-    #[test]
-    fn changes_that_cannot_be_undone_exactly_are_refused() {
-        let mut sb = sandbox(node(), false);
-        let before = text(&mut sb);
-        let refused = [
-            sb.delete_link(Ns::Host, "cni0").unwrap_err(),
-            sb.set_master("cni0", "cni0").unwrap_err(),
-            sb.sysctl_set(Ns::Host, "net.ipv6.conf.cni0.disable_ipv6", "1")
-                .unwrap_err(),
-            sb.masquerade(
-                "200.200.1.0/24",
-                &vec!["10.0.0.0/8".to_string(); MAX_EXCEPT + 1],
-            )
-            .unwrap_err(),
-        ];
-        for e in &refused[..3] {
-            assert_eq!(e.kind, OpKind::Denied, "{e}");
-        }
-        assert_eq!(refused[3].kind, OpKind::InvalidArgument);
-        assert_eq!(text(&mut sb), before);
-        // the exception: this attachment's own host link from an interrupted ADD
-        sb.delete_link(Ns::Host, &own()).unwrap();
-        sb.rollback();
-        assert!(!text(&mut sb).contains(&own()), "not brought back");
-    }
-
-    #[test]
-    fn ip_forward_is_undone_with_every_link_forwarding_value() {
-        // a node that does not forward, with one link (eth0) that does
-        let mut w = fresh();
-        w.namespaces
-            .get_mut("host")
-            .unwrap()
-            .sysctls
-            .insert("net.ipv4.conf.eth0.forwarding".into(), "1".into());
-        let mut sb = sandbox(w, false);
-        let before = text(&mut sb);
-        sb.sysctl_set(Ns::Host, "net.ipv4.ip_forward", "1").unwrap();
-        sb.rollback();
-        assert_eq!(text(&mut sb), before);
-        // and it may never be turned off
-        let mut sb = sandbox(node(), false);
-        let e = sb
-            .sysctl_set(Ns::Host, "net.ipv4.ip_forward", "0")
-            .unwrap_err();
-        assert!(e.message.contains("every network"), "{e}");
-        let e = sb.set_mtu(Ns::Host, "cni0", 68).unwrap_err();
-        assert_eq!(e.kind, OpKind::Denied, "{e}");
-    }
-
-    #[test]
-    fn other_attachments_keep_their_addresses_and_keys() {
-        let mut sb = sandbox(node(), false);
-        let before = text(&mut sb);
-        for e in [
-            sb.route_add(Ns::Host, "200.200.1.5/32", None, Some(&own()))
-                .unwrap_err(),
-            sb.address_add(Ns::Container, "eth0", "200.200.1.5/24")
-                .unwrap_err(),
-            sb.store_delete("ip/200.200.1.5").unwrap_err(),
-        ] {
-            assert_eq!(e.kind, OpKind::Denied, "{e}");
-            assert!(e.message.contains("another attachment"), "{e}");
-        }
-        assert_eq!(text(&mut sb), before);
-        // the shared bridge may carry a prefix that covers them: it serves every pod
-        sb.route_add(Ns::Host, "200.200.3.0/24", None, Some("cni0"))
-            .unwrap();
-    }
-
-    #[test]
-    fn per_call_limits() {
-        let mut sb = sandbox(node(), false);
-        sb.limits.routes = 2;
-        sb.route_add(Ns::Host, "200.200.20.0/24", None, Some("cni0"))
-            .unwrap();
-        sb.route_add(Ns::Host, "200.200.21.0/24", None, Some("cni0"))
-            .unwrap();
-        let e = sb
-            .route_add(Ns::Host, "200.200.22.0/24", None, Some("cni0"))
-            .unwrap_err();
-        assert!(e.message.contains("per-call limit of 2"), "{e}");
-        sb.limits.store_keys = 3; // the node has 2
-        sb.store_put("a", "1").unwrap();
-        let e = sb.store_put("b", "1").unwrap_err();
-        assert!(e.message.contains("store quota"), "{e}");
-        sb.store_put("a", "2").unwrap(); // overwriting adds no key
-    }
-
-    #[test]
-    fn results_stay_inside_the_grants() {
-        use crate::cni::output::{Interface, IpConfig};
-        let mut sb = sandbox(node(), false);
-        let result = |addr: &str, gw: &str, name: &str, sandbox: bool| AddResult {
-            interfaces: vec![Interface {
-                name: name.into(),
-                mac: String::new(),
-                sandbox: sandbox.then(|| "/run/netns/x".to_string()),
-            }],
-            ips: vec![IpConfig {
-                address: addr.into(),
-                gateway: Some(gw.into()),
-                interface: Some(0),
-            }],
-            ..AddResult::default()
-        };
-        let ok = sb.check_result(&result("200.200.1.7/24", "200.200.1.1", "eth0", true));
-        assert_eq!(ok, Ok(vec!["200.200.1.7".parse().unwrap()]));
-        for (r, why) in [
-            (result("10.0.0.5/16", "10.0.0.1", "eth0", true), "outside"),
-            (
-                result("200.200.1.7/24", "10.0.0.1", "eth0", true),
-                "gateway",
-            ),
-            (
-                result("200.200.1.7/8", "200.200.1.1", "eth0", true),
-                "outside",
-            ),
-            (
-                result("200.200.1.7/24", "200.200.1.1", "cni0", false),
-                "did not create",
-            ),
-            (
-                result("200.200.1.5/24", "200.200.1.1", "eth0", true),
-                "another attachment",
-            ),
-        ] {
-            let e = sb.check_result(&r).unwrap_err();
-            assert!(e.contains(why), "{e}");
-        }
-    }
-
-    /// The simulator, except that creating a veth creates it and then fails, as the
-    /// kernel path does when the lookup after the create fails.
-    struct FailAfterCreate(Model);
-
-    impl Node for FailAfterCreate {
-        fn create_veth(
-            &mut self,
-            host: &str,
-            peer: &str,
-            mtu: Option<u32>,
-        ) -> OpResult<(LinkInfo, LinkInfo)> {
-            self.0.create_veth(host, peer, mtu)?;
-            Err(OpError::failed("link lookup after create failed"))
-        }
-        fn get_link(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>> {
-            self.0.get_link(ns, name)
-        }
-        fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> OpResult<LinkInfo> {
-            self.0.create_bridge(name, mtu)
-        }
-        fn set_master(&mut self, name: &str, bridge: &str) -> OpResult<()> {
-            self.0.set_master(name, bridge)
-        }
-        fn unset_master(&mut self, name: &str) -> OpResult<()> {
-            self.0.unset_master(name)
-        }
-        fn set_up(&mut self, ns: Ns, name: &str) -> OpResult<()> {
-            self.0.set_up(ns, name)
-        }
-        fn set_down(&mut self, ns: Ns, name: &str) -> OpResult<()> {
-            self.0.set_down(ns, name)
-        }
-        fn set_mtu(&mut self, ns: Ns, name: &str, mtu: u32) -> OpResult<()> {
-            self.0.set_mtu(ns, name, mtu)
-        }
-        fn delete_link(&mut self, ns: Ns, name: &str) -> OpResult<()> {
-            self.0.delete_link(ns, name)
-        }
-        fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<Ipv4Network>> {
-            self.0.list_addresses(ns, link)
-        }
-        fn add_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
-            self.0.add_address(ns, link, addr)
-        }
-        fn remove_address(
-            &mut self,
-            ns: Ns,
-            link: &str,
-            addr: Ipv4Network,
-        ) -> OpResult<SavedAddress> {
-            self.0.remove_address(ns, link, addr)
-        }
-        fn restore_address(&mut self, ns: Ns, link: &str, saved: &SavedAddress) -> OpResult<()> {
-            self.0.restore_address(ns, link, saved)
-        }
-        fn default_route_links(&mut self, ns: Ns) -> OpResult<Vec<String>> {
-            self.0.default_route_links(ns)
-        }
-        fn list_routes(&mut self, ns: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
-            self.0.list_routes(ns, link)
-        }
-        fn add_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
-            self.0.add_route(ns, r)
-        }
-        fn unroute(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
-            self.0.unroute(ns, r)
-        }
-        fn remove_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<SavedRoute> {
-            self.0.remove_route(ns, r)
-        }
-        fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>> {
-            self.0.save_routes(ns)
-        }
-        fn restore_route(&mut self, ns: Ns, saved: &SavedRoute) -> OpResult<()> {
-            self.0.restore_route(ns, saved)
-        }
-        fn save_table(&mut self, table: &str) -> OpResult<Option<String>> {
-            self.0.save_table(table)
-        }
-        fn restore_table(&mut self, table: &str, saved: Option<&str>) -> OpResult<()> {
-            self.0.restore_table(table, saved)
-        }
-        fn allow_forward(&mut self, table: &str, net: Ipv4Network) -> OpResult<()> {
-            self.0.allow_forward(table, net)
-        }
-        fn masquerade(
-            &mut self,
-            table: &str,
-            source: Ipv4Network,
-            except: &[Ipv4Network],
-        ) -> OpResult<()> {
-            self.0.masquerade(table, source, except)
-        }
-        fn delete_table(&mut self, table: &str) -> OpResult<()> {
-            self.0.delete_table(table)
-        }
-        fn sysctl_get(&mut self, ns: Ns, key: &str, parts: &[&str]) -> OpResult<String> {
-            self.0.sysctl_get(ns, key, parts)
-        }
-        fn sysctl_set(&mut self, ns: Ns, key: &str, parts: &[&str], value: &str) -> OpResult<()> {
-            self.0.sysctl_set(ns, key, parts, value)
-        }
-        fn forwarding_values(&mut self, ns: Ns) -> OpResult<Vec<SysctlValue>> {
-            self.0.forwarding_values(ns)
-        }
-        fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
-            self.0.store_get(key)
-        }
-        fn store_put(&mut self, key: &str, value: &str) -> OpResult<()> {
-            self.0.store_put(key, value)
-        }
-        fn store_delete(&mut self, key: &str) -> OpResult<bool> {
-            self.0.store_delete(key)
-        }
-        fn store_owner(&mut self, key: &str) -> OpResult<Option<String>> {
-            self.0.store_owner(key)
-        }
-        fn store_set_owner(&mut self, key: &str, owner: &str) -> OpResult<()> {
-            self.0.store_set_owner(key, owner)
-        }
-        fn store_list(&mut self, prefix: &str) -> OpResult<Vec<String>> {
-            self.0.store_list(prefix)
-        }
-        fn store_usage(&mut self) -> OpResult<StoreUsage> {
-            self.0.store_usage()
-        }
-        fn store_set_usage(&mut self, usage: StoreUsage) -> OpResult<()> {
-            self.0.store_set_usage(usage)
-        }
-        fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
-            self.0.address_holder(ip)
-        }
-        fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>> {
-            self.0.held_addresses()
-        }
-        fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr]) -> OpResult<()> {
-            self.0.hold_addresses(attachment, ips)
-        }
-        fn release_addresses(&mut self, attachment: &str) -> OpResult<()> {
-            self.0.release_addresses(attachment)
-        }
-        fn holders(&mut self) -> OpResult<Vec<String>> {
-            self.0.holders()
-        }
-        fn into_world(self: Box<Self>) -> Option<crate::sim::World> {
-            Box::new(self.0).into_world()
-        }
-    }
-
-    #[test]
-    fn a_veth_created_by_a_failed_create_is_undone() {
-        let mut sb = sandbox(fresh(), false);
-        let before = text(&mut sb);
-        let model = std::mem::replace(
-            &mut sb.node,
-            Box::new(Model {
-                world: World::default(),
-                container: None,
-            }),
-        );
-        let w = model.into_world().unwrap();
-        sb.node = Box::new(FailAfterCreate(Model {
-            world: w,
-            container: Some(POD.into()),
-        }));
-        assert!(sb.create_veth(&own(), "eth0", None).is_err());
-        let (steps, failures) = sb.rollback();
-        assert!(failures.is_empty(), "{failures:?}");
-        assert_eq!(steps, 1, "the veth was journaled");
-        assert_eq!(text(&mut sb), before);
-    }
 }

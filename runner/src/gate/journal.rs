@@ -4,9 +4,7 @@
 //! change), not the inverse of the request: a removed route comes back with the
 //! kernel's own attributes, a rewritten firewall table comes back as it was listed.
 
-use crate::netlink::RouteSpec;
-use crate::netns::Ns;
-use crate::node::{SavedAddress, SavedRoute};
+use crate::node::{Ns, RouteSpec, SavedAddress, SavedRoute};
 use ipnetwork::Ipv4Network;
 
 /// One applied effect, described by how to undo it.

@@ -7,10 +7,11 @@
 //! Deterministic on purpose: link indexes count up, MACs are a hash of namespace and
 //! name, nothing depends on time, so the same session gives byte-for-byte the same output.
 
-use crate::netlink::{LinkInfo, RouteSpec};
-use crate::netns::Ns;
-use crate::node::{Node, SavedAddress, SavedRoute, StoreUsage, SysctlValue};
-use crate::op_error::{OpError, OpKind, OpResult};
+use crate::node::PlainRoute as Route;
+use crate::node::{
+    stable_hash, Family, LinkInfo, Node, Ns, OpError, OpResult, RouteSpec, SavedAddress,
+    SavedRoute, StoreUsage, SysctlKey, SysctlValue,
+};
 use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -42,14 +43,6 @@ pub struct Link {
     /// Addresses, CIDR text, in the order added.
     #[serde(default)]
     pub addresses: Vec<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Route {
-    pub destination: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<String>,
-    pub link: String,
 }
 
 /// One network namespace.
@@ -92,13 +85,7 @@ pub fn pod_ns(container_id: &str) -> String {
 }
 
 fn mac_for(ns: &str, name: &str) -> String {
-    // FNV-1a: stable across runs and platforms (std's hasher is not)
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in ns.bytes().chain([0]).chain(name.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let b = h.to_be_bytes();
+    let b = stable_hash(ns, name).to_be_bytes();
     // locally administered, unicast, like the kernel's random MACs
     format!(
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
@@ -109,10 +96,6 @@ fn mac_for(ns: &str, name: &str) -> String {
         b[4],
         b[5]
     )
-}
-
-fn errno(kind: OpKind, msg: String) -> OpError {
-    OpError::new(kind, msg)
 }
 
 impl World {
@@ -204,7 +187,7 @@ impl World {
         n.routes.retain(|r| r.link != name);
         // per-link sysctls (net.ipv4.conf.<link>.x) go with the link
         n.sysctls
-            .retain(|k, _| !(k.starts_with("net.ipv") && k.split('.').nth(3) == Some(name)));
+            .retain(|k, _| SysctlKey::parse(k).is_none_or(|k| k.link() != Some(name)));
         for other in n.links.values_mut() {
             if other.master.as_deref() == Some(name) {
                 other.master = None;
@@ -271,8 +254,8 @@ impl Model {
 
     fn link(&mut self, ns: Ns, name: &str) -> OpResult<&mut Link> {
         self.space(ns)?.links.get_mut(name).ok_or_else(|| {
-            errno(
-                OpKind::NotFound,
+            OpError::from_errno(
+                libc::ENODEV,
                 format!("link {name:?} not found in the {ns} namespace (ENODEV)"),
             )
         })
@@ -295,8 +278,8 @@ impl Model {
 
     fn exists(&mut self, ns: Ns, name: &str) -> OpResult<()> {
         if self.space(ns)?.links.contains_key(name) {
-            return Err(errno(
-                OpKind::AlreadyExists,
+            return Err(OpError::from_errno(
+                libc::EEXIST,
                 format!("link {name:?} already exists in the {ns} namespace (EEXIST)"),
             ));
         }
@@ -409,8 +392,8 @@ impl Node for Model {
         let l = self.link(ns, link)?;
         let text = addr.to_string();
         if l.addresses.contains(&text) {
-            return Err(errno(
-                OpKind::AlreadyExists,
+            return Err(OpError::from_errno(
+                libc::EEXIST,
                 format!("address {text} already on {link:?} (EEXIST)"),
             ));
         }
@@ -424,20 +407,20 @@ impl Node for Model {
         let before = l.addresses.len();
         l.addresses.retain(|a| a != &text);
         if l.addresses.len() == before {
-            return Err(errno(
-                OpKind::NotFound,
+            return Err(OpError::from_errno(
+                libc::EADDRNOTAVAIL,
                 format!("address {text} is not on {link:?} (EADDRNOTAVAIL)"),
             ));
         }
-        Ok(SavedAddress::Model(text))
+        Ok(SavedAddress::Plain(text))
     }
 
     fn restore_address(&mut self, ns: Ns, link: &str, saved: &SavedAddress) -> OpResult<()> {
-        if let SavedAddress::Model(text) = saved {
+        if let SavedAddress::Plain(text) = saved {
             let l = self.link(ns, link)?;
             if l.addresses.contains(text) {
-                return Err(errno(
-                    OpKind::AlreadyExists,
+                return Err(OpError::from_errno(
+                    libc::EEXIST,
                     format!("address {text} already on {link:?} (EEXIST)"),
                 ));
             }
@@ -476,8 +459,8 @@ impl Node for Model {
             .iter()
             .any(|t| t.destination == r.destination.to_string())
         {
-            return Err(errno(
-                OpKind::AlreadyExists,
+            return Err(OpError::from_errno(
+                libc::EEXIST,
                 format!("route {what}: a route to {} exists (EEXIST)", r.destination),
             ));
         }
@@ -497,14 +480,14 @@ impl Node for Model {
         };
         let link = match (&r.link, r.gateway) {
             (Some(l), _) if !space.links.contains_key(l) => {
-                return Err(errno(
-                    OpKind::NotFound,
+                return Err(OpError::from_errno(
+                    libc::ENODEV,
                     format!("route {what}: link {l:?} not found (ENODEV)"),
                 ))
             }
             (_, Some(g)) => reach(g).ok_or_else(|| {
-                errno(
-                    OpKind::Failed,
+                OpError::from_errno(
+                    libc::ENETUNREACH,
                     format!("route {what}: gateway {g} is not reachable (ENETUNREACH)"),
                 )
             })?,
@@ -516,8 +499,8 @@ impl Node for Model {
             }
         };
         if !space.links.get(&link).is_some_and(|l| l.up) {
-            return Err(errno(
-                OpKind::Failed,
+            return Err(OpError::from_errno(
+                libc::ENETDOWN,
                 format!("route {what}: link {link:?} is down (ENETDOWN)"),
             ));
         }
@@ -543,9 +526,9 @@ impl Node for Model {
                 && r.link.as_ref().is_none_or(|l| *l == t.link)
         });
         match pos {
-            Some(i) => Ok(SavedRoute::Model(space.routes.remove(i))),
-            None => Err(errno(
-                OpKind::NotFound,
+            Some(i) => Ok(SavedRoute::Plain(space.routes.remove(i))),
+            None => Err(OpError::from_errno(
+                libc::ESRCH,
                 format!("route {}: no such route (ESRCH)", route_text(r)),
             )),
         }
@@ -557,18 +540,18 @@ impl Node for Model {
             .routes
             .iter()
             .cloned()
-            .map(SavedRoute::Model)
+            .map(SavedRoute::Plain)
             .collect())
     }
 
     fn restore_route(&mut self, ns: Ns, saved: &SavedRoute) -> OpResult<()> {
-        let SavedRoute::Model(r) = saved else {
+        let SavedRoute::Plain(r) = saved else {
             return Ok(());
         };
         let space = self.space(ns)?;
         if !space.links.contains_key(&r.link) {
-            return Err(errno(
-                OpKind::NotFound,
+            return Err(OpError::from_errno(
+                libc::ENODEV,
                 format!(
                     "route to {}: link {:?} not found (ENODEV)",
                     r.destination, r.link
@@ -576,8 +559,8 @@ impl Node for Model {
             ));
         }
         if space.routes.contains(r) {
-            return Err(errno(
-                OpKind::AlreadyExists,
+            return Err(OpError::from_errno(
+                libc::EEXIST,
                 format!("route to {} exists (EEXIST)", r.destination),
             ));
         }
@@ -635,51 +618,47 @@ impl Node for Model {
         Ok(())
     }
 
-    fn delete_table(&mut self, table: &str) -> OpResult<()> {
-        self.world.firewall.remove(table);
-        Ok(())
-    }
-
-    fn sysctl_get(&mut self, ns: Ns, key: &str, _parts: &[&str]) -> OpResult<String> {
+    fn sysctl_get(&mut self, ns: Ns, key: &SysctlKey) -> OpResult<String> {
         let space = self.space(ns)?;
-        if let Some(v) = space.sysctls.get(key) {
+        if let Some(v) = space.sysctls.get(key.as_str()) {
             return Ok(v.clone());
         }
-        let mut parts = key.split('.');
-        let link = parts.nth(3).unwrap_or_default();
-        let leaf = parts.next_back();
-        let link_exists = key.starts_with("net.ipv") && space.links.contains_key(link);
+        let link_exists = key.link().is_some_and(|l| space.links.contains_key(l));
         if !link_exists {
-            return Err(errno(
-                OpKind::NotFound,
+            return Err(OpError::from_errno(
+                libc::ENOENT,
                 format!("sysctl {key}: no such key in the {ns} namespace (ENOENT)"),
             ));
         }
         // per-link keys exist while the link does; `forwarding` follows the namespace's
         // ip_forward (the kernel copies it to every device), the others default to 0
-        let fwd = (leaf == Some("forwarding"))
+        let fwd = (key.leaf() == "forwarding")
             .then(|| self.space(ns).ok())
             .flatten()
-            .and_then(|n| n.sysctls.get("net.ipv4.ip_forward").cloned());
+            .and_then(|n| n.sysctls.get(SysctlKey::IP_FORWARD).cloned());
         Ok(fwd.unwrap_or_else(|| "0".into()))
     }
 
-    fn sysctl_set(&mut self, ns: Ns, key: &str, parts: &[&str], value: &str) -> OpResult<()> {
-        self.sysctl_get(ns, key, parts)?;
+    fn sysctl_set(&mut self, ns: Ns, key: &SysctlKey, value: &str) -> OpResult<()> {
+        self.sysctl_get(ns, key)?;
         let space = self.space(ns)?;
-        if key == "net.ipv4.ip_forward" {
+        if key.is_ip_forward() {
             // the kernel copies ip_forward into every link's forwarding
-            space
-                .sysctls
-                .retain(|k, _| !(k.starts_with("net.ipv4.conf.") && k.ends_with(".forwarding")));
+            space.sysctls.retain(|k, _| {
+                SysctlKey::parse(k).is_none_or(|k| {
+                    !(k.family() == Family::V4 && k.leaf() == "forwarding" && k.link().is_some())
+                })
+            });
         }
-        space.sysctls.insert(key.into(), value.into());
+        space.sysctls.insert(key.as_str().into(), value.into());
         // a per-link value equal to what the link has anyway is not kept explicitly:
         // the kernel has no such distinction, so neither may the model's state
-        if key != "net.ipv4.ip_forward" {
-            space.sysctls.remove(key);
-            if self.sysctl_get(ns, key, parts)? != value {
-                self.space(ns)?.sysctls.insert(key.into(), value.into());
+        if !key.is_ip_forward() {
+            space.sysctls.remove(key.as_str());
+            if self.sysctl_get(ns, key)? != value {
+                self.space(ns)?
+                    .sysctls
+                    .insert(key.as_str().into(), value.into());
             }
         }
         Ok(())
@@ -689,13 +668,9 @@ impl Node for Model {
         let names: Vec<String> = self.space(ns)?.links.keys().cloned().collect();
         let mut out = Vec::new();
         for name in names {
-            let key = format!("net.ipv4.conf.{name}.forwarding");
-            let parts: Vec<String> = ["net", "ipv4", "conf", &name, "forwarding"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            let value = self.sysctl_get(ns, &key, &[])?;
-            out.push(SysctlValue { key, parts, value });
+            let key = SysctlKey::per_link(Family::V4, &name, "forwarding");
+            let value = self.sysctl_get(ns, &key)?;
+            out.push(SysctlValue { key, value });
         }
         Ok(out)
     }
@@ -705,11 +680,11 @@ impl Node for Model {
     }
 
     fn store_put(&mut self, key: &str, value: &str) -> OpResult<()> {
-        if value.len() > crate::store::MAX_VALUE {
+        if value.len() > crate::node::MAX_STORE_VALUE {
             return Err(OpError::invalid(format!(
                 "store put {key:?}: value of {} bytes is over the {}-byte limit",
                 value.len(),
-                crate::store::MAX_VALUE
+                crate::node::MAX_STORE_VALUE
             )));
         }
         self.world.store.insert(key.into(), value.into());
@@ -780,8 +755,8 @@ impl Node for Model {
         Ok(v)
     }
 
-    fn into_world(self: Box<Self>) -> Option<World> {
-        Some(self.world)
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
     }
 }
 
@@ -836,6 +811,7 @@ pub fn describe(w: &World) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::OpKind;
 
     fn model() -> Model {
         let mut w = World::new("10.0.0.2/24".parse().unwrap(), "10.0.0.1".parse().unwrap());
@@ -901,20 +877,20 @@ mod tests {
     fn per_link_sysctls_live_and_die_with_the_link() {
         let mut m = model();
         m.create_bridge("cni0", None).unwrap();
-        let key = "net.ipv4.conf.cni0.proxy_arp";
-        m.sysctl_set(Ns::Host, key, &[], "1").unwrap();
-        assert_eq!(m.sysctl_get(Ns::Host, key, &[]).unwrap(), "1");
+        let key = &SysctlKey::parse("net.ipv4.conf.cni0.proxy_arp").unwrap();
+        m.sysctl_set(Ns::Host, key, "1").unwrap();
+        assert_eq!(m.sysctl_get(Ns::Host, key).unwrap(), "1");
         m.delete_link(Ns::Host, "cni0").unwrap();
         assert_eq!(
-            m.sysctl_get(Ns::Host, key, &[]).unwrap_err().kind,
+            m.sysctl_get(Ns::Host, key).unwrap_err().kind,
             OpKind::NotFound
         );
         m.create_bridge("cni0", None).unwrap();
-        assert_eq!(m.sysctl_get(Ns::Host, key, &[]).unwrap(), "0");
-        m.sysctl_set(Ns::Host, "net.ipv4.ip_forward", &[], "1")
+        assert_eq!(m.sysctl_get(Ns::Host, key).unwrap(), "0");
+        m.sysctl_set(Ns::Host, &SysctlKey::ip_forward(), "1")
             .unwrap();
-        let fwd = "net.ipv4.conf.cni0.forwarding";
-        assert_eq!(m.sysctl_get(Ns::Host, fwd, &[]).unwrap(), "1");
+        let fwd = &SysctlKey::per_link(Family::V4, "cni0", "forwarding");
+        assert_eq!(m.sysctl_get(Ns::Host, fwd).unwrap(), "1");
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! every operation is just "which socket". All of it runs on a current-thread tokio
 //! runtime driven by `block_on` from the (synchronous) host functions.
 
-use crate::netns::{Namespaces, Ns};
-use crate::op_error::{OpError, OpKind, OpResult};
+use super::netns::Namespaces;
+use crate::node::{LinkInfo, Ns, OpError, OpKind, OpResult, RouteSpec};
 use futures::stream::TryStreamExt;
 use ipnetwork::Ipv4Network;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
@@ -20,26 +20,6 @@ use rtnetlink::{
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use tokio::runtime::Runtime;
-
-/// What the runner reports about a link (WIT `link-info`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LinkInfo {
-    pub name: String,
-    pub index: u32,
-    pub mac: String,
-    pub mtu: u32,
-    pub up: bool,
-    /// Index of the bridge this link is attached to.
-    pub master: Option<u32>,
-}
-
-/// A route of the main table (WIT `route`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteSpec {
-    pub destination: Ipv4Network,
-    pub gateway: Option<Ipv4Addr>,
-    pub link: Option<String>,
-}
 
 fn nl_err(e: rtnetlink::Error, what: impl FnOnce() -> String) -> OpError {
     match &e {
@@ -89,24 +69,16 @@ fn local_mac(salt: &str) -> [u8; 6] {
     [(h[0] & 0xfe) | 0x02, h[1], h[2], h[3], h[4], h[5]]
 }
 
-/// Netlink access for one call.
+/// Netlink access for one call: a socket per namespace, opened by `open` (the kernel
+/// backend, which owns the namespaces, opens what an operation needs first).
+#[derive(Default)]
 pub struct Netlink {
     rt: Option<Runtime>,
     host: Option<Handle>,
     container: Option<Handle>,
-    pub ns: Namespaces,
 }
 
 impl Netlink {
-    pub fn new(ns: Namespaces) -> Self {
-        Netlink {
-            rt: None,
-            host: None,
-            container: None,
-            ns,
-        }
-    }
-
     fn runtime(&mut self) -> OpResult<&Runtime> {
         if self.rt.is_none() {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -118,14 +90,24 @@ impl Netlink {
         Ok(self.rt.as_ref().expect("built above"))
     }
 
-    /// The socket of `which` namespace, opened on first use.
-    fn handle(&mut self, which: Ns) -> OpResult<Handle> {
+    /// The socket of `which` namespace (`open` opened it).
+    fn handle(&self, which: Ns) -> OpResult<Handle> {
         let have = match which {
             Ns::Host => &self.host,
             Ns::Container => &self.container,
         };
-        if let Some(h) = have {
-            return Ok(h.clone());
+        have.clone().ok_or_else(|| {
+            OpError::failed(format!(
+                "no netlink socket in the {which} namespace was opened"
+            ))
+        })
+    }
+
+    /// Open the socket of `which` namespace unless it is open: a socket stays bound to
+    /// the namespace it was created in, so the container's is created from inside it.
+    pub fn open(&mut self, which: Ns, spaces: &mut Namespaces) -> OpResult<()> {
+        if self.handle(which).is_ok() {
+            return Ok(());
         }
         self.runtime()?;
         let rt = self.rt.as_ref().expect("runtime exists");
@@ -133,7 +115,7 @@ impl Netlink {
         let open = || rtnetlink::new_connection();
         let opened = match which {
             Ns::Host => open(),
-            Ns::Container => self.ns.in_container(open)?,
+            Ns::Container => spaces.in_container(open)?,
         };
         let (conn, handle, _) = opened.map_err(|e| {
             OpError::failed(format!(
@@ -142,10 +124,10 @@ impl Netlink {
         })?;
         rt.spawn(conn);
         match which {
-            Ns::Host => self.host = Some(handle.clone()),
-            Ns::Container => self.container = Some(handle.clone()),
+            Ns::Host => self.host = Some(handle),
+            Ns::Container => self.container = Some(handle),
         }
-        Ok(handle)
+        Ok(())
     }
 
     fn block_on<F: std::future::Future>(&mut self, f: F) -> OpResult<F::Output> {
@@ -200,9 +182,10 @@ impl Netlink {
         host_name: &str,
         peer: &str,
         mtu: Option<u32>,
+        container: &std::fs::File,
     ) -> OpResult<(LinkInfo, LinkInfo)> {
         let h = self.handle(Ns::Host)?;
-        let fd = self.ns.container()?.as_raw_fd();
+        let fd = container.as_raw_fd();
         let mut p = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
             .setns_by_fd(fd);

@@ -2,21 +2,19 @@
 //!
 //! Each test makes a node and a pod namespace with `ip netns add`, moves its own thread
 //! into the node namespace (setns is per thread, and cargo runs each test on its own
-//! thread), and drives `Netlink` / `Sandbox` directly. Namespaces are removed by a
+//! thread), and drives `Netlink` / `Gate` directly. Namespaces are removed by a
 //! guard, also when the test fails.
 
+use super::store::Store;
+use super::Kernel;
+use crate::calllog::CallLog;
+use crate::gate::grants::{Grants, Scope};
+use crate::gate::Gate;
+use crate::node::{Node, Ns, OpKind, RouteSpec};
 use ipnetwork::Ipv4Network;
 use nix::sched::{setns, CloneFlags};
 use std::fs::File;
 use std::process::Command;
-use wasm_cni::calllog::CallLog;
-use wasm_cni::grants::{Grants, Scope};
-use wasm_cni::netlink::{Netlink, RouteSpec};
-use wasm_cni::netns::{Namespaces, Ns};
-use wasm_cni::node::Kernel;
-use wasm_cni::op_error::OpKind;
-use wasm_cni::sandbox::Sandbox;
-use wasm_cni::store::Store;
 
 struct Netns {
     names: Vec<String>,
@@ -73,7 +71,8 @@ fn net(s: &str) -> Ipv4Network {
 #[test]
 fn links_addresses_routes_in_both_namespaces() {
     let ns = Netns::new("a");
-    let mut nl = Netlink::new(Namespaces::new(Some(ns.pod_path())).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let mut nl = Kernel::new(Some(ns.pod_path()), Store::open(dir.path()).unwrap()).unwrap();
 
     assert_eq!(nl.get_link(Ns::Host, "cni0").unwrap(), None);
     let br = nl.create_bridge("cni0", Some(1400)).unwrap();
@@ -96,9 +95,9 @@ fn links_addresses_routes_in_both_namespaces() {
         nl.get_link(Ns::Host, "wctest0").unwrap().unwrap().master,
         Some(br.index)
     );
-    nl.set_up(Ns::Host, "wctest0", true).unwrap();
-    nl.set_up(Ns::Host, "cni0", true).unwrap();
-    nl.set_up(Ns::Container, "eth0", true).unwrap();
+    nl.set_up(Ns::Host, "wctest0").unwrap();
+    nl.set_up(Ns::Host, "cni0").unwrap();
+    nl.set_up(Ns::Container, "eth0").unwrap();
     nl.set_mtu(Ns::Container, "eth0", 1300).unwrap();
     assert_eq!(
         nl.get_link(Ns::Container, "eth0").unwrap().unwrap().mtu,
@@ -161,7 +160,12 @@ fn links_addresses_routes_in_both_namespaces() {
 #[test]
 fn a_gone_container_namespace_is_not_found_not_a_crash() {
     let ns = Netns::new("b");
-    let mut nl = Netlink::new(Namespaces::new(Some("/run/netns/does-not-exist".into())).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let mut nl = Kernel::new(
+        Some("/run/netns/does-not-exist".into()),
+        Store::open(dir.path()).unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         nl.get_link(Ns::Container, "eth0").unwrap_err().kind,
         OpKind::NotFound
@@ -171,7 +175,7 @@ fn a_gone_container_namespace_is_not_found_not_a_crash() {
     drop(ns);
 }
 
-fn sandbox(ns: &Netns, dir: &std::path::Path, journal: bool) -> Sandbox {
+fn gate(ns: &Netns, dir: &std::path::Path, journal: bool) -> Gate {
     let grants = Grants::new(
         Scope::Attachment {
             container_id: "c1".into(),
@@ -182,12 +186,9 @@ fn sandbox(ns: &Netns, dir: &std::path::Path, journal: bool) -> Sandbox {
         "wc",
         Some(net("200.200.0.0/16")),
     );
-    Sandbox::new(
+    Gate::new(
         grants,
-        Box::new(Kernel {
-            net: Netlink::new(Namespaces::new(Some(ns.pod_path())).unwrap()),
-            store: Store::open(dir).unwrap(),
-        }),
+        Box::new(Kernel::new(Some(ns.pod_path()), Store::open(dir).unwrap()).unwrap()),
         journal.then(Default::default),
         CallLog::open(&dir.join("log"), "ADD", "c1", 1 << 20),
         "wasm_cni_test".into(),
@@ -195,7 +196,7 @@ fn sandbox(ns: &Netns, dir: &std::path::Path, journal: bool) -> Sandbox {
 }
 
 #[test]
-fn the_sandbox_denies_before_touching_and_rolls_back_what_it_did() {
+fn the_gate_denies_before_touching_and_rolls_back_what_it_did() {
     let ns = Netns::new("c");
     let dir = tempfile::tempdir().unwrap();
     // a node uplink with the default route, like eth0 on a real node
@@ -225,7 +226,7 @@ fn the_sandbox_denies_before_touching_and_rolls_back_what_it_did() {
         .status()
         .unwrap();
     // an earlier call set the node up: its bridge is not this call's to delete
-    let mut earlier = sandbox(&ns, dir.path(), false);
+    let mut earlier = gate(&ns, dir.path(), false);
     earlier.create_bridge("cni0", None).unwrap();
     earlier
         .address_add(Ns::Host, "cni0", "200.200.1.1/24")
@@ -241,7 +242,7 @@ fn the_sandbox_denies_before_touching_and_rolls_back_what_it_did() {
     };
     let before = snap();
 
-    let mut sb = sandbox(&ns, dir.path(), true);
+    let mut sb = gate(&ns, dir.path(), true);
     let own = sb.grants.host_link().unwrap().to_string();
     sb.create_veth(&own, "eth0", None).unwrap();
     sb.set_master(&own, "cni0").unwrap();
@@ -303,14 +304,10 @@ fn the_sandbox_denies_before_touching_and_rolls_back_what_it_did() {
 /// (ok, which error kind, some/none) at every step.
 #[test]
 fn the_simulator_answers_like_the_kernel() {
-    use wasm_cni::node::Node;
-    use wasm_cni::sim::{Model, World};
+    use crate::node::model::{Model, World};
     let ns = Netns::new("s");
     let dir = tempfile::tempdir().unwrap();
-    let mut kernel = Kernel {
-        net: Netlink::new(Namespaces::new(Some(ns.pod_path())).unwrap()),
-        store: Store::open(dir.path()).unwrap(),
-    };
+    let mut kernel = Kernel::new(Some(ns.pod_path()), Store::open(dir.path()).unwrap()).unwrap();
     let mut world = World::new(net("10.0.0.2/24"), "10.0.0.1".parse().unwrap());
     world.ensure_pod_ns("pod:c1");
     let mut model = Model {
@@ -324,7 +321,7 @@ fn the_simulator_answers_like_the_kernel() {
             link: link.map(str::to_string),
         }
     }
-    fn outcome<T>(r: Result<T, wasm_cni::op_error::OpError>, some: impl Fn(&T) -> bool) -> String {
+    fn outcome<T>(r: Result<T, crate::node::OpError>, some: impl Fn(&T) -> bool) -> String {
         match r {
             Ok(v) if some(&v) => "ok some".into(),
             Ok(_) => "ok".into(),

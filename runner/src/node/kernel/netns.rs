@@ -4,26 +4,10 @@
 //! bound to the namespace it was created in, or to open a /proc/sys/net file) and
 //! always come back before returning.
 
-use crate::op_error::{OpError, OpResult};
+use crate::node::{OpError, OpResult};
 use nix::sched::{setns, CloneFlags};
 use std::fs::File;
 use std::path::PathBuf;
-
-/// Which namespace an operation acts on (WIT `netns`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Ns {
-    Host,
-    Container,
-}
-
-impl std::fmt::Display for Ns {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Ns::Host => "host",
-            Ns::Container => "container",
-        })
-    }
-}
 
 /// The host namespace (where we started) and the call's container namespace.
 pub struct Namespaces {

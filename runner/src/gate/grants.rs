@@ -16,8 +16,7 @@
 //!   attachment's call is deleted only by that attachment's calls or by GC;
 //! - CHECK and STATUS change nothing (read-only grants).
 
-use crate::netns::Ns;
-use crate::op_error::{OpError, OpResult};
+use crate::node::{stable_hash, Family, Ns, OpError, OpResult, SysctlKey};
 use ipnetwork::Ipv4Network;
 use std::collections::HashSet;
 
@@ -39,14 +38,24 @@ pub enum Scope {
 /// hex, as many digits as fit in 15 characters (at most 12: 48 bits; 28 bits with an
 /// 8-character prefix). Deterministic, so DEL and GC find it without state.
 pub fn attachment_link(prefix: &str, container_id: &str, ifname: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in container_id.bytes().chain([0u8]).chain(ifname.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = stable_hash(container_id, ifname);
     let digits = 15 - prefix.len().min(8);
     let hex = format!("{:016x}", h);
     format!("{prefix}{}", &hex[..digits.min(12)])
+}
+
+/// The table that holds every rule of network `network`. Injective, so that networks
+/// `a.b`, `a-b` and `a_b` never share (and never delete) each other's table.
+pub fn table_name(network: &str) -> String {
+    let mut t = String::from("wasm_cni_");
+    for c in network.chars() {
+        match c {
+            c if c.is_ascii_alphanumeric() => t.push(c),
+            '_' => t.push_str("__"),
+            other => t.push_str(&format!("_{:02x}", other as u32)),
+        }
+    }
+    t
 }
 
 /// How the runner names an attachment (store key owners, address records).
@@ -389,33 +398,35 @@ impl Grants {
         Ok(())
     }
 
-    /// Sysctls from the allow-list. Returns the path components under /proc/sys.
-    pub fn sysctl<'k>(&self, ns: Ns, key: &'k str, write: bool) -> OpResult<Vec<&'k str>> {
+    /// A sysctl key of an allowed shape, parsed once: `net.ipv4.ip_forward`;
+    /// `net.ipv4.conf.<link>.{forwarding,rp_filter,proxy_arp,arp_notify}`;
+    /// `net.ipv6.conf.<link>.disable_ipv6`. Which namespace and link is `sysctl`'s check.
+    pub fn sysctl_key(&self, key: &str) -> OpResult<SysctlKey> {
+        const PER_LINK_V4: [&str; 4] = ["forwarding", "rp_filter", "proxy_arp", "arp_notify"];
+        const PER_LINK_V6: [&str; 1] = ["disable_ipv6"];
+        SysctlKey::parse(key)
+            .filter(|k| match (k.is_ip_forward(), k.family()) {
+                (true, _) => true,
+                (false, Family::V4) => PER_LINK_V4.contains(&k.leaf()),
+                (false, Family::V6) => PER_LINK_V6.contains(&k.leaf()),
+            })
+            .ok_or_else(|| {
+                OpError::denied(format!(
+                    "sysctl {key}: not on the allow-list (net.ipv4.ip_forward; net.ipv4.conf.<link>.{{forwarding,rp_filter,proxy_arp,arp_notify}}; net.ipv6.conf.<link>.disable_ipv6)"
+                ))
+            })
+    }
+
+    /// May this call read (or, `write`, set) `key` in namespace `ns`?
+    pub fn sysctl(&self, ns: Ns, key: &SysctlKey, write: bool) -> OpResult<()> {
         self.namespace(ns)?;
         let deny = |why: String| Err(OpError::denied(format!("sysctl {key}: {why}")));
-        if key == "net.ipv4.ip_forward" {
+        let Some(link) = key.link() else {
             return if ns == Ns::Host {
-                Ok(vec!["net", "ipv4", "ip_forward"])
+                Ok(())
             } else {
                 deny("only in the host namespace".into())
             };
-        }
-        const PER_LINK_V4: [&str; 4] = ["forwarding", "rp_filter", "proxy_arp", "arp_notify"];
-        let per_link = key
-            .strip_prefix("net.ipv4.conf.")
-            .and_then(|rest| rest.rsplit_once('.'))
-            .filter(|(_, leaf)| PER_LINK_V4.contains(leaf))
-            .map(|(link, leaf)| (["net", "ipv4", "conf"], link, leaf))
-            .or_else(|| {
-                key.strip_prefix("net.ipv6.conf.")
-                    .and_then(|rest| rest.rsplit_once('.'))
-                    .filter(|(_, leaf)| *leaf == "disable_ipv6")
-                    .map(|(link, leaf)| (["net", "ipv6", "conf"], link, leaf))
-            });
-        let Some((head, link, leaf)) = per_link else {
-            return deny(
-                "not on the allow-list (net.ipv4.ip_forward; net.ipv4.conf.<link>.{forwarding,rp_filter,proxy_arp,arp_notify}; net.ipv6.conf.<link>.disable_ipv6)".into(),
-            );
         };
         if link == "all" || link == "default" {
             return deny(format!(
@@ -427,17 +438,14 @@ impl Grants {
         } else if !crate::cni::env::valid_ifname(link) {
             return deny(format!("{link:?} is not a valid interface name"));
         }
-        let mut parts = head.to_vec();
-        parts.push(link);
-        parts.push(leaf);
-        Ok(parts)
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::op_error::OpKind;
+    use crate::node::OpKind;
 
     fn add_grants() -> Grants {
         let scope = Scope::Attachment {
@@ -602,35 +610,47 @@ mod tests {
     #[test]
     fn sysctl_allow_list() {
         let g = add_grants();
+        // the shape (parsed once, typed), then the namespace and link
+        let check = |ns, key: &str, write| -> OpResult<SysctlKey> {
+            let k = g.sysctl_key(key)?;
+            g.sysctl(ns, &k, write).map(|_| k)
+        };
+        let k = check(Ns::Host, "net.ipv4.ip_forward", true).unwrap();
+        assert!(k.is_ip_forward());
         assert_eq!(
-            g.sysctl(Ns::Host, "net.ipv4.ip_forward", true).unwrap(),
-            ["net", "ipv4", "ip_forward"]
+            k.proc_path(),
+            std::path::Path::new("/proc/sys/net/ipv4/ip_forward")
         );
-        assert!(denied(g.sysctl(Ns::Container, "net.ipv4.ip_forward", true)));
-        assert!(g
-            .sysctl(Ns::Host, "net.ipv4.conf.cni0.forwarding", true)
-            .is_ok());
-        assert!(g
-            .sysctl(Ns::Container, "net.ipv6.conf.eth0.disable_ipv6", true)
-            .is_ok());
-        assert!(denied(g.sysctl(
+        assert!(denied(check(Ns::Container, "net.ipv4.ip_forward", true)));
+        let k = check(Ns::Host, "net.ipv4.conf.cni0.forwarding", true).unwrap();
+        assert_eq!((k.link(), k.leaf()), (Some("cni0"), "forwarding"));
+        assert_eq!(
+            k.proc_path(),
+            std::path::Path::new("/proc/sys/net/ipv4/conf/cni0/forwarding")
+        );
+        let k = check(Ns::Container, "net.ipv6.conf.eth0.disable_ipv6", true).unwrap();
+        assert_eq!(k.family(), Family::V6);
+        assert!(denied(check(
             Ns::Host,
             "net.ipv4.conf.eth0.forwarding",
             true
         )));
-        assert!(denied(g.sysctl(
+        assert!(denied(check(
             Ns::Host,
             "net.ipv4.conf.all.forwarding",
             true
         )));
-        assert!(denied(g.sysctl(
+        assert!(denied(check(
             Ns::Host,
             "net.ipv4.conf.all.forwarding",
             false
         )));
-        assert!(denied(g.sysctl(Ns::Host, "kernel.panic", true)));
-        assert!(g
-            .sysctl(Ns::Host, "net.ipv4.conf.cni0/../../kernel.x", true)
-            .is_err());
+        assert!(denied(check(
+            Ns::Host,
+            "net.ipv6.conf.cni0.forwarding",
+            true
+        )));
+        assert!(denied(check(Ns::Host, "kernel.panic", true)));
+        assert!(check(Ns::Host, "net.ipv4.conf.cni0/../../kernel.x", true).is_err());
     }
 }

@@ -16,8 +16,7 @@
 //!   does anything held for them: on a new boot the store and the records are cleared.
 
 use crate::error::{Error, Result};
-use crate::node::StoreUsage;
-use crate::op_error::{OpError, OpResult};
+use crate::node::{OpError, OpResult, StoreUsage};
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -491,7 +490,7 @@ mod tests {
     fn keys_cannot_escape() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(d.path()).unwrap();
-        let denied = crate::op_error::OpKind::Denied;
+        let denied = crate::node::OpKind::Denied;
         assert_eq!(s.put("../../etc/passwd", "x").unwrap_err().kind, denied);
         assert_eq!(s.put("/etc/passwd", "x").unwrap_err().kind, denied);
         assert_eq!(s.get("a/../b").unwrap_err().kind, denied);
@@ -510,7 +509,7 @@ mod tests {
                 .all(|e| ["kv", "records", "tmp"].contains(&e.as_str())),
             "nothing outside the store's own directories: {entries:?}"
         );
-        let bad = crate::op_error::OpKind::InvalidArgument;
+        let bad = crate::node::OpKind::InvalidArgument;
         assert_eq!(s.put("with space", "x").unwrap_err().kind, bad);
         assert!(s.put("k", &"x".repeat(MAX_VALUE + 1)).is_err());
     }

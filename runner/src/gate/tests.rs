@@ -1,0 +1,601 @@
+//! The gate's own tests, root-free, over the in-memory node: for every mutating host
+//! function, the applied path journals an undo that restores the node exactly, and the
+//! denied path (a read-only command) changes nothing.
+
+use super::grants::{attachment_link, Scope};
+use super::*;
+use crate::node::model::{Model, World};
+use crate::node::{SavedAddress, SavedRoute};
+
+const POD: &str = "pod:c1";
+
+fn own() -> String {
+    attachment_link("wc", "c1", "eth0")
+}
+
+fn route(dst: &str, gw: Option<&str>, link: &str) -> RouteSpec {
+    RouteSpec {
+        destination: dst.parse().unwrap(),
+        gateway: gw.map(|g| g.parse().unwrap()),
+        link: Some(link.into()),
+    }
+}
+
+/// A node that already runs a network: bridge with its gateway address, forwarding
+/// on (and off on the management link), a route via a gateway, the network's
+/// firewall table, another attachment's store key and address, and this
+/// attachment's host link left by an interrupted earlier ADD (down, with an address).
+fn node() -> World {
+    let mut w = World::new("10.0.0.2/24".parse().unwrap(), "10.0.0.1".parse().unwrap());
+    w.ensure_pod_ns(POD);
+    let mut m = Model {
+        world: w,
+        container: Some(POD.into()),
+    };
+    m.create_bridge("cni0", None).unwrap();
+    m.add_address(Ns::Host, "cni0", "200.200.1.1/24".parse().unwrap())
+        .unwrap();
+    m.set_up(Ns::Host, "cni0").unwrap();
+    m.sysctl_set(Ns::Host, &SysctlKey::ip_forward(), "1")
+        .unwrap();
+    m.sysctl_set(
+        Ns::Host,
+        &SysctlKey::parse("net.ipv4.conf.eth0.forwarding").unwrap(),
+        "0",
+    )
+    .unwrap();
+    m.add_route(
+        Ns::Host,
+        &route("200.200.9.0/24", Some("200.200.1.9"), "cni0"),
+    )
+    .unwrap();
+    m.allow_forward("t", "200.200.0.0/16".parse().unwrap())
+        .unwrap();
+    m.masquerade(
+        "t",
+        "200.200.1.0/24".parse().unwrap(),
+        &["200.200.0.0/16".parse().unwrap()],
+    )
+    .unwrap();
+    m.store_put("last", "200.200.1.5").unwrap();
+    m.store_put("ip/200.200.1.5", "other eth0").unwrap();
+    m.store_set_owner("ip/200.200.1.5", "other eth0").unwrap();
+    m.hold_addresses("other eth0", &["200.200.1.5".parse().unwrap()])
+        .unwrap();
+    m.create_veth(&own(), "eth9", None).unwrap();
+    m.add_address(Ns::Host, &own(), "200.200.1.200/32".parse().unwrap())
+        .unwrap();
+    m.world
+}
+
+fn gate_over(w: World, read_only: bool) -> Gate {
+    let scope = Scope::Attachment {
+        container_id: "c1".into(),
+        ifname: "eth0".into(),
+    };
+    let mut g = Grants::new(
+        scope,
+        true,
+        "cni0",
+        "wc",
+        Some("200.200.0.0/16".parse().unwrap()),
+    );
+    if read_only {
+        g.set_read_only("CHECK");
+    }
+    let model = Model {
+        world: w,
+        container: Some(POD.into()),
+    };
+    let journal = (!read_only).then(Journal::default);
+    Gate::new(g, Box::new(model), journal, CallLog::discard(), "t".into())
+}
+
+/// The whole node as comparable text: every field, with the orders the kernel does
+/// not promise (route and address lists) and the index counter normalized.
+fn text(sb: &mut Gate) -> String {
+    let node = std::mem::replace(
+        &mut sb.node,
+        Box::new(Model {
+            world: World::default(),
+            container: None,
+        }),
+    );
+    let w = node.into_any().downcast::<Model>().expect("a model").world;
+    let mut n = w.clone();
+    n.next_index = 0;
+    for ns in n.namespaces.values_mut() {
+        ns.routes.sort_by_key(|r| format!("{r:?}"));
+        for l in ns.links.values_mut() {
+            l.addresses.sort();
+        }
+    }
+    sb.node = Box::new(Model {
+        world: w,
+        container: Some(POD.into()),
+    });
+    serde_json::to_string_pretty(&n).unwrap()
+}
+
+type Op = fn(&mut Gate) -> OpResult<()>;
+
+/// A node before its first pod: only the pod's namespace is there.
+fn fresh() -> World {
+    let mut w = World::new("10.0.0.2/24".parse().unwrap(), "10.0.0.1".parse().unwrap());
+    w.ensure_pod_ns(POD);
+    w
+}
+
+/// One valid change per mutating host function, named as in the WIT. Creating links
+/// happens on a fresh node (an ADD creates only the bridge of its config and its own
+/// links). The one deletion an ADD may make of a link it did not create, its own
+/// host link left by an interrupted earlier ADD, is not restored: it is that same
+/// attachment's garbage.
+fn ops() -> Vec<(&'static str, Op)> {
+    vec![
+        ("links.create-bridge", |s| {
+            s.create_bridge("cni0", None).map(|_| ())
+        }),
+        ("links.create-veth", |s| {
+            s.create_veth(&own(), "eth0", Some(1400)).map(|_| ())
+        }),
+        ("links.set-master", |s| s.set_master(&own(), "cni0")),
+        ("links.set-up", |s| s.set_up(Ns::Host, &own())),
+        ("links.set-mtu", |s| s.set_mtu(Ns::Host, &own(), 1400)),
+        ("links.delete", |s| {
+            s.create_bridge("cni0", None)?;
+            s.delete_link(Ns::Host, "cni0")
+        }),
+        ("addresses.add", |s| {
+            s.address_add(Ns::Host, "cni0", "200.200.2.1/24")
+        }),
+        ("addresses.remove", |s| {
+            s.address_remove(Ns::Host, &own(), "200.200.1.200/32")
+        }),
+        ("routes.add", |s| {
+            s.route_add(Ns::Host, "200.200.8.0/24", None, Some("cni0"))
+        }),
+        ("routes.remove", |s| {
+            s.route_remove(
+                Ns::Host,
+                "200.200.9.0/24",
+                Some("200.200.1.9"),
+                Some("cni0"),
+            )
+        }),
+        ("firewall.allow-forward", |s| {
+            s.allow_forward("200.200.7.0/24")
+        }),
+        ("firewall.masquerade", |s| {
+            s.masquerade("200.200.1.0/24", &["10.0.0.0/8".into()])
+        }),
+        ("sysctl.set", |s| {
+            s.sysctl_set(Ns::Host, "net.ipv4.conf.cni0.proxy_arp", "1")
+        }),
+        ("store.put", |s| {
+            s.store_put("last", "200.200.1.6")?;
+            s.store_put("attach/c1/eth0", "200.200.1.6")
+        }),
+        ("store.delete", |s| s.store_delete("last").map(|_| ())),
+    ]
+}
+
+#[test]
+fn every_change_is_undone_exactly() {
+    for (name, op) in ops() {
+        let w = if name.contains("bridge") || name == "links.delete" || name == "links.create-veth"
+        {
+            fresh()
+        } else {
+            node()
+        };
+        let mut sb = gate_over(w, false);
+        let before = text(&mut sb);
+        op(&mut sb).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // an ADD deletes only links it created itself: net, nothing changes
+        if name != "links.delete" {
+            assert_ne!(text(&mut sb), before, "{name} changed nothing");
+        }
+        let (steps, failures) = sb.rollback();
+        assert!(failures.is_empty(), "{name}: {failures:?}");
+        assert!(steps > 0, "{name} journaled nothing");
+        assert_eq!(text(&mut sb), before, "{name} was not undone exactly");
+    }
+}
+
+#[test]
+fn a_read_only_command_changes_nothing() {
+    for (name, op) in ops() {
+        let mut sb = gate_over(node(), true);
+        let before = text(&mut sb);
+        let e = op(&mut sb).expect_err(name);
+        assert_eq!(e.kind, OpKind::Denied, "{name}: {e}");
+        assert!(e.message.contains("read-only"), "{name}: {e}");
+        assert_eq!(text(&mut sb), before, "{name}");
+    }
+}
+
+/// One call per mutating host function that its grants refuse (a link, an address,
+/// a route, a rule, a key this call may not touch).
+fn refused_ops() -> Vec<(&'static str, Op)> {
+    vec![
+        ("links.create-bridge", |s| {
+            s.create_bridge("br-other", None).map(|_| ())
+        }),
+        ("links.create-veth", |s| {
+            s.create_veth("wcdeadbeef", "eth0", None).map(|_| ())
+        }),
+        ("links.set-master", |s| s.set_master("eth0", "cni0")),
+        ("links.set-up", |s| s.set_up(Ns::Host, "eth0")),
+        ("links.set-mtu", |s| s.set_mtu(Ns::Host, "eth0", 1400)),
+        ("links.delete", |s| s.delete_link(Ns::Host, "eth0")),
+        ("addresses.add", |s| {
+            s.address_add(Ns::Host, "cni0", "10.9.0.1/24")
+        }),
+        ("addresses.remove", |s| {
+            s.address_remove(Ns::Host, "eth0", "10.0.0.2/24")
+        }),
+        ("routes.add", |s| {
+            s.route_add(Ns::Host, "0.0.0.0/0", Some("10.0.0.9"), None)
+        }),
+        ("routes.remove", |s| {
+            s.route_remove(Ns::Host, "0.0.0.0/0", Some("10.0.0.1"), Some("eth0"))
+        }),
+        ("firewall.allow-forward", |s| s.allow_forward("10.0.0.0/16")),
+        ("firewall.masquerade", |s| s.masquerade("10.0.0.0/16", &[])),
+        ("sysctl.set", |s| {
+            s.sysctl_set(Ns::Host, "kernel.panic", "1")
+        }),
+        ("store.put", |s| s.store_put("/etc/passwd", "x")),
+        ("store.delete", |s| s.store_delete("../x").map(|_| ())),
+    ]
+}
+
+#[test]
+fn a_refused_change_changes_nothing_and_journals_nothing() {
+    let names: Vec<&str> = refused_ops().iter().map(|(n, _)| *n).collect();
+    let all: Vec<&str> = ops().iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, all, "one refusal per mutating host function");
+    for (name, op) in refused_ops() {
+        let mut sb = gate_over(node(), false);
+        let before = text(&mut sb);
+        let e = op(&mut sb).expect_err(name);
+        assert_eq!(e.kind, OpKind::Denied, "{name}: {e}");
+        assert_eq!(text(&mut sb), before, "{name}");
+        let (steps, failures) = sb.rollback();
+        assert_eq!(
+            (steps, failures.len()),
+            (0, 0),
+            "{name} journaled a refused change"
+        );
+    }
+}
+
+/// Every mutating function of the contract is in `ops()`: a new host function
+/// cannot land without a test that its undo is exact.
+#[test]
+fn no_mutating_host_function_is_left_out() {
+    let wit = include_str!("../../../wit/world.wit");
+    let read_only = ["get", "list", "%list", "attachment-link"];
+    let mut iface = "";
+    let mut missing = Vec::new();
+    let tested: Vec<&str> = ops().iter().map(|(n, _)| *n).collect();
+    for line in wit.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("interface ") {
+            iface = rest.trim_end_matches(" {");
+        } else if let Some((f, _)) = line.split_once(": func(") {
+            let mutating = [
+                "links",
+                "addresses",
+                "routes",
+                "firewall",
+                "sysctl",
+                "store",
+            ];
+            if mutating.contains(&iface) && !read_only.contains(&f) {
+                let name = format!("{iface}.{}", f.trim_start_matches('%'));
+                if !tested.contains(&name.as_str()) {
+                    missing.push(name);
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no undo test for {missing:?}");
+    assert!(tested.len() >= 15, "the WIT parse found the functions");
+}
+
+#[test]
+fn changes_that_cannot_be_undone_exactly_are_refused() {
+    let mut sb = gate_over(node(), false);
+    let before = text(&mut sb);
+    let refused = [
+        sb.delete_link(Ns::Host, "cni0").unwrap_err(),
+        sb.set_master("cni0", "cni0").unwrap_err(),
+        sb.sysctl_set(Ns::Host, "net.ipv6.conf.cni0.disable_ipv6", "1")
+            .unwrap_err(),
+        sb.masquerade(
+            "200.200.1.0/24",
+            &vec!["10.0.0.0/8".to_string(); MAX_EXCEPT + 1],
+        )
+        .unwrap_err(),
+    ];
+    for e in &refused[..3] {
+        assert_eq!(e.kind, OpKind::Denied, "{e}");
+    }
+    assert_eq!(refused[3].kind, OpKind::InvalidArgument);
+    assert_eq!(text(&mut sb), before);
+    // the exception: this attachment's own host link from an interrupted ADD
+    sb.delete_link(Ns::Host, &own()).unwrap();
+    sb.rollback();
+    assert!(!text(&mut sb).contains(&own()), "not brought back");
+}
+
+#[test]
+fn ip_forward_is_undone_with_every_link_forwarding_value() {
+    // a node that does not forward, with one link (eth0) that does
+    let mut w = fresh();
+    w.namespaces
+        .get_mut("host")
+        .unwrap()
+        .sysctls
+        .insert("net.ipv4.conf.eth0.forwarding".into(), "1".into());
+    let mut sb = gate_over(w, false);
+    let before = text(&mut sb);
+    sb.sysctl_set(Ns::Host, "net.ipv4.ip_forward", "1").unwrap();
+    sb.rollback();
+    assert_eq!(text(&mut sb), before);
+    // and it may never be turned off
+    let mut sb = gate_over(node(), false);
+    let e = sb
+        .sysctl_set(Ns::Host, "net.ipv4.ip_forward", "0")
+        .unwrap_err();
+    assert!(e.message.contains("every network"), "{e}");
+    let e = sb.set_mtu(Ns::Host, "cni0", 68).unwrap_err();
+    assert_eq!(e.kind, OpKind::Denied, "{e}");
+}
+
+#[test]
+fn other_attachments_keep_their_addresses_and_keys() {
+    let mut sb = gate_over(node(), false);
+    let before = text(&mut sb);
+    for e in [
+        sb.route_add(Ns::Host, "200.200.1.5/32", None, Some(&own()))
+            .unwrap_err(),
+        sb.address_add(Ns::Container, "eth0", "200.200.1.5/24")
+            .unwrap_err(),
+        sb.store_delete("ip/200.200.1.5").unwrap_err(),
+    ] {
+        assert_eq!(e.kind, OpKind::Denied, "{e}");
+        assert!(e.message.contains("another attachment"), "{e}");
+    }
+    assert_eq!(text(&mut sb), before);
+    // the shared bridge may carry a prefix that covers them: it serves every pod
+    sb.route_add(Ns::Host, "200.200.3.0/24", None, Some("cni0"))
+        .unwrap();
+}
+
+#[test]
+fn per_call_limits() {
+    let mut sb = gate_over(node(), false);
+    sb.limits.routes = 2;
+    sb.route_add(Ns::Host, "200.200.20.0/24", None, Some("cni0"))
+        .unwrap();
+    sb.route_add(Ns::Host, "200.200.21.0/24", None, Some("cni0"))
+        .unwrap();
+    let e = sb
+        .route_add(Ns::Host, "200.200.22.0/24", None, Some("cni0"))
+        .unwrap_err();
+    assert!(e.message.contains("per-call limit of 2"), "{e}");
+    sb.limits.store_keys = 3; // the node has 2
+    sb.store_put("a", "1").unwrap();
+    let e = sb.store_put("b", "1").unwrap_err();
+    assert!(e.message.contains("store quota"), "{e}");
+    sb.store_put("a", "2").unwrap(); // overwriting adds no key
+}
+
+#[test]
+fn results_stay_inside_the_grants() {
+    use crate::cni::output::{Interface, IpConfig};
+    let mut sb = gate_over(node(), false);
+    let result = |addr: &str, gw: &str, name: &str, sandbox: bool| AddResult {
+        interfaces: vec![Interface {
+            name: name.into(),
+            mac: String::new(),
+            sandbox: sandbox.then(|| "/run/netns/x".to_string()),
+        }],
+        ips: vec![IpConfig {
+            address: addr.into(),
+            gateway: Some(gw.into()),
+            interface: Some(0),
+        }],
+        ..AddResult::default()
+    };
+    let ok = sb.check_result(&result("200.200.1.7/24", "200.200.1.1", "eth0", true));
+    assert_eq!(ok, Ok(vec!["200.200.1.7".parse().unwrap()]));
+    for (r, why) in [
+        (result("10.0.0.5/16", "10.0.0.1", "eth0", true), "outside"),
+        (
+            result("200.200.1.7/24", "10.0.0.1", "eth0", true),
+            "gateway",
+        ),
+        (
+            result("200.200.1.7/8", "200.200.1.1", "eth0", true),
+            "outside",
+        ),
+        (
+            result("200.200.1.7/24", "200.200.1.1", "cni0", false),
+            "did not create",
+        ),
+        (
+            result("200.200.1.5/24", "200.200.1.1", "eth0", true),
+            "another attachment",
+        ),
+    ] {
+        let e = sb.check_result(&r).unwrap_err();
+        assert!(e.contains(why), "{e}");
+    }
+}
+
+/// The simulator, except that creating a veth creates it and then fails, as the
+/// kernel path does when the lookup after the create fails.
+struct FailAfterCreate(Model);
+
+impl Node for FailAfterCreate {
+    fn create_veth(
+        &mut self,
+        host: &str,
+        peer: &str,
+        mtu: Option<u32>,
+    ) -> OpResult<(LinkInfo, LinkInfo)> {
+        self.0.create_veth(host, peer, mtu)?;
+        Err(OpError::failed("link lookup after create failed"))
+    }
+    fn get_link(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>> {
+        self.0.get_link(ns, name)
+    }
+    fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> OpResult<LinkInfo> {
+        self.0.create_bridge(name, mtu)
+    }
+    fn set_master(&mut self, name: &str, bridge: &str) -> OpResult<()> {
+        self.0.set_master(name, bridge)
+    }
+    fn unset_master(&mut self, name: &str) -> OpResult<()> {
+        self.0.unset_master(name)
+    }
+    fn set_up(&mut self, ns: Ns, name: &str) -> OpResult<()> {
+        self.0.set_up(ns, name)
+    }
+    fn set_down(&mut self, ns: Ns, name: &str) -> OpResult<()> {
+        self.0.set_down(ns, name)
+    }
+    fn set_mtu(&mut self, ns: Ns, name: &str, mtu: u32) -> OpResult<()> {
+        self.0.set_mtu(ns, name, mtu)
+    }
+    fn delete_link(&mut self, ns: Ns, name: &str) -> OpResult<()> {
+        self.0.delete_link(ns, name)
+    }
+    fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<Ipv4Network>> {
+        self.0.list_addresses(ns, link)
+    }
+    fn add_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
+        self.0.add_address(ns, link, addr)
+    }
+    fn remove_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<SavedAddress> {
+        self.0.remove_address(ns, link, addr)
+    }
+    fn restore_address(&mut self, ns: Ns, link: &str, saved: &SavedAddress) -> OpResult<()> {
+        self.0.restore_address(ns, link, saved)
+    }
+    fn default_route_links(&mut self, ns: Ns) -> OpResult<Vec<String>> {
+        self.0.default_route_links(ns)
+    }
+    fn list_routes(&mut self, ns: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
+        self.0.list_routes(ns, link)
+    }
+    fn add_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
+        self.0.add_route(ns, r)
+    }
+    fn unroute(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
+        self.0.unroute(ns, r)
+    }
+    fn remove_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<SavedRoute> {
+        self.0.remove_route(ns, r)
+    }
+    fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>> {
+        self.0.save_routes(ns)
+    }
+    fn restore_route(&mut self, ns: Ns, saved: &SavedRoute) -> OpResult<()> {
+        self.0.restore_route(ns, saved)
+    }
+    fn save_table(&mut self, table: &str) -> OpResult<Option<String>> {
+        self.0.save_table(table)
+    }
+    fn restore_table(&mut self, table: &str, saved: Option<&str>) -> OpResult<()> {
+        self.0.restore_table(table, saved)
+    }
+    fn allow_forward(&mut self, table: &str, net: Ipv4Network) -> OpResult<()> {
+        self.0.allow_forward(table, net)
+    }
+    fn masquerade(
+        &mut self,
+        table: &str,
+        source: Ipv4Network,
+        except: &[Ipv4Network],
+    ) -> OpResult<()> {
+        self.0.masquerade(table, source, except)
+    }
+    fn sysctl_get(&mut self, ns: Ns, key: &SysctlKey) -> OpResult<String> {
+        self.0.sysctl_get(ns, key)
+    }
+    fn sysctl_set(&mut self, ns: Ns, key: &SysctlKey, value: &str) -> OpResult<()> {
+        self.0.sysctl_set(ns, key, value)
+    }
+    fn forwarding_values(&mut self, ns: Ns) -> OpResult<Vec<SysctlValue>> {
+        self.0.forwarding_values(ns)
+    }
+    fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
+        self.0.store_get(key)
+    }
+    fn store_put(&mut self, key: &str, value: &str) -> OpResult<()> {
+        self.0.store_put(key, value)
+    }
+    fn store_delete(&mut self, key: &str) -> OpResult<bool> {
+        self.0.store_delete(key)
+    }
+    fn store_owner(&mut self, key: &str) -> OpResult<Option<String>> {
+        self.0.store_owner(key)
+    }
+    fn store_set_owner(&mut self, key: &str, owner: &str) -> OpResult<()> {
+        self.0.store_set_owner(key, owner)
+    }
+    fn store_list(&mut self, prefix: &str) -> OpResult<Vec<String>> {
+        self.0.store_list(prefix)
+    }
+    fn store_usage(&mut self) -> OpResult<StoreUsage> {
+        self.0.store_usage()
+    }
+    fn store_set_usage(&mut self, usage: StoreUsage) -> OpResult<()> {
+        self.0.store_set_usage(usage)
+    }
+    fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
+        self.0.address_holder(ip)
+    }
+    fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>> {
+        self.0.held_addresses()
+    }
+    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr]) -> OpResult<()> {
+        self.0.hold_addresses(attachment, ips)
+    }
+    fn release_addresses(&mut self, attachment: &str) -> OpResult<()> {
+        self.0.release_addresses(attachment)
+    }
+    fn holders(&mut self) -> OpResult<Vec<String>> {
+        self.0.holders()
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        Box::new(self.0)
+    }
+}
+
+#[test]
+fn a_veth_created_by_a_failed_create_is_undone() {
+    let mut sb = gate_over(fresh(), false);
+    let before = text(&mut sb);
+    let model = std::mem::replace(
+        &mut sb.node,
+        Box::new(Model {
+            world: World::default(),
+            container: None,
+        }),
+    );
+    let w = model.into_any().downcast::<Model>().unwrap().world;
+    sb.node = Box::new(FailAfterCreate(Model {
+        world: w,
+        container: Some(POD.into()),
+    }));
+    assert!(sb.create_veth(&own(), "eth0", None).is_err());
+    let (steps, failures) = sb.rollback();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(steps, 1, "the veth was journaled");
+    assert_eq!(text(&mut sb), before);
+}

@@ -1,0 +1,202 @@
+//! The real node: the kernel (links, addresses and routes over netlink, the firewall
+//! through nft, sysctls in /proc/sys) in the runner's and the container's network
+//! namespaces, and the network's store directory.
+
+pub(crate) mod firewall;
+pub(crate) mod netlink;
+pub(crate) mod netns;
+pub(crate) mod store;
+pub(crate) mod sysctl;
+#[cfg(test)]
+mod tests;
+
+use super::{
+    LinkInfo, Node, Ns, OpResult, RouteSpec, SavedAddress, SavedRoute, StoreUsage, SysctlKey,
+    SysctlValue,
+};
+use ipnetwork::Ipv4Network;
+use netlink::Netlink;
+use netns::Namespaces;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use store::Store;
+
+/// The real node: the kernel (through netlink, nftables and /proc/sys) and the
+/// network's store directory.
+pub(crate) struct Kernel {
+    /// The host namespace (where the runner runs) and the call's container namespace.
+    ns: Namespaces,
+    net: Netlink,
+    store: Store,
+}
+
+impl Kernel {
+    /// `container`: CNI_NETNS, if the namespace exists.
+    pub fn new(container: Option<PathBuf>, store: Store) -> std::io::Result<Kernel> {
+        Ok(Kernel {
+            ns: Namespaces::new(container)?,
+            net: Netlink::default(),
+            store,
+        })
+    }
+
+    /// Netlink with the socket of `which` namespace open.
+    fn nl(&mut self, which: Ns) -> OpResult<&mut Netlink> {
+        self.net.open(which, &mut self.ns)?;
+        Ok(&mut self.net)
+    }
+}
+
+impl Node for Kernel {
+    fn get_link(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>> {
+        self.nl(ns)?.get_link(ns, name)
+    }
+    fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> OpResult<LinkInfo> {
+        self.nl(Ns::Host)?.create_bridge(name, mtu)
+    }
+    fn create_veth(
+        &mut self,
+        host: &str,
+        peer: &str,
+        mtu: Option<u32>,
+    ) -> OpResult<(LinkInfo, LinkInfo)> {
+        self.net.open(Ns::Host, &mut self.ns)?;
+        self.net.open(Ns::Container, &mut self.ns)?;
+        let container = self.ns.container()?;
+        self.net.create_veth(host, peer, mtu, container)
+    }
+    fn set_master(&mut self, name: &str, bridge: &str) -> OpResult<()> {
+        self.nl(Ns::Host)?.set_master(name, bridge)
+    }
+    fn unset_master(&mut self, name: &str) -> OpResult<()> {
+        self.nl(Ns::Host)?.unset_master(name)
+    }
+    fn set_up(&mut self, ns: Ns, name: &str) -> OpResult<()> {
+        self.nl(ns)?.set_up(ns, name, true)
+    }
+    fn set_down(&mut self, ns: Ns, name: &str) -> OpResult<()> {
+        self.nl(ns)?.set_up(ns, name, false)
+    }
+    fn set_mtu(&mut self, ns: Ns, name: &str, mtu: u32) -> OpResult<()> {
+        self.nl(ns)?.set_mtu(ns, name, mtu)
+    }
+    fn delete_link(&mut self, ns: Ns, name: &str) -> OpResult<()> {
+        self.nl(ns)?.delete_link(ns, name)
+    }
+    fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<Ipv4Network>> {
+        self.nl(ns)?.list_addresses(ns, link)
+    }
+    fn add_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
+        self.nl(ns)?.add_address(ns, link, addr)
+    }
+    fn remove_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<SavedAddress> {
+        self.nl(ns)?
+            .remove_address(ns, link, addr)
+            .map(|m| SavedAddress::Kernel(Box::new(m)))
+    }
+    fn restore_address(&mut self, ns: Ns, link: &str, saved: &SavedAddress) -> OpResult<()> {
+        match saved {
+            SavedAddress::Kernel(m) => self.nl(ns)?.restore_address(ns, link, m),
+            SavedAddress::Plain(_) => Ok(()),
+        }
+    }
+    fn default_route_links(&mut self, ns: Ns) -> OpResult<Vec<String>> {
+        self.nl(ns)?.default_route_links(ns)
+    }
+    fn list_routes(&mut self, ns: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
+        self.nl(ns)?.list_routes(ns, link)
+    }
+    fn add_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
+        self.nl(ns)?.add_route(ns, r)
+    }
+    fn unroute(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
+        self.nl(ns)?.unroute(ns, r)
+    }
+    fn remove_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<SavedRoute> {
+        self.nl(ns)?
+            .remove_route(ns, r)
+            .map(|m| SavedRoute::Kernel(Box::new(m)))
+    }
+    fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>> {
+        Ok(self
+            .nl(ns)?
+            .route_messages(ns)?
+            .into_iter()
+            .map(|m| SavedRoute::Kernel(Box::new(m)))
+            .collect())
+    }
+    fn restore_route(&mut self, ns: Ns, saved: &SavedRoute) -> OpResult<()> {
+        match saved {
+            SavedRoute::Kernel(m) => self.nl(ns)?.restore_route(ns, m),
+            SavedRoute::Plain(_) => Ok(()),
+        }
+    }
+    fn save_table(&mut self, table: &str) -> OpResult<Option<String>> {
+        firewall::save_table(table)
+    }
+    fn restore_table(&mut self, table: &str, saved: Option<&str>) -> OpResult<()> {
+        firewall::restore_table(table, saved)
+    }
+    fn allow_forward(&mut self, table: &str, net: Ipv4Network) -> OpResult<()> {
+        firewall::allow_forward(table, net)
+    }
+    fn masquerade(
+        &mut self,
+        table: &str,
+        source: Ipv4Network,
+        except: &[Ipv4Network],
+    ) -> OpResult<()> {
+        firewall::masquerade(table, source, except)
+    }
+    fn sysctl_get(&mut self, ns: Ns, key: &SysctlKey) -> OpResult<String> {
+        sysctl::get(&mut self.ns, ns, key)
+    }
+    fn sysctl_set(&mut self, ns: Ns, key: &SysctlKey, value: &str) -> OpResult<()> {
+        sysctl::set(&mut self.ns, ns, key, value)
+    }
+    fn forwarding_values(&mut self, ns: Ns) -> OpResult<Vec<SysctlValue>> {
+        sysctl::forwarding_values(&mut self.ns, ns)
+    }
+    fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
+        self.store.get(key)
+    }
+    fn store_put(&mut self, key: &str, value: &str) -> OpResult<()> {
+        self.store.put(key, value)
+    }
+    fn store_owner(&mut self, key: &str) -> OpResult<Option<String>> {
+        self.store.owner(key)
+    }
+    fn store_set_owner(&mut self, key: &str, owner: &str) -> OpResult<()> {
+        self.store.set_owner(key, owner)
+    }
+    fn store_delete(&mut self, key: &str) -> OpResult<bool> {
+        self.store.delete(key)
+    }
+    fn store_list(&mut self, prefix: &str) -> OpResult<Vec<String>> {
+        self.store.list(prefix)
+    }
+    fn store_usage(&mut self) -> OpResult<StoreUsage> {
+        self.store.take_usage()
+    }
+    fn store_set_usage(&mut self, usage: StoreUsage) -> OpResult<()> {
+        self.store.set_usage(usage)
+    }
+    fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
+        self.store.address_holder(ip)
+    }
+    fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>> {
+        self.store.held_addresses()
+    }
+    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr]) -> OpResult<()> {
+        self.store.hold_addresses(attachment, ips)
+    }
+    fn release_addresses(&mut self, attachment: &str) -> OpResult<()> {
+        self.store.release_addresses(attachment)
+    }
+    fn holders(&mut self) -> OpResult<Vec<String>> {
+        self.store.holders()
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}

@@ -1,0 +1,287 @@
+//! The node the gate changes, behind one trait: `kernel::Kernel` does it for real
+//! (netlink, nftables, /proc/sys, the store directory); `model::Model` does it in
+//! memory for `wasm-cni simulate` and the gate's unit tests. The grant checks and the
+//! journal sit above this, in `gate`, so both get exactly the same gate. This file is
+//! also the vocabulary both backends share (namespaces, links, routes, sysctl keys).
+
+pub(crate) mod error;
+pub(crate) mod kernel;
+pub(crate) mod model;
+
+pub(crate) use error::{OpError, OpKind, OpResult};
+use ipnetwork::Ipv4Network;
+/// Which store keys and values any node holds: the kernel's store (one file per key)
+/// sets the bounds, the model keeps the same ones.
+pub(crate) use kernel::store::{check_key as check_store_key, MAX_VALUE as MAX_STORE_VALUE};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// Which namespace an operation acts on (WIT `netns`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ns {
+    Host,
+    Container,
+}
+
+impl std::fmt::Display for Ns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ns::Host => "host",
+            Ns::Container => "container",
+        })
+    }
+}
+
+/// What the runner reports about a link (WIT `link-info`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub name: String,
+    pub index: u32,
+    pub mac: String,
+    pub mtu: u32,
+    pub up: bool,
+    /// Index of the bridge this link is attached to.
+    pub master: Option<u32>,
+}
+
+/// A route of the main table (WIT `route`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub destination: Ipv4Network,
+    pub gateway: Option<Ipv4Addr>,
+    pub link: Option<String>,
+}
+
+/// A route as a backend without kernel messages keeps it (the model's form, also
+/// what its session file stores).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlainRoute {
+    pub destination: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    pub link: String,
+}
+
+/// A route exactly as the node had it, to put back after an undo.
+#[derive(Clone, Debug)]
+pub enum SavedRoute {
+    /// The kernel's own route message (protocol, scope, source, metric, gateway...).
+    Kernel(Box<rtnetlink::packet_route::route::RouteMessage>),
+    Plain(PlainRoute),
+}
+
+/// An address exactly as the node had it.
+#[derive(Clone, Debug)]
+pub enum SavedAddress {
+    /// The kernel's own address message (flags, scope, label, broadcast...).
+    Kernel(Box<rtnetlink::packet_route::address::AddressMessage>),
+    /// The address in CIDR form.
+    Plain(String),
+}
+
+/// An IP family of a sysctl subtree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// A sysctl key of the shape the grants know, parsed once (`Grants::sysctl_key`) and
+/// passed on typed: `net.ipv4.ip_forward` or `net.ipv{4,6}.conf.<link>.<leaf>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SysctlKey {
+    text: String,
+    /// (family, link, leaf) of a per-link key; none for `net.ipv4.ip_forward`.
+    per_link: Option<(Family, String, String)>,
+}
+
+impl SysctlKey {
+    pub const IP_FORWARD: &'static str = "net.ipv4.ip_forward";
+
+    pub fn ip_forward() -> SysctlKey {
+        SysctlKey {
+            text: Self::IP_FORWARD.into(),
+            per_link: None,
+        }
+    }
+
+    pub fn per_link(family: Family, link: &str, leaf: &str) -> SysctlKey {
+        let v = if family == Family::V4 { 4 } else { 6 };
+        SysctlKey {
+            text: format!("net.ipv{v}.conf.{link}.{leaf}"),
+            per_link: Some((family, link.into(), leaf.into())),
+        }
+    }
+
+    /// The key's shape only (no grant check): `None` for anything else.
+    pub fn parse(text: &str) -> Option<SysctlKey> {
+        if text == Self::IP_FORWARD {
+            return Some(Self::ip_forward());
+        }
+        let (family, rest) = if let Some(r) = text.strip_prefix("net.ipv4.conf.") {
+            (Family::V4, r)
+        } else {
+            (Family::V6, text.strip_prefix("net.ipv6.conf.")?)
+        };
+        let (link, leaf) = rest.rsplit_once('.')?;
+        (!link.is_empty() && !leaf.is_empty()).then(|| Self::per_link(family, link, leaf))
+    }
+
+    /// As the guest wrote it.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+    pub fn is_ip_forward(&self) -> bool {
+        self.per_link.is_none()
+    }
+    pub fn family(&self) -> Family {
+        self.per_link.as_ref().map_or(Family::V4, |p| p.0)
+    }
+    /// The link of a per-link key.
+    pub fn link(&self) -> Option<&str> {
+        self.per_link.as_ref().map(|p| p.1.as_str())
+    }
+    /// The last part (`forwarding`, `disable_ipv6`, `ip_forward`).
+    pub fn leaf(&self) -> &str {
+        match &self.per_link {
+            Some(p) => &p.2,
+            None => "ip_forward",
+        }
+    }
+    /// Its file under /proc/sys.
+    pub fn proc_path(&self) -> PathBuf {
+        let mut p = PathBuf::from("/proc/sys");
+        match &self.per_link {
+            None => p.push("net/ipv4/ip_forward"),
+            Some((f, link, leaf)) => {
+                p.push(if *f == Family::V4 {
+                    "net/ipv4/conf"
+                } else {
+                    "net/ipv6/conf"
+                });
+                p.push(link);
+                p.push(leaf);
+            }
+        }
+        p
+    }
+}
+
+impl std::fmt::Display for SysctlKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// One sysctl's value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SysctlValue {
+    pub key: SysctlKey,
+    pub value: String,
+}
+
+/// FNV-1a over `a`, a zero byte and `b`: stable across runs, builds and platforms
+/// (std's hasher is not), for names and MACs a later call must compute again.
+pub(crate) fn stable_hash(a: &str, b: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in a.bytes().chain([0u8]).chain(b.bytes()) {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// How much the network's store holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreUsage {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// The operations behind the guest's imports, after the grant check.
+pub trait Node: Send {
+    fn get_link(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>>;
+    fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> OpResult<LinkInfo>;
+    /// The host end in the host namespace, the peer in the container namespace.
+    fn create_veth(
+        &mut self,
+        host: &str,
+        peer: &str,
+        mtu: Option<u32>,
+    ) -> OpResult<(LinkInfo, LinkInfo)>;
+    fn set_master(&mut self, name: &str, bridge: &str) -> OpResult<()>;
+    /// Detach a host link from its bridge.
+    fn unset_master(&mut self, name: &str) -> OpResult<()>;
+    fn set_up(&mut self, ns: Ns, name: &str) -> OpResult<()>;
+    fn set_down(&mut self, ns: Ns, name: &str) -> OpResult<()>;
+    fn set_mtu(&mut self, ns: Ns, name: &str, mtu: u32) -> OpResult<()>;
+    fn delete_link(&mut self, ns: Ns, name: &str) -> OpResult<()>;
+
+    fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<Ipv4Network>>;
+    fn add_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<()>;
+    /// Remove an address; returns it as the node had it.
+    fn remove_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<SavedAddress>;
+    fn restore_address(&mut self, ns: Ns, link: &str, saved: &SavedAddress) -> OpResult<()>;
+
+    /// Names of the links that carry a default route (the uplinks).
+    fn default_route_links(&mut self, ns: Ns) -> OpResult<Vec<String>>;
+    fn list_routes(&mut self, ns: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>>;
+    fn add_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()>;
+    /// Delete a route `add_route` added, by its key (no listing: undo stays linear).
+    fn unroute(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()>;
+    /// Remove a route; returns it as the node had it.
+    fn remove_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<SavedRoute>;
+    /// Every route of the main table, as the node has them.
+    fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>>;
+    /// Put a saved route back (`already-exists` if it is there).
+    fn restore_route(&mut self, ns: Ns, saved: &SavedRoute) -> OpResult<()>;
+
+    /// The table as text that `restore_table` puts back exactly; none if absent.
+    fn save_table(&mut self, table: &str) -> OpResult<Option<String>>;
+    /// Replace the table, atomically, by what `save_table` gave (none: delete it).
+    fn restore_table(&mut self, table: &str, saved: Option<&str>) -> OpResult<()>;
+    fn allow_forward(&mut self, table: &str, net: Ipv4Network) -> OpResult<()>;
+    fn masquerade(
+        &mut self,
+        table: &str,
+        source: Ipv4Network,
+        except: &[Ipv4Network],
+    ) -> OpResult<()>;
+
+    fn sysctl_get(&mut self, ns: Ns, key: &SysctlKey) -> OpResult<String>;
+    fn sysctl_set(&mut self, ns: Ns, key: &SysctlKey, value: &str) -> OpResult<()>;
+    /// The IPv4 `forwarding` values that writing `ip_forward` resets (`default` and
+    /// every link's), as (key, value).
+    fn forwarding_values(&mut self, ns: Ns) -> OpResult<Vec<SysctlValue>>;
+
+    fn store_get(&mut self, key: &str) -> OpResult<Option<String>>;
+    fn store_put(&mut self, key: &str, value: &str) -> OpResult<()>;
+    /// Remove the key (and its owner).
+    fn store_delete(&mut self, key: &str) -> OpResult<bool>;
+    /// The attachment whose call created the key, if one did.
+    fn store_owner(&mut self, key: &str) -> OpResult<Option<String>>;
+    fn store_set_owner(&mut self, key: &str, owner: &str) -> OpResult<()>;
+    fn store_list(&mut self, prefix: &str) -> OpResult<Vec<String>>;
+    /// The store's size, taken for this call (the backend may forget it until
+    /// `store_set_usage` gives it back).
+    fn store_usage(&mut self) -> OpResult<StoreUsage>;
+    fn store_set_usage(&mut self, _usage: StoreUsage) -> OpResult<()> {
+        Ok(())
+    }
+
+    /// The runner's own record of live attachments' addresses (from their ADD results).
+    /// Which attachment holds `ip`, if any.
+    fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>>;
+    /// Every recorded address.
+    fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>>;
+    /// Record a successful ADD's addresses (replacing what the attachment held).
+    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr]) -> OpResult<()>;
+    /// Forget an attachment's addresses (DEL, GC).
+    fn release_addresses(&mut self, attachment: &str) -> OpResult<()>;
+    /// Attachments with recorded addresses.
+    fn holders(&mut self) -> OpResult<Vec<String>>;
+
+    /// The backend itself, for `simulate` to take its model back after a call.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
+}

@@ -1,0 +1,218 @@
+//! The CNI plugin: one process per call. Read CNI_* and stdin, answer VERSION, parse
+//! the config, load the guest, take the network's lock, run one `Session` over the
+//! kernel, and print exactly one JSON document (or nothing, for a successful
+//! DEL/CHECK/GC/STATUS, as the spec says). One line per call goes to the log file.
+
+use crate::calllog::CallLog;
+use crate::cni::{config, output, Command, Env, NetConf, Version};
+use crate::error::{Error, Result};
+use crate::node::kernel::{store::Store, Kernel};
+use crate::session::{command_in_version, status_code, Session};
+use crate::{gate, supervisor, wasm};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+static EMITTED: AtomicBool = AtomicBool::new(false);
+static REPLY_VERSION: OnceLock<Version> = OnceLock::new();
+
+/// The version error objects are written in: the request's, if we speak it.
+pub(crate) fn reply_version() -> Version {
+    REPLY_VERSION.get().copied().unwrap_or(crate::cni::LATEST)
+}
+
+/// Write the call's one stdout document. Only the first caller writes: the main path,
+/// the watchdog or `fatal`, whichever comes first.
+pub(crate) fn emit(doc: &Value) -> bool {
+    if EMITTED.swap(true, Ordering::SeqCst) {
+        return false;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, doc);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+    true
+}
+
+/// Mark the call answered without output (successful DEL, CHECK, GC, STATUS).
+fn emit_nothing() -> bool {
+    !EMITTED.swap(true, Ordering::SeqCst)
+}
+
+/// Give up: answer with an error object (if nothing was answered yet) and exit.
+pub fn fatal(msg: &str) -> ! {
+    emit(&output::error(
+        reply_version(),
+        &Error::Internal(msg.to_string()),
+    ));
+    std::process::exit(1)
+}
+
+/// The CNI plugin entry point. Returns the process exit code.
+pub fn cni_main() -> i32 {
+    let started = Instant::now();
+    let mut raw = String::new();
+    let read = std::io::stdin().read_to_string(&mut raw);
+    let requested = config::requested_version(&raw);
+    let version = requested
+        .as_deref()
+        .and_then(crate::cni::supported)
+        .unwrap_or(crate::cni::LATEST);
+    let _ = REPLY_VERSION.set(version);
+    let fail = |e: Error| {
+        emit(&output::error(reply_version(), &e));
+        1
+    };
+    let env = match Env::from_lookup(|k| std::env::var(k).ok()) {
+        Ok(env) => env,
+        Err(e) => {
+            CallLog::stderr("?").line("ERROR", &e.to_string());
+            return fail(e);
+        }
+    };
+    if env.command == Command::Version {
+        emit(&output::version_info(requested.as_deref()));
+        return 0;
+    }
+    if let Err(e) = read {
+        return fail(Error::io("stdin", e));
+    }
+    supervisor::start();
+    let t_parse = Instant::now();
+    let conf = match NetConf::parse(raw) {
+        Ok(c) => c,
+        Err(e) => {
+            CallLog::stderr(env.command.as_str()).line("ERROR", &e.to_string());
+            return fail(status_code(env.command, e));
+        }
+    };
+    let log = CallLog::open(
+        &conf.log_file,
+        env.command.as_str(),
+        &env.container_id,
+        conf.limits.log_file_bytes,
+    );
+    let mut timing = Timing {
+        start_us: t_parse.duration_since(started).as_micros(),
+        parse_us: t_parse.elapsed().as_micros(),
+        ..Timing::default()
+    };
+    let outcome = execute(&env, &conf, &log, &mut timing).map_err(|e| status_code(env.command, e));
+    match outcome {
+        Ok(doc) => {
+            let t_write = Instant::now();
+            match doc {
+                Some(d) => emit(&d),
+                None => emit_nothing(),
+            };
+            timing.write_us = t_write.elapsed().as_micros();
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            log.line("INFO", &format!("ok {ms:.2}ms {timing}"));
+            0
+        }
+        Err(e) => {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            log.line(
+                "ERROR",
+                &format!("failed code={} {ms:.2}ms {timing}: {e}", e.code()),
+            );
+            fail(e)
+        }
+    }
+}
+
+/// Where the time of one call went (the benchmark reads this from the log).
+#[derive(Default)]
+struct Timing {
+    /// From main to the config parse (reading env and stdin).
+    start_us: u128,
+    parse_us: u128,
+    engine_us: u128,
+    load_us: u128,
+    cache: Option<wasm::CacheOutcome>,
+    lock_us: u128,
+    phases: wasm::Phases,
+    host_calls: u32,
+    host_us: u128,
+    write_us: u128,
+    rollback: Option<usize>,
+    rollback_us: u128,
+}
+
+impl std::fmt::Display for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stdin_us={} parse_us={} engine_us={} load_us={} cache={:?} lock_us={} linker_us={} instantiate_us={} guest_us={} host_us={} host_calls={} write_us={}",
+            self.start_us,
+            self.parse_us,
+            self.engine_us,
+            self.load_us,
+            self.cache,
+            self.lock_us,
+            self.phases.linker_us,
+            self.phases.instantiate_us,
+            self.phases.guest_us,
+            self.host_us,
+            self.host_calls,
+            self.write_us
+        )?;
+        if let Some(n) = self.rollback {
+            write!(f, " rolled_back={n} rollback_us={}", self.rollback_us)?;
+        }
+        Ok(())
+    }
+}
+
+fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Result<Option<Value>> {
+    command_in_version(env.command, conf)?;
+    let t = Instant::now();
+    let engine = wasm::engine::engine()?;
+    timing.engine_us = t.elapsed().as_micros();
+    let t = Instant::now();
+    let (component, cache) = wasm::engine::load(&engine, &conf.guest, &conf.cache_dir)?;
+    timing.load_us = t.elapsed().as_micros();
+    timing.cache = Some(cache);
+
+    let mut store = Store::open(&conf.network_dir())?;
+    let lock = store.lock(Duration::from_millis(conf.lock_timeout_ms))?;
+    timing.lock_us = lock.waited.as_micros();
+    store.sweep_temporaries();
+    if let Some(n) = store.check_boot()? {
+        log.line(
+            "INFO",
+            &format!("new boot: cleared the store of network {:?} ({n} keys): no pod of an earlier boot is alive", conf.name),
+        );
+    }
+
+    let has_netns = env.netns.as_ref().is_some_and(|p| p.exists());
+    let kernel = Kernel::new(if has_netns { env.netns.clone() } else { None }, store)
+        .map_err(|e| Error::io("the runner's own network namespace", e))?;
+    let mut session = Session::new(env, conf, Box::new(kernel), has_netns, log.clone());
+    if conf.timing {
+        gate::lock(session.gate()).trace = Some(Vec::new());
+    }
+    supervisor::watch(session.gate().clone(), session.timeout());
+    let done = session.run(&engine, &component);
+    timing.phases = done.phases;
+    let g = gate::lock(session.gate());
+    timing.host_calls = g.calls;
+    timing.host_us = g.host_time.as_micros();
+    if let Some(trace) = &g.trace {
+        let ops: Vec<String> = trace
+            .iter()
+            .map(|(op, d)| format!("{op}={}us", d.as_micros()))
+            .collect();
+        log.line("DEBUG", &format!("host calls: {}", ops.join(" ")));
+    }
+    drop(g);
+    timing.rollback = done.rolled_back;
+    timing.rollback_us = done.rollback_us;
+    drop(lock);
+    match done.result? {
+        wasm::Reply::Added(r) => Ok(Some(r.to_json(conf.cni_version))),
+        wasm::Reply::Done => Ok(None),
+    }
+}
