@@ -132,6 +132,49 @@ compare() {
   compare py-routed routed
 }
 
+# status_of GUEST SESSION: STATUS with the session's node; output in $output, status in $status
+status_of() {
+  sim STATUS -c status.json -g "$GUESTS/$1.wasm" -s "$2"
+}
+
+@test "simulate: STATUS is 51 when pods hold addresses and what they depend on is broken; ready without pods" {
+  jq '.cniVersion = "1.1.0"' conf.json > status.json
+  local g
+  # the bridge policies: the bridge gone or down
+  for g in default c-bridge js-bridge; do
+    rm -f node.json
+    sim ADD pod-1 -c conf.json -g "$GUESTS/$g.wasm" -s node.json
+    [ "$status" -eq 0 ]
+    status_of "$g" node.json
+    [ "$status" -eq 0 ] || { echo "$g: $output"; false; }
+    jq 'del(.namespaces.host.links.cni0)' node.json > gone.json
+    jq '.namespaces.host.links.cni0.up = false' node.json > down.json
+    status_of "$g" gone.json
+    [ "$status" -eq 1 ]
+    [[ $output == *'"code": 51'* ]]
+    [[ $output == *"bridge cni0 is missing: the 1 pod address(es) in use may have limited connectivity"* ]]
+    status_of "$g" down.json
+    [ "$status" -eq 1 ]
+    [[ $output == *'"code": 51'* && $output == *"bridge cni0 is down: "* ]]
+    # the pod gone, nothing depends on the bridge: ready (the next ADD sets the node up)
+    sim DEL pod-1 -c conf.json -g "$GUESTS/$g.wasm" -s gone.json
+    [ "$status" -eq 0 ]
+    status_of "$g" gone.json
+    [ "$status" -eq 0 ] || { echo "$g: $output"; false; }
+  done
+  # the routed policies: every packet of a pod is forwarded by the node
+  for g in routed py-routed; do
+    rm -f node.json
+    sim ADD pod-1 -c conf.json -g "$GUESTS/$g.wasm" -s node.json
+    [ "$status" -eq 0 ]
+    jq '.namespaces.host.sysctls["net.ipv4.ip_forward"] = "0"' node.json > off.json
+    status_of "$g" off.json
+    [ "$status" -eq 1 ]
+    [[ $output == *'"code": 51'* ]]
+    [[ $output == *"net.ipv4.ip_forward is off: the 1 pod address(es) in use may have limited connectivity"* ]]
+  done
+}
+
 @test "simulate runs as an unprivileged user" {
   command -v setpriv >/dev/null || skip "setpriv missing"
   local home; home=$(mktemp -d /tmp/wasm-cni-sim-XXXXXX)
