@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
-use wasm_cni_fuzz::cni::{config, output, Env, NetConf};
+use wasm_cni_fuzz::cni::{self, config, output, Env, NetConf};
 use wasm_cni_fuzz::guest_config::Config;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,15 +20,18 @@ fuzz_target!(|data: &[u8]| {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let version = config::requested_version(stdin).unwrap_or_else(|| "1.1.0".into());
+    let version = config::requested_version(stdin)
+        .as_deref()
+        .and_then(cni::supported)
+        .unwrap_or(cni::LATEST);
     let answer = match Env::from_lookup(|k| vars.get(k).cloned()) {
-        Err(e) => output::error(&version, &e),
+        Err(e) => output::error(version, &e),
         Ok(_env) => match NetConf::parse(stdin.to_string()) {
-            Err(e) => output::error(&version, &e),
+            Err(e) => output::error(version, &e),
             Ok(conf) => {
                 // what the guest would do with the same text
                 let _ = Config::parse(&conf.raw);
-                output::version_info(Some(&conf.cni_version))
+                output::version_info(Some(&conf.cni_version.to_string()))
             }
         },
     };

@@ -153,6 +153,20 @@ teardown() { common_teardown; }
   grep -q "not found" <<<"$output"
 }
 
+@test "STATUS: code 51 when pods hold addresses and their bridge is gone; ready again once no pod is left" {
+  write_conf 1.1.0
+  add_pod a
+  cni ADD ca a; expect_ok
+  ip -n "$NODE" link del cni0
+  cni STATUS "" ""
+  expect_error 51
+  grep -q "cni0" <<<"$output"
+  cni DEL ca a; expect_ok
+  # no pod is left to be affected, and the next ADD makes the bridge again: ready
+  cni STATUS "" ""
+  expect_ok
+}
+
 @test "20 concurrent ADDs get 20 distinct addresses without errors" {
   for i in $(seq 1 20); do add_pod "p$i"; done
   for i in $(seq 1 20); do
