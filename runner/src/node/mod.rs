@@ -7,15 +7,14 @@
 pub(crate) mod error;
 pub(crate) mod kernel;
 pub(crate) mod model;
+pub(crate) mod store_key;
 
 pub(crate) use error::{OpError, OpKind, OpResult};
 use ipnetwork::Ipv4Network;
-/// Which store keys and values any node holds: the kernel's store (one file per key)
-/// sets the bounds, the model keeps the same ones.
-pub(crate) use kernel::store::{check_key as check_store_key, MAX_VALUE as MAX_STORE_VALUE};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+pub(crate) use store_key::{check_key as check_store_key, MAX_VALUE as MAX_STORE_VALUE};
 
 /// Which namespace an operation acts on (WIT `netns`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
