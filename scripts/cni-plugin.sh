@@ -7,7 +7,16 @@
 #                nodes (bridge, routes, the nftables table ip wasm_cni_<network>) stay until reboot.
 #   guest FILE:  checks FILE.wasm locally ("$WASM_CNI_RUNNER guest check"), uploads it
 #                as /opt/cni/wasm/<name>.wasm and points every node's conflist at it.
+#   guest oci://REF: every node pulls REF itself (its runner's `guest pull`: digests
+#                verified, the checks of `guest check`), installs it as
+#                /opt/cni/wasm/<repository>-<12 hex of its sha256>.wasm, precompiles it
+#                and points its conflist at it; the first node's digest is pinned for
+#                the others (a tag that moves mid-rollout stops it). Registry options:
+#                GUEST_REGISTRY_INSECURE=1 (plain HTTP), GUEST_REGISTRY_CA=PEM,
+#                GUEST_REGISTRY_CONFIG=FILE (docker-style auths; copied to each node for
+#                the pull only, in a 0700 staging directory removed afterwards).
 #   guest default: points every node back at /opt/cni/wasm/default.wasm.
+# Every conflist written pins its guest ("guestDigest": sha256 of the installed file).
 # The node side is scripts/node/install-cni.sh. Every variable below can be
 # overridden from the environment.
 set -euo pipefail
@@ -23,21 +32,29 @@ WORKERS="${WORKERS:-my-k8s-worker-1 my-k8s-worker-2}"
 KUBE_CONTEXT="${KUBE_CONTEXT:-my-k8s}"
 RUNNER_BIN="${RUNNER_BIN:-$repo/dist/bin/wasm-cni}"                # uploaded to the nodes
 DEFAULT_GUEST_WASM="${DEFAULT_GUEST_WASM:-$repo/dist/guests/default.wasm}"
+# what `wasm-cni guest pull` runs on a node (uploaded next to the runner when present)
+REGISTRY_BIN="${REGISTRY_BIN:-$repo/dist/bin/wasm-cni-registry}"
 WASM_CNI_RUNNER="${WASM_CNI_RUNNER:-$repo/dist/bin/wasm-cni}"      # runs 'guest check' locally
 REMOTE_DIR="${REMOTE_DIR:-wasm-cni-install}"  # staging dir in the remote user's home
 # Pod MTU (the conflist's "mtu"). Empty: each node uses its uplink's MTU (1460 on GCP).
 POD_MTU="${POD_MTU:-}"
 # PODCIDR_RETRIES / PODCIDR_RETRY_SLEEP (30 / 5 s): the wait for every node's podCIDR.
+# guest oci://REF: GUEST_REGISTRY_INSECURE=1, GUEST_REGISTRY_CA=PEM, GUEST_REGISTRY_CONFIG=FILE
+GUEST_REGISTRY_INSECURE="${GUEST_REGISTRY_INSECURE:-}"
+GUEST_REGISTRY_CA="${GUEST_REGISTRY_CA:-}"
+GUEST_REGISTRY_CONFIG="${GUEST_REGISTRY_CONFIG:-}"
 # -------------------------------------------------------------------------------
 
 # shellcheck source=lib/common.sh
 source "$repo/scripts/lib/common.sh"
 
 usage() {
-  usage_exit "usage: $SCRIPT_NAME up|down|guest FILE.wasm|guest default
+  usage_exit "usage: $SCRIPT_NAME up|down|guest FILE.wasm|guest oci://REF|guest default
   up             install wasm-cni + default guest and a conflist on $MASTER $WORKERS
   down           remove them (node settings made by the plugin stay until reboot)
   guest FILE     check FILE.wasm locally (wasm-cni guest check), upload it, point every node's conflist at it
+  guest oci://REF  every node pulls REF (host[:port]/repository[:tag][@sha256:HEX]), checks, pins and
+                 precompiles it (GUEST_REGISTRY_INSECURE=1, GUEST_REGISTRY_CA=PEM, GUEST_REGISTRY_CONFIG=FILE)
   guest default  point every node back at /opt/cni/wasm/default.wasm"
 }
 
@@ -71,16 +88,27 @@ check_guest() {
 }
 
 # on_node NODE DESCRIPTION INSTALL_ARGS FILE...: stage FILE... and install-cni.sh in
-# ~/$REMOTE_DIR on NODE, run install-cni.sh with INSTALL_ARGS as root, clean up.
+# ~/$REMOTE_DIR (mode 0700: it may hold registry credentials) on NODE, run
+# install-cni.sh with INSTALL_ARGS as root, clean up. With NODE_OUT set, what
+# install-cni.sh prints is also written to the file NODE_OUT.
+NODE_OUT=""
 on_node() {
   local node=$1 desc=$2 args=$3
   shift 3
   run_step "$desc: preparing $REMOTE_DIR on $node" \
-    gcloud_ssh "$node" "rm -rf $REMOTE_DIR && mkdir $REMOTE_DIR"
+    gcloud_ssh "$node" "rm -rf $REMOTE_DIR && mkdir -m 700 $REMOTE_DIR"
   run_step "$desc: copying files to $node" \
     gcloud_scp "$@" "$NODE_SCRIPT" "$node:$REMOTE_DIR/"
   run_step "$desc on $node" \
-    gcloud_ssh "$node" "sudo bash $REMOTE_DIR/install-cni.sh $args; rc=\$?; rm -rf $REMOTE_DIR; exit \$rc"
+    node_install "$node" "sudo bash $REMOTE_DIR/install-cni.sh $args; rc=\$?; rm -rf $REMOTE_DIR; exit \$rc"
+}
+
+node_install() { # NODE COMMAND
+  if [[ -n "$NODE_OUT" ]]; then
+    gcloud_ssh "$1" "$2" | tee "$NODE_OUT"
+  else
+    gcloud_ssh "$1" "$2"
+  fi
 }
 
 networks() { # NODE_INDEX
@@ -93,6 +121,14 @@ up() {
   need_file "$RUNNER_BIN" "the runner"
   need_file "$DEFAULT_GUEST_WASM" "the default guest"
   need_runner_binary "$RUNNER_BIN"
+  local tool=() tool_arg=""
+  if [[ -f "$REGISTRY_BIN" ]]; then
+    need_runner_binary "$REGISTRY_BIN"
+    tool=("$REGISTRY_BIN")
+    tool_arg=" --registry-tool $REMOTE_DIR/$(basename "$REGISTRY_BIN")"
+  else
+    log "no $REGISTRY_BIN: the nodes get no registry client ('guest oci://REF' will not work; build it with scripts/build.sh)"
+  fi
   check_guest "$DEFAULT_GUEST_WASM"
   need_project
   need_context
@@ -102,8 +138,8 @@ up() {
     node=${NODES[i]}
     log "$node: installing wasm-cni (pod subnet ${POD_CIDRS[i]})"
     on_node "$node" "installing wasm-cni" \
-      "install --runner $REMOTE_DIR/$(basename "$RUNNER_BIN") --default-guest $REMOTE_DIR/$(basename "$DEFAULT_GUEST_WASM") $(networks "$i")" \
-      "$RUNNER_BIN" "$DEFAULT_GUEST_WASM"
+      "install --runner $REMOTE_DIR/$(basename "$RUNNER_BIN") --default-guest $REMOTE_DIR/$(basename "$DEFAULT_GUEST_WASM")$tool_arg $(networks "$i")" \
+      "$RUNNER_BIN" "$DEFAULT_GUEST_WASM" "${tool[@]}"
   done
   log "wasm-cni is installed; nodes become Ready shortly. Next: scripts/inter-node-routes.sh up"
 }
@@ -119,8 +155,55 @@ down() {
   log "on the nodes (bridge cni0, routes, the nftables table ip wasm_cni_<network>); they stay until the nodes reboot."
 }
 
+# ref_guest [oci://]REF: every node pulls REF itself; the first node's digest is pinned
+# for the others.
+ref_guest() {
+  local ref=${1#oci://} opts="" files=() f done_nodes=() i node digest=""
+  [[ "$ref" =~ ^[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]+)?/[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(@sha256:[0-9a-f]{64})?$ ]] ||
+    die "refusing '$1': not a registry reference (oci://host[:port]/repository[:tag][@sha256:<hex>])."
+  case "$GUEST_REGISTRY_INSECURE" in
+    "" | 0) ;;
+    1) opts+=" --insecure" ;;
+    *) die "GUEST_REGISTRY_INSECURE='$GUEST_REGISTRY_INSECURE' must be 1 or empty." ;;
+  esac
+  for f in CA CONFIG; do
+    local var="GUEST_REGISTRY_$f" path
+    path=${!var}
+    [[ -n "$path" ]] || continue
+    [[ -f "$path" ]] || die "$var='$path': no such file."
+    [[ "$(basename "$path")" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ && "$(basename "$path")" != install-cni.sh ]] ||
+      die "$var='$path': the file name must match [A-Za-z0-9._-]*."
+    files+=("$path")
+    if [[ "$f" == CA ]]; then opts+=" --ca-file"; else opts+=" --registry-config"; fi
+    opts+=" $REMOTE_DIR/$(basename "$path")"
+  done
+  need_project
+  need_context
+  wait_pod_cidrs "${NODES[@]}"
+  NODE_OUT="$(mktemp "${TMPDIR:-/tmp}/cni-plugin-node.XXXXXX")"
+  # shellcheck disable=SC2064 # the file is known now
+  trap "rm -f -- '$NODE_OUT'" EXIT
+  for i in "${!NODES[@]}"; do
+    node=${NODES[i]}
+    log "$node: pulling $ref${digest:+ (pinned: $digest)}"
+    on_node "$node" "pulling $ref (nodes already switched: ${done_nodes[*]:-none})" \
+      "guest --ref $ref${digest:+ --guest-digest $digest}$opts $(networks "$i")" "${files[@]}"
+    if [[ -z "$digest" ]]; then
+      digest="$(tr -d '\r' <"$NODE_OUT" | sed -n "s#^==> pulled .*: \(sha256:[0-9a-f]\{64\}\)\$#\1#p" | tail -1)"
+      [[ -n "$digest" ]] ||
+        die "$node did not report the digest it pulled (is install-cni.sh current?); nodes switched: $node."
+    fi
+    done_nodes+=("$node")
+  done
+  log "every node now uses $ref ($digest, pinned in its conflist) for new CNI calls"
+}
+
 guest() {
   local file=$1 name="" done_nodes=() i node args
+  if [[ "$file" == oci://* ]]; then
+    ref_guest "$file"
+    return
+  fi
   if [[ "$file" != default ]]; then
     [[ -f "$file" ]] || die "refusing '$file': no such file."
     name="$(basename "$file")"

@@ -2,15 +2,28 @@
 # install-cni.sh: put wasm-cni in place on one node (run as root on the node;
 # scripts/cni-plugin.sh copies it to every node and runs it with sudo).
 #
-#   install-cni.sh install --runner FILE --default-guest FILE NETWORKS
+#   install-cni.sh install --runner FILE --default-guest FILE [--registry-tool FILE] NETWORKS
 #       runner -> /opt/cni/bin/wasm-cni, guest -> /opt/cni/wasm/default.wasm,
-#       writes /etc/cni/net.d/10-wasm-cni.conflist using the default guest
+#       writes /etc/cni/net.d/10-wasm-cni.conflist using the default guest;
+#       --registry-tool: wasm-cni-registry (what `wasm-cni guest push|pull` runs) next to
+#       the runner, /opt/cni/bin/wasm-cni-registry
 #   install-cni.sh guest (--file FILE.wasm | --default) NETWORKS
 #       --file: checks FILE (wasm-cni guest check) with the installed runner, copies it to
 #       /opt/cni/wasm/<basename>; rewrites the conflist to use it (or default.wasm)
+#   install-cni.sh guest --ref [oci://]REF [--guest-digest sha256:HEX] [--insecure]
+#           [--ca-file PEM] [--registry-config FILE] NETWORKS
+#       pulls REF (host[:port]/repository[:tag][@sha256:HEX]) with the installed runner
+#       (`wasm-cni guest pull`: digests verified, the checks of `guest check`) into a
+#       temporary file, then as --file, installed as /opt/cni/wasm/<last path segment of
+#       the repository>-<first 12 hex digits of its sha256>.wasm (a new guest never
+#       rewrites a file in use). --guest-digest: refuse a pull whose bytes have another
+#       digest (scripts/cni-plugin.sh passes the first node's to the others). A failed
+#       pull changes nothing on the node.
 #   install-cni.sh uninstall
-#       removes the runner, /opt/cni/wasm, the conflist and the guest cache
-#   install-cni.sh conflist --guest PATH NETWORKS [--cache-dir DIR] [--state-dir DIR] [--log-file FILE]
+#       removes the runner (and wasm-cni-registry), /opt/cni/wasm, the conflist and the
+#       guest cache
+#   install-cni.sh conflist --guest PATH [--guest-digest sha256:HEX] NETWORKS [--cache-dir DIR]
+#           [--state-dir DIR] [--log-file FILE]
 #       prints the conflist that install and guest write, for guest PATH, on stdout and
 #       writes nothing; the three runtime paths (the runner's cacheDir, stateDir and
 #       logFile) go into it when given: scripts/lab.sh's nodes, whose files live in a
@@ -26,7 +39,10 @@
 # guest into the runner's cache (/var/cache/wasm-cni, the conflist's default cacheDir;
 # `guest check --cache-dir`), so no pod's ADD compiles it (seconds for a Python guest).
 #
-# Files are replaced atomically (write + rename), so a CNI call never sees half a file.
+# Every conflist written pins its guest: "guestDigest": "sha256:<hex>", the sha256 of
+# the guest file as installed on the node (the runner refuses, code 7, a guest whose
+# bytes differ). Files are replaced atomically (write + rename), so a CNI call never
+# sees half a file.
 # ROOT=/tmp/x writes everything under /tmp/x instead of / (tests, no root needed).
 set -euo pipefail
 
@@ -37,6 +53,7 @@ DEFAULT_GUEST="$GUEST_DIR/default.wasm"
 CONF_DIR=/etc/cni/net.d
 CONF_PATH="$CONF_DIR/10-wasm-cni.conflist"
 CACHE_DIR=/var/cache/wasm-cni
+REGISTRY_TOOL_PATH=/opt/cni/bin/wasm-cni-registry
 
 SCRIPT_NAME="$(basename "$0")"
 die() {
@@ -46,10 +63,11 @@ die() {
 log() { printf '==> %s\n' "$*"; }
 usage() {
   cat >&2 <<USAGE
-usage: $SCRIPT_NAME install --runner FILE --default-guest FILE NETWORKS
+usage: $SCRIPT_NAME install --runner FILE --default-guest FILE [--registry-tool FILE] NETWORKS
        $SCRIPT_NAME guest (--file FILE.wasm | --default) NETWORKS
+       $SCRIPT_NAME guest --ref [oci://]REF [--guest-digest sha256:HEX] [--insecure] [--ca-file PEM] [--registry-config FILE] NETWORKS
        $SCRIPT_NAME uninstall
-       $SCRIPT_NAME conflist --guest PATH NETWORKS [--cache-dir DIR] [--state-dir DIR] [--log-file FILE]
+       $SCRIPT_NAME conflist --guest PATH [--guest-digest sha256:HEX] NETWORKS [--cache-dir DIR] [--state-dir DIR] [--log-file FILE]
   NETWORKS: --host-network CIDR --pod-network CIDR --pod-subnet CIDR [--mtu N]
   ROOT=DIR prefixes every path written (default: /)
 USAGE
@@ -97,11 +115,28 @@ json_path() {
   printf '"%s"' "${v//\"/\\\"}"
 }
 
-# conflist_json GUEST_PATH: the network configuration, on stdout (the one writer of
-# it: install and guest here, and scripts/lab.sh through 'conflist').
+# sha256_of FILE: "sha256:<hex>" of FILE's bytes (what guestDigest pins).
+sha256_of() {
+  local sum
+  sum="$(sha256sum <"$1")" || die "cannot read '$1'."
+  printf 'sha256:%s\n' "${sum%% *}"
+}
+
+# need_digest NAME VALUE: VALUE is sha256:<64 lowercase hex digits>.
+need_digest() {
+  [[ "$2" =~ ^sha256:[0-9a-f]{64}$ ]] || die "$1 '$2' must be sha256: and 64 lowercase hex digits."
+}
+
+# conflist_json GUEST_PATH [DIGEST]: the network configuration, on stdout (the one
+# writer of it: install and guest here, and scripts/lab.sh through 'conflist');
+# DIGEST, when given, is the guest's pin (guestDigest).
 conflist_json() {
-  local guest runtime="" key val
+  local guest runtime="" key val pin=""
   guest="$(json_path guest "$1")"
+  if [[ -n "${2:-}" ]]; then
+    need_digest guestDigest "$2"
+    pin=$',\n      "guestDigest": "'"$2"'"'
+  fi
   for key in cacheDir stateDir logFile; do
     case "$key" in
       cacheDir) val=$RUNTIME_CACHE_DIR ;;
@@ -117,7 +152,7 @@ conflist_json() {
   "plugins": [
     {
       "type": "wasm-cni",
-      "guest": $guest,
+      "guest": $guest$pin,
       "myHostNetwork": "$HOST_NETWORK",
       "myPodNetwork": "$POD_NETWORK",
       "myPodSubnet": "$POD_SUBNET",
@@ -128,15 +163,17 @@ conflist_json() {
 JSON
 }
 
-# write_conflist GUEST_PATH
+# write_conflist GUEST_PATH: the conflist for the installed guest GUEST_PATH, pinned
+# to the digest of the bytes installed there.
 write_conflist() {
-  local dst="$ROOT$CONF_PATH" tmp
+  local dst="$ROOT$CONF_PATH" tmp digest
+  digest="$(sha256_of "$ROOT$1")"
   mkdir -p "$ROOT$CONF_DIR"
   tmp="$(mktemp "$dst.XXXXXX")"
-  conflist_json "$1" >"$tmp"
+  conflist_json "$1" "$digest" >"$tmp"
   chmod 0644 "$tmp"
   mv -f "$tmp" "$dst"
-  log "wrote $CONF_PATH (guest $1, pod subnet $POD_SUBNET, MTU $MTU)"
+  log "wrote $CONF_PATH (guest $1, guestDigest $digest, pod subnet $POD_SUBNET, MTU $MTU)"
   local other
   for other in "$ROOT$CONF_DIR"/*; do
     [[ -e "$other" && "$other" != "$dst" ]] || continue
@@ -151,14 +188,20 @@ write_conflist() {
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
 RUNNER="" GUEST_SRC="" GUEST_FILE="" USE_DEFAULT=0 HOST_NETWORK="" POD_NETWORK="" POD_SUBNET="" MTU=""
-GUEST_PATH="" RUNTIME_CACHE_DIR="" RUNTIME_STATE_DIR="" RUNTIME_LOG_FILE=""
+GUEST_PATH="" RUNTIME_CACHE_DIR="" RUNTIME_STATE_DIR="" RUNTIME_LOG_FILE="" GUEST_DIGEST=""
+REGISTRY_TOOL="" REF="" PULL_OPTS=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runner | --default-guest | --file | --host-network | --pod-network | --pod-subnet | --mtu | \
-      --guest | --cache-dir | --state-dir | --log-file)
+      --guest | --cache-dir | --state-dir | --log-file | --guest-digest | --registry-tool | --ref | \
+      --ca-file | --registry-config)
       [[ $# -ge 2 ]] || usage
       case "$1" in
         --runner) RUNNER=$2 ;;
+        --registry-tool) REGISTRY_TOOL=$2 ;;
+        --ref) REF=$2 ;;
+        --guest-digest) GUEST_DIGEST=$2 ;;
+        --ca-file | --registry-config) PULL_OPTS+=("$1" "$2") ;;
         --guest) GUEST_PATH=$2 ;;
         --cache-dir) RUNTIME_CACHE_DIR=$2 ;;
         --state-dir) RUNTIME_STATE_DIR=$2 ;;
@@ -173,6 +216,7 @@ while [[ $# -gt 0 ]]; do
       shift 2
       ;;
     --default) USE_DEFAULT=1; shift ;;
+    --insecure) PULL_OPTS+=(--insecure); shift ;;
     *) usage ;;
   esac
 done
@@ -227,30 +271,101 @@ need_runtime_deps() {
   log "runtime dependencies: $nft present; the runner runs here and accepts the default guest"
 }
 
-# the conflist-only options
+# runner_check FILE: the installed runner's `guest check` of FILE, precompiling it into
+# its cache. A runner installed before `guest check` existed answers 2 (usage): it
+# still has `validate`, the same check.
+runner_check() {
+  local rc=0
+  "$ROOT$BIN_PATH" guest check --cache-dir "$ROOT$CACHE_DIR" "$1" >/dev/null || rc=$?
+  if ((rc == 2)); then
+    rc=0
+    "$ROOT$BIN_PATH" validate "$1" >/dev/null || rc=$?
+  fi
+  return "$rc"
+}
+
+# install_guest SRC NAME: check SRC with the runner that will load it, before switching
+# anything, precompile it, put it in place as $GUEST_DIR/NAME and point the conflist
+# at it, pinned.
+install_guest() {
+  local src=$1 name=$2
+  runner_check "$src" ||
+    die "$ROOT$BIN_PATH refuses '$name' (reason above); the node keeps its current guest."
+  put "$src" "$GUEST_DIR/$name" 0644
+  write_conflist "$GUEST_DIR/$name"
+}
+
+# ref_name REF DIGEST: the file name a pulled guest is installed under: the last path
+# segment of REF's repository and the first 12 hex digits of DIGEST.
+ref_name() {
+  local repo=${1%%@*} seg
+  seg=${repo##*/}
+  seg=${seg%%:*}
+  [[ "$seg" =~ ^[a-z0-9][a-z0-9._-]*$ ]] || die "cannot name a guest after the repository of '$1'."
+  printf '%s-%s.wasm\n' "$seg" "${2:7:12}"
+}
+
+# pull_guest REF: pull REF with the installed runner into a temporary file, verify the
+# digest it names (and --guest-digest), then install it as install_guest does. A failed
+# pull leaves the node's guest and conflist as they were.
+pull_guest() {
+  local ref=${1#oci://} tmpdir digest actual name rc=0
+  [[ "$ref" =~ ^[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]+)?/[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(@sha256:[0-9a-f]{64})?$ ]] ||
+    die "'$1' is not a registry reference (host[:port]/repository[:tag][@sha256:<hex>])."
+  tmpdir="$(mktemp -d "${TMPDIR:-/tmp}/wasm-cni-pull.XXXXXX")"
+  # shellcheck disable=SC2064 # the directory is known now
+  trap "rm -rf -- '$tmpdir'" EXIT
+  digest="$("$ROOT$BIN_PATH" guest pull "$ref" -o "$tmpdir/guest.wasm" "${PULL_OPTS[@]}")" || rc=$?
+  ((rc == 0)) ||
+    die "pulling $ref failed (wasm-cni guest pull exit $rc, reason above); the node keeps its current guest and conflist."
+  [[ -f "$tmpdir/guest.wasm" ]] || die "wasm-cni guest pull wrote no file; the node keeps its current guest and conflist."
+  actual="$(sha256_of "$tmpdir/guest.wasm")"
+  [[ "$digest" == "$actual" ]] ||
+    die "wasm-cni guest pull said ${digest:-nothing} but the file it wrote is $actual; the node keeps its current guest and conflist."
+  if [[ -n "$GUEST_DIGEST" && "$actual" != "$GUEST_DIGEST" ]]; then
+    die "$ref is $actual here, not the pinned $GUEST_DIGEST (the tag moved? pin it with @sha256:); the node keeps its current guest and conflist."
+  fi
+  name="$(ref_name "$ref" "$actual")"
+  log "pulled $ref: $actual"
+  install_guest "$tmpdir/guest.wasm" "$name"
+}
+
+# the conflist-only options; --registry-tool is install's, the pull options guest --ref's
 [[ "$cmd" == conflist || -z "$GUEST_PATH$RUNTIME_CACHE_DIR$RUNTIME_STATE_DIR$RUNTIME_LOG_FILE" ]] || usage
+[[ "$cmd" == install || -z "$REGISTRY_TOOL" ]] || usage
+[[ -n "$REF" || ${#PULL_OPTS[@]} -eq 0 ]] || usage
+[[ "$cmd" == conflist || -n "$REF" || -z "$GUEST_DIGEST" ]] || usage
+[[ -z "$GUEST_DIGEST" ]] || need_digest --guest-digest "$GUEST_DIGEST"
 
 case "$cmd" in
   install)
-    [[ -n "$RUNNER" && -n "$GUEST_SRC" && -z "$GUEST_FILE" && "$USE_DEFAULT" == 0 ]] || usage
+    [[ -n "$RUNNER" && -n "$GUEST_SRC" && -z "$GUEST_FILE$REF" && "$USE_DEFAULT" == 0 ]] || usage
     need_networks
     [[ -f "$RUNNER" ]] || die "runner '$RUNNER' not found."
     [[ -f "$GUEST_SRC" ]] || die "default guest '$GUEST_SRC' not found."
+    [[ -z "$REGISTRY_TOOL" || -f "$REGISTRY_TOOL" ]] || die "registry tool '$REGISTRY_TOOL' not found."
     chmod +x "$RUNNER"
     need_runtime_deps "$RUNNER" "$GUEST_SRC"
     put "$RUNNER" "$BIN_PATH" 0755
+    if [[ -n "$REGISTRY_TOOL" ]]; then
+      put "$REGISTRY_TOOL" "$REGISTRY_TOOL_PATH" 0755
+      log "installed $REGISTRY_TOOL_PATH (wasm-cni guest pull)"
+    fi
     put "$GUEST_SRC" "$DEFAULT_GUEST" 0644
     log "installed $BIN_PATH and $DEFAULT_GUEST"
     write_conflist "$DEFAULT_GUEST"
     ;;
   guest)
     [[ -z "$RUNNER" && -z "$GUEST_SRC" ]] || usage
-    [[ -n "$GUEST_FILE" && "$USE_DEFAULT" == 0 ]] || [[ -z "$GUEST_FILE" && "$USE_DEFAULT" == 1 ]] || usage
+    # exactly one of --file, --default, --ref
+    (((${#GUEST_FILE} > 0) + USE_DEFAULT + (${#REF} > 0) == 1)) || usage
     need_networks
     [[ -x "$ROOT$BIN_PATH" && -f "$ROOT$DEFAULT_GUEST" ]] ||
       die "wasm-cni is not installed on this node; run scripts/cni-plugin.sh up first."
     if [[ "$USE_DEFAULT" == 1 ]]; then
       write_conflist "$DEFAULT_GUEST"
+    elif [[ -n "$REF" ]]; then
+      pull_guest "$REF"
     else
       [[ -f "$GUEST_FILE" ]] || die "guest '$GUEST_FILE' not found."
       name="$(basename "$GUEST_FILE")"
@@ -258,31 +373,19 @@ case "$cmd" in
         die "guest file name '$name' must match [A-Za-z0-9._-]*.wasm."
       [[ "$name" != default.wasm ]] ||
         die "a guest named default.wasm would replace the default guest; rename it."
-      # Check against the runner that will load it, before switching anything, and
-      # precompile it into its cache. A runner installed before `guest check` existed
-      # answers 2 (usage): it still has `validate`, the same check.
-      check_rc=0
-      "$ROOT$BIN_PATH" guest check --cache-dir "$ROOT$CACHE_DIR" "$GUEST_FILE" >/dev/null || check_rc=$?
-      if ((check_rc == 2)); then
-        check_rc=0
-        "$ROOT$BIN_PATH" validate "$GUEST_FILE" >/dev/null || check_rc=$?
-      fi
-      ((check_rc == 0)) ||
-        die "$ROOT$BIN_PATH refuses '$name' (reason above); the node keeps its current guest."
-      put "$GUEST_FILE" "$GUEST_DIR/$name" 0644
-      write_conflist "$GUEST_DIR/$name"
+      install_guest "$GUEST_FILE" "$name"
     fi
     ;;
   uninstall)
-    [[ -z "$RUNNER$GUEST_SRC$GUEST_FILE$HOST_NETWORK$POD_NETWORK$POD_SUBNET$MTU" && "$USE_DEFAULT" == 0 ]] || usage
-    rm -f "$ROOT$CONF_PATH" "$ROOT$BIN_PATH"
+    [[ -z "$RUNNER$GUEST_SRC$GUEST_FILE$REF$HOST_NETWORK$POD_NETWORK$POD_SUBNET$MTU" && "$USE_DEFAULT" == 0 ]] || usage
+    rm -f "$ROOT$CONF_PATH" "$ROOT$BIN_PATH" "$ROOT$REGISTRY_TOOL_PATH"
     rm -rf -- "$ROOT$GUEST_DIR" "$ROOT$CACHE_DIR" # constant suffixes: never "/"
-    log "removed $CONF_PATH, $BIN_PATH, $GUEST_DIR, $CACHE_DIR"
+    log "removed $CONF_PATH, $BIN_PATH, $REGISTRY_TOOL_PATH, $GUEST_DIR, $CACHE_DIR"
     ;;
   conflist)
-    [[ -n "$GUEST_PATH" && -z "$RUNNER$GUEST_SRC$GUEST_FILE" && "$USE_DEFAULT" == 0 ]] || usage
+    [[ -n "$GUEST_PATH" && -z "$RUNNER$GUEST_SRC$GUEST_FILE$REF" && "$USE_DEFAULT" == 0 ]] || usage
     need_networks >&2 # its progress line (the uplink's MTU) is not the conflist
-    conflist_json "$GUEST_PATH"
+    conflist_json "$GUEST_PATH" "$GUEST_DIGEST"
     ;;
   *) usage ;;
 esac

@@ -70,7 +70,7 @@ expected_prelude() {
 
 # expected_on_node NODE "FILES" "INSTALL-CNI ARGS"
 expected_on_node() {
-  echo "gcloud compute ssh $1 $P $Z --quiet --command=rm -rf wasm-cni-install && mkdir wasm-cni-install"
+  echo "gcloud compute ssh $1 $P $Z --quiet --command=rm -rf wasm-cni-install && mkdir -m 700 wasm-cni-install"
   echo "gcloud compute scp $P $Z --quiet $2<REPO>/scripts/node/install-cni.sh $1:wasm-cni-install/"
   echo "gcloud compute ssh $1 $P $Z --quiet --command=sudo bash wasm-cni-install/install-cni.sh $3; rc=\$?; rm -rf wasm-cni-install; exit \$rc"
 }
@@ -103,12 +103,19 @@ expected_guest() { # NAME|default
 
 conflist_of() { echo "$BATS_TEST_TMPDIR/nodes/$1/root/etc/cni/net.d/10-wasm-cni.conflist"; }
 
+# pin_of FILE: the guestDigest a conflist must carry for FILE
+pin_of() {
+  local sum
+  sum=$(sha256sum <"$1")
+  echo "sha256:${sum%% *}"
+}
+
 @test "cni-plugin: usage on no/unknown/incomplete arguments, exit 2" {
   for args in "" "install" "up now" "guest" "guest a.wasm b.wasm"; do
     # shellcheck disable=SC2086
     run --separate-stderr "$SCRIPT" $args
     assert_status 2
-    assert_contains "$stderr" "usage: cni-plugin.sh up|down|guest FILE.wasm|guest default"
+    assert_contains "$stderr" "usage: cni-plugin.sh up|down|guest FILE.wasm|guest oci://REF|guest default"
   done
   assert_no_calls
 }
@@ -130,7 +137,7 @@ conflist_of() { echo "$BATS_TEST_TMPDIR/nodes/$1/root/etc/cni/net.d/10-wasm-cni.
     [ -x "$root/opt/cni/bin/wasm-cni" ]
     cmp "$DEFAULT_GUEST_WASM" "$root/opt/cni/wasm/default.wasm"
     run jq -c . "$(conflist_of "$node")"
-    [ "$output" = '{"cniVersion":"1.0.0","name":"wasm-cni","plugins":[{"type":"wasm-cni","guest":"/opt/cni/wasm/default.wasm","myHostNetwork":"10.0.0.0/16","myPodNetwork":"200.200.0.0/16","myPodSubnet":"'"$(cidr_of "$node")"'","mtu":1460}]}' ]
+    [ "$output" = '{"cniVersion":"1.0.0","name":"wasm-cni","plugins":[{"type":"wasm-cni","guest":"/opt/cni/wasm/default.wasm","guestDigest":"'"$(pin_of "$DEFAULT_GUEST_WASM")"'","myHostNetwork":"10.0.0.0/16","myPodNetwork":"200.200.0.0/16","myPodSubnet":"'"$(cidr_of "$node")"'","mtu":1460}]}' ]
     [ ! -e "$STUB_SIM_NODES/$node/home/wasm-cni-install" ] # staging dir cleaned up
   done
 }
@@ -371,8 +378,8 @@ conflist_of() { echo "$BATS_TEST_TMPDIR/nodes/$1/root/etc/cni/net.d/10-wasm-cni.
   for node in $NODES; do
     root="$STUB_SIM_NODES/$node/root"
     cmp "$GOOD" "$root/opt/cni/wasm/deny-all.wasm"
-    run jq -r '.plugins[0] | "\(.guest) \(.myPodSubnet)"' "$(conflist_of "$node")"
-    [ "$output" = "/opt/cni/wasm/deny-all.wasm $(cidr_of "$node")" ]
+    run jq -r '.plugins[0] | "\(.guest) \(.guestDigest) \(.myPodSubnet)"' "$(conflist_of "$node")"
+    [ "$output" = "/opt/cni/wasm/deny-all.wasm $(pin_of "$root/opt/cni/wasm/deny-all.wasm") $(cidr_of "$node")" ]
   done
 }
 
@@ -387,9 +394,132 @@ conflist_of() { echo "$BATS_TEST_TMPDIR/nodes/$1/root/etc/cni/net.d/10-wasm-cni.
   assert_status 0
   expected_guest default | assert_calls
   for node in $NODES; do
-    run jq -r '.plugins[0].guest' "$(conflist_of "$node")"
-    [ "$output" = "/opt/cni/wasm/default.wasm" ]
+    run jq -r '.plugins[0] | "\(.guest) \(.guestDigest)"' "$(conflist_of "$node")"
+    [ "$output" = "/opt/cni/wasm/default.wasm $(pin_of "$DEFAULT_GUEST_WASM")" ]
   done
+}
+
+# stub_registry: the directory the fake runner's 'guest pull' reads (REF = path in it)
+stub_registry() {
+  export STUB_REGISTRY="$BATS_TEST_TMPDIR/registry"
+  mkdir -p "$STUB_REGISTRY/registry.example:5000/guests"
+  printf '\0asm\x0d\x00\x01\x00routed v1' >"$STUB_REGISTRY/registry.example:5000/guests/routed:v1"
+  V1_PIN="$(pin_of "$STUB_REGISTRY/registry.example:5000/guests/routed:v1")"
+  V1_NAME="routed-${V1_PIN:7:12}.wasm"
+}
+
+@test "cni-plugin up: the registry client (REGISTRY_BIN) goes next to the runner on every node" {
+  sim_nodes
+  export REGISTRY_BIN="$DIST/bin/wasm-cni-registry"
+  cp "$BATS_FILE_TMPDIR/elf-runner" "$REGISTRY_BIN"
+  run --separate-stderr "$SCRIPT" up
+  assert_status 0
+  grep -qF "gcloud compute scp $P $Z --quiet $DIST/bin/wasm-cni $DIST/guests/default.wasm $REGISTRY_BIN $REPO/scripts/node/install-cni.sh my-k8s-worker-1:wasm-cni-install/" "$STUB_LOG"
+  grep -qF "install-cni.sh install --runner wasm-cni-install/wasm-cni --default-guest wasm-cni-install/default.wasm --registry-tool wasm-cni-install/wasm-cni-registry --host-network" "$STUB_LOG"
+  for node in $NODES; do
+    cmp "$REGISTRY_BIN" "$STUB_SIM_NODES/$node/root/opt/cni/bin/wasm-cni-registry"
+  done
+  # not an x86-64 ELF: refused before any node is touched
+  echo '#!/bin/sh' >"$REGISTRY_BIN"
+  : >"$STUB_LOG"
+  run --separate-stderr "$SCRIPT" up
+  assert_status 1
+  assert_contains "$stderr" "the runner '$REGISTRY_BIN' is not an ELF binary"
+  assert_no_calls
+}
+
+@test "cni-plugin guest oci://REF: every node pulls it itself, the first node's digest pinned for the others" {
+  sim_nodes
+  stub_registry
+  run --separate-stderr "$SCRIPT" up
+  assert_status 0
+  : >"$STUB_LOG"
+  run --separate-stderr "$SCRIPT" guest oci://registry.example:5000/guests/routed:v1
+  assert_status 0
+  assert_contains "$output" "every node now uses registry.example:5000/guests/routed:v1 ($V1_PIN, pinned in its conflist)"
+  {
+    expected_prelude
+    first=1
+    for node in $NODES; do
+      pin=""
+      ((first)) || pin=" --guest-digest $V1_PIN"
+      expected_on_node "$node" "" "guest --ref registry.example:5000/guests/routed:v1$pin $(networks "$node")"
+      echo "fake-wasm-cni guest pull registry.example:5000/guests/routed:v1 -o <MKTEMP>/guest.wasm"
+      echo "fake-wasm-cni guest check --cache-dir <T>/nodes/$node/root/var/cache/wasm-cni <MKTEMP>/guest.wasm"
+      first=0
+    done
+  } | assert_calls
+  for node in $NODES; do
+    root="$STUB_SIM_NODES/$node/root"
+    cmp "$STUB_REGISTRY/registry.example:5000/guests/routed:v1" "$root/opt/cni/wasm/$V1_NAME"
+    run jq -r '.plugins[0] | "\(.guest) \(.guestDigest) \(.myPodSubnet)"' "$(conflist_of "$node")"
+    [ "$output" = "/opt/cni/wasm/$V1_NAME $(pin_of "$root/opt/cni/wasm/$V1_NAME") $(cidr_of "$node")" ]
+    [ "$(pin_of "$root/opt/cni/wasm/$V1_NAME")" = "$V1_PIN" ]
+  done
+  assert_tmp_clean
+  # and back: the default guest, pinned
+  run --separate-stderr "$SCRIPT" guest default
+  assert_status 0
+  for node in $NODES; do
+    [ "$(jq -r '.plugins[0] | "\(.guest) \(.guestDigest)"' "$(conflist_of "$node")")" = "/opt/cni/wasm/default.wasm $(pin_of "$DEFAULT_GUEST_WASM")" ]
+  done
+}
+
+@test "cni-plugin guest oci://REF: the registry options reach every node's pull; the credentials do not stay" {
+  sim_nodes
+  stub_registry
+  run --separate-stderr "$SCRIPT" up
+  assert_status 0
+  echo pem >"$BATS_TEST_TMPDIR/ca.pem"
+  echo '{"auths":{}}' >"$BATS_TEST_TMPDIR/config.json"
+  : >"$STUB_LOG"
+  GUEST_REGISTRY_INSECURE=1 GUEST_REGISTRY_CA="$BATS_TEST_TMPDIR/ca.pem" GUEST_REGISTRY_CONFIG="$BATS_TEST_TMPDIR/config.json" \
+    run --separate-stderr "$SCRIPT" guest oci://registry.example:5000/guests/routed:v1
+  assert_status 0
+  for node in $NODES; do
+    grep -qF "gcloud compute scp $P $Z --quiet $BATS_TEST_TMPDIR/ca.pem $BATS_TEST_TMPDIR/config.json $REPO/scripts/node/install-cni.sh $node:wasm-cni-install/" "$STUB_LOG"
+    [ ! -e "$STUB_SIM_NODES/$node/home/wasm-cni-install" ]
+    [ "$(jq -r '.plugins[0].guestDigest' "$(conflist_of "$node")")" = "$V1_PIN" ]
+  done
+  [ "$(grep -cF "guest pull registry.example:5000/guests/routed:v1 -o " "$STUB_LOG")" -eq 3 ]
+  [ "$(grep -cF "/guest.wasm --insecure --ca-file wasm-cni-install/ca.pem --registry-config wasm-cni-install/config.json" "$STUB_LOG")" -eq 3 ]
+  # a missing file or an odd value is refused before any call
+  : >"$STUB_LOG"
+  GUEST_REGISTRY_CA="$BATS_TEST_TMPDIR/none.pem" run --separate-stderr "$SCRIPT" guest oci://registry.example:5000/guests/routed:v1
+  assert_status 1
+  assert_contains "$stderr" "GUEST_REGISTRY_CA='$BATS_TEST_TMPDIR/none.pem': no such file"
+  GUEST_REGISTRY_INSECURE=yes run --separate-stderr "$SCRIPT" guest oci://registry.example:5000/guests/routed:v1
+  assert_status 1
+  assert_contains "$stderr" "GUEST_REGISTRY_INSECURE='yes' must be 1 or empty"
+  assert_no_calls
+}
+
+@test "cni-plugin guest oci://REF: a failed pull stops the rollout there; the node keeps its guest and conflist" {
+  sim_nodes
+  stub_registry
+  run --separate-stderr "$SCRIPT" up
+  assert_status 0
+  before="$(cat "$(conflist_of my-k8s-master)")"
+  run --separate-stderr "$SCRIPT" guest oci://registry.example:5000/guests/routed:v7
+  assert_status 1
+  assert_contains "$stderr" "routed:v7: manifest unknown"
+  assert_contains "$stderr" "pulling registry.example:5000/guests/routed:v7 failed (wasm-cni guest pull exit 1, reason above); the node keeps its current guest and conflist."
+  assert_contains "$stderr" "error: pulling registry.example:5000/guests/routed:v7 (nodes already switched: none) on my-k8s-master failed"
+  [ "$(cat "$(conflist_of my-k8s-master)")" = "$before" ]
+  [ "$(ls "$STUB_SIM_NODES/my-k8s-master/root/opt/cni/wasm")" = default.wasm ]
+  STUB_REGISTRY_DOWN=1 run --separate-stderr "$SCRIPT" guest oci://registry.example:5000/guests/routed:v1
+  assert_status 1
+  assert_contains "$stderr" "Connection refused"
+  [ "$(cat "$(conflist_of my-k8s-master)")" = "$before" ]
+  # a bad reference: no call at all
+  : >"$STUB_LOG"
+  for bad in oci://registry.example:5000 "oci://r.example/x;reboot" oci://https://r.example/x:v1; do
+    run --separate-stderr "$SCRIPT" guest "$bad"
+    assert_status 1
+    assert_contains "$stderr" "refusing '$bad': not a registry reference"
+  done
+  assert_no_calls
+  assert_tmp_clean
 }
 
 @test "cni-plugin guest: a node failing mid-rollout stops and names the nodes already switched" {

@@ -26,6 +26,13 @@ setup() {
   echo 65536 >"$ROOT/sys/class/net/lo/mtu"
 }
 
+# pin_of FILE: the pin a conflist must carry for FILE
+pin_of() {
+  local sum
+  sum=$(sha256sum <"$1")
+  echo "sha256:${sum%% *}"
+}
+
 install_it() {
   run --separate-stderr "$NODE_SCRIPT" install --runner "$SRC/wasm-cni" --default-guest "$SRC/default.wasm" "${NETS[@]}"
   assert_status 0
@@ -39,13 +46,14 @@ install_it() {
   [ "$(stat -c %a "$ROOT/opt/cni/wasm/default.wasm")" = 644 ]
   [ "$(stat -c %a "$CONF")" = 644 ]
   run jq -S . "$CONF"
-  [ "$output" = "$(jq -S . <<'JSON'
+  [ "$output" = "$(jq -S . <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "wasm-cni",
   "plugins": [{
     "type": "wasm-cni",
     "guest": "/opt/cni/wasm/default.wasm",
+    "guestDigest": "$(pin_of "$ROOT/opt/cni/wasm/default.wasm")",
     "myHostNetwork": "10.0.0.0/16",
     "myPodNetwork": "200.200.0.0/16",
     "myPodSubnet": "200.200.1.0/24",
@@ -54,6 +62,10 @@ install_it() {
 }
 JSON
 )" ]
+  # the pin is the plain sha256sum of the installed file
+  [ "$(jq -r '.plugins[0].guestDigest' "$CONF")" = "sha256:$(sha256sum "$ROOT/opt/cni/wasm/default.wasm" | cut -d' ' -f1)" ]
+  # no registry tool given: none installed
+  [ ! -e "$ROOT/opt/cni/bin/wasm-cni-registry" ]
   # no temp files left next to the installed ones
   [ "$(find "$ROOT" -name '*.??????' | wc -l)" -eq 0 ]
   # the runner was run here, on the default guest, before anything was installed
@@ -134,7 +146,10 @@ JSON
 
 @test "install-cni: usage errors exit 2" {
   for args in "" "bogus" "install" "install --runner" "guest --default --file x.wasm" "uninstall --pod-subnet 1.2.3.0/24" "uninstall --mtu 1400" \
-    "conflist --host-network 10.0.0.0/16" "conflist --guest /g.wasm --default" "install --cache-dir /c" "guest --default --guest /g.wasm"; do
+    "conflist --host-network 10.0.0.0/16" "conflist --guest /g.wasm --default" "install --cache-dir /c" "guest --default --guest /g.wasm" \
+    "guest --ref r/x:v1 --file x.wasm" "guest --ref r/x:v1 --default" "guest --default --insecure" "guest --file x.wasm --ca-file c.pem" \
+    "install --runner r --default-guest g --ref r/x:v1" "guest --default --registry-tool t" "install --runner r --default-guest g --guest-digest sha256:00" \
+    "guest --file x.wasm --guest-digest sha256:00" "uninstall --ref r/x:v1" "conflist --guest /g.wasm --ref r/x:v1"; do
     # shellcheck disable=SC2086
     run --separate-stderr "$NODE_SCRIPT" $args
     assert_status 2
@@ -149,8 +164,9 @@ JSON
   assert_status 0
   assert_calls <<<"fake-wasm-cni guest check --cache-dir <T>/root/var/cache/wasm-cni <T>/src/allow-dns.wasm"
   cmp "$SRC/allow-dns.wasm" "$ROOT/opt/cni/wasm/allow-dns.wasm"
-  run jq -r '.plugins[0] | "\(.guest) \(.myPodSubnet)"' "$CONF"
-  [ "$output" = "/opt/cni/wasm/allow-dns.wasm 200.200.1.0/24" ]
+  run jq -r '.plugins[0] | "\(.guest) \(.guestDigest) \(.myPodSubnet)"' "$CONF"
+  [ "$output" = "/opt/cni/wasm/allow-dns.wasm $(pin_of "$ROOT/opt/cni/wasm/allow-dns.wasm") 200.200.1.0/24" ]
+  [ "$(pin_of "$SRC/allow-dns.wasm")" != "$(pin_of "$SRC/default.wasm")" ]
 }
 
 @test "install-cni guest --file: a runner from before 'guest check' is asked with 'validate'" {
@@ -192,8 +208,8 @@ JSON
   assert_status 0
   run --separate-stderr "$NODE_SCRIPT" guest --default "${NETS[@]}"
   assert_status 0
-  run jq -r '.plugins[0].guest' "$CONF"
-  [ "$output" = /opt/cni/wasm/default.wasm ]
+  run jq -r '.plugins[0] | "\(.guest) \(.guestDigest)"' "$CONF"
+  [ "$output" = "/opt/cni/wasm/default.wasm $(pin_of "$ROOT/opt/cni/wasm/default.wasm")" ]
 }
 
 @test "install-cni guest: refuses when wasm-cni is not installed yet" {
@@ -214,12 +230,17 @@ JSON
 }
 
 @test "install-cni uninstall: removes runner, guests, conflist and cache; leaves the rest" {
-  install_it
+  printf '#!/bin/sh\n' >"$SRC/wasm-cni-registry"
+  run --separate-stderr "$NODE_SCRIPT" install --runner "$SRC/wasm-cni" --default-guest "$SRC/default.wasm" \
+    --registry-tool "$SRC/wasm-cni-registry" "${NETS[@]}"
+  assert_status 0
+  [ -x "$ROOT/opt/cni/bin/wasm-cni-registry" ]
   mkdir -p "$ROOT/var/cache/wasm-cni" "$ROOT/var/lib/cni/wasm-cni"
   touch "$ROOT/var/cache/wasm-cni/x.cwasm" "$ROOT/opt/cni/bin/bridge" "$ROOT/etc/cni/net.d/20-other.conflist"
   run --separate-stderr "$NODE_SCRIPT" uninstall
   assert_status 0
   [ ! -e "$ROOT/opt/cni/bin/wasm-cni" ]
+  [ ! -e "$ROOT/opt/cni/bin/wasm-cni-registry" ]
   [ ! -e "$ROOT/opt/cni/wasm" ]
   [ ! -e "$CONF" ]
   [ ! -e "$ROOT/var/cache/wasm-cni" ]
@@ -232,14 +253,16 @@ JSON
 
 @test "install-cni conflist: the conflist install writes, on stdout, with the runtime paths when given; writes nothing" {
   install_it
-  run --separate-stderr "$NODE_SCRIPT" conflist --guest /opt/cni/wasm/default.wasm "${NETS[@]}"
+  run --separate-stderr "$NODE_SCRIPT" conflist --guest /opt/cni/wasm/default.wasm \
+    --guest-digest "$(pin_of "$SRC/default.wasm")" "${NETS[@]}"
   assert_status 0
   [ "$output" = "$(cat "$CONF")" ]
   assert_contains "$stderr" "pod MTU 1460: the MTU of the uplink ens4"
   rm -rf "${ROOT:?}/opt" "${ROOT:?}/etc"
   # scripts/lab.sh's nodes: files in a directory, the runner's paths in it
   run --separate-stderr "$NODE_SCRIPT" conflist --guest '/lab/node 1/guests/my "x".wasm' "${NETS[@]}" --mtu 1500 \
-    --cache-dir /lab/n1/cache --state-dir /lab/n1/state --log-file /lab/n1/log/wasm-cni.log
+    --cache-dir /lab/n1/cache --state-dir /lab/n1/state --log-file /lab/n1/log/wasm-cni.log \
+    --guest-digest sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
   assert_status 0
   run jq -S . <<<"$output"
   assert_status 0
@@ -250,6 +273,7 @@ JSON
   "plugins": [{
     "type": "wasm-cni",
     "guest": "/lab/node 1/guests/my \"x\".wasm",
+    "guestDigest": "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
     "myHostNetwork": "10.0.0.0/16",
     "myPodNetwork": "200.200.0.0/16",
     "myPodSubnet": "200.200.1.0/24",
@@ -272,4 +296,109 @@ JSON
   assert_status 1
   assert_contains "$stderr" "stateDir 'state' must be an absolute path"
   [ -z "$output" ]
+  # a pin is sha256: and 64 lowercase hex digits
+  for bad in sha256:0123 md5:0123456789abcdef0123456789abcdef "sha256:$(printf 'A%.0s' {1..64})"; do
+    run --separate-stderr "$NODE_SCRIPT" conflist --guest /g.wasm "${NETS[@]}" --guest-digest "$bad"
+    assert_status 1
+    assert_contains "$stderr" "--guest-digest '$bad' must be sha256: and 64 lowercase hex digits"
+    [ -z "$output" ]
+  done
+}
+
+# registry: a stub registry directory the fake runner's 'guest pull' reads
+stub_registry() {
+  export STUB_REGISTRY="$BATS_TEST_TMPDIR/registry"
+  mkdir -p "$STUB_REGISTRY/registry.example:5000/guests"
+  printf '\0asm\x0d\x00\x01\x00routed v1' >"$STUB_REGISTRY/registry.example:5000/guests/routed:v1"
+  printf '\0asm\x0d\x00\x01\x00routed v2' >"$STUB_REGISTRY/registry.example:5000/guests/routed:v2"
+  V1_PIN="$(pin_of "$STUB_REGISTRY/registry.example:5000/guests/routed:v1")"
+  V1_NAME="routed-${V1_PIN:7:12}.wasm"
+}
+
+@test "install-cni guest --ref: pulled by the installed runner, checked, installed under a digest name, pinned" {
+  install_it
+  stub_registry
+  : >"$STUB_LOG"
+  run --separate-stderr "$NODE_SCRIPT" guest --ref oci://registry.example:5000/guests/routed:v1 --insecure "${NETS[@]}"
+  assert_status 0
+  assert_contains "$output" "pulled registry.example:5000/guests/routed:v1: $V1_PIN"
+  printf '%s\n' "fake-wasm-cni guest pull registry.example:5000/guests/routed:v1 -o <MKTEMP>/guest.wasm --insecure" \
+    "fake-wasm-cni guest check --cache-dir <T>/root/var/cache/wasm-cni <MKTEMP>/guest.wasm" | assert_calls
+  cmp "$STUB_REGISTRY/registry.example:5000/guests/routed:v1" "$ROOT/opt/cni/wasm/$V1_NAME"
+  [ "$(stat -c %a "$ROOT/opt/cni/wasm/$V1_NAME")" = 644 ]
+  run jq -r '.plugins[0] | "\(.guest) \(.guestDigest) \(.myPodSubnet)"' "$CONF"
+  [ "$output" = "/opt/cni/wasm/$V1_NAME $V1_PIN 200.200.1.0/24" ]
+  [ "$V1_PIN" = "$(pin_of "$ROOT/opt/cni/wasm/$V1_NAME")" ]
+  assert_tmp_clean
+  # a new version under the same tag: another file; the one in use is not rewritten
+  cp "$STUB_REGISTRY/registry.example:5000/guests/routed:v2" "$STUB_REGISTRY/registry.example:5000/guests/routed:v1"
+  v1_inode=$(stat -c %i "$ROOT/opt/cni/wasm/$V1_NAME")
+  run --separate-stderr "$NODE_SCRIPT" guest --ref registry.example:5000/guests/routed:v1 --insecure "${NETS[@]}"
+  assert_status 0
+  v2_pin="$(pin_of "$STUB_REGISTRY/registry.example:5000/guests/routed:v2")"
+  [ "$(jq -r '.plugins[0] | "\(.guest) \(.guestDigest)"' "$CONF")" = "/opt/cni/wasm/routed-${v2_pin:7:12}.wasm $v2_pin" ]
+  [ "$(stat -c %i "$ROOT/opt/cni/wasm/$V1_NAME")" = "$v1_inode" ]
+  # and back to the default guest, pinned
+  run --separate-stderr "$NODE_SCRIPT" guest --default "${NETS[@]}"
+  assert_status 0
+  [ "$(jq -r '.plugins[0] | "\(.guest) \(.guestDigest)"' "$CONF")" = "/opt/cni/wasm/default.wasm $(pin_of "$SRC/default.wasm")" ]
+}
+
+@test "install-cni guest --ref: the registry options reach the pull; an expected digest is enforced" {
+  install_it
+  stub_registry
+  echo pem >"$BATS_TEST_TMPDIR/ca.pem"
+  echo '{"auths":{}}' >"$BATS_TEST_TMPDIR/config.json"
+  : >"$STUB_LOG"
+  run --separate-stderr "$NODE_SCRIPT" guest --ref registry.example:5000/guests/routed:v1 --ca-file "$BATS_TEST_TMPDIR/ca.pem" \
+    --registry-config "$BATS_TEST_TMPDIR/config.json" --guest-digest "$V1_PIN" "${NETS[@]}"
+  assert_status 0
+  assert_contains "$(head -1 "$STUB_LOG")" "guest pull registry.example:5000/guests/routed:v1 -o $TMPDIR/"
+  assert_contains "$(head -1 "$STUB_LOG")" "/guest.wasm --ca-file $BATS_TEST_TMPDIR/ca.pem --registry-config $BATS_TEST_TMPDIR/config.json"
+  [ "$(jq -r '.plugins[0].guestDigest' "$CONF")" = "$V1_PIN" ]
+}
+
+@test "install-cni guest --ref: a failed pull (down, unknown tag, bad options, other digest, refused) changes nothing" {
+  install_it
+  stub_registry
+  before="$(cat "$CONF")"
+  guests_before="$(ls "$ROOT/opt/cni/wasm")"
+  check_unchanged() {
+    [ "$(cat "$CONF")" = "$before" ]
+    [ "$(ls "$ROOT/opt/cni/wasm")" = "$guests_before" ]
+    assert_tmp_clean
+  }
+  STUB_REGISTRY_DOWN=1 run --separate-stderr "$NODE_SCRIPT" guest --ref registry.example:5000/guests/routed:v1 "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "cannot reach registry.example:5000: Connection refused"
+  assert_contains "$stderr" "pulling registry.example:5000/guests/routed:v1 failed (wasm-cni guest pull exit 1, reason above); the node keeps its current guest and conflist."
+  check_unchanged
+  run --separate-stderr "$NODE_SCRIPT" guest --ref registry.example:5000/guests/routed:v9 "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "routed:v9: manifest unknown"
+  assert_contains "$stderr" "the node keeps its current guest and conflist"
+  check_unchanged
+  run --separate-stderr "$NODE_SCRIPT" guest --ref registry.example:5000/guests/routed:v1 --ca-file /nonexistent.pem "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "cannot read --ca-file /nonexistent.pem"
+  check_unchanged
+  run --separate-stderr "$NODE_SCRIPT" guest --ref registry.example:5000/guests/routed:v2 --guest-digest "$V1_PIN" "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "is $(pin_of "$STUB_REGISTRY/registry.example:5000/guests/routed:v2") here, not the pinned $V1_PIN"
+  check_unchanged
+  echo "not wasm" >"$STUB_REGISTRY/registry.example:5000/guests/text"
+  run --separate-stderr "$NODE_SCRIPT" guest --ref registry.example:5000/guests/text "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "is not a WebAssembly component"
+  check_unchanged
+  STUB_VALIDATE_FAIL=1 run --separate-stderr "$NODE_SCRIPT" guest --ref registry.example:5000/guests/routed:v1 "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "refuses '$V1_NAME' (reason above); the node keeps its current guest."
+  check_unchanged
+  for bad in "registry.example:5000" "https://registry.example/guests/x:v1" "registry.example/Guests/x" "r.example/x;reboot" "r.example/x:v1@sha256:00"; do
+    run --separate-stderr "$NODE_SCRIPT" guest --ref "$bad" "${NETS[@]}"
+    assert_status 1
+    assert_contains "$stderr" "is not a registry reference (host[:port]/repository[:tag][@sha256:<hex>])"
+  done
+  check_unchanged
 }
