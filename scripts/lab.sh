@@ -18,12 +18,22 @@ LAB_DIR=${LAB_DIR:-/var/lib/wasm-cni-lab}
 LAB_PREFIX=${LAB_PREFIX:-lab}
 LAB_PLUGIN=${LAB_PLUGIN:-wasm-cni}
 DIST_DIR=${DIST_DIR:-$REPO/dist}
-# the guest the nodes use (a student's own component, checked first); `guest FILE`
-# switches a running lab and remembers the choice in $LAB_DIR/guest
+# the guest the nodes use (a student's own component, checked first, or oci://REF,
+# pulled by every node); `guest FILE|oci://REF` switches a running lab and remembers
+# the choice in $LAB_DIR/guest (a pulled guest's digest in $LAB_DIR/guest-digest)
 if [[ -z ${LAB_GUEST:-} ]]; then
     LAB_GUEST=$DIST_DIR/guests/default.wasm
     [[ -f $LAB_DIR/guest ]] && LAB_GUEST=$(cat "$LAB_DIR/guest")
 fi
+LAB_GUEST_DIGEST=""
+if [[ $LAB_GUEST == oci://* && -f $LAB_DIR/guest-digest && $(cat "$LAB_DIR/guest" 2>/dev/null) == "$LAB_GUEST" ]]; then
+    LAB_GUEST_DIGEST=$(cat "$LAB_DIR/guest-digest")
+fi
+# how nodes reach the registry of an oci:// guest (also flags of `guest oci://REF`)
+LAB_PULL_OPTS=()
+[[ ${LAB_REGISTRY_INSECURE:-} == 1 ]] && LAB_PULL_OPTS+=(--insecure)
+[[ -n ${LAB_REGISTRY_CA:-} ]] && LAB_PULL_OPTS+=(--ca-file "$LAB_REGISTRY_CA")
+[[ -n ${LAB_REGISTRY_CONFIG:-} ]] && LAB_PULL_OPTS+=(--registry-config "$LAB_REGISTRY_CONFIG")
 REF_CNI_DIR=${REF_CNI_DIR:-/usr/lib/cni}
 
 # The lab's network and its placement (some are used only by scripts/lab/*.sh)
@@ -106,10 +116,14 @@ cmd_up() {
         wasm-cni)
             [[ -x $DIST_DIR/bin/wasm-cni && -f $DIST_DIR/guests/default.wasm ]] ||
                 die "$DIST_DIR/bin/wasm-cni or $DIST_DIR/guests/default.wasm missing: run scripts/build.sh (or LAB_PLUGIN=reference)"
-            # a student's guest must fit the runner's world before any node uses it
-            "$DIST_DIR/bin/wasm-cni" guest check "$LAB_GUEST" >/dev/null ||
-                die "LAB_GUEST=$LAB_GUEST is not a wasm-cni guest (see the reason above)"
-            LAB_GUEST=$(realpath "$LAB_GUEST")
+            if [[ $LAB_GUEST == oci://* ]]; then
+                need_ref "$LAB_GUEST"   # pulled (and checked) by every node below
+            else
+                # a student's guest must fit the runner's world before any node uses it
+                "$DIST_DIR/bin/wasm-cni" guest check "$LAB_GUEST" >/dev/null ||
+                    die "LAB_GUEST=$LAB_GUEST is not a wasm-cni guest (see the reason above)"
+                LAB_GUEST=$(realpath "$LAB_GUEST")
+            fi
             # pods wired by one guest must be removed by the same guest: switching a
             # running lab is `guest FILE`'s job
             if [[ -f $LAB_DIR/guest && $(cat "$LAB_DIR/guest") != "$LAB_GUEST" ]]; then
@@ -130,6 +144,11 @@ cmd_up() {
     topology_up
     say "inter-node routes (router):"
     routes_up
+    if [[ $plugin == wasm-cni && $LAB_GUEST == oci://* && -z $LAB_GUEST_DIGEST ]]; then
+        say "guest pull (every node, in its own namespace):"
+        pull_everywhere "$LAB_GUEST"
+        printf '%s\n' "$LAB_GUEST_DIGEST" >"$LAB_DIR/guest-digest"
+    fi
     say "node files ($LAB_DIR/nodes/*):"
     local node
     for node in "${NODES[@]}"; do node_files "$node" "$plugin"; done
@@ -195,22 +214,52 @@ cmd_down() {
 # What a policy set up on a node that the next policy must not find: the default
 # policy's bridge, links of ours a failed DEL left, the network's nftables table, and
 # the store (addresses, node setup fingerprint).
-cmd_guest() {  # FILE.wasm|default
-    (($# == 1)) || die "usage: $0 guest FILE.wasm|default"
+# need_ref oci://REF: a registry reference install-cni.sh would take
+need_ref() {
+    [[ ${1#oci://} =~ ^[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]+)?/[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(@sha256:[0-9a-f]{64})?$ ]] ||
+        die "'$1' is not a registry reference (oci://host[:port]/repository[:tag][@sha256:<hex>])"
+}
+
+cmd_guest() {  # FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]
+    local file="" a
+    while (($#)); do
+        a=$1; shift
+        case $a in
+            --insecure) LAB_PULL_OPTS+=(--insecure) ;;
+            --ca-file|--registry-config)
+                (($#)) || die "usage: $0 guest FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
+                LAB_PULL_OPTS+=("$a" "$1"); shift ;;
+            *) [[ -z $file ]] || die "usage: $0 guest FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
+               file=$a ;;
+        esac
+    done
+    [[ -n $file ]] || die "usage: $0 guest FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
+    [[ $file == oci://* || ${#LAB_PULL_OPTS[@]} -eq 0 || -n ${LAB_REGISTRY_INSECURE:-}${LAB_REGISTRY_CA:-}${LAB_REGISTRY_CONFIG:-} ]] ||
+        die "--insecure, --ca-file and --registry-config are for 'guest oci://REF'"
     [[ -f $LAB_DIR/plugin && $(cat "$LAB_DIR/plugin") == wasm-cni ]] ||
         die "the lab is not up with wasm-cni: run '$0 up' first"
-    local file=$1 node pod
-    [[ $file == default ]] && file=$DIST_DIR/guests/default.wasm
-    [[ -f $file ]] || die "$file: no such file"
-    file=$(realpath "$file")
-    say "guest check:"
-    local report
-    # (into the first node's cache: that node then need not compile it again)
-    report=$("$DIST_DIR/bin/wasm-cni" guest check --cache-dir "$(node_dir "${NODES[0]}")/cache" "$file" 2>&1) ||
-        die "$file does not fit: ${report#wasm-cni guest check: }
+    local node pod digest=""
+    if [[ $file == oci://* ]]; then
+        need_ref "$file"
+        # every node pulls it in its own namespace (the pull runs guest check's checks);
+        # any failure: the lab keeps its guest and pods
+        say "guest pull (every node, in its own namespace):"
+        local current=$LAB_GUEST_DIGEST
+        pull_everywhere "$file"
+        digest=$LAB_GUEST_DIGEST LAB_GUEST_DIGEST=$current
+    else
+        [[ $file == default ]] && file=$DIST_DIR/guests/default.wasm
+        [[ -f $file ]] || die "$file: no such file"
+        file=$(realpath "$file")
+        say "guest check:"
+        local report
+        # (into the first node's cache: that node then need not compile it again)
+        report=$("$DIST_DIR/bin/wasm-cni" guest check --cache-dir "$(node_dir "${NODES[0]}")/cache" "$file" 2>&1) ||
+            die "$file does not fit: ${report#wasm-cni guest check: }
 the lab keeps its current guest ($LAB_GUEST)"
-    say "${report%%$'\n'*}"
-    say "pods: removing them with the current guest ($(basename "$LAB_GUEST"))"
+        say "${report%%$'\n'*}"
+    fi
+    say "pods: removing them with the current guest ($(node_guest_name))"
     for node in $(workers); do
         for pod in $(pods_on "$node"); do
             [[ $(container_state "$node" "$pod") == absent ]] || pm "$node" rm -f -t 0 "$pod" >/dev/null
@@ -218,19 +267,21 @@ the lab keeps its current guest ($LAB_GUEST)"
         reset_node_policy "$node"
     done
     say "nodes: old policy state removed (bridge, links, nftables table, store)"
-    LAB_GUEST=$file
+    LAB_GUEST=$file LAB_GUEST_DIGEST=$digest
     printf '%s\n' "$file" >"$LAB_DIR/guest"
+    if [[ -n $digest ]]; then printf '%s\n' "$digest" >"$LAB_DIR/guest-digest"
+    else rm -f "$LAB_DIR/guest-digest"; fi
     say "node files:"
     for node in "${NODES[@]}"; do node_files "$node" wasm-cni; done
     say "pods:"
     pods_up
-    say "lab: the nodes now run $(basename "$file"); '$0 test' checks connectivity"
+    say "lab: the nodes now run $(node_guest_name)${digest:+ (${file#oci://}, pinned $digest)}; '$0 test' checks connectivity"
 }
 
 cmd_status() {
     say "lab dir: $LAB_DIR ($( [[ -d $LAB_DIR ]] && echo present || echo absent))"
     say "plugin:  $( [[ -f $LAB_DIR/plugin ]] && cat "$LAB_DIR/plugin" || echo "- (LAB_PLUGIN=$LAB_PLUGIN)")"
-    [[ $(cat "$LAB_DIR/plugin" 2>/dev/null) == wasm-cni ]] && say "guest:   $LAB_GUEST"
+    [[ $(cat "$LAB_DIR/plugin" 2>/dev/null) == wasm-cni ]] && say "guest:   $LAB_GUEST${LAB_GUEST_DIGEST:+ ($LAB_GUEST_DIGEST)}"
     say "inter-node routes: $(routes_state)"
     local node
     for node in router outside "${NODES[@]}"; do
@@ -303,11 +354,15 @@ usage: $0 COMMAND
   exec POD|NODE CMD...   run a command in a pod (podman exec) or a lab namespace
   guest FILE|default     check FILE (wasm-cni guest check), then re-create the pods
                    under it: no runner rebuild ('default': dist/guests/default.wasm)
+  guest oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]
+                   every node pulls REF in its own namespace (checked, pinned,
+                   precompiled), then the pods are re-created under it
   down             remove everything (containers, podman storage, namespaces, lab files)
 environment: LAB_PLUGIN=wasm-cni|reference (default wasm-cni), LAB_GUEST (the guest
   for 'up', default dist/guests/default.wasm), LAB_DIR (default
   /var/lib/wasm-cni-lab), LAB_PREFIX (namespace prefix, default lab), DIST_DIR,
-  LAB_MASQ=all|external (override the expected masquerade scope)
+  LAB_MASQ=all|external (override the expected masquerade scope),
+  LAB_REGISTRY_INSECURE=1, LAB_REGISTRY_CA=PEM, LAB_REGISTRY_CONFIG=FILE (oci:// guests)
 EOF
 }
 

@@ -15,6 +15,7 @@ packages=(
   containerd                   # the kubelet path tests
   protobuf-compiler            # the CRI client's build
   procps psmisc                # pgrep/fuser in clean-up paths
+  docker-registry              # a real OCI registry (distribution 2.8) for the guest push/pull tests and the lab's
 )
 
 missing=()

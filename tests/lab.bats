@@ -10,11 +10,65 @@ setup_file() {
     export LAB_PLUGIN=${LAB_PLUGIN:-wasm-cni}
     LAB="$(cd "$BATS_TEST_DIRNAME/.." && pwd)/scripts/lab.sh"
     export LAB
+    # DIST_DIR: the runner the lab installs (and its registry client); the guests are dist/'s
+    export DIST_DIR=${DIST_DIR:-$(cd "$BATS_TEST_DIRNAME/.." && pwd)/dist}
     ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort >"$BATS_FILE_TMPDIR/links.before"
 }
 
 teardown_file() {
+    registry_stop
+    ip netns del "$LAB_PREFIX-pinpod" 2>/dev/null || true
     "$LAB" down >/dev/null 2>&1 || true
+}
+
+# The registry of the oci:// tests: Debian's docker-registry (distribution 2.8) in the
+# lab's outside namespace (192.0.2.10, which every node reaches through the router's
+# NAT, as a cluster node reaches a registry on the internet), plain HTTP on port 5000,
+# its storage in a directory of its own. registry_stop (teardown_file too) removes both.
+REGISTRY=192.0.2.10:5000
+registry_start() {
+    command -v docker-registry >/dev/null || { echo "docker-registry missing: run scripts/setup.sh" >&2; return 1; }
+    local dir
+    dir=$(mktemp -d /tmp/wasm-cni-labtest-registry.XXXXXX)
+    printf '%s\n' "$dir" >"$BATS_FILE_TMPDIR/registry.dir"
+    printf 'version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n  secret: wasm-cni-labtest\n' \
+        "$dir/storage" "$REGISTRY" >"$dir/registry.yml"
+    ip netns exec "$LAB_PREFIX-outside" docker-registry serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 3>&- &
+    printf '%s\n' "$!" >"$BATS_FILE_TMPDIR/registry.pid"
+    for _ in $(seq 100); do
+        ip netns exec "$LAB_PREFIX-outside" bash -c "exec 3<>/dev/tcp/${REGISTRY%:*}/${REGISTRY#*:}" 2>/dev/null && return 0
+        kill -0 "$(cat "$BATS_FILE_TMPDIR/registry.pid")" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "the registry did not start:" >&2
+    cat "$dir/registry.log" >&2
+    return 1
+}
+
+registry_stop() {
+    local pid
+    if [[ -f $BATS_FILE_TMPDIR/registry.pid ]]; then
+        pid=$(cat "$BATS_FILE_TMPDIR/registry.pid")
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        rm -f "$BATS_FILE_TMPDIR/registry.pid"
+    fi
+    if [[ -f $BATS_FILE_TMPDIR/registry.dir ]]; then
+        rm -rf "$(cat "$BATS_FILE_TMPDIR/registry.dir")"
+        rm -f "$BATS_FILE_TMPDIR/registry.dir"
+    fi
+}
+
+# node_state NODE: what a CNI call may change on a node (links, addresses, routes, the
+# firewall, the store)
+node_state() {
+    local n=$LAB_PREFIX-$1
+    ip -n "$n" -br link show | awk '{print $1, $3}'
+    ip -n "$n" -br addr show
+    ip -n "$n" route show table all
+    ip netns exec "$n" nft list ruleset
+    (cd "$LAB_DIR/nodes/$1/state" && find . -type f -print0 | sort -z | xargs -0r sha256sum)
 }
 
 lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || true; }
@@ -172,12 +226,110 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [ "$output" = 0 ]
 }
 
+@test "guest oci://: pushed from one node, pulled by every node in its namespace, pinned, the test passes" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    dist=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/dist
+    [ -x "$DIST_DIR/bin/wasm-cni-registry" ] ||
+        { echo "$DIST_DIR/bin/wasm-cni-registry missing: run scripts/build.sh" >&2; return 1; }
+    registry_start
+    # a student pushes once (here from worker-1's namespace, through the router)
+    run ip netns exec "$LAB_PREFIX-worker-1" "$DIST_DIR/bin/wasm-cni" guest push "$dist/guests/routed.wasm" "$REGISTRY/guests/routed:v1" --insecure
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"$REGISTRY/guests/routed:v1@sha256:"* ]]
+    pin="sha256:$(sha256sum "$dist/guests/routed.wasm" | cut -d' ' -f1)"
+    name="routed-${pin:7:12}.wasm"
+    run "$LAB" guest "oci://$REGISTRY/guests/routed:v1" --insecure
+    echo "$output"
+    [ "$status" -eq 0 ]
+    swapped=$output
+    for node in master worker-1 worker-2; do
+        [[ $swapped == *"$node: pulled $REGISTRY/guests/routed:v1 ($pin) -> guests/$name"* ]]
+        d=$LAB_DIR/nodes/$node
+        cmp "$dist/guests/routed.wasm" "$d/guests/$name"
+        # the conflist points at the pulled file and pins its bytes
+        run jq -r '.plugins[0] | "\(.guest) \(.guestDigest)"' "$d/net.d/10-wasm-cni.conflist"
+        [ "$output" = "$d/guests/$name sha256:$(sha256sum "$d/guests/$name" | cut -d' ' -f1)" ]
+        [ "${output#* }" = "$pin" ]
+        [ -z "$(find "$d/guests" -name '.pull.*')" ]
+    done
+    run "$LAB" status
+    [[ $output == *"guest:   oci://$REGISTRY/guests/routed:v1 ($pin)"* ]]
+    # routed wiring: the pod's address is a /32
+    run "$LAB" exec pod-1 ip -4 -o addr show eth0
+    [[ $output == *"/32 "* ]]
+    run "$LAB" test
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+    # `up` again: the nodes have the pinned file; nothing is pulled or changed
+    run "$LAB" up
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output != *pulled* && $output != *"wrote "* ]]
+}
+
+@test "a pinned guest changed on a node: its ADD is refused with code 7 and changes nothing" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    dist=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/dist
+    d=$LAB_DIR/nodes/worker-2
+    conf=$d/net.d/10-wasm-cni.conflist
+    guest=$(jq -r '.plugins[0].guest' "$conf")
+    pin=$(jq -r '.plugins[0].guestDigest' "$conf")
+    [[ $pin == sha256:* ]]
+    # someone replaces the node's guest file with another (valid) guest
+    cp "$guest" "$BATS_FILE_TMPDIR/pinned.wasm"
+    cp "$dist/guests/default.wasm" "$guest.new" && mv -f "$guest.new" "$guest"
+    other="sha256:$(sha256sum "$guest" | cut -d' ' -f1)"
+    before=$(node_state worker-2)
+    ip netns add "$LAB_PREFIX-pinpod"
+    jq -c '{cniVersion, name} + .plugins[0]' "$conf" >"$BATS_FILE_TMPDIR/net.json"
+    run ip netns exec "$LAB_PREFIX-worker-2" env CNI_COMMAND=ADD CNI_CONTAINERID=pin-test \
+        CNI_NETNS="/run/netns/$LAB_PREFIX-pinpod" CNI_IFNAME=eth0 CNI_PATH="$d/bin" "$d/bin/wasm-cni" <"$BATS_FILE_TMPDIR/net.json"
+    echo "$output"
+    [ "$status" -ne 0 ]
+    [ "$(jq -r .code <<<"$output")" = 7 ]
+    [[ $output == *"$pin"* && $output == *"$other"* ]]
+    # nothing half-configured: the node as it was, the pod's namespace empty
+    [ "$(node_state worker-2)" = "$before" ]
+    [ "$(ip -n "$LAB_PREFIX-pinpod" -br link show | awk '{print $1}')" = lo ]
+    ip netns del "$LAB_PREFIX-pinpod"
+    # the file put back: the pin holds again (the next test's DELs run this guest)
+    cp "$BATS_FILE_TMPDIR/pinned.wasm" "$guest.new" && mv -f "$guest.new" "$guest"
+    [ "sha256:$(sha256sum "$guest" | cut -d' ' -f1)" = "$pin" ]
+}
+
+@test "guest oci:// that cannot be pulled (unknown tag, registry down): the lab keeps its guest and pods" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    guests_before=$(ls -A "$LAB_DIR"/nodes/*/guests)
+    conf_before=$(cat "$LAB_DIR"/nodes/*/net.d/10-wasm-cni.conflist)
+    run "$LAB" guest "oci://$REGISTRY/guests/routed:v9" --insecure
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ $output == *"master: pulling $REGISTRY/guests/routed:v9 failed (reason above); the lab keeps its current guest (oci://$REGISTRY/guests/routed:v1)"* ]]
+    registry_stop
+    run "$LAB" guest "oci://$REGISTRY/guests/routed:v1" --insecure
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ $output == *"the lab keeps its current guest"* ]]
+    [ "$(ls -A "$LAB_DIR"/nodes/*/guests)" = "$guests_before" ]
+    [ "$(cat "$LAB_DIR"/nodes/*/net.d/10-wasm-cni.conflist)" = "$conf_before" ]
+    run "$LAB" status
+    [[ $output == *"guest:   oci://$REGISTRY/guests/routed:v1 (sha256:"* ]]
+    [[ $output == *"pod-1 ip: 200.200.1."* ]]
+}
+
 @test "guest default: back to the default guest" {
     [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
     run "$LAB" guest default
     echo "$output"
     [ "$status" -eq 0 ]
     [[ $output == *"now run default.wasm"* ]]
+    for node in master worker-1 worker-2; do
+        d=$LAB_DIR/nodes/$node
+        run jq -r '.plugins[0] | "\(.guest) \(.guestDigest)"' "$d/net.d/10-wasm-cni.conflist"
+        [ "$output" = "$d/guests/default.wasm sha256:$(sha256sum "$d/guests/default.wasm" | cut -d' ' -f1)" ]
+    done
     run "$LAB" test
     [ "$status" -eq 0 ]
     [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]

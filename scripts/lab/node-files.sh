@@ -1,8 +1,84 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154 # the settings and helpers are scripts/lab.sh's
 # A lab node's files ($LAB_DIR/nodes/NODE: runner, guest precompiled into the node's
-# cache, conflist, podman settings), and the policy state `lab.sh guest` clears.
+# cache, conflist, podman settings), a guest pulled from a registry by each node in its
+# own namespace (`lab.sh guest oci://REF`), and the policy state `lab.sh guest` clears.
 # Sourced by scripts/lab.sh, never run.
+
+# sha256_of FILE -> sha256:<hex> (what the conflist's guestDigest pins)
+sha256_of() { local s; s=$(sha256sum <"$1") || return 1; printf 'sha256:%s\n' "${s%% *}"; }
+
+# oci_name REF DIGEST -> the file name a pulled guest gets on a node, as install-cni.sh
+# names it on a real one: the repository's last path segment and 12 hex digits of DIGEST
+oci_name() {
+    local repo=${1#oci://}; repo=${repo%%@*}
+    local seg=${repo##*/}; seg=${seg%%:*}
+    printf '%s-%s.wasm\n' "$seg" "${2:7:12}"
+}
+
+# the lab guest's file name on a node
+node_guest_name() {
+    if [[ $LAB_GUEST == oci://* ]]; then oci_name "$LAB_GUEST" "$LAB_GUEST_DIGEST"
+    else basename "$LAB_GUEST"; fi
+}
+
+# node_bins NODE: the runner and its registry client (what `guest pull` runs) in the
+# node's bin/, recopied only when dist/ has other bytes
+node_bins() {
+    local d changed=(); d=$(node_dir "$1")
+    mkdir -p "$d"/{bin,guests,cache}
+    copy_if_changed "$DIST_DIR/bin/wasm-cni" "$d/bin/wasm-cni" 0755 && changed+=(bin/wasm-cni)
+    if [[ -f $DIST_DIR/bin/wasm-cni-registry ]]; then
+        copy_if_changed "$DIST_DIR/bin/wasm-cni-registry" "$d/bin/wasm-cni-registry" 0755 &&
+            changed+=(bin/wasm-cni-registry)
+    fi
+    printf '%s\n' "${changed[@]}"
+}
+
+# lab_pull NODE REF: the node's own runner pulls REF inside the node's namespace (so
+# through the lab's VPC and router, as a cluster node would) into guests/, under its
+# digest name. Sets PULLED (the file name) and PULLED_DIGEST; returns 1 (with the
+# runner's reason on stderr, nothing left behind) when the pull fails.
+lab_pull() {
+    local node=$1 ref=${2#oci://} d tmp digest
+    d=$(node_dir "$node")
+    tmp=$(mktemp "$d/guests/.pull.XXXXXX")
+    if ! digest=$(in_ns "$node" "$d/bin/wasm-cni" guest pull "$ref" -o "$tmp" "${LAB_PULL_OPTS[@]}"); then
+        rm -f "$tmp"; return 1
+    fi
+    if [[ $digest != "$(sha256_of "$tmp")" ]]; then
+        say "$node: wasm-cni guest pull said '$digest', but the file it wrote is $(sha256_of "$tmp")" >&2
+        rm -f "$tmp"; return 1
+    fi
+    PULLED=$(oci_name "$ref" "$digest") PULLED_DIGEST=$digest
+    chmod 0644 "$tmp"
+    mv -f "$tmp" "$d/guests/$PULLED"   # a digest name: never a file in use with other bytes
+}
+
+# pull_everywhere oci://REF [DIGEST]: every node pulls REF; all must get the same bytes
+# (DIGEST when given, else the first node's). Sets LAB_GUEST_DIGEST. On a failure, the
+# files this pull added are removed and the lab keeps its guest.
+pull_everywhere() {
+    local ref=$1 want=${2:-} node added=() d f
+    for node in "${NODES[@]}"; do
+        d=$(node_dir "$node")
+        local bins; bins=$(node_bins "$node")
+        [[ -z $bins ]] || say "  $node: wrote $(tr '\n' ' ' <<<"$bins")"
+        local before; before=$(ls -A "$d/guests")
+        if ! lab_pull "$node" "$ref"; then
+            for f in "${added[@]}"; do rm -f "$f"; done
+            die "$node: pulling ${ref#oci://} failed (reason above); the lab keeps its current guest ($LAB_GUEST)"
+        fi
+        grep -qxF "$PULLED" <<<"$before" || added+=("$d/guests/$PULLED")
+        if [[ -n $want && $PULLED_DIGEST != "$want" ]]; then
+            for f in "${added[@]}"; do rm -f "$f"; done
+            die "$node pulled $PULLED_DIGEST, not $want (${NODES[0]}'s, or the pin): did the tag move? Pull by @sha256:...; the lab keeps its current guest ($LAB_GUEST)"
+        fi
+        want=$PULLED_DIGEST
+        say "  $node: pulled ${ref#oci://} ($PULLED_DIGEST) -> guests/$PULLED"
+    done
+    LAB_GUEST_DIGEST=$want
+}
 
 # The node's conflist, on stdout. wasm-cni's is written by the cluster's writer
 # (scripts/node/install-cni.sh, what scripts/cni-plugin.sh runs on every node), with
@@ -11,8 +87,10 @@
 write_conflist() {  # node plugin
     local node=$1 plugin=$2 d; d=$(node_dir "$node")
     if [[ $plugin == wasm-cni ]]; then
-        local mtu; mtu=$(ip -n "$(ns_of "$node")" -j link show vpc0 | jq '.[0].mtu')
-        "$REPO/scripts/node/install-cni.sh" conflist --guest "$d/guests/$(basename "$LAB_GUEST")" \
+        local mtu g; mtu=$(ip -n "$(ns_of "$node")" -j link show vpc0 | jq '.[0].mtu')
+        g=$d/guests/$(node_guest_name)
+        # pinned to the bytes on the node (the runner refuses others, code 7)
+        "$REPO/scripts/node/install-cni.sh" conflist --guest "$g" --guest-digest "$(sha256_of "$g")" \
             --host-network "$HOST_NET" --pod-network "$POD_NET" --pod-subnet "${POD_CIDR[$node]}" \
             --mtu "$mtu" --cache-dir "$d/cache" --state-dir "$d/state" --log-file "$d/log/wasm-cni.log"
     else
@@ -36,9 +114,22 @@ node_files() {  # node plugin
     d=$(node_dir "$node")
     mkdir -p "$d"/{bin,guests,net.d,cache,state,log,ipam} "$d"/podman/{tmp,root,runroot,volumes}
     if [[ $plugin == wasm-cni ]]; then
-        copy_if_changed "$DIST_DIR/bin/wasm-cni" "$d/bin/wasm-cni" 0755 && changed+=(bin/wasm-cni)
-        local g report; g=$(basename "$LAB_GUEST")
-        copy_if_changed "$LAB_GUEST" "$d/guests/$g" 0644 && changed+=("guests/$g")
+        local bins; bins=$(node_bins "$node")
+        [[ -z $bins ]] || mapfile -t -O "${#changed[@]}" changed <<<"$bins"
+        local g report
+        if [[ $LAB_GUEST == oci://* ]]; then
+            # pulled by `guest oci://` (or here, by an `up` of a lab whose nodes lack it)
+            g=$(node_guest_name)
+            if [[ ! -f $d/guests/$g || $(sha256_of "$d/guests/$g") != "$LAB_GUEST_DIGEST" ]]; then
+                lab_pull "$node" "$LAB_GUEST" || die "$node: pulling ${LAB_GUEST#oci://} failed (reason above)"
+                [[ $PULLED_DIGEST == "$LAB_GUEST_DIGEST" ]] ||
+                    die "$node: ${LAB_GUEST#oci://} is now $PULLED_DIGEST, not the lab's $LAB_GUEST_DIGEST (the tag moved)"
+                changed+=("guests/$g (pulled)")
+            fi
+        else
+            g=$(basename "$LAB_GUEST")
+            copy_if_changed "$LAB_GUEST" "$d/guests/$g" 0644 && changed+=("guests/$g")
+        fi
         # precompile into the node's cacheDir, as installing on a real node does
         # (scripts/node/install-cni.sh): no pod's ADD pays the compile (seconds for a
         # Python guest); a hit costs milliseconds
