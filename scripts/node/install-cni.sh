@@ -312,6 +312,8 @@ pull_guest() {
   local ref=${1#oci://} tmpdir digest actual name rc=0
   [[ "$ref" =~ ^[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]+)?/[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(@sha256:[0-9a-f]{64})?$ ]] ||
     die "'$1' is not a registry reference (host[:port]/repository[:tag][@sha256:<hex>])."
+  [[ -x "$ROOT$REGISTRY_TOOL_PATH" ]] ||
+    die "this node has no registry client ($REGISTRY_TOOL_PATH, what 'wasm-cni guest pull' runs): build dist/bin/wasm-cni-registry (scripts/build.sh) and re-run scripts/cni-plugin.sh up; the node keeps its current guest and conflist."
   tmpdir="$(mktemp -d "${TMPDIR:-/tmp}/wasm-cni-pull.XXXXXX")"
   # shellcheck disable=SC2064 # the directory is known now
   trap "rm -rf -- '$tmpdir'" EXIT

@@ -399,8 +399,11 @@ pin_of() {
   done
 }
 
-# stub_registry: the directory the fake runner's 'guest pull' reads (REF = path in it)
+# stub_registry: the directory the fake runner's 'guest pull' reads (REF = path in it),
+# and a registry client for `up` to install next to the runner
 stub_registry() {
+  export REGISTRY_BIN="$DIST/bin/wasm-cni-registry"
+  cp "$BATS_FILE_TMPDIR/elf-runner" "$REGISTRY_BIN"
   export STUB_REGISTRY="$BATS_TEST_TMPDIR/registry"
   mkdir -p "$STUB_REGISTRY/registry.example:5000/guests"
   printf '\0asm\x0d\x00\x01\x00routed v1' >"$STUB_REGISTRY/registry.example:5000/guests/routed:v1"

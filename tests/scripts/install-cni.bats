@@ -305,8 +305,11 @@ JSON
   done
 }
 
-# registry: a stub registry directory the fake runner's 'guest pull' reads
+# registry: a stub registry directory the fake runner's 'guest pull' reads, and the
+# registry client installed next to the runner (what the real 'guest pull' runs)
 stub_registry() {
+  printf '#!/bin/sh\n' >"$ROOT/opt/cni/bin/wasm-cni-registry"
+  chmod +x "$ROOT/opt/cni/bin/wasm-cni-registry"
   export STUB_REGISTRY="$BATS_TEST_TMPDIR/registry"
   mkdir -p "$STUB_REGISTRY/registry.example:5000/guests"
   printf '\0asm\x0d\x00\x01\x00routed v1' >"$STUB_REGISTRY/registry.example:5000/guests/routed:v1"
@@ -394,6 +397,13 @@ stub_registry() {
   STUB_VALIDATE_FAIL=1 run --separate-stderr "$NODE_SCRIPT" guest --ref registry.example:5000/guests/routed:v1 "${NETS[@]}"
   assert_status 1
   assert_contains "$stderr" "refuses '$V1_NAME' (reason above); the node keeps its current guest."
+  check_unchanged
+  rm "$ROOT/opt/cni/bin/wasm-cni-registry"
+  : >"$STUB_LOG"
+  run --separate-stderr "$NODE_SCRIPT" guest --ref registry.example:5000/guests/routed:v1 "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "this node has no registry client (/opt/cni/bin/wasm-cni-registry, what 'wasm-cni guest pull' runs): build dist/bin/wasm-cni-registry (scripts/build.sh) and re-run scripts/cni-plugin.sh up"
+  assert_no_calls
   check_unchanged
   for bad in "registry.example:5000" "https://registry.example/guests/x:v1" "registry.example/Guests/x" "r.example/x;reboot" "r.example/x:v1@sha256:00"; do
     run --separate-stderr "$NODE_SCRIPT" guest --ref "$bad" "${NETS[@]}"
