@@ -2,6 +2,7 @@
 # Build the runner (native, release) and the default guest (wasm32-wasip2 component),
 # and put them where everything else looks for them:
 #   dist/bin/wasm-cni          the runner (install as /opt/cni/bin/wasm-cni)
+#   dist/bin/wasm-cni-registry `wasm-cni guest push|pull` (wasm-cni execs it from its own directory)
 #   dist/guests/default.wasm   the default policy (guest/default; install as /opt/cni/wasm/default.wasm)
 #   dist/guests/routed.wasm    the routed point-to-point policy (guest/routed)
 #   dist/guests/js-bridge.wasm the default policy in JavaScript (guest/js-bridge; npm)
@@ -22,7 +23,7 @@ fi
 if [ "${1:-}" = --test-artifacts ]; then
   # Built first: it shares target/release/wasm-cni with the normal build below, which
   # then only re-copies its own (cached) binary.
-  cargo build --release --locked -p wasm-cni --features fault-injection
+  cargo build --release --locked -p wasm-cni --bin wasm-cni --features fault-injection
   mkdir -p dist/test
   install -m 0755 target/release/wasm-cni dist/test/.wasm-cni-faults.tmp
   mv -f dist/test/.wasm-cni-faults.tmp dist/test/wasm-cni-faults
@@ -45,6 +46,8 @@ mkdir -p dist/bin dist/guests
 # precompiled-cache logic relies on files never being rewritten in place.
 install -m 0755 target/release/wasm-cni dist/bin/.wasm-cni.tmp
 mv -f dist/bin/.wasm-cni.tmp dist/bin/wasm-cni
+install -m 0755 target/release/wasm-cni-registry dist/bin/.wasm-cni-registry.tmp
+mv -f dist/bin/.wasm-cni-registry.tmp dist/bin/wasm-cni-registry
 put_guest() {  # built.wasm name
   install -m 0644 "$1" "dist/guests/.$2.wasm.tmp"
   mv -f "dist/guests/.$2.wasm.tmp" "dist/guests/$2.wasm"

@@ -15,6 +15,7 @@ packages=(
   containerd                   # the kubelet path tests
   protobuf-compiler            # the CRI client's build
   procps psmisc                # pgrep/fuser in clean-up paths
+  skopeo apache2-utils openssl # registry tests: another client, htpasswd, a self-signed CA
   docker-registry              # a real OCI registry (distribution 2.8) for the guest push/pull tests and the lab's
 )
 

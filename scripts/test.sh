@@ -88,6 +88,9 @@ bats_tests "cri (containerd)" tests/cri
 stage "sandbox: hostile guests, fault injection, storm, kill"
 bats_tests "sandbox" tests/sandbox
 
+stage "registry: guest push/pull against docker-registry (in a namespace)"
+bats_tests "registry" tests/registry
+
 stage "cluster scripts (stub gcloud/kubectl)"
 WASM_CNI_REAL_TESTS=1 bats_tests "cluster scripts" tests/scripts
 

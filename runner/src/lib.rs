@@ -16,6 +16,7 @@
 
 pub(crate) mod cni;
 pub(crate) mod error;
+pub mod registry;
 pub mod simulate;
 pub mod wasm;
 

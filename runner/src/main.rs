@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -69,6 +70,28 @@ enum GuestCmd {
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
     },
+    /// Push FILE to a registry as a Wasm OCI artifact, after the checks of `guest check`,
+    /// and print REF@sha256:<manifest digest> (`guest push --help`: the options).
+    #[command(disable_help_flag = true)]
+    Push {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "FILE REF"
+        )]
+        args: Vec<OsString>,
+    },
+    /// Pull a guest from a registry into FILE (digests verified, the checks of `guest
+    /// check`, written atomically) and print its sha256 digest (`guest pull --help`).
+    #[command(disable_help_flag = true)]
+    Pull {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "REF -o FILE"
+        )]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() {
@@ -84,6 +107,12 @@ fn main() {
         Cmd::Guest {
             what: GuestCmd::Check { file, cache_dir },
         } => ("guest check", 1, guest_check(&file, cache_dir.as_deref())),
+        Cmd::Guest {
+            what: GuestCmd::Push { args },
+        } => ("guest push", 2, registry_tool("push", args)),
+        Cmd::Guest {
+            what: GuestCmd::Pull { args },
+        } => ("guest pull", 2, registry_tool("pull", args)),
         Cmd::Validate { file } => ("validate", 1, validate(&file)),
         Cmd::Simulate {
             command,
@@ -129,6 +158,24 @@ fn guest_check(file: &Path, cache_dir: Option<&Path>) -> Result<i32> {
     let report = wasm_cni::wasm::check::check_into(file, cache_dir).context("refused")?;
     print(&(report.lines.join("\n") + "\n"));
     Ok(0)
+}
+
+/// `guest push` and `guest pull` are run by `wasm-cni-registry`, installed next to this
+/// binary: the registry client (HTTP, TLS) stays out of the binary every CNI call execs.
+fn registry_tool(what: &str, args: Vec<OsString>) -> Result<i32> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot locate wasm-cni")?;
+    let tool = exe.with_file_name("wasm-cni-registry");
+    let err = std::process::Command::new(&tool)
+        .args(["guest", what])
+        .args(args)
+        .exec();
+    Err(err).with_context(|| {
+        format!(
+            "cannot run {} (scripts/build.sh builds it next to wasm-cni)",
+            tool.display()
+        )
+    })
 }
 
 fn validate(file: &Path) -> Result<i32> {
