@@ -6,6 +6,7 @@
 use crate::calllog::CallLog;
 use crate::cni::{config, output, Command, Env, NetConf, Version};
 use crate::error::{Error, Result};
+use crate::gate::grants::attachment_id;
 use crate::node::kernel::{store::Store, Kernel};
 use crate::session::{command_in_version, status_code, Session};
 use crate::{gate, supervisor, wasm};
@@ -172,9 +173,15 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
     let engine = wasm::engine::engine()?;
     timing.engine_us = t.elapsed().as_micros();
     let t = Instant::now();
-    let (component, cache) = wasm::engine::load(&engine, &conf.guest, &conf.cache_dir)?;
+    let mut guest = wasm::engine::load(
+        &engine,
+        &conf.guest,
+        &conf.cache_dir,
+        conf.guest_digest.as_deref(),
+    )?;
+    let mut guest_path = conf.guest.clone();
     timing.load_us = t.elapsed().as_micros();
-    timing.cache = Some(cache);
+    timing.cache = Some(guest.cache);
 
     let mut store = Store::open(&conf.network_dir())?;
     let lock = store.lock(Duration::from_millis(conf.lock_timeout_ms))?;
@@ -187,17 +194,53 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
         );
     }
 
+    // DEL and CHECK run the guest that set the attachment up, also after a swap
+    let attachment = attachment_id(&env.container_id, &env.ifname);
+    let recorded = match env.command {
+        Command::Del | Command::Check => store.attachment_guest(&attachment).unwrap_or(None),
+        _ => None,
+    };
+    if let Some(d) = recorded.filter(|d| *d != guest.digest) {
+        let kept = store.kept_guest(&d);
+        match wasm::engine::load(&engine, &kept, &conf.cache_dir, Some(&d)) {
+            Ok(g) => {
+                log.line("INFO", &format!(
+                    "attachment {attachment:?} was set up by guest {d}: running it ({}), not the configured {}",
+                    kept.display(),
+                    guest.digest
+                ));
+                guest = g;
+                guest_path = kept;
+            }
+            Err(e) => log.line("WARN", &format!(
+                "attachment {attachment:?} was set up by guest {d}, whose copy cannot run ({e}): running the configured {}",
+                guest.digest
+            )),
+        }
+    }
+    let files = Store::open(&conf.network_dir())?;
+
     let has_netns = env.netns.as_ref().is_some_and(|p| p.exists());
     let kernel = Kernel::new(if has_netns { env.netns.clone() } else { None }, store)
         .map_err(|e| Error::io("the runner's own network namespace", e))?;
-    let mut session = Session::new(env, conf, Box::new(kernel), has_netns, log.clone());
+    let mut session = Session::new(
+        env,
+        conf,
+        Box::new(kernel),
+        has_netns,
+        log.clone(),
+        (&guest_path, &guest.digest),
+    );
     if conf.timing {
         gate::lock(session.gate()).trace = Some(Vec::new());
     }
     supervisor::watch(session.gate().clone(), session.timeout());
-    let done = session.run(&engine, &component);
+    let done = session.run(&engine, &guest.component);
     timing.phases = done.phases;
-    let g = gate::lock(session.gate());
+    let mut g = gate::lock(session.gate());
+    if done.result.is_ok() {
+        keep_guests(env.command, &mut g, &files, &guest, log);
+    }
     timing.host_calls = g.calls;
     timing.host_us = g.host_time.as_micros();
     if let Some(trace) = &g.trace {
@@ -214,5 +257,32 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
     match done.result? {
         wasm::Reply::Added(r) => Ok(Some(r.to_json(conf.cni_version))),
         wasm::Reply::Done => Ok(None),
+    }
+}
+
+/// After an ADD, keep a copy of its guest (so its DEL still runs it after a swap);
+/// after a DEL or GC, drop the copies no live attachment needs. A failure here costs
+/// only that future: it is logged, not the call's outcome.
+fn keep_guests(
+    cmd: Command,
+    g: &mut gate::Gate,
+    files: &Store,
+    guest: &wasm::engine::Loaded,
+    log: &CallLog,
+) {
+    let r = match cmd {
+        Command::Add => files
+            .keep_guest(&guest.digest, &guest.wasm)
+            .map_err(|e| e.to_string()),
+        Command::Del | Command::Gc => g
+            .node
+            .guests_in_use()
+            .map_err(|e| e.to_string())
+            .and_then(|used| files.prune_guests(&used).map_err(|e| e.to_string()))
+            .map(|_| ()),
+        _ => Ok(()),
+    };
+    if let Err(e) = r {
+        log.line("WARN", &format!("kept guest copies: {e}"));
     }
 }

@@ -19,7 +19,6 @@ use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Write as _;
@@ -147,22 +146,9 @@ pub fn parse_push_reference(s: &str) -> Result<Ref, String> {
     Ok(r)
 }
 
+/// A lowercase `sha256:<64 hex>` (OCI digests are lowercase).
 fn is_sha256(d: &str) -> bool {
-    d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
-
-/// `sha256:<hex>` of some bytes: the digest `guest pull` prints and configs pin.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(71);
-    s.push_str("sha256:");
-    for b in Sha256::digest(bytes) {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    crate::cni::config::parse_digest(d).as_deref() == Some(d)
 }
 
 /// How to reach the registry and who to be there.
@@ -543,12 +529,12 @@ pub fn push(file: &Path, reference: &Ref, o: &Options) -> Result<String, Error> 
             file.display()
         )));
     }
-    let layer_digest = sha256_digest(&bytes);
+    let layer_digest = crate::wasm::engine::digest(&bytes);
     let config = wasm_config(&bytes, &layer_digest).map_err(|reason| Error::Refused {
         what: file.display().to_string(),
         reason,
     })?;
-    let config_digest = sha256_digest(&config);
+    let config_digest = crate::wasm::engine::digest(&config);
     let manifest = OciImageManifest {
         schema_version: 2,
         media_type: Some(MANIFEST_MEDIA_TYPE.to_string()),
@@ -567,7 +553,7 @@ pub fn push(file: &Path, reference: &Ref, o: &Options) -> Result<String, Error> 
         ..OciImageManifest::default()
     };
     let body = serde_json::to_vec(&manifest).map_err(|e| Error::Setup(e.to_string()))?;
-    let manifest_digest = sha256_digest(&body);
+    let manifest_digest = crate::wasm::engine::digest(&body);
 
     let auth = credentials(reference, o)?;
     let client = client(o)?;
@@ -734,7 +720,7 @@ pub fn pull(reference: &Ref, out: &Path, o: &Options) -> Result<Pulled, Error> {
                 reason: format!("a manifest of {} bytes", body.len()),
             });
         }
-        let manifest_digest = sha256_digest(&body);
+        let manifest_digest = crate::wasm::engine::digest(&body);
         if let Some(pinned) = reference.digest() {
             if pinned != manifest_digest {
                 return Err(mismatch("manifest", pinned, manifest_digest));
@@ -762,7 +748,7 @@ pub fn pull(reference: &Ref, out: &Path, o: &Options) -> Result<Pulled, Error> {
         }
         Ok((manifest_digest, layer, bytes))
     })?;
-    let digest = sha256_digest(&bytes);
+    let digest = crate::wasm::engine::digest(&bytes);
     if digest != layer.digest || bytes.len() as u64 != layer.size as u64 {
         return Err(mismatch(
             "layer",
@@ -828,7 +814,7 @@ mod tests {
     #[test]
     fn digests() {
         assert_eq!(
-            sha256_digest(b""),
+            crate::wasm::engine::digest(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }

@@ -10,7 +10,7 @@ use crate::gate::journal::Journal;
 use crate::gate::{self, Gate};
 use crate::node::Node;
 use crate::{supervisor, wasm};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How a guest call ended.
@@ -39,22 +39,25 @@ pub(crate) struct Session {
 impl Session {
     /// Plan the call from the CNI environment and the config, and put the gate over
     /// `node`. `has_netns`: the container namespace exists (DEL may come without it).
+    /// `guest`: the file and digest of the guest that runs (the one an ADD records).
     pub fn new(
         env: &Env,
         conf: &NetConf,
         node: Box<dyn Node>,
         has_netns: bool,
         log: CallLog,
+        guest: (&Path, &str),
     ) -> Session {
         let (grants, call) = plan(env, conf, has_netns);
         let journal = (env.command == Command::Add).then(Journal::default);
         let mut g = Gate::new(grants, node, journal, log, grants::table_name(&conf.name));
         g.limits = conf.limits.clone();
+        g.guest = guest.1.to_string();
         Session {
             command: env.command,
             call: Some(call),
             gate: gate::shared(g),
-            guest_path: conf.guest.clone(),
+            guest_path: guest.0.to_path_buf(),
             container_netns: env
                 .netns
                 .as_ref()

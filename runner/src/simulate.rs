@@ -143,15 +143,27 @@ pub fn run(o: &Options) -> Result<Outcome> {
     }
 
     let engine = wasm::engine::engine()?;
-    let (component, _) = wasm::engine::load(&engine, &conf.guest, &cache_dir())?;
+    let guest = wasm::engine::load(
+        &engine,
+        &conf.guest,
+        &cache_dir(),
+        conf.guest_digest.as_deref(),
+    )?;
 
     let model = Model {
         world,
         container: has_netns.then(|| pod.clone()),
     };
-    let mut session = Session::new(&env, &conf, Box::new(model), has_netns, CallLog::discard());
+    let mut session = Session::new(
+        &env,
+        &conf,
+        Box::new(model),
+        has_netns,
+        CallLog::discard(),
+        (&conf.guest, &guest.digest),
+    );
     gate::lock(session.gate()).transcript = Some(Vec::new());
-    let done = session.run(&engine, &component);
+    let done = session.run(&engine, &guest.component);
     let (result, rolled_back) = (done.result, done.rolled_back);
     let mut g = session.into_gate()?;
 

@@ -18,6 +18,9 @@ pub struct NetConf {
     pub name: String,
     /// The guest component file (`guest`).
     pub guest: PathBuf,
+    /// The guest's content, pinned (`guestDigest`, `sha256:<64 hex digits>`,
+    /// lowercase): other bytes are refused.
+    pub guest_digest: Option<String>,
     /// Precompiled components (`cacheDir`).
     pub cache_dir: PathBuf,
     /// Per-network state and lock live in `stateDir/<name>` (`stateDir`).
@@ -175,6 +178,13 @@ pub fn valid_network_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// `sha256:<64 hex digits>`, lowercased.
+pub fn parse_digest(text: &str) -> Option<String> {
+    let hex = text.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("sha256:{}", hex.to_ascii_lowercase()))
+}
+
 /// Parse just enough of stdin to learn the cniVersion (VERSION needs nothing else).
 pub fn requested_version(raw: &str) -> Option<String> {
     serde_json::from_str::<Value>(raw)
@@ -227,8 +237,17 @@ impl NetConf {
                 Error::InvalidConfig(format!("pod network {s:?} is not an IPv4 CIDR: {e}"))
             })?),
         };
+        let guest_digest = match string(obj, "guestDigest")? {
+            None => None,
+            Some(d) => Some(parse_digest(&d).ok_or_else(|| {
+                Error::InvalidConfig(format!(
+                    "guestDigest {d:?} must be \"sha256:\" and 64 hex digits (`wasm-cni guest check` prints it)"
+                ))
+            })?),
+        };
         Ok(NetConf {
             guest: path("guest", DEFAULT_GUEST)?,
+            guest_digest,
             cache_dir: path("cacheDir", DEFAULT_CACHE_DIR)?,
             state_dir: path("stateDir", DEFAULT_STATE_DIR)?,
             log_file: path("logFile", DEFAULT_LOG_FILE)?,
@@ -303,6 +322,30 @@ mod tests {
         assert_eq!(c.bridge, "cni0");
         assert_eq!(c.pod_network.unwrap().to_string(), "200.200.0.0/16");
         assert_eq!(c.raw, raw, "the guest gets the config verbatim");
+    }
+
+    #[test]
+    fn guest_digest_is_a_sha256_pin() {
+        let base = r#"{"cniVersion":"1.0.0","name":"n","guestDigest":"#;
+        let hex = "AB".repeat(32);
+        let c = parse(&format!("{base}\"sha256:{hex}\"}}")).unwrap();
+        assert_eq!(
+            c.guest_digest.unwrap(),
+            format!("sha256:{}", hex.to_lowercase())
+        );
+        assert!(parse(r#"{"cniVersion":"1.0.0","name":"n"}"#)
+            .unwrap()
+            .guest_digest
+            .is_none());
+        for bad in [
+            "\"sha256:ab\"",
+            "\"md5:00\"",
+            "7",
+            &format!("\"sha256:{}\"", "g".repeat(64)),
+        ] {
+            let e = parse(&format!("{base}{bad}}}")).unwrap_err();
+            assert_eq!(e.code(), 7, "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub(crate) struct Gate {
     /// Present for ADD: what to undo if the call fails.
     pub journal: Option<Journal>,
     pub log: CallLog,
+    /// The digest of the guest making the call (recorded with an ADD's addresses).
+    pub guest: String,
     /// The network's nftables table.
     pub table: String,
     /// How many host operations were asked for (for fault injection and the log).
@@ -124,6 +126,7 @@ impl Gate {
             node,
             journal,
             log,
+            guest: String::new(),
             table,
             calls: 0,
             fail_at,
@@ -915,7 +918,7 @@ impl Gate {
     /// take them while it lives).
     pub fn hold(&mut self, ips: &[Ipv4Addr]) -> OpResult<()> {
         match self.grants.attachment().map(str::to_string) {
-            Some(me) => self.node.hold_addresses(&me, ips),
+            Some(me) => self.node.hold_addresses(&me, ips, &self.guest),
             None => Ok(()),
         }
     }

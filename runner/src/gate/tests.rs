@@ -60,7 +60,7 @@ fn node() -> World {
     m.store_put("last", "200.200.1.5").unwrap();
     m.store_put("ip/200.200.1.5", "other eth0").unwrap();
     m.store_set_owner("ip/200.200.1.5", "other eth0").unwrap();
-    m.hold_addresses("other eth0", &["200.200.1.5".parse().unwrap()])
+    m.hold_addresses("other eth0", &["200.200.1.5".parse().unwrap()], "")
         .unwrap();
     m.create_veth(&own(), "eth9", None).unwrap();
     m.add_address(Ns::Host, &own(), "200.200.1.200/32".parse().unwrap())
@@ -563,8 +563,11 @@ impl Node for FailAfterCreate {
     fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>> {
         self.0.held_addresses()
     }
-    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr]) -> OpResult<()> {
-        self.0.hold_addresses(attachment, ips)
+    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr], guest: &str) -> OpResult<()> {
+        self.0.hold_addresses(attachment, ips, guest)
+    }
+    fn guests_in_use(&mut self) -> OpResult<Vec<String>> {
+        self.0.guests_in_use()
     }
     fn release_addresses(&mut self, attachment: &str) -> OpResult<()> {
         self.0.release_addresses(attachment)

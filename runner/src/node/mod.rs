@@ -274,8 +274,11 @@ pub trait Node: Send {
     fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>>;
     /// Every recorded address.
     fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>>;
-    /// Record a successful ADD's addresses (replacing what the attachment held).
-    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr]) -> OpResult<()>;
+    /// Record a successful ADD's addresses and the guest (its digest) that set the
+    /// attachment up (replacing what the attachment held).
+    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr], guest: &str) -> OpResult<()>;
+    /// The digests of the guests that set up live attachments.
+    fn guests_in_use(&mut self) -> OpResult<Vec<String>>;
     /// Forget an attachment's addresses (DEL, GC).
     fn release_addresses(&mut self, attachment: &str) -> OpResult<()>;
     /// Attachments with recorded addresses.

@@ -71,6 +71,9 @@ pub struct World {
     /// The runner's record of live attachments' addresses: address -> attachment.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub held: BTreeMap<String, String>,
+    /// The guest (digest) that set up each live attachment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub guests: BTreeMap<String, String>,
     /// The last ADD result per attachment (`container/ifname`), which a runtime would
     /// cache and send back as `prevResult` with CHECK and DEL.
     #[serde(default)]
@@ -735,16 +738,27 @@ impl Node for Model {
             .collect())
     }
 
-    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr]) -> OpResult<()> {
+    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr], guest: &str) -> OpResult<()> {
         self.release_addresses(attachment)?;
         for ip in ips {
             self.world.held.insert(ip.to_string(), attachment.into());
         }
+        if !guest.is_empty() {
+            self.world.guests.insert(attachment.into(), guest.into());
+        }
         Ok(())
+    }
+
+    fn guests_in_use(&mut self) -> OpResult<Vec<String>> {
+        let mut v: Vec<String> = self.world.guests.values().cloned().collect();
+        v.sort();
+        v.dedup();
+        Ok(v)
     }
 
     fn release_addresses(&mut self, attachment: &str) -> OpResult<()> {
         self.world.held.retain(|_, a| a != attachment);
+        self.world.guests.remove(attachment);
         Ok(())
     }
 

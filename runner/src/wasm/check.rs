@@ -139,7 +139,11 @@ pub fn check_into(path: &Path, cache_dir: Option<&Path>) -> Result<Report> {
     let (component, cached) = match cache_dir {
         None => (engine::compile(&engine, path, &wasm)?, None),
         Some(dir) => {
-            let (c, outcome) = engine::load(&engine, path, dir)?;
+            let engine::Loaded {
+                component: c,
+                cache: outcome,
+                ..
+            } = engine::load(&engine, path, dir, None)?;
             if outcome == engine::CacheOutcome::Uncached {
                 return Err(Error::Internal(format!(
                     "compiled {}, but could not store it in {}",
@@ -280,6 +284,8 @@ pub fn check_into(path: &Path, cache_dir: Option<&Path>) -> Result<Report> {
                 dir.display()
             ),
         },
+        // what `guestDigest` pins and a registry names it by
+        format!("  digest {}", engine::digest(&wasm)),
         format!("  export {policy_name}: {}", funcs.join(", ")),
     ];
     lines.extend(import_lines);

@@ -1,8 +1,10 @@
 //! The wasmtime engine and the cache of precompiled guests.
 //!
 //! Compiling a component costs hundreds of milliseconds; loading a precompiled one well
-//! under one. Entries live in `cacheDir/<xxh3-128 of the guest>-<engine compatibility>.cwasm`
-//! with a sidecar `.sum` holding the xxh3-128 of the entry. A hit is checked against the
+//! under one. Entries live in `cacheDir/<sha256 of the guest>-<engine compatibility>.cwasm`
+//! with a sidecar `.sum` holding the xxh3-128 of the entry. The key is the guest's
+//! sha256, the same digest a config pins (`guestDigest`): a guest whose bytes were made
+//! to collide with another's under a fast hash still never loads the other's code. A hit is checked against the
 //! sum over an mmap of the entry, then loaded with `deserialize_file`, which maps the code
 //! from the page cache instead of copying it. An entry whose sum is missing or wrong, or
 //! that wasmtime refuses (another wasmtime, other settings), is rebuilt, never trusted.
@@ -43,13 +45,33 @@ fn compat_tag(engine: &Engine) -> u64 {
     h.finish()
 }
 
-/// The cache file for a guest's bytes.
-pub fn cache_path(engine: &Engine, cache_dir: &Path, wasm: &[u8]) -> PathBuf {
-    cache_dir.join(format!(
-        "{:032x}-{:016x}.cwasm",
-        xxh3_128(wasm),
-        compat_tag(engine)
-    ))
+/// A guest's identity: `sha256:<64 hex digits>` of its bytes, as OCI registries, the
+/// `guestDigest` pin and the runner's records name it.
+pub fn digest(wasm: &[u8]) -> String {
+    use sha2::Digest as _;
+    let sum = sha2::Sha256::digest(wasm);
+    let mut out = String::with_capacity(71);
+    out.push_str("sha256:");
+    for b in sum.iter() {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// The cache file for a guest with this digest.
+pub fn cache_path(engine: &Engine, cache_dir: &Path, digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    cache_dir.join(format!("{hex}-{:016x}.cwasm", compat_tag(engine)))
+}
+
+/// A guest ready to instantiate.
+pub(crate) struct Loaded {
+    pub component: Component,
+    pub cache: CacheOutcome,
+    /// `sha256:...` of the bytes it was made from.
+    pub digest: String,
+    /// Those bytes.
+    pub wasm: Vec<u8>,
 }
 
 fn guest_error(path: &Path, reason: impl Into<String>) -> Error {
@@ -107,8 +129,14 @@ fn store(entry: &Path, serialized: &[u8]) -> std::io::Result<()> {
     )
 }
 
-/// Load the guest at `path`, from the cache when possible.
-pub fn load(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<(Component, CacheOutcome)> {
+/// Load the guest at `path`, from the cache when possible. With `pin` (the config's
+/// `guestDigest`), bytes with another digest are refused before anything else.
+pub(crate) fn load(
+    engine: &Engine,
+    path: &Path,
+    cache_dir: &Path,
+    pin: Option<&str>,
+) -> Result<Loaded> {
     let wasm = std::fs::read(path).map_err(|e| {
         guest_error(
             path,
@@ -120,15 +148,30 @@ pub fn load(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<(Component
             },
         )
     })?;
-    let entry = cache_path(engine, cache_dir, &wasm);
+    let digest = digest(&wasm);
+    if let Some(pin) = pin.filter(|p| *p != digest) {
+        return Err(guest_error(
+            path,
+            format!(
+                "its content is {digest}, but the network config pins guestDigest {pin}: \
+                 refusing to run a guest it was not told to run"
+            ),
+        ));
+    }
+    let entry = cache_path(engine, cache_dir, &digest);
     let existed = entry.exists();
     if existed {
-        if let Some(c) = try_load(engine, &entry) {
-            return Ok((c, CacheOutcome::Hit));
+        if let Some(component) = try_load(engine, &entry) {
+            return Ok(Loaded {
+                component,
+                cache: CacheOutcome::Hit,
+                digest,
+                wasm,
+            });
         }
     }
     let component = compile(engine, path, &wasm)?;
-    let outcome = match component
+    let cache = match component
         .serialize()
         .map_err(|e| e.to_string())
         .and_then(|s| store(&entry, &s).map_err(|e| e.to_string()))
@@ -137,7 +180,12 @@ pub fn load(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<(Component
         Ok(()) => CacheOutcome::Miss,
         Err(_) => CacheOutcome::Uncached,
     };
-    Ok((component, outcome))
+    Ok(Loaded {
+        component,
+        cache,
+        digest,
+        wasm,
+    })
 }
 
 #[cfg(test)]
@@ -159,5 +207,27 @@ mod tests {
         let core = b"\0asm\x01\0\0\0";
         let err = compile(&e, p, core).err().unwrap();
         assert!(err.to_string().contains("component"), "{err}");
+    }
+
+    #[test]
+    fn a_pinned_digest_refuses_other_bytes_before_compiling() {
+        assert_eq!(
+            digest(b"abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let guest = dir.path().join("g.wasm");
+        std::fs::write(&guest, b"abc").unwrap();
+        let e = engine().unwrap();
+        let pin = digest(b"abd");
+        let err = load(&e, &guest, dir.path(), Some(&pin)).err().unwrap();
+        assert_eq!(err.code(), 7);
+        let msg = err.to_string();
+        assert!(msg.contains(&pin) && msg.contains(&digest(b"abc")), "{msg}");
+        // the right pin gets past the check (to compile, which refuses "abc")
+        let err = load(&e, &guest, dir.path(), Some(&digest(b"abc")))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not a WebAssembly file"), "{err}");
     }
 }

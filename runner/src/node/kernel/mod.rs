@@ -187,8 +187,11 @@ impl Node for Kernel {
     fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>> {
         self.store.held_addresses()
     }
-    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr]) -> OpResult<()> {
-        self.store.hold_addresses(attachment, ips)
+    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr], guest: &str) -> OpResult<()> {
+        self.store.hold_addresses(attachment, ips, guest)
+    }
+    fn guests_in_use(&mut self) -> OpResult<Vec<String>> {
+        self.store.guests_in_use()
     }
     fn release_addresses(&mut self, attachment: &str) -> OpResult<()> {
         self.store.release_addresses(attachment)

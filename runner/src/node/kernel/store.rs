@@ -32,6 +32,8 @@ pub struct Records {
     owners: HashMap<String, String>,
     holders: HashMap<String, Vec<Ipv4Addr>>,
     held: HashMap<Ipv4Addr, String>,
+    /// The guest (digest) that set up each attachment.
+    guests: HashMap<String, String>,
     /// The store's size after the last call that wrote and ended normally; none while
     /// a call that writes is under way (a killed one leaves none: the next one counts).
     usage: Option<StoreUsage>,
@@ -48,7 +50,11 @@ impl Records {
             ["disown", key] => {
                 self.owners.remove(*key);
             }
-            ["hold", att, ips] => {
+            ["hold", att, ips, ..] => {
+                // the 4th field (the guest's digest) is absent in records of older runners
+                if let Some(guest) = f.get(3).filter(|g| !g.is_empty()) {
+                    self.guests.insert(att.to_string(), guest.to_string());
+                }
                 let ips: Vec<Ipv4Addr> = ips.split(',').filter_map(|i| i.parse().ok()).collect();
                 for ip in &ips {
                     self.held.insert(*ip, att.to_string());
@@ -56,6 +62,7 @@ impl Records {
                 self.holders.insert(att.to_string(), ips);
             }
             ["release", att] => {
+                self.guests.remove(*att);
                 for ip in self.holders.remove(*att).unwrap_or_default() {
                     if self.held.get(&ip).map(String::as_str) == Some(*att) {
                         self.held.remove(&ip);
@@ -82,7 +89,8 @@ impl Records {
         }
         for (a, ips) in &self.holders {
             let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
-            out.push_str(&format!("hold\t{a}\t{}\n", ips.join(",")));
+            let guest = self.guests.get(a).map(String::as_str).unwrap_or_default();
+            out.push_str(&format!("hold\t{a}\t{}\t{guest}\n", ips.join(",")));
         }
         if let Some(u) = self.usage {
             out.push_str(&format!("usage\t{}\t{}\n", u.keys, u.bytes));
@@ -303,6 +311,56 @@ impl Store {
         Ok(u)
     }
 
+    // ---- copies of the guests that set up live attachments -------------------------
+    //
+    // `guests/<sha256 hex>.wasm`: when the config names another guest, the DEL and CHECK
+    // of an attachment still run the guest that did its ADD (which knows its store
+    // layout and wiring); the copy goes when its last attachment does.
+
+    /// Where the copy of the guest with `digest` is kept.
+    pub fn kept_guest(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.dir.join("guests").join(format!("{hex}.wasm"))
+    }
+
+    /// Keep a copy of a guest's bytes (verified against `digest` by the caller), unless
+    /// one is there.
+    pub fn keep_guest(&self, digest: &str, wasm: &[u8]) -> std::io::Result<()> {
+        let path = self.kept_guest(digest);
+        if path.exists() {
+            return Ok(());
+        }
+        fs::create_dir_all(self.dir.join("guests"))?;
+        self.write_file(&path, wasm)
+    }
+
+    /// Remove the copies no live attachment needs; returns how many went.
+    pub fn prune_guests(&self, in_use: &[String]) -> std::io::Result<usize> {
+        let dir = self.dir.join("guests");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut n = 0;
+        for e in entries {
+            let path = e?.path();
+            let used = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .is_some_and(|hex| {
+                    in_use
+                        .iter()
+                        .any(|d| d.strip_prefix("sha256:") == Some(hex))
+                });
+            if !used {
+                fs::remove_file(&path)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     // ---- the runner's record of live attachments' addresses ------------------------
 
     pub fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
@@ -313,10 +371,26 @@ impl Store {
         Ok(self.records()?.0.held.keys().copied().collect())
     }
 
-    pub fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr]) -> OpResult<()> {
+    pub fn hold_addresses(
+        &mut self,
+        attachment: &str,
+        ips: &[Ipv4Addr],
+        guest: &str,
+    ) -> OpResult<()> {
         let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
         self.release_addresses(attachment)?;
-        self.record(format!("hold\t{attachment}\t{}", ips.join(",")))
+        self.record(format!("hold\t{attachment}\t{}\t{guest}", ips.join(",")))
+    }
+
+    pub fn attachment_guest(&mut self, attachment: &str) -> OpResult<Option<String>> {
+        Ok(self.records()?.0.guests.get(attachment).cloned())
+    }
+
+    pub fn guests_in_use(&mut self) -> OpResult<Vec<String>> {
+        let mut v: Vec<String> = self.records()?.0.guests.values().cloned().collect();
+        v.sort();
+        v.dedup();
+        Ok(v)
     }
 
     pub fn release_addresses(&mut self, attachment: &str) -> OpResult<()> {
@@ -357,6 +431,7 @@ impl Store {
                 }
             }
             let _ = fs::remove_file(self.dir.join("records"));
+            let _ = self.prune_guests(&[]);
             self.records = None;
             dropped = Some(n);
         }
@@ -471,11 +546,27 @@ mod record_tests {
     use super::*;
 
     #[test]
+    fn guest_copies_are_kept_while_an_attachment_needs_them() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let (a, b) = ("sha256:aaaa", "sha256:bbbb");
+        s.keep_guest(a, b"guest a").unwrap();
+        s.keep_guest(b, b"guest b").unwrap();
+        s.keep_guest(a, b"not rewritten").unwrap();
+        assert_eq!(std::fs::read(s.kept_guest(a)).unwrap(), b"guest a");
+        assert_eq!(s.prune_guests(&[b.to_string()]).unwrap(), 1);
+        assert!(!s.kept_guest(a).exists());
+        assert!(s.kept_guest(b).exists());
+        assert_eq!(s.prune_guests(&[]).unwrap(), 1);
+        assert_eq!(s.prune_guests(&[]).unwrap(), 0);
+    }
+
+    #[test]
     fn records_survive_reopening_a_torn_tail_and_compaction() {
         let d = tempfile::tempdir().unwrap();
         let mut s = Store::open(d.path()).unwrap();
         let ip: Ipv4Addr = "200.200.1.2".parse().unwrap();
-        s.hold_addresses("c1 eth0", &[ip]).unwrap();
+        s.hold_addresses("c1 eth0", &[ip], "sha256:aa").unwrap();
         s.put("ip/200.200.1.2", "c1 eth0").unwrap();
         s.set_owner("ip/200.200.1.2", "c1 eth0").unwrap();
         s.set_usage(StoreUsage { keys: 1, bytes: 7 }).unwrap();
@@ -489,6 +580,15 @@ mod record_tests {
         assert_eq!(s.address_holder(ip).unwrap().as_deref(), Some("c1 eth0"));
         assert_eq!(s.holders().unwrap(), vec!["c1 eth0"]);
         assert_eq!(
+            s.attachment_guest("c1 eth0").unwrap().as_deref(),
+            Some("sha256:aa")
+        );
+        // a record of an older runner has no guest
+        f.write_all(b"\nhold\told eth0\t200.200.1.9\n").unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        assert_eq!(s.attachment_guest("old eth0").unwrap(), None);
+        s.release_addresses("old eth0").unwrap();
+        assert_eq!(
             s.owner("ip/200.200.1.2").unwrap().as_deref(),
             Some("c1 eth0")
         );
@@ -499,12 +599,14 @@ mod record_tests {
         // many generations: the log is compacted when read
         let other: Ipv4Addr = "200.200.1.3".parse().unwrap();
         for i in 0..600 {
-            s.hold_addresses(&format!("x{i} eth0"), &[other]).unwrap();
+            s.hold_addresses(&format!("x{i} eth0"), &[other], "sha256:bb")
+                .unwrap();
             s.release_addresses(&format!("x{i} eth0")).unwrap();
         }
         assert!(s.delete("ip/200.200.1.2").unwrap());
         let mut s = Store::open(d.path()).unwrap();
         assert_eq!(s.holders().unwrap(), vec!["c1 eth0"]);
+        assert_eq!(s.guests_in_use().unwrap(), vec!["sha256:aa"]);
         assert_eq!(s.owner("ip/200.200.1.2").unwrap(), None);
         let text = std::fs::read_to_string(d.path().join("records")).unwrap();
         assert!(text.lines().count() < 10, "compacted: {text}");
