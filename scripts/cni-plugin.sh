@@ -32,8 +32,8 @@ WORKERS="${WORKERS:-my-k8s-worker-1 my-k8s-worker-2}"
 KUBE_CONTEXT="${KUBE_CONTEXT:-my-k8s}"
 RUNNER_BIN="${RUNNER_BIN:-$repo/dist/bin/wasm-cni}"                # uploaded to the nodes
 DEFAULT_GUEST_WASM="${DEFAULT_GUEST_WASM:-$repo/dist/guests/default.wasm}"
-# what `wasm-cni guest pull` runs on a node (uploaded next to the runner when present)
-REGISTRY_BIN="${REGISTRY_BIN:-$repo/dist/bin/wasm-cni-registry}"
+# what `wasm-cni guest pull` runs on a node: the one next to RUNNER_BIN (uploaded with it when present)
+REGISTRY_BIN="${REGISTRY_BIN:-$(dirname "$RUNNER_BIN")/wasm-cni-registry}"
 WASM_CNI_RUNNER="${WASM_CNI_RUNNER:-$repo/dist/bin/wasm-cni}"      # runs 'guest check' locally
 REMOTE_DIR="${REMOTE_DIR:-wasm-cni-install}"  # staging dir in the remote user's home
 # Pod MTU (the conflist's "mtu"). Empty: each node uses its uplink's MTU (1460 on GCP).

@@ -53,12 +53,17 @@ teardown() { hostile_teardown; }
 @test "CHECK is read-only: ip_forward, firewall and store writes are denied" {
   jq --arg g "$HOSTILE" --argjson prev "$VICTIM_RESULT" \
     '.guest = $g | .hostile = "status-writes" | .prevResult = $prev' "$W/good.json" > "$W/hostile.json"
-  hostile_call CHECK victim a
+  # another attachment's CHECK: the configured (hostile) guest runs it
+  hostile_call CHECK evil b
   expect_unchanged
   expect_error 100
   expect_msg "ip_forward: denied: [^|]*read-only"
   expect_msg "allow_forward: denied: [^|]*read-only"
   expect_msg "store: denied: [^|]*read-only"
+  # the victim's own CHECK runs the guest that set it up, not the one swapped in
+  hostile_call CHECK victim a
+  expect_ok
+  expect_unchanged
   victim_ok
 }
 
