@@ -2,17 +2,22 @@
 # wasm-cni against the reference plugins (bridge + host-local), side by side.
 #
 #   scripts/bench.sh [--quick] [-n N] [-c C] [-r ROUNDS] [-o DIR] [--timeout SECS]
-#                    [--runner PATH] [--guest PATH] [--idle-wait SECS]
+#                    [--runner PATH] [--guest PATH] [--native-floor PATH] [--idle-wait SECS]
 #
 # Everything happens in network namespaces created here (one node namespace and
 # max(N,C) pod namespaces per plugin) and is removed on exit, also on failure or ^C.
+# A third "plugin", the native floor (bench/native-floor: the default guest's work as a
+# plain native plugin, and the in-process kernel floor), runs beside the two.
 # The root namespace is never changed. See docs/bench.md.
 #
 # Defaults (flags win over environment): N=250 (BENCH_N) sequential pods, C=100
 # (BENCH_C) concurrent calls, 3 rounds (BENCH_ROUNDS), output in ./bench-results
 # (BENCH_OUT), at most 1800 s for the rounds (BENCH_TIMEOUT). --quick: N=30, C=20,
 # 2 rounds. The runner and guest are dist/bin/wasm-cni and dist/guests/default.wasm
-# (WASM_CNI_RUNNER, WASM_CNI_GUEST), copied to a temp dir first. --idle-wait: wait up
+# (WASM_CNI_RUNNER, WASM_CNI_GUEST), copied to a temp dir first. The native floor is
+# dist/test/native-floor (WASM_CNI_NATIVE_FLOOR; scripts/build.sh --test-artifacts
+# builds it); when that default is missing, this script builds it itself with
+# `cargo build --release --locked -p wasm-cni-native-floor`. --idle-wait: wait up
 # to SECS for the 1-minute load average to drop below 0.5 before measuring.
 set -euo pipefail
 
@@ -27,6 +32,8 @@ OUT=${BENCH_OUT:-$PWD/bench-results}
 TIMEOUT=${BENCH_TIMEOUT:-1800}
 RUNNER=${WASM_CNI_RUNNER:-$REPO/dist/bin/wasm-cni}
 GUEST=${WASM_CNI_GUEST:-$REPO/dist/guests/default.wasm}
+FLOOR_DEFAULT=$REPO/dist/test/native-floor
+FLOOR=${WASM_CNI_NATIVE_FLOOR:-$FLOOR_DEFAULT}
 IDLE_WAIT=${BENCH_IDLE_WAIT:-0}
 CNI_DIR=/usr/lib/cni
 
@@ -43,6 +50,7 @@ while [ $# -gt 0 ]; do
     --timeout) TIMEOUT=${2:?}; shift ;;
     --runner) RUNNER=${2:?}; shift ;;
     --guest) GUEST=${2:?}; shift ;;
+    --native-floor) FLOOR=${2:?}; shift ;;
     --idle-wait) IDLE_WAIT=${2:?}; shift ;;
     -h|--help) usage 0 ;;
     *) printf '%s: error: unknown argument %s\n' "$SCRIPT_NAME" "'$1'" >&2; usage 2 ;;
@@ -57,6 +65,15 @@ for t in ip python3; do command -v "$t" >/dev/null || die "$t not found"; done
 for p in bridge host-local; do [ -x "$CNI_DIR/$p" ] || die "$CNI_DIR/$p missing (apt install containernetworking-plugins)"; done
 [ -x "$RUNNER" ] || die "runner $RUNNER missing: run scripts/build.sh"
 [ -f "$GUEST" ] || die "guest $GUEST missing: run scripts/build.sh"
+if [ ! -x "$FLOOR" ] && [ "$FLOOR" = "$FLOOR_DEFAULT" ]; then
+  command -v cargo >/dev/null || die "$FLOOR missing and no cargo to build it: run scripts/build.sh --test-artifacts"
+  echo "bench: building the native floor (bench/native-floor) into $FLOOR" >&2
+  (cd "$REPO" && cargo build --release --locked -p wasm-cni-native-floor) || die "building bench/native-floor failed"
+  mkdir -p "$(dirname "$FLOOR")"
+  install -m 0755 "$REPO/target/release/native-floor" "$FLOOR.tmp"
+  mv -f "$FLOOR.tmp" "$FLOOR"
+fi
+[ -x "$FLOOR" ] || die "native floor $FLOOR missing: run scripts/build.sh --test-artifacts"
 
 PFX="wcb$$"          # every namespace made here starts with "$PFX-"
 TMP=""
@@ -101,6 +118,7 @@ mkdir -p "$TMP/bin" "$TMP/guest" "$OUT"
 OUT=$(cd "$OUT" && pwd)
 cp "$RUNNER" "$TMP/bin/wasm-cni"
 cp "$GUEST" "$TMP/guest/default.wasm"
+cp "$FLOOR" "$TMP/bin/native-floor"
 
 cat >"$TMP/wasm.json" <<EOF
 {"cniVersion": "1.0.0", "name": "bench", "type": "wasm-cni",
@@ -114,20 +132,21 @@ cat >"$TMP/ref.json" <<EOF
  "bridge": "cni0", "isGateway": true, "ipMasq": true,
  "ipam": {"type": "host-local", "subnet": "200.200.1.0/24", "dataDir": "$TMP/host-local"}}
 EOF
+cat >"$TMP/floor.json" <<EOF
+{"cniVersion": "1.0.0", "name": "benchfloor", "type": "native-floor", "bridge": "cni0",
+ "myPodSubnet": "200.200.1.0/24", "stateDir": "$TMP/floor-state"}
+EOF
 
 PODS=$(( N > C ? N : C ))
-echo "bench: N=$N C=$C rounds=$ROUNDS; creating 2 node + $((2 * PODS)) pod namespaces ($PFX-*)" >&2
+echo "bench: N=$N C=$C rounds=$ROUNDS; creating 3 node + $((3 * PODS)) pod namespaces ($PFX-*)" >&2
 {
-  echo "netns add $PFX-wn"
-  echo "netns add $PFX-rn"
-  for ((i = 0; i < PODS; i++)); do
-    echo "netns add $PFX-w$i"
-    echo "netns add $PFX-r$i"
+  for p in w r f; do   # wasm-cni, reference, native floor
+    echo "netns add $PFX-${p}n"
+    for ((i = 0; i < PODS; i++)); do echo "netns add $PFX-$p$i"; done
   done
 } >"$TMP/netns.batch"
 ip -batch "$TMP/netns.batch"
-ip -n "$PFX-wn" link set lo up
-ip -n "$PFX-rn" link set lo up
+for p in w r f; do ip -n "$PFX-${p}n" link set lo up; done
 
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 mem=$(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
@@ -149,7 +168,8 @@ python3 -c 'import os, sys, runpy; os.setpgid(0, 0); sys.argv = sys.argv[1:]; ru
   --deadline "$TIMEOUT" --meta "$TMP/meta.json" \
   --wasm-node "$PFX-wn" --wasm-pods "$PFX-w" --wasm-exe "$TMP/bin/wasm-cni" --wasm-conf "$TMP/wasm.json" \
   --wasm-cache "$TMP/cache" --wasm-log "$TMP/wasm-cni.log" \
-  --ref-node "$PFX-rn" --ref-pods "$PFX-r" --ref-exe "$CNI_DIR/bridge" --ref-conf "$TMP/ref.json" &
+  --ref-node "$PFX-rn" --ref-pods "$PFX-r" --ref-exe "$CNI_DIR/bridge" --ref-conf "$TMP/ref.json" \
+  --floor-node "$PFX-fn" --floor-pods "$PFX-f" --floor-exe "$TMP/bin/native-floor" --floor-conf "$TMP/floor.json" &
 ORCH=$!
 rc=0
 wait "$ORCH" || rc=$?

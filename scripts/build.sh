@@ -12,6 +12,7 @@
 #   dist/test/hostile.wasm     a guest that misbehaves on purpose
 #   dist/test/misfits/*.wasm   components `wasm-cni guest check` must refuse
 #   dist/test/wasm-cni-faults  the runner with the fault-injection switch (WASM_CNI_FAIL_AT)
+#   dist/test/native-floor     the benchmark's native floor (bench/native-floor; scripts/bench.sh)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -37,6 +38,9 @@ if [ "${1:-}" = --test-artifacts ]; then
   printf '\0asm\1\0\0\0' > dist/test/misfits/core-module.wasm
   # a C guest that imports an interface outside the world (the C guest's toolchain)
   tests/guests/misfits/c-exec/build.sh dist/test/misfits/c-exec.wasm
+  cargo build --release --locked -p wasm-cni-native-floor
+  install -m 0755 target/release/native-floor dist/test/.native-floor.tmp
+  mv -f dist/test/.native-floor.tmp dist/test/native-floor
 fi
 cargo build --release --locked -p wasm-cni
 cargo build --release --locked -p wasm-cni-guest -p wasm-cni-routed-guest --target wasm32-wasip2

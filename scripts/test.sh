@@ -62,6 +62,7 @@ stage "lint"
 check "cargo fmt --check" cargo fmt --all -- --check
 check "clippy (runner)" cargo clippy --release --locked -p wasm-cni --all-targets -- -D warnings
 check "clippy (cri-client)" cargo clippy --release --locked -p cri-client --all-targets -- -D warnings
+check "clippy (bench native floor)" cargo clippy --release --locked -p wasm-cni-native-floor --all-targets -- -D warnings
 check "clippy (hostile test guest, wasm32)" cargo clippy --release --locked -p wasm-cni-hostile-guest --target wasm32-wasip2 -- -D warnings
 check "clippy (guests, wasm32)" cargo clippy --release --locked -p wasm-cni-guest -p wasm-cni-routed-guest -p wasm-cni-guest-kit --target wasm32-wasip2 -- -D warnings
 check "clippy (misfit test guests, wasm32)" cargo clippy --release --locked -p wasm-cni-misfit-guests --features v03 --target wasm32-wasip2 -- -D warnings

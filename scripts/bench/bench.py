@@ -4,9 +4,12 @@ itself): for each round and each plugin, starts driver.py once inside that plugi
 namespace, collects its records, then parses wasm-cni's call log and writes
 OUT/raw.json; report.py turns that into the table, results.json and the plot.
 
-Plugins alternate round by round, with the first one swapping each round
-(round 1: wasm-cni, reference; round 2: reference, wasm-cni; ...), so slow drift of the
-machine hits both alike.
+Plugins alternate round by round, the order reversed each round (round 1: wasm-cni,
+reference, native-floor; round 2: native-floor, reference, wasm-cni; ...), so slow drift
+of the machine hits them alike. native-floor (bench/native-floor) does the default
+guest's ADD/DEL work as a plain native plugin: the floor for an exec'd plugin; in
+wasm-cni's rounds the driver also runs its in-process kernel floor (veth create and
+delete) in wasm-cni's node namespace.
 """
 import argparse
 import json
@@ -76,7 +79,7 @@ def main():
     p.add_argument("--deadline", type=float, required=True, help="seconds for all rounds")
     p.add_argument("--call-timeout", type=float, default=60.0)
     p.add_argument("--meta", required=True, help="JSON file: machine and versions")
-    for who in ("wasm", "ref"):
+    for who in ("wasm", "ref", "floor"):
         p.add_argument("--%s-node" % who, required=True)
         p.add_argument("--%s-pods" % who, required=True, help="pod namespace prefix")
         p.add_argument("--%s-exe" % who, required=True)
@@ -90,8 +93,11 @@ def main():
                          extra=["--clear-cache", a.wasm_cache]),
         "reference": dict(node=a.ref_node, pods=a.ref_pods, exe=a.ref_exe, conf=a.ref_conf,
                           extra=[]),
+        "native-floor": dict(node=a.floor_node, pods=a.floor_pods, exe=a.floor_exe,
+                             conf=a.floor_conf, extra=[]),
     }
-    order = ["wasm-cni", "reference"]
+    plugins["wasm-cni"]["extra"] += ["--kernel-floor", a.floor_exe]
+    order = ["wasm-cni", "reference", "native-floor"]
     end = time.monotonic() + a.deadline
     rounds = {name: [] for name in plugins}
     schedule = []
@@ -116,7 +122,11 @@ def main():
             with open(out) as f:
                 data = json.load(f)
             errs = sum(not c["ok"] for c in data["calls"]) + sum(b["duplicate_ips"] for b in data["batches"])
-            print("bench: round %d/%d %-9s %6.1fs  %d calls, %d errors"
+            kf = data.get("kernel_floor") or {}
+            if "error" in kf:
+                errs += 1
+                print("bench:   kernel floor: %s" % kf["error"], file=sys.stderr)
+            print("bench: round %d/%d %-12s %6.1fs  %d calls, %d errors"
                   % (r, a.rounds, name, time.monotonic() - t, len(data["calls"]), errs),
                   file=sys.stderr, flush=True)
             for c in data["calls"]:
@@ -140,7 +150,7 @@ def main():
     with open(os.path.join(a.out, "raw.json"), "w") as f:
         json.dump(raw, f)
     res = report.write_all(raw, a.out)
-    errors = res["wasm-cni"]["errors"] + res["reference"]["errors"]
+    errors = sum(res[name]["errors"] for name in plugins) + res["kernel_floor"]["errors"]
     if errors:
         print("bench: %d failed calls (see above)" % errors, file=sys.stderr)
         sys.exit(1)

@@ -15,6 +15,9 @@ Phases of a round (cid = r<round>-<phase>-<index>, pod = <pod-prefix><index>):
         ADD misses the precompiled cache and compiles, the DEL hits again
   version, true  20 VERSION calls of the plugin and 20 spawns of /bin/true (floors)
   seq   N sequential ADDs (pods 0..N-1), then N sequential DELs
+  kernel floor  (only with --kernel-floor EXE): `EXE kernel-floor N ...` once, in this
+        node namespace: N veths made like an ADD's (peer in pods 0..N-1), then
+        deleted in one process, each netlink request timed (bench/native-floor)
   conc  C ADDs started at once (pods 0..C-1), then C DELs at once; the batch wall time
         runs from the first spawn to the last exit
 Writes one JSON document (the records) to --out.
@@ -26,6 +29,7 @@ import os
 import selectors
 import shutil
 import signal
+import subprocess
 import sys
 import time
 
@@ -173,6 +177,8 @@ def main():
     p.add_argument("-n", type=int, required=True)
     p.add_argument("-c", type=int, required=True)
     p.add_argument("--clear-cache", help="cache dir to empty for one cold ADD")
+    p.add_argument("--kernel-floor", help="bench/native-floor binary: run its kernel floor")
+    p.add_argument("--kernel-floor-subnet", default="200.200.1.0/24")
     p.add_argument("--cni-path", default="/usr/lib/cni")
     p.add_argument("--call-timeout", type=float, default=60.0)
     p.add_argument("--out", required=True)
@@ -209,6 +215,21 @@ def main():
     for cmd in ("ADD", "DEL"):
         for i in range(a.n):
             calls.append(d.one("seq", cmd, "r%d-seq-%d" % (r, i), i))
+    kernel_floor = None
+    if a.kernel_floor:
+        # The N pods are free again (the sequential DELs ran): the same veths, made and
+        # deleted in one process, with no exec, store or lock.
+        kcmd = [a.kernel_floor, "kernel-floor", str(a.n), "/run/netns/%s" % a.pod_prefix,
+                a.kernel_floor_subnet]
+        try:
+            pr = subprocess.run(kcmd, capture_output=True, timeout=a.call_timeout + 60 * a.n / 250)
+            if pr.returncode == 0:
+                kernel_floor = json.loads(pr.stdout)
+            else:
+                kernel_floor = {"error": "exit %d: %s" % (pr.returncode,
+                                                          pr.stderr.decode(errors="replace").strip()[:300])}
+        except (subprocess.TimeoutExpired, ValueError) as e:
+            kernel_floor = {"error": str(e)}
     for cmd in ("ADD", "DEL"):
         batch = [Call("conc", cmd, "r%d-conc-%d" % (r, i), i) for i in range(a.c)]
         wall = d.run_batch(batch)
@@ -224,7 +245,10 @@ def main():
                         "errors": errors, "duplicate_ips": dup})
         calls.extend(batch)
     with open(a.out, "w") as f:
-        json.dump({"round": r, "calls": [c.record() for c in calls], "batches": batches}, f)
+        doc = {"round": r, "calls": [c.record() for c in calls], "batches": batches}
+        if kernel_floor is not None:
+            doc["kernel_floor"] = kernel_floor
+        json.dump(doc, f)
 
 
 if __name__ == "__main__":

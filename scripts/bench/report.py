@@ -15,6 +15,9 @@ TARGETS = {
     "conc_add_ratio": 0.5,
     "rss_mib": 30.0,
     "flat_ratio": 1.2,
+    # issue 16: against floors measured in the same run (bench/native-floor)
+    "add_over_native_floor_ms": 1.5,
+    "del_over_floor_ratio": 1.2,
 }
 
 # Phases of one wasm-cni call, in the order they happen (fields of the "ok" log line).
@@ -119,6 +122,28 @@ def plugin_stats(raw, plugin):
     }
 
 
+def kernel_floor_stats(raw):
+    """The in-process kernel floor of wasm-cni's rounds: median per netlink request over
+    all rounds (veth create, the ADD's whole link work, veth delete)."""
+    out = {"rounds": 0, "errors": 0}
+    lists = {"create_us": [], "add_work_us": [], "delete_us": []}
+    for rnd in raw["plugins"]["wasm-cni"]:
+        kf = rnd.get("kernel_floor")
+        if kf is None:
+            continue
+        if "error" in kf:
+            out["errors"] += 1
+            continue
+        out["rounds"] += 1
+        for k in lists:
+            lists[k].extend(kf.get(k, []))
+    for k, xs in lists.items():
+        out[k.replace("_us", "_p50_us")] = med(xs)
+        out[k.replace("_us", "_p95_us")] = pct(xs, 95)
+        out[k.replace("_us", "_n")] = len(xs)
+    return out
+
+
 def phase_breakdown(calls):
     """Median of each runner phase (us) over calls that have a log line."""
     rows = {}
@@ -184,6 +209,8 @@ def build(raw):
         return {"value": value, "limit": limit, "desc": desc,
                 "pass": value is not None and value <= limit}
 
+    f = plugin_stats(raw, "native-floor") if "native-floor" in raw["plugins"] else None
+    kf = kernel_floor_stats(raw)
     rss_mib = None if w["rss"]["max_kib"] is None else w["rss"]["max_kib"] / 1024.0
     targets = {
         "add_p50": t(ratios["add_p50"], TARGETS["add_p50_ratio"], "ADD median <= 0.2x reference"),
@@ -195,6 +222,21 @@ def build(raw):
                   "ADD flat: median of last %d ADDs <= 1.2x median of first %d"
                   % (w["flat"]["k"], w["flat"]["k"])),
     }
+    # Floors (issue 16). ADD: wasm-cni's median minus the native floor's, in ms. DEL:
+    # wasm-cni's median over (the kernel's veth delete + wasm-cni's process floor, its
+    # VERSION call), both measured in this run.
+    floors = {
+        "add_over_native_ms": None if not f or f["add"]["p50_us"] is None or w["add"]["p50_us"] is None
+        else (w["add"]["p50_us"] - f["add"]["p50_us"]) / 1000.0,
+        "del_floor_us": None if kf.get("delete_p50_us") is None or w["version_p50_us"] is None
+        else kf["delete_p50_us"] + w["version_p50_us"],
+    }
+    floors["del_over_floor"] = ratio(w["del"]["p50_us"], floors["del_floor_us"])
+    if f is not None or kf["rounds"]:
+        targets["add_native_floor"] = t(floors["add_over_native_ms"], TARGETS["add_over_native_floor_ms"],
+                                        "ADD median <= native floor's + 1.5 ms (value: ms above)")
+        targets["del_floor"] = t(floors["del_over_floor"], TARGETS["del_over_floor_ratio"],
+                                 "DEL median <= 1.2x (kernel delete + process floor)")
     wasm_calls = calls_of(raw, "wasm-cni")
     pick = lambda ph, cmd: [c for c in wasm_calls if c["phase"] == ph and c["cmd"] == cmd]  # noqa: E731
     phases = {
@@ -208,7 +250,8 @@ def build(raw):
         "warm_del": host_aggregate(pick("seq", "DEL")),
         "cold_add": host_aggregate(pick("cold", "ADD")),
     }
-    return {"meta": raw["meta"], "wasm-cni": w, "reference": r, "ratios": ratios,
+    return {"meta": raw["meta"], "wasm-cni": w, "reference": r, "native-floor": f,
+            "kernel_floor": kf, "floors": floors, "ratios": ratios,
             "targets": targets, "phases": phases, "host_calls": host}
 
 
@@ -277,8 +320,41 @@ def render(res):
                  % (ms(fw), ms(fr)))
         L.append("         the machine was busier during the %s rounds, which biases the ratios"
                  % ("wasm-cni" if fw > fr else "reference"))
+    f, kf, fl = res.get("native-floor"), res.get("kernel_floor") or {}, res.get("floors") or {}
+    if f is not None or kf.get("rounds"):
+        L.append("")
+        hdr = "%-52s %10s %10s  %s" % ("floors, measured in this run", "value", "vs ref", "target")
+        L.append(hdr)
+        L.append("-" * len(hdr))
+
+        def frow(label, value, vs_ref=None, target=None):
+            tt = ""
+            if target:
+                tt = "%-7s %s" % ("<= %g" % target["limit"], "PASS" if target["pass"] else "MISS")
+            L.append("%-52s %10s %10s  %s" % (label, value, fx(vs_ref), tt))
+
+        if f is not None:
+            frow("native floor ADD p50 (ms)", ms(f["add"]["p50_us"]), ratio(f["add"]["p50_us"], r["add"]["p50_us"]))
+            frow("native floor ADD p95 (ms)", ms(f["add"]["p95_us"]), ratio(f["add"]["p95_us"], r["add"]["p95_us"]))
+            frow("native floor DEL p50 (ms)", ms(f["del"]["p50_us"]), ratio(f["del"]["p50_us"], r["del"]["p50_us"]))
+            frow("native floor VERSION call (ms)", ms(f["version_p50_us"]))
+            frow("native floor calls / errors", "%d / %d" % (f["calls"], f["errors"]))
+            frow("wasm-cni ADD p50 - native floor ADD p50 (ms)", fx(fl.get("add_over_native_ms"), "%.2f"),
+                 None, tg.get("add_native_floor"))
+        if kf.get("rounds"):
+            n_kf = kf.get("delete_n", 0)
+            frow("kernel floor: veth create, 1 process (ms, p50)", ms(kf["create_p50_us"]))
+            frow("kernel floor: ADD link work, 1 process (ms, p50)", ms(kf["add_work_p50_us"]))
+            frow("kernel floor: veth delete, 1 process (ms, p50)", ms(kf["delete_p50_us"]))
+            frow("kernel floor: veth delete (ms, p95, %d deletes)" % n_kf, ms(kf["delete_p95_us"]))
+            frow("DEL floor: kernel delete + VERSION call (ms)", ms(fl.get("del_floor_us")))
+            frow("wasm-cni DEL p50 / DEL floor", fx(fl.get("del_over_floor")), None, tg.get("del_floor"))
+        if kf.get("errors"):
+            frow("kernel floor rounds failed", "%d" % kf["errors"])
     L.append("")
-    for key in ("add_p50", "del_p50", "conc_add", "rss", "flat"):
+    for key in ("add_p50", "del_p50", "conc_add", "rss", "flat", "add_native_floor", "del_floor"):
+        if key not in tg:
+            continue
         x = tg[key]
         L.append("%s  %-58s %s" % ("PASS" if x["pass"] else "MISS", x["desc"], fx(x["value"])))
 
