@@ -71,6 +71,14 @@ node_state() {
     (cd "$LAB_DIR/nodes/$1/state" && find . -type f -print0 | sort -z | xargs -0r sha256sum)
 }
 
+# lab_test_all_pass: `lab.sh test` exits 0 with all 24 rows passing, as expected
+lab_test_all_pass() {
+    run "$LAB" test
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+}
+
 lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || true; }
 
 @test "usage for an unknown command" {
@@ -158,10 +166,7 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [[ $output == *"dev wc"* ]]
     run "$LAB" status
     [[ $output == *"guest:   $dist/guests/routed.wasm"* ]]
-    run "$LAB" test
-    echo "$output"
-    [ "$status" -eq 0 ]
-    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+    lab_test_all_pass
 }
 
 @test "guest refuses a misfit and the lab keeps its guest and pods" {
@@ -184,10 +189,7 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     echo "$output"
     [ "$status" -eq 0 ]
     ip -n "$LAB_PREFIX-worker-1" link show cni0
-    run "$LAB" test
-    echo "$output"
-    [ "$status" -eq 0 ]
-    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+    lab_test_all_pass
 }
 
 @test "guest c-bridge: the C guest passes the same test" {
@@ -198,10 +200,7 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [ "$status" -eq 0 ]
     [[ $output == *"cache/ (c-bridge.wasm precompiled)"* ]]
     ip -n "$LAB_PREFIX-worker-1" link show cni0
-    run "$LAB" test
-    echo "$output"
-    [ "$status" -eq 0 ]
-    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+    lab_test_all_pass
 }
 
 @test "guest py-routed: the Python guest passes the same test, precompiled when installed" {
@@ -215,10 +214,7 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     ! ip -n "$LAB_PREFIX-worker-1" link show cni0 2>/dev/null || false
     run "$LAB" exec pod-1 ip -4 -o addr show eth0
     [[ $output == *"/32 "* ]]
-    run "$LAB" test
-    echo "$output"
-    [ "$status" -eq 0 ]
-    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+    lab_test_all_pass
     # every guest was precompiled when it was put on a node: no CNI call compiled one
     cat "$LAB_DIR"/nodes/*/log/wasm-cni.log > "$BATS_TEST_TMPDIR/calls.log"
     [ "$(grep -c 'cache=Some(Hit)' "$BATS_TEST_TMPDIR/calls.log")" -gt 20 ]
@@ -258,10 +254,7 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     # routed wiring: the pod's address is a /32
     run "$LAB" exec pod-1 ip -4 -o addr show eth0
     [[ $output == *"/32 "* ]]
-    run "$LAB" test
-    echo "$output"
-    [ "$status" -eq 0 ]
-    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+    lab_test_all_pass
     # `up` again: the nodes have the pinned file; nothing is pulled or changed
     run "$LAB" up
     echo "$output"
@@ -330,9 +323,7 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
         run jq -r '.plugins[0] | "\(.guest) \(.guestDigest)"' "$d/net.d/10-wasm-cni.conflist"
         [ "$output" = "$d/guests/default.wasm sha256:$(sha256sum "$d/guests/default.wasm" | cut -d' ' -f1)" ]
     done
-    run "$LAB" test
-    [ "$status" -eq 0 ]
-    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+    lab_test_all_pass
     # `up` with another guest would strand the pods the running one wired
     dist=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/dist
     LAB_GUEST=$dist/guests/routed.wasm run "$LAB" up

@@ -7,7 +7,8 @@ use crate::calllog::CallLog;
 use crate::cni::{config, output, Command, Env, NetConf, Version};
 use crate::error::{Error, Result};
 use crate::gate::grants::attachment_id;
-use crate::node::kernel::{store::Store, Kernel};
+use crate::node::kernel::store::{KeptGuests, Store};
+use crate::node::kernel::Kernel;
 use crate::session::{command_in_version, status_code, Session};
 use crate::{gate, supervisor, wasm};
 use serde_json::Value;
@@ -183,7 +184,8 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
     timing.load_us = t.elapsed().as_micros();
     timing.cache = Some(guest.cache);
 
-    let mut store = Store::open(&conf.network_dir())?;
+    let network_dir = conf.network_dir();
+    let mut store = Store::open(&network_dir)?;
     let lock = store.lock(Duration::from_millis(conf.lock_timeout_ms))?;
     timing.lock_us = lock.waited.as_micros();
     store.sweep_temporaries();
@@ -200,8 +202,9 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
         Command::Del | Command::Check => store.attachment_guest(&attachment).unwrap_or(None),
         _ => None,
     };
+    let kept_guests = KeptGuests::new(&network_dir);
     if let Some(d) = recorded.filter(|d| *d != guest.digest) {
-        let kept = store.kept_guest(&d);
+        let kept = kept_guests.path(&d);
         match wasm::engine::load(&engine, &kept, &conf.cache_dir, Some(&d)) {
             Ok(g) => {
                 log.line("INFO", &format!(
@@ -218,7 +221,6 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
             )),
         }
     }
-    let files = Store::open(&conf.network_dir())?;
 
     let has_netns = env.netns.as_ref().is_some_and(|p| p.exists());
     let kernel = Kernel::new(if has_netns { env.netns.clone() } else { None }, store)
@@ -239,7 +241,7 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
     timing.phases = done.phases;
     let mut g = gate::lock(session.gate());
     if done.result.is_ok() {
-        keep_guests(env.command, &mut g, &files, &guest, log);
+        keep_guests(env.command, &mut g, &kept_guests, &guest, log);
     }
     timing.host_calls = g.calls;
     timing.host_us = g.host_time.as_micros();
@@ -266,19 +268,19 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
 fn keep_guests(
     cmd: Command,
     g: &mut gate::Gate,
-    files: &Store,
+    kept: &KeptGuests,
     guest: &wasm::engine::Loaded,
     log: &CallLog,
 ) {
     let r = match cmd {
-        Command::Add => files
-            .keep_guest(&guest.digest, &guest.wasm)
+        Command::Add => kept
+            .keep(&guest.digest, &guest.wasm)
             .map_err(|e| e.to_string()),
         Command::Del | Command::Gc => g
             .node
             .guests_in_use()
             .map_err(|e| e.to_string())
-            .and_then(|used| files.prune_guests(&used).map_err(|e| e.to_string()))
+            .and_then(|used| kept.prune(&used).map_err(|e| e.to_string()))
             .map(|_| ()),
         _ => Ok(()),
     };

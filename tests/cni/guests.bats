@@ -41,6 +41,21 @@ digest_of() { "$RUNNER" guest check "$1" | awk '$1 == "digest" { print $2 }'; }
   grep -q guestDigest <<<"$output"
 }
 
+@test "after a swap, GC of a default-guest pod the runtime lost drops the kept copy with it" {
+  [ -f "$HOSTILE" ] || { echo "$HOSTILE missing: run scripts/build.sh --test-artifacts" >&2; false; }
+  write_conf 1.1.0
+  add_pod a
+  cni ADD ca a; expect_ok
+  d=$(digest_of "$GUEST")
+  kept="$W/state/testnet/guests/${d#sha256:}.wasm"
+  cmp "$GUEST" "$kept"
+  # swapped, and the runtime no longer knows the pod: GC with no valid attachment
+  write_conf 1.1.0 ".guest = \"$HOSTILE\" | .[\"cni.dev/valid-attachments\"] = []"
+  cni GC "" ""; expect_ok
+  # the runner released the lost pod's addresses, so no live pod needs the old guest
+  [ ! -e "$kept" ]
+}
+
 @test "after a swap, DEL runs the guest that set the pod up; its kept copy goes with its last pod" {
   [ -f "$HOSTILE" ] || { echo "$HOSTILE missing: run scripts/build.sh --test-artifacts" >&2; false; }
   write_conf 1.1.0

@@ -224,6 +224,13 @@ mod tests {
         assert_eq!(err.code(), 7);
         let msg = err.to_string();
         assert!(msg.contains(&pin) && msg.contains(&digest(b"abc")), "{msg}");
+        // the cache entry is named by that digest, nothing weaker
+        let entry = cache_path(&e, dir.path(), &digest(b"abc"));
+        let name = entry.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad-"),
+            "{name}"
+        );
         // the right pin gets past the check (to compile, which refuses "abc")
         let err = load(&e, &guest, dir.path(), Some(&digest(b"abc")))
             .err()

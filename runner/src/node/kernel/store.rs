@@ -26,6 +26,70 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Copies of the guests that set up live attachments, `<network dir>/guests/<sha256
+/// hex>.wasm`: when the config names another guest, the DEL and CHECK of an attachment
+/// still run the guest that did its ADD (which knows its store layout and wiring); a
+/// copy goes when its last attachment does. Making one touches no file.
+pub struct KeptGuests {
+    dir: PathBuf,
+}
+
+impl KeptGuests {
+    pub fn new(network_dir: &Path) -> Self {
+        KeptGuests {
+            dir: network_dir.join("guests"),
+        }
+    }
+
+    /// Where the copy of the guest with `digest` is kept.
+    pub fn path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.dir.join(format!("{hex}.wasm"))
+    }
+
+    /// Keep a copy of a guest's bytes (verified against `digest` by the caller), unless
+    /// one is there; written aside and renamed, so a reader never sees half a file.
+    pub fn keep(&self, digest: &str, wasm: &[u8]) -> std::io::Result<()> {
+        let path = self.path(digest);
+        if path.exists() {
+            return Ok(());
+        }
+        fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join(format!(".tmp-{}", std::process::id()));
+        fs::write(&tmp, wasm)
+            .and_then(|_| fs::rename(&tmp, &path))
+            .inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })
+    }
+
+    /// Remove the copies no live attachment needs; returns how many went.
+    pub fn prune(&self, in_use: &[String]) -> std::io::Result<usize> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut n = 0;
+        for e in entries {
+            let path = e?.path();
+            let used = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .is_some_and(|hex| {
+                    in_use
+                        .iter()
+                        .any(|d| d.strip_prefix("sha256:") == Some(hex))
+                });
+            if !used {
+                fs::remove_file(&path)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// The runner's records, as replayed from the `records` log.
 #[derive(Default, Debug)]
 pub struct Records {
@@ -311,56 +375,6 @@ impl Store {
         Ok(u)
     }
 
-    // ---- copies of the guests that set up live attachments -------------------------
-    //
-    // `guests/<sha256 hex>.wasm`: when the config names another guest, the DEL and CHECK
-    // of an attachment still run the guest that did its ADD (which knows its store
-    // layout and wiring); the copy goes when its last attachment does.
-
-    /// Where the copy of the guest with `digest` is kept.
-    pub fn kept_guest(&self, digest: &str) -> PathBuf {
-        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-        self.dir.join("guests").join(format!("{hex}.wasm"))
-    }
-
-    /// Keep a copy of a guest's bytes (verified against `digest` by the caller), unless
-    /// one is there.
-    pub fn keep_guest(&self, digest: &str, wasm: &[u8]) -> std::io::Result<()> {
-        let path = self.kept_guest(digest);
-        if path.exists() {
-            return Ok(());
-        }
-        fs::create_dir_all(self.dir.join("guests"))?;
-        self.write_file(&path, wasm)
-    }
-
-    /// Remove the copies no live attachment needs; returns how many went.
-    pub fn prune_guests(&self, in_use: &[String]) -> std::io::Result<usize> {
-        let dir = self.dir.join("guests");
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
-        };
-        let mut n = 0;
-        for e in entries {
-            let path = e?.path();
-            let used = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .is_some_and(|hex| {
-                    in_use
-                        .iter()
-                        .any(|d| d.strip_prefix("sha256:") == Some(hex))
-                });
-            if !used {
-                fs::remove_file(&path)?;
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
     // ---- the runner's record of live attachments' addresses ------------------------
 
     pub fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
@@ -431,7 +445,7 @@ impl Store {
                 }
             }
             let _ = fs::remove_file(self.dir.join("records"));
-            let _ = self.prune_guests(&[]);
+            let _ = KeptGuests::new(&self.dir).prune(&[]);
             self.records = None;
             dropped = Some(n);
         }
@@ -548,17 +562,18 @@ mod record_tests {
     #[test]
     fn guest_copies_are_kept_while_an_attachment_needs_them() {
         let d = tempfile::tempdir().unwrap();
-        let s = Store::open(d.path()).unwrap();
+        let s = KeptGuests::new(d.path());
         let (a, b) = ("sha256:aaaa", "sha256:bbbb");
-        s.keep_guest(a, b"guest a").unwrap();
-        s.keep_guest(b, b"guest b").unwrap();
-        s.keep_guest(a, b"not rewritten").unwrap();
-        assert_eq!(std::fs::read(s.kept_guest(a)).unwrap(), b"guest a");
-        assert_eq!(s.prune_guests(&[b.to_string()]).unwrap(), 1);
-        assert!(!s.kept_guest(a).exists());
-        assert!(s.kept_guest(b).exists());
-        assert_eq!(s.prune_guests(&[]).unwrap(), 1);
-        assert_eq!(s.prune_guests(&[]).unwrap(), 0);
+        assert_eq!(s.prune(&[]).unwrap(), 0, "no directory yet");
+        s.keep(a, b"guest a").unwrap();
+        s.keep(b, b"guest b").unwrap();
+        s.keep(a, b"not rewritten").unwrap();
+        assert_eq!(std::fs::read(s.path(a)).unwrap(), b"guest a");
+        assert_eq!(s.prune(&[b.to_string()]).unwrap(), 1);
+        assert!(!s.path(a).exists());
+        assert!(s.path(b).exists());
+        assert_eq!(s.prune(&[]).unwrap(), 1);
+        assert_eq!(s.prune(&[]).unwrap(), 0);
     }
 
     #[test]
