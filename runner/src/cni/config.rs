@@ -47,6 +47,9 @@ pub struct NetConf {
     pub timing: bool,
     /// What one call may create and write (`limits`).
     pub limits: Limits,
+    /// The addresses and MAC the runtime asks for (`runtimeConfig.ips`/`mac`), and,
+    /// after `with_args`, CNI_ARGS `IP=`/`MAC=` merged in.
+    pub requested: super::requested::Requested,
     /// The config text exactly as received; the guest gets this.
     pub raw: String,
 }
@@ -256,6 +259,7 @@ impl NetConf {
             lock_timeout_ms: number(obj, "lockTimeoutMs", 20_000, (1, 600_000))?,
             valid_attachments: attachments(obj)?,
             limits: Limits::parse(obj)?,
+            requested: super::requested::Requested::from_runtime_config(obj.get("runtimeConfig"))?,
             timing: match obj.get("timing") {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,
@@ -272,6 +276,17 @@ impl NetConf {
             pod_network,
             raw,
         })
+    }
+
+    /// Merge the call's CNI_ARGS `IP=`/`MAC=` into `requested` (a contradiction is
+    /// a bad CNI_ARGS, code 4). Only ADD, CHECK and DEL carry a request.
+    pub fn with_args(mut self, env: &super::Env) -> Result<NetConf> {
+        if env.command.per_attachment() {
+            self.requested = super::requested::Requested::merge(&self.requested, &env.requested)?;
+        } else {
+            self.requested = Default::default();
+        }
+        Ok(self)
     }
 
     /// This network's state directory.
