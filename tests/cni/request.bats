@@ -58,15 +58,6 @@ cni_args() {
   [ "$(grep -c 'request ips=\["200.200.1.10"\]' "$W/wasm-cni.log")" = 2 ]
 }
 
-@test "STATUS and GC carry no request: the guest is not even asked" {
-  write_conf 1.1.0 '. + {runtimeConfig: {ips: ["200.200.1.9/24"]}}'
-  cni STATUS "" ""
-  expect_ok
-  cni GC "" ""
-  expect_ok
-  ! grep -q 'request ips' "$W/wasm-cni.log" || false
-}
-
 @test "simulate: the transcript shows create-veth with the container-mac the 0.2.0 guest passed" {
   cd "$W"
   jq '. + {runtimeConfig: {mac: "0a:58:c8:c8:01:0b"}}' conf.json > sim.json

@@ -402,6 +402,40 @@ mod tests {
     }
 
     #[test]
+    fn only_add_check_del_carry_the_requested_ips_and_mac() {
+        let raw = r#"{"cniVersion":"1.1.0","name":"n","runtimeConfig":{"ips":["200.200.1.9"],"mac":"0a:58:00:00:00:09"}}"#;
+        let env = |cmd: &str, args: &str| {
+            let (cmd, args) = (cmd.to_string(), args.to_string());
+            crate::cni::Env::from_lookup_in(
+                move |k| match k {
+                    "CNI_COMMAND" => Some(cmd.clone()),
+                    "CNI_CONTAINERID" => Some("c1".into()),
+                    "CNI_IFNAME" => Some("eth0".into()),
+                    "CNI_NETNS" => Some("/ns".into()),
+                    "CNI_ARGS" => Some(args.clone()),
+                    _ => None,
+                },
+                |_| true,
+            )
+            .unwrap()
+        };
+        for cmd in ["ADD", "CHECK", "DEL"] {
+            let c = parse(raw)
+                .unwrap()
+                .with_args(&env(cmd, "IP=fd00::9"))
+                .unwrap();
+            assert_eq!(c.requested.ips_text(), ["200.200.1.9", "fd00::9"], "{cmd}");
+            assert!(c.requested.mac.is_some(), "{cmd}");
+            let e = parse(raw).unwrap().with_args(&env(cmd, "IP=200.200.1.10"));
+            assert_eq!(e.unwrap_err().code(), 4, "{cmd}");
+        }
+        for cmd in ["GC", "STATUS"] {
+            let c = parse(raw).unwrap().with_args(&env(cmd, "")).unwrap();
+            assert_eq!(c.requested, Default::default(), "{cmd}");
+        }
+    }
+
+    #[test]
     fn gc_attachments_both_keys() {
         for key in ["cni.dev/valid-attachments", "cni.dev/attachments"] {
             let raw = format!(
