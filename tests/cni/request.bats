@@ -24,6 +24,13 @@ cni_args() {
   [[ ${lines[0]} == "ok: $GUEST implements wasm-cni:plugin/cni-policy@0.2.0" ]]
   [[ $output == *"import wasm-cni:plugin/links@0.2.0: create-veth"* ]]
   [[ $output != *adapter* ]]
+  # precompiled into a cache, then loaded from it, as a 0.1.0 guest is
+  run "$RUNNER" guest check --cache-dir "$W/gcache" "$GUEST"
+  [ "$status" -eq 0 ]
+  [[ ${lines[1]} == *" ms into $W/gcache" ]]
+  run "$RUNNER" guest check --cache-dir "$W/gcache" "$GUEST"
+  [ "$status" -eq 0 ]
+  [[ ${lines[0]} == *"@0.2.0" && ${lines[1]} == *"already compiled in $W/gcache (loaded in "* ]]
 }
 
 @test "a 0.2.0 guest gets runtimeConfig's ips and mac; the container end has that MAC from the kernel" {
