@@ -12,8 +12,8 @@ wasmtime::component::bindgen!({
     world: "cni-policy",
 });
 
-pub use self::exports::wasm_cni::plugin::policy;
-use self::wasm_cni::plugin::{addresses, firewall, links, log, routes, store, sysctl, types};
+pub use self::exports::wasm_cni::plugin0_2_0::policy;
+use self::wasm_cni::plugin0_2_0::{addresses, firewall, links, log, routes, store, sysctl, types};
 
 /// The guest's memory: the total over all its linear memories and tables (a component
 /// may have many), and how many of each it may create. Remembers whether it refused a
@@ -206,6 +206,8 @@ impl links::Host for State {
         host_name: String,
         container_name: String,
         mtu: Option<u32>,
+        // the contract branch passes it on; ignored here until then
+        _container_mac: Option<String>,
     ) -> HostResult<links::VethPair> {
         self.timed(
             "links.create-veth",

@@ -315,13 +315,16 @@ pub(crate) fn run(
         phases.instantiate_us = t.elapsed().as_micros();
         let t = Instant::now();
         let out = inst.and_then(|inst| {
-            let p = inst.wasm_cni_plugin_policy();
+            let p = inst.wasm_cni_plugin0_2_0_policy();
             let to_req = |r: &Request| policy::Request {
                 container_id: r.container_id.clone(),
                 ifname: r.ifname.clone(),
                 host_link: r.host_link.clone(),
                 has_netns: r.has_netns,
                 args: r.args.clone(),
+                // requested ips/mac: the contract branch fills them in
+                ips: Vec::new(),
+                mac: None,
                 config: r.config.clone(),
             };
             let raw = match &call {
