@@ -22,7 +22,7 @@ use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -94,8 +94,8 @@ impl KeptGuests {
 #[derive(Default, Debug)]
 pub struct Records {
     owners: HashMap<String, String>,
-    holders: HashMap<String, Vec<Ipv4Addr>>,
-    held: HashMap<Ipv4Addr, String>,
+    holders: HashMap<String, Vec<IpAddr>>,
+    held: HashMap<IpAddr, String>,
     /// The guest (digest) that set up each attachment.
     guests: HashMap<String, String>,
     /// The store's size after the last call that wrote and ended normally; none while
@@ -119,7 +119,7 @@ impl Records {
                 if let Some(guest) = f.get(3).filter(|g| !g.is_empty()) {
                     self.guests.insert(att.to_string(), guest.to_string());
                 }
-                let ips: Vec<Ipv4Addr> = ips.split(',').filter_map(|i| i.parse().ok()).collect();
+                let ips: Vec<IpAddr> = ips.split(',').filter_map(|i| i.parse().ok()).collect();
                 for ip in &ips {
                     self.held.insert(*ip, att.to_string());
                 }
@@ -377,18 +377,18 @@ impl Store {
 
     // ---- the runner's record of live attachments' addresses ------------------------
 
-    pub fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
+    pub fn address_holder(&mut self, ip: IpAddr) -> OpResult<Option<String>> {
         Ok(self.records()?.0.held.get(&ip).cloned())
     }
 
-    pub fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>> {
+    pub fn held_addresses(&mut self) -> OpResult<Vec<IpAddr>> {
         Ok(self.records()?.0.held.keys().copied().collect())
     }
 
     pub fn hold_addresses(
         &mut self,
         attachment: &str,
-        ips: &[Ipv4Addr],
+        ips: &[IpAddr],
         guest: &str,
     ) -> OpResult<()> {
         let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
@@ -580,7 +580,7 @@ mod record_tests {
     fn records_survive_reopening_a_torn_tail_and_compaction() {
         let d = tempfile::tempdir().unwrap();
         let mut s = Store::open(d.path()).unwrap();
-        let ip: Ipv4Addr = "200.200.1.2".parse().unwrap();
+        let ip: IpAddr = "200.200.1.2".parse().unwrap();
         s.hold_addresses("c1 eth0", &[ip], "sha256:aa").unwrap();
         s.put("ip/200.200.1.2", "c1 eth0").unwrap();
         s.set_owner("ip/200.200.1.2", "c1 eth0").unwrap();
@@ -612,7 +612,7 @@ mod record_tests {
         let mut s = Store::open(d.path()).unwrap();
         assert!(s.records().unwrap().0.usage.is_none());
         // many generations: the log is compacted when read
-        let other: Ipv4Addr = "200.200.1.3".parse().unwrap();
+        let other: IpAddr = "200.200.1.3".parse().unwrap();
         for i in 0..600 {
             s.hold_addresses(&format!("x{i} eth0"), &[other], "sha256:bb")
                 .unwrap();

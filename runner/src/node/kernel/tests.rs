@@ -11,7 +11,7 @@ use crate::calllog::CallLog;
 use crate::gate::grants::{Grants, Scope};
 use crate::gate::Gate;
 use crate::node::{Node, Ns, OpKind, RouteSpec};
-use ipnetwork::Ipv4Network;
+use ipnetwork::IpNetwork;
 use nix::sched::{setns, CloneFlags};
 use std::fs::File;
 use std::process::Command;
@@ -64,7 +64,7 @@ impl Drop for Netns {
     }
 }
 
-fn net(s: &str) -> Ipv4Network {
+fn net(s: &str) -> IpNetwork {
     s.parse().unwrap()
 }
 
@@ -184,7 +184,7 @@ fn gate(ns: &Netns, dir: &std::path::Path, journal: bool) -> Gate {
         true,
         "cni0",
         "wc",
-        Some(net("200.200.0.0/16")),
+        vec![net("200.200.0.0/16"), net("fd00:200::/40")],
     );
     Gate::new(
         grants,
