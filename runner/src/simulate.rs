@@ -48,10 +48,9 @@ fn fresh_world(raw: &str) -> World {
     let v: Option<serde_json::Value> = serde_json::from_str(raw).ok();
     let hosts: Vec<IpNetwork> = match v.as_ref().and_then(|v| v.get("myHostNetwork")) {
         Some(serde_json::Value::String(s)) => s.parse().ok().into_iter().collect(),
-        Some(serde_json::Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_str()?.parse().ok())
-            .collect(),
+        Some(serde_json::Value::Array(a)) => {
+            a.iter().filter_map(|x| x.as_str()?.parse().ok()).collect()
+        }
         _ => Vec::new(),
     };
     // the node's address (.2 / ::2) and its gateway (.1 / ::1) in `net`

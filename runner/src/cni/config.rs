@@ -195,8 +195,8 @@ fn pod_networks(obj: &Map<String, Value>, key: &str) -> Result<Vec<ipnetwork::Ip
         for (r, what) in RESERVED {
             let r: IpNetwork = r.parse().expect("a valid constant");
             // overlapping either way: inside the range, or holding it
-            let overlaps = r.is_ipv4() == n.is_ipv4()
-                && (r.contains(n.network()) || n.contains(r.network()));
+            let overlaps =
+                r.is_ipv4() == n.is_ipv4() && (r.contains(n.network()) || n.contains(r.network()));
             if overlaps {
                 return Err(Error::InvalidConfig(format!(
                     "{key:?}: pod network {t} overlaps {r}, which is {what}: addresses there are not the network's to give"
@@ -453,8 +453,8 @@ mod tests {
         .unwrap();
         let texts: Vec<String> = c.pod_networks.iter().map(|n| n.to_string()).collect();
         assert_eq!(texts, ["200.200.0.0/16", "fd00:200::/48"]);
-        let c = parse(r#"{"cniVersion":"1.0.0","name":"n","myPodNetwork":"fd00:200::/48"}"#)
-            .unwrap();
+        let c =
+            parse(r#"{"cniVersion":"1.0.0","name":"n","myPodNetwork":"fd00:200::/48"}"#).unwrap();
         assert_eq!(c.pod_networks[0].to_string(), "fd00:200::/48");
         for (net, names) in [
             (r#""fe80::/64""#, "fe80::/10"),

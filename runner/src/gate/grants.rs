@@ -21,8 +21,8 @@
 
 use crate::node::{stable_hash, Family, Ns, OpError, OpResult, SysctlKey};
 use ipnetwork::IpNetwork;
-use std::net::IpAddr;
 use std::collections::HashSet;
+use std::net::IpAddr;
 
 /// Which command the grants are for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,7 +177,6 @@ impl Grants {
             .any(|p| p.contains(net.network()) && net.prefix() >= p.prefix())
     }
 
-
     /// The shared bridge's MTU is every pod's: only the call that created the bridge
     /// may set it.
     pub fn bridge_mtu(&self, ns: Ns, name: &str) -> OpResult<()> {
@@ -328,11 +327,7 @@ impl Grants {
 
     /// The pod network of `family`, or a refusal naming what is configured.
     fn pod_network(&self, what: &str, family: Family) -> OpResult<IpNetwork> {
-        if let Some(p) = self
-            .pod_networks
-            .iter()
-            .find(|p| Family::of(p) == family)
-        {
+        if let Some(p) = self.pod_networks.iter().find(|p| Family::of(p) == family) {
             return Ok(*p);
         }
         Err(OpError::denied(if self.pod_networks.is_empty() {
@@ -661,12 +656,20 @@ mod tests {
         ] {
             assert!(denied(g.address(ns, link, a(addr), false)), "{why}");
         }
-        assert!(g
-            .route(Ns::Container, a("::/0"), gw6, Some("eth0"))
-            .is_ok());
+        assert!(g.route(Ns::Container, a("::/0"), gw6, Some("eth0")).is_ok());
         assert!(denied(g.route(Ns::Host, a("::/0"), gw6, Some("cni0"))));
-        assert!(denied(g.route(Ns::Host, a("fe80::/10"), None, Some("cni0"))));
-        assert!(denied(g.route(Ns::Host, a("fe80::/64"), None, Some("cni0"))));
+        assert!(denied(g.route(
+            Ns::Host,
+            a("fe80::/10"),
+            None,
+            Some("cni0")
+        )));
+        assert!(denied(g.route(
+            Ns::Host,
+            a("fe80::/64"),
+            None,
+            Some("cni0")
+        )));
         assert!(g
             .route(Ns::Host, a("fd00:200:1::/64"), None, Some("cni0"))
             .is_ok());

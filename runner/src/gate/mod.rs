@@ -902,7 +902,11 @@ impl Gate {
                 ));
             }
             if let Some(g) = &ipc.gateway {
-                gateway_inside(g, Family::of(&n), &format!("gateway {g} of {}", ipc.address))?;
+                gateway_inside(
+                    g,
+                    Family::of(&n),
+                    &format!("gateway {g} of {}", ipc.address),
+                )?;
             }
             if let Some(i) = ipc.interface {
                 let iface = r.interfaces.get(i as usize).ok_or_else(|| {
@@ -1065,9 +1069,7 @@ impl Gate {
                 family,
                 table,
                 saved,
-            } => self
-                .node
-                .restore_table(*family, table, saved.as_deref()),
+            } => self.node.restore_table(*family, table, saved.as_deref()),
         }
     }
 

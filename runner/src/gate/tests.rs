@@ -331,7 +331,9 @@ fn refused_ops() -> Vec<(&'static str, Op)> {
         ("firewall.allow-forward (IPv6)", |s| {
             s.allow_forward("fd00:300::/64")
         }),
-        ("firewall.masquerade (IPv6)", |s| s.masquerade("fd00::/8", &[])),
+        ("firewall.masquerade (IPv6)", |s| {
+            s.masquerade("fd00::/8", &[])
+        }),
         ("sysctl.set (IPv6 forwarding, fresh node)", |s| {
             // node() forwards IPv6: turning it off is refused
             s.sysctl_set(Ns::Host, "net.ipv6.conf.all.forwarding", "0")
@@ -463,10 +465,7 @@ fn ipv6_forwarding_is_undone_with_every_link_forwarding_value() {
         .unwrap();
     assert_ne!(text(&mut sb), before);
     // the IPv4 switch and its links are not the IPv6 switch's
-    assert_eq!(
-        sb.sysctl_get(Ns::Host, "net.ipv4.ip_forward").unwrap(),
-        "1"
-    );
+    assert_eq!(sb.sysctl_get(Ns::Host, "net.ipv4.ip_forward").unwrap(), "1");
     sb.rollback();
     assert_eq!(text(&mut sb), before);
     let mut sb = gate_over(node(), false);
@@ -488,8 +487,13 @@ fn ipv6_text_is_parsed_once_and_families_do_not_mix() {
     for e in [
         sb.route_add(Ns::Container, "::/0", Some("200.200.1.1"), Some("eth0"))
             .unwrap_err(),
-        sb.route_add(Ns::Container, "0.0.0.0/0", Some("fd00:200:1::1"), Some("eth0"))
-            .unwrap_err(),
+        sb.route_add(
+            Ns::Container,
+            "0.0.0.0/0",
+            Some("fd00:200:1::1"),
+            Some("eth0"),
+        )
+        .unwrap_err(),
         sb.masquerade("fd00:200:1::/64", &["10.0.0.0/8".into()])
             .unwrap_err(),
         sb.address_add(Ns::Host, "cni0", "fd00:200:1::zz/64")
@@ -605,7 +609,10 @@ fn results_stay_inside_the_grants() {
             result("fd00:200:1::7/64", "200.200.1.1", "eth0", true),
             "family",
         ),
-        (result("fe80::7/64", "fd00:200:1::1", "eth0", true), "outside"),
+        (
+            result("fe80::7/64", "fd00:200:1::1", "eth0", true),
+            "outside",
+        ),
         (
             result("fd00:200:1::7/32", "fd00:200:1::1", "eth0", true),
             "outside",
@@ -698,23 +705,13 @@ impl Node for FailAfterCreate {
     fn save_table(&mut self, family: Family, table: &str) -> OpResult<Option<String>> {
         self.0.save_table(family, table)
     }
-    fn restore_table(
-        &mut self,
-        family: Family,
-        table: &str,
-        saved: Option<&str>,
-    ) -> OpResult<()> {
+    fn restore_table(&mut self, family: Family, table: &str, saved: Option<&str>) -> OpResult<()> {
         self.0.restore_table(family, table, saved)
     }
     fn allow_forward(&mut self, table: &str, net: IpNetwork) -> OpResult<()> {
         self.0.allow_forward(table, net)
     }
-    fn masquerade(
-        &mut self,
-        table: &str,
-        source: IpNetwork,
-        except: &[IpNetwork],
-    ) -> OpResult<()> {
+    fn masquerade(&mut self, table: &str, source: IpNetwork, except: &[IpNetwork]) -> OpResult<()> {
         self.0.masquerade(table, source, except)
     }
     fn sysctl_get(&mut self, ns: Ns, key: &SysctlKey) -> OpResult<String> {

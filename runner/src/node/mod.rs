@@ -304,13 +304,11 @@ pub trait Node: Send {
     /// exactly; none if absent.
     fn save_table(&mut self, family: Family, table: &str) -> OpResult<Option<String>>;
     /// Replace the table, atomically, by what `save_table` gave (none: delete it).
-    fn restore_table(&mut self, family: Family, table: &str, saved: Option<&str>)
-        -> OpResult<()>;
+    fn restore_table(&mut self, family: Family, table: &str, saved: Option<&str>) -> OpResult<()>;
     /// In the table of `net`'s family.
     fn allow_forward(&mut self, table: &str, net: IpNetwork) -> OpResult<()>;
     /// In the table of `source`'s family; `except` are of that family (the gate checks).
-    fn masquerade(&mut self, table: &str, source: IpNetwork, except: &[IpNetwork])
-        -> OpResult<()>;
+    fn masquerade(&mut self, table: &str, source: IpNetwork, except: &[IpNetwork]) -> OpResult<()>;
 
     fn sysctl_get(&mut self, ns: Ns, key: &SysctlKey) -> OpResult<String>;
     fn sysctl_set(&mut self, ns: Ns, key: &SysctlKey, value: &str) -> OpResult<()>;

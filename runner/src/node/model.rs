@@ -510,8 +510,7 @@ impl Node for Model {
     fn default_route_links(&mut self, ns: Ns) -> OpResult<Vec<String>> {
         let mut out: Vec<String> = Vec::new();
         for r in World::routes_of(self.space(ns)?) {
-            if (r.destination == "0.0.0.0/0" || r.destination == "::/0") && !out.contains(&r.link)
-            {
+            if (r.destination == "0.0.0.0/0" || r.destination == "::/0") && !out.contains(&r.link) {
                 out.push(r.link);
             }
         }
@@ -534,6 +533,13 @@ impl Node for Model {
 
     fn add_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
         let what = route_text(r);
+        if r.gateway
+            .is_some_and(|g| Family::of_ip(g) != Family::of(&r.destination))
+        {
+            return Err(OpError::invalid(format!(
+                "route {what}: the gateway is not of the destination's family (EINVAL)"
+            )));
+        }
         let space = self.space(ns)?;
         let table = World::routes_of(space);
         if table
@@ -669,12 +675,7 @@ impl Node for Model {
             .map(|t| serde_json::to_string(t).expect("a map of strings serializes")))
     }
 
-    fn restore_table(
-        &mut self,
-        family: Family,
-        table: &str,
-        saved: Option<&str>,
-    ) -> OpResult<()> {
+    fn restore_table(&mut self, family: Family, table: &str, saved: Option<&str>) -> OpResult<()> {
         let key = table_key(family, table);
         match saved {
             None => {

@@ -206,7 +206,14 @@ fn write_chain(
 pub fn allow_forward(table_name: &str, net: IpNetwork) -> OpResult<()> {
     let f = Family::of(&net);
     let name = chain_for("fwd", net);
-    let chain = base_chain(f, table_name, &name, NfChainType::Filter, NfHook::Forward, 0);
+    let chain = base_chain(
+        f,
+        table_name,
+        &name,
+        NfChainType::Filter,
+        NfHook::Forward,
+        0,
+    );
     let rules = vec![
         rule(
             f,

@@ -147,23 +147,13 @@ impl Node for Kernel {
     fn save_table(&mut self, family: Family, table: &str) -> OpResult<Option<String>> {
         firewall::save_table(family, table)
     }
-    fn restore_table(
-        &mut self,
-        family: Family,
-        table: &str,
-        saved: Option<&str>,
-    ) -> OpResult<()> {
+    fn restore_table(&mut self, family: Family, table: &str, saved: Option<&str>) -> OpResult<()> {
         firewall::restore_table(family, table, saved)
     }
     fn allow_forward(&mut self, table: &str, net: IpNetwork) -> OpResult<()> {
         firewall::allow_forward(table, net)
     }
-    fn masquerade(
-        &mut self,
-        table: &str,
-        source: IpNetwork,
-        except: &[IpNetwork],
-    ) -> OpResult<()> {
+    fn masquerade(&mut self, table: &str, source: IpNetwork, except: &[IpNetwork]) -> OpResult<()> {
         firewall::masquerade(table, source, except)
     }
     fn sysctl_get(&mut self, ns: Ns, key: &SysctlKey) -> OpResult<String> {

@@ -12,8 +12,8 @@ use ipnetwork::IpNetwork;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol,
-    RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{
@@ -349,8 +349,8 @@ impl Netlink {
             .block_on(async move {
                 let mut s = h.address().get().set_link_index_filter(l.index).execute();
                 while let Some(m) = s.try_next().await? {
-                    let matches = m.header.prefix_len == addr.prefix()
-                        && address_of(&m) == Some(addr.ip());
+                    let matches =
+                        m.header.prefix_len == addr.prefix() && address_of(&m) == Some(addr.ip());
                     if matches {
                         h.address().del(m.clone()).execute().await?;
                         return Ok(Some(m));
@@ -540,7 +540,9 @@ impl Netlink {
                         what()
                     )));
                 }
-                b = b.gateway(gw).map_err(|e| OpError::invalid(format!("{}: {e}", what())))?
+                b = b
+                    .gateway(gw)
+                    .map_err(|e| OpError::invalid(format!("{}: {e}", what())))?
             }
             // a route straight onto a link is scope link, as `ip route add ... dev X`
             // makes it: only such a route can resolve another route's gateway (the

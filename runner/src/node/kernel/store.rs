@@ -626,4 +626,30 @@ mod record_tests {
         let text = std::fs::read_to_string(d.path().join("records")).unwrap();
         assert!(text.lines().count() < 10, "compacted: {text}");
     }
+
+    #[test]
+    fn hold_records_of_both_families_and_of_older_runners() {
+        let d = tempfile::tempdir().unwrap();
+        // an older runner's record: IPv4 only, no guest
+        std::fs::write(d.path().join("records"), "hold\told eth0\t200.200.1.9\n").unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        let v4: IpAddr = "200.200.1.9".parse().unwrap();
+        assert_eq!(s.address_holder(v4).unwrap().as_deref(), Some("old eth0"));
+        let ips: Vec<IpAddr> = vec![
+            "200.200.1.2".parse().unwrap(),
+            "fd00:200:1::2".parse().unwrap(),
+        ];
+        s.hold_addresses("c1 eth0", &ips, "sha256:aa").unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        // any spelling of the address finds its holder: records are typed
+        let long: IpAddr = "fd00:0200:0001:0000::0002".parse().unwrap();
+        assert_eq!(s.address_holder(long).unwrap().as_deref(), Some("c1 eth0"));
+        let mut held = s.held_addresses().unwrap();
+        held.sort();
+        assert_eq!(held.len(), 3, "{held:?}");
+        s.release_addresses("c1 eth0").unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        assert_eq!(s.address_holder(long).unwrap(), None);
+        assert_eq!(s.holders().unwrap(), vec!["old eth0"]);
+    }
 }
