@@ -110,10 +110,10 @@ impl World {
             ..World::default()
         };
         let mut host = Namespace::default();
+        // the IPv6 switch is absent while off (see `sysctl_get`): the state (and
+        // `simulate`'s output) of an IPv4 network stays what it was
         host.sysctls
             .insert(SysctlKey::IP_FORWARD.into(), "0".into());
-        host.sysctls
-            .insert(SysctlKey::IPV6_FORWARDING.into(), "0".into());
         w.namespaces.insert(HOST.into(), host);
         w.add_link(HOST, "lo", Kind::Loopback, 65536);
         w.add_link(HOST, "eth0", Kind::Device, 1500);
@@ -727,7 +727,8 @@ impl Node for Model {
             return Ok(v.clone());
         }
         if key.is_forwarding_switch() {
-            // a session file of an older runner has no IPv6 switch: off, as on a boot
+            // the IPv6 switch is kept only while on (and a session file of an older
+            // runner has none): off, as on a boot
             return Ok("0".into());
         }
         let link_exists = key.link().is_some_and(|l| space.links.contains_key(l));
@@ -760,7 +761,11 @@ impl Node for Model {
                 })
             });
         }
-        space.sysctls.insert(key.as_str().into(), value.into());
+        if key.is_forwarding_switch() && key.family() == Family::V6 && value == "0" {
+            space.sysctls.remove(key.as_str());
+        } else {
+            space.sysctls.insert(key.as_str().into(), value.into());
+        }
         if key.family() == Family::V6 && key.leaf() == "disable_ipv6" && value == "1" {
             // the kernel drops the link's IPv6 addresses and routes
             let link = key.link().unwrap_or_default().to_string();
