@@ -135,6 +135,8 @@ dual_stack_conf() {
 
 @test "IPv6: link-local on links it may not change, ::/0 in the host, prefixes outside the pod network are denied" {
   dual_stack_conf
+  # the node forwards IPv6 (turning it off must be refused, as for ip_forward)
+  ip netns exec "$NODE" sysctl -qw net.ipv6.conf.all.forwarding=1
   local attack
   for attack in link-local-on-uplink link-local-on-bridge link-local-route default-route-host \
     prefix-outside prefix-too-wide forwarding-off accept-ra-uplink masquerade-outside; do
