@@ -280,3 +280,27 @@ fn with_prev_result(raw: &str, prev: &serde_json::Value) -> Option<String> {
 fn pretty(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).expect("JSON values serialize")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dual_stack_host_network_makes_a_dual_stack_node() {
+        let w = fresh_world(r#"{"myHostNetwork": ["10.0.0.0/16", "fd00:10::/64"]}"#);
+        let text = sim::describe(&w);
+        assert!(text.contains("addr 10.0.0.2/16 fd00:10::2/64"), "{text}");
+        assert!(
+            text.contains("route 0.0.0.0/0 via 10.0.0.1 dev eth0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("route ::/0 via fd00:10::1 dev eth0"),
+            "{text}"
+        );
+        // a single CIDR, as before: IPv4 only, and no IPv6 switch in the state
+        let text = sim::describe(&fresh_world(r#"{"myHostNetwork": "10.0.0.0/16"}"#));
+        assert!(text.contains("addr 10.0.0.2/16\n"), "{text}");
+        assert!(!text.contains("::") && !text.contains("ipv6"), "{text}");
+    }
+}

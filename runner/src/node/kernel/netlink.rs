@@ -265,32 +265,32 @@ impl Netlink {
     }
 
     pub fn list_addresses(&mut self, which: Ns, link: &str) -> OpResult<Vec<IpNetwork>> {
-        let l = self.must_link(which, link)?;
-        let h = self.handle(which)?;
-        let msgs = self
-            .block_on(async move {
-                h.address()
-                    .get()
-                    .set_link_index_filter(l.index)
-                    .execute()
-                    .try_collect::<Vec<_>>()
-                    .await
-            })?
-            .map_err(|e| nl_err(e, || format!("list addresses of {link:?}")))?;
-        let mut out = Vec::new();
-        for m in msgs {
-            let Some(ip) = address_of(&m) else { continue };
-            // the kernel's own link-locals, which no guest added
-            if is_link_local(ip) {
-                continue;
-            }
-            if let Ok(n) = IpNetwork::new(ip, m.header.prefix_len) {
-                out.push(n);
-            }
-        }
+        let mut out: Vec<IpNetwork> = self
+            .address_dump(which, link)?
+            .iter()
+            // the kernel's own link-locals, which no guest added, are left out
+            .filter_map(|m| Some((address_of(m)?, m.header.prefix_len)))
+            .filter(|(ip, _)| !is_link_local(*ip))
+            .filter_map(|(ip, prefix)| IpNetwork::new(ip, prefix).ok())
+            .collect();
         // IPv4 first (the dump's order is the kernel's, not a promise)
         out.sort_by_key(|n| n.is_ipv6());
         Ok(out)
+    }
+
+    /// Every address message of a link, both families.
+    fn address_dump(&mut self, which: Ns, link: &str) -> OpResult<Vec<AddressMessage>> {
+        let l = self.must_link(which, link)?;
+        let h = self.handle(which)?;
+        self.block_on(async move {
+            h.address()
+                .get()
+                .set_link_index_filter(l.index)
+                .execute()
+                .try_collect::<Vec<_>>()
+                .await
+        })?
+        .map_err(|e| nl_err(e, || format!("list addresses of {link:?}")))
     }
 
     /// The kernel's messages of the link's addresses of `family`, without link-locals.
@@ -300,18 +300,7 @@ impl Netlink {
         link: &str,
         family: Family,
     ) -> OpResult<Vec<AddressMessage>> {
-        let l = self.must_link(which, link)?;
-        let h = self.handle(which)?;
-        let msgs = self
-            .block_on(async move {
-                h.address()
-                    .get()
-                    .set_link_index_filter(l.index)
-                    .execute()
-                    .try_collect::<Vec<_>>()
-                    .await
-            })?
-            .map_err(|e| nl_err(e, || format!("list addresses of {link:?}")))?;
+        let msgs = self.address_dump(which, link)?;
         Ok(msgs
             .into_iter()
             .filter(|m| {

@@ -104,8 +104,8 @@ fn pod_subnet(req: &Request) -> String {
 
 /// Both ends of this attachment's veth, created and up.
 fn own_veth_up(req: &Request) -> Result<links::VethPair, CniError> {
-    let pair =
-        links::create_veth(&req.host_link, &req.ifname, None, None).map_err(fail_kind("create veth"))?;
+    let pair = links::create_veth(&req.host_link, &req.ifname, None, None)
+        .map_err(fail_kind("create veth"))?;
     links::set_up(Netns::Host, &req.host_link).map_err(fail_kind("set host link up"))?;
     links::set_up(Netns::Container, &req.ifname).map_err(fail_kind("set pod link up"))?;
     Ok(pair)
@@ -508,28 +508,21 @@ fn add(req: Request) -> Result<AddResult, CniError> {
                 link: Some(link.to_string()),
             };
             match attack.as_str() {
-                "link-local-on-uplink" => {
-                    addresses::add(Netns::Host, &target, "fe80::99/64")
-                        .map_err(fail_kind("uplink link-local"))?
+                "link-local-on-uplink" => addresses::add(Netns::Host, &target, "fe80::99/64")
+                    .map_err(fail_kind("uplink link-local"))?,
+                "link-local-on-bridge" => addresses::add(Netns::Host, &bridge(&req), "fe80::1/64")
+                    .map_err(fail_kind("bridge link-local"))?,
+                "link-local-route" => {
+                    routes::add(Netns::Host, &host_route("fe80::/10", None, &req.host_link))
+                        .map_err(fail_kind("link-local route"))?
                 }
-                "link-local-on-bridge" => {
-                    addresses::add(Netns::Host, &bridge(&req), "fe80::1/64")
-                        .map_err(fail_kind("bridge link-local"))?
-                }
-                "link-local-route" => routes::add(
-                    Netns::Host,
-                    &host_route("fe80::/10", None, &req.host_link),
-                )
-                .map_err(fail_kind("link-local route"))?,
                 "default-route-host" => routes::add(
                     Netns::Host,
                     &host_route("::/0", Some("fd00:10::1"), &req.host_link),
                 )
                 .map_err(fail_kind("host default route"))?,
-                "prefix-outside" => {
-                    addresses::add(Netns::Container, &req.ifname, "fd00:999::2/64")
-                        .map_err(fail_kind("pod address"))?
-                }
+                "prefix-outside" => addresses::add(Netns::Container, &req.ifname, "fd00:999::2/64")
+                    .map_err(fail_kind("pod address"))?,
                 "prefix-too-wide" => {
                     addresses::add(Netns::Container, &req.ifname, "fd00:200:1::2/16")
                         .map_err(fail_kind("pod address"))?
@@ -539,10 +532,8 @@ fn add(req: Request) -> Result<AddResult, CniError> {
                     &host_route("::/0", Some("200.200.1.1"), &req.ifname),
                 )
                 .map_err(fail_kind("pod default route"))?,
-                "forwarding-off" => {
-                    sysctl::set(Netns::Host, "net.ipv6.conf.all.forwarding", "0")
-                        .map_err(fail_kind("ipv6 forwarding"))?
-                }
+                "forwarding-off" => sysctl::set(Netns::Host, "net.ipv6.conf.all.forwarding", "0")
+                    .map_err(fail_kind("ipv6 forwarding"))?,
                 "accept-ra-uplink" => sysctl::set(
                     Netns::Host,
                     &format!("net.ipv6.conf.{target}.accept_ra"),
@@ -641,8 +632,12 @@ fn add(req: Request) -> Result<AddResult, CniError> {
                 "address" => {
                     own_veth_up(&req)?;
                     let prefix = cfg_or(&req, "victim_prefix", "24");
-                    addresses::add(Netns::Container, &req.ifname, &format!("{victim_ip}/{prefix}"))
-                        .map_err(fail_kind("pod address"))?;
+                    addresses::add(
+                        Netns::Container,
+                        &req.ifname,
+                        &format!("{victim_ip}/{prefix}"),
+                    )
+                    .map_err(fail_kind("pod address"))?;
                     Err(gave_up(&mode))
                 }
                 _ => {
