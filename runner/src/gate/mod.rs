@@ -493,7 +493,8 @@ impl Gate {
         // the kernel drops the routes that depended on the address (its prefix route,
         // routes via gateways in it): keep the whole table to put them back
         if self.journaled() {
-            let saved = self.node.save_routes(ns)?;
+            // only routes of the address's family can depend on it
+            let saved = self.node.save_routes(ns, Family::of(&a))?;
             self.record(Undo::RestoreRoutes { ns, saved });
         }
         let saved = self.node.remove_address(ns, link, a)?;

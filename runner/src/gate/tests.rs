@@ -696,8 +696,8 @@ impl Node for FailAfterCreate {
     fn remove_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<SavedRoute> {
         self.0.remove_route(ns, r)
     }
-    fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>> {
-        self.0.save_routes(ns)
+    fn save_routes(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SavedRoute>> {
+        self.0.save_routes(ns, family)
     }
     fn restore_route(&mut self, ns: Ns, saved: &SavedRoute) -> OpResult<()> {
         self.0.restore_route(ns, saved)

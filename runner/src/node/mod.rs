@@ -295,8 +295,8 @@ pub trait Node: Send {
     fn unroute(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()>;
     /// Remove a route; returns it as the node had it.
     fn remove_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<SavedRoute>;
-    /// Every route of the main table, as the node has them.
-    fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>>;
+    /// Every route of `family` in the main table, as the node has them.
+    fn save_routes(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SavedRoute>>;
     /// Put a saved route back (`already-exists` if it is there).
     fn restore_route(&mut self, ns: Ns, saved: &SavedRoute) -> OpResult<()>;
 

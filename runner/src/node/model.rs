@@ -633,11 +633,12 @@ impl Node for Model {
         }
     }
 
-    fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>> {
+    fn save_routes(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SavedRoute>> {
         Ok(self
             .space(ns)?
             .routes
             .iter()
+            .filter(|r| r.destination.contains(':') == (family == Family::V6))
             .cloned()
             .map(SavedRoute::Plain)
             .collect())

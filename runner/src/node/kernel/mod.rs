@@ -130,10 +130,10 @@ impl Node for Kernel {
             .remove_route(ns, r)
             .map(|m| SavedRoute::Kernel(Box::new(m)))
     }
-    fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>> {
+    fn save_routes(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SavedRoute>> {
         Ok(self
             .nl(ns)?
-            .route_messages(ns)?
+            .route_messages(ns, Some(family))?
             .into_iter()
             .map(|m| SavedRoute::Kernel(Box::new(m)))
             .collect())

@@ -391,17 +391,22 @@ impl Netlink {
         Ok(links.iter().map(info).map(|l| (l.index, l.name)).collect())
     }
 
-    pub fn route_messages(&mut self, which: Ns) -> OpResult<Vec<RouteMessage>> {
+    /// The main table's routes of `family` (none: both, in one dump). A node with
+    /// many pods has hundreds of IPv6 link-local routes (one per veth), so a caller
+    /// that needs one family dumps only that one.
+    pub fn route_messages(
+        &mut self,
+        which: Ns,
+        family: Option<Family>,
+    ) -> OpResult<Vec<RouteMessage>> {
         let h = self.handle(which)?;
+        let query = match family {
+            None => RouteMessageBuilder::<IpAddr>::new().build(),
+            Some(Family::V4) => RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            Some(Family::V6) => RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        };
         let all = self
-            .block_on(async move {
-                // family unspecified: one dump of both families
-                h.route()
-                    .get(RouteMessageBuilder::<IpAddr>::new().build())
-                    .execute()
-                    .try_collect::<Vec<_>>()
-                    .await
-            })?
+            .block_on(async move { h.route().get(query).execute().try_collect::<Vec<_>>().await })?
             .map_err(|e| nl_err(e, || format!("list routes in the {which} namespace")))?;
         Ok(all
             .into_iter()
@@ -468,42 +473,75 @@ impl Netlink {
                 && (is_link_local(r.destination.ip()) || r.destination.ip().is_loopback()))
     }
 
-    /// Names of the links that carry a default route (the uplinks). Costs one route
-    /// dump (a node has few routes) and one lookup per default route, not a dump of
-    /// every link: a node with hundreds of pods has hundreds of links.
+    /// Names of the links that carry a default route (the uplinks). Costs one IPv4
+    /// route dump (a node has few IPv4 routes), one IPv6 route lookup and one link
+    /// lookup per default route, not a dump of every link or of the IPv6 table: a node
+    /// with hundreds of pods has hundreds of links, and an IPv6 link-local route each.
     pub fn default_route_links(&mut self, which: Ns) -> OpResult<Vec<String>> {
-        let msgs = self.route_messages(which)?;
-        let mut out: Vec<String> = Vec::new();
-        // both families: an uplink with only an IPv6 default route is the uplink too
-        for m in msgs
-            .iter()
-            .filter(|m| m.header.destination_prefix_length == 0)
-        {
-            let oif = m.attributes.iter().find_map(|a| match a {
+        let msgs = self.route_messages(which, Some(Family::V4))?;
+        let oif = |m: &RouteMessage| {
+            m.attributes.iter().find_map(|a| match a {
                 RouteAttribute::Oif(i) => Some(*i),
                 _ => None,
-            });
-            if let Some(idx) = oif {
-                let h = self.handle(which)?;
-                let found = self
-                    .block_on(
-                        async move { h.link().get().match_index(idx).execute().try_next().await },
-                    )?
-                    .map_err(|e| nl_err(e, || format!("link #{idx} in the {which} namespace")))?;
-                if let Some(l) = found {
-                    let name = info(&l).name;
-                    if !out.contains(&name) {
-                        out.push(name);
-                    }
+            })
+        };
+        let mut oifs: Vec<u32> = msgs
+            .iter()
+            .filter(|m| m.header.destination_prefix_length == 0)
+            .filter_map(oif)
+            .collect();
+        // an uplink with only an IPv6 default route is the uplink too: the link the
+        // kernel would send `::` through (the best IPv6 default route)
+        if let Some(m) = self.ipv6_default(which)? {
+            oifs.extend(oif(&m));
+        }
+        let mut out: Vec<String> = Vec::new();
+        for idx in oifs {
+            let h = self.handle(which)?;
+            let found = self
+                .block_on(
+                    async move { h.link().get().match_index(idx).execute().try_next().await },
+                )?
+                .map_err(|e| nl_err(e, || format!("link #{idx} in the {which} namespace")))?;
+            if let Some(l) = found {
+                let name = info(&l).name;
+                if !out.contains(&name) {
+                    out.push(name);
                 }
             }
         }
         Ok(out)
     }
 
+    /// The route the kernel picks for `::`, the best IPv6 default route; none without
+    /// one (or without IPv6).
+    fn ipv6_default(&mut self, which: Ns) -> OpResult<Option<RouteMessage>> {
+        let h = self.handle(which)?;
+        let mut b =
+            RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(Ipv6Addr::UNSPECIFIED, 128);
+        // a lookup, not a filter: no table, protocol or type of ours
+        let m = b.get_mut();
+        m.header.table = 0;
+        m.header.protocol = RouteProtocol::Unspec;
+        m.header.kind = RouteType::Unspec;
+        let msg = b.build();
+        let r = self.block_on(async move { h.route().get(msg).execute().try_next().await })?;
+        match r {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                let e = nl_err(e, || format!("IPv6 default route in the {which} namespace"));
+                match e.errno {
+                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EAFNOSUPPORT) => Ok(None),
+                    _ if e.kind == OpKind::NotFound => Ok(None),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
     pub fn list_routes(&mut self, which: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
         let names = self.index_names(which)?;
-        let msgs = self.route_messages(which)?;
+        let msgs = self.route_messages(which, None)?;
         let mut out: Vec<RouteSpec> = msgs
             .iter()
             .map(|m| (m, Self::spec(m, &names)))
@@ -589,7 +627,7 @@ impl Netlink {
     /// Remove a route; returns the kernel's message for it (to restore it exactly).
     pub fn remove_route(&mut self, which: Ns, r: &RouteSpec) -> OpResult<RouteMessage> {
         let names = self.index_names(which)?;
-        let msgs = self.route_messages(which)?;
+        let msgs = self.route_messages(which, Some(Family::of(&r.destination)))?;
         let found = msgs.into_iter().find(|m| {
             let s = Self::spec(m, &names);
             s.destination == r.destination

@@ -635,3 +635,50 @@ fn the_simulator_answers_like_the_kernel() {
         differ.join("\n")
     );
 }
+
+/// The uplinks are the links of the IPv4 default routes and of the best IPv6 one (an
+/// IPv6-only uplink is protected too), found without dumping the IPv6 table.
+#[test]
+fn uplinks_of_both_families() {
+    let ns = Netns::new("u");
+    let dir = tempfile::tempdir().unwrap();
+    let mut k = Kernel::new(Some(ns.pod_path()), Store::open(dir.path()).unwrap()).unwrap();
+    assert!(k.default_route_links(Ns::Host).unwrap().is_empty());
+    let ip = |args: &[&str]| {
+        let ok = Command::new("ip").args(args).status().unwrap().success();
+        assert!(ok, "ip {args:?}");
+    };
+    ip(&["link", "add", "up4", "type", "veth", "peer", "name", "up4p"]);
+    ip(&["link", "add", "up6", "type", "veth", "peer", "name", "up6p"]);
+    for l in ["up4", "up4p", "up6", "up6p"] {
+        ip(&["link", "set", l, "up"]);
+    }
+    ip(&["addr", "add", "10.0.0.3/24", "dev", "up4"]);
+    ip(&["route", "add", "default", "via", "10.0.0.1"]);
+    assert_eq!(k.default_route_links(Ns::Host).unwrap(), vec!["up4"]);
+    ip(&["-6", "addr", "add", "fd00:10::3/64", "dev", "up6", "nodad"]);
+    ip(&[
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "fd00:10::1",
+        "dev",
+        "up6",
+    ]);
+    assert_eq!(k.default_route_links(Ns::Host).unwrap(), vec!["up4", "up6"]);
+    // and the listing shows the IPv6 default route, without the kernel's fe80::/64
+    let routes = k.list_routes(Ns::Host, Some("up6")).unwrap();
+    let mut text: Vec<String> = routes
+        .iter()
+        .map(|r| format!("{} {:?}", r.destination, r.gateway))
+        .collect();
+    text.sort();
+    assert_eq!(
+        text,
+        ["::/0 Some(fd00:10::1)", "fd00:10::/64 None"],
+        "{routes:?}"
+    );
+    drop(ns);
+}
