@@ -594,6 +594,20 @@ impl Gate {
         self.node.list_routes(ns, link)
     }
 
+    /// `route_list` of one family (for a contract version that sees only IPv4).
+    // the 0.1.0 adapter's routes.list (contract branch, wasm/host.rs) is its caller
+    #[allow(dead_code)]
+    pub fn route_list_of(
+        &mut self,
+        ns: Ns,
+        link: Option<&str>,
+        family: Family,
+    ) -> OpResult<Vec<RouteSpec>> {
+        let check = self.grants.namespace(ns);
+        self.gate("list routes", check)?;
+        self.node.list_routes_of(ns, link, family)
+    }
+
     // ---- firewall -----------------------------------------------------------------
 
     /// Before the first rule change of an ADD in the table of `family`: keep that table

@@ -117,7 +117,15 @@ impl Node for Kernel {
         self.nl(ns)?.default_route_links(ns)
     }
     fn list_routes(&mut self, ns: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
-        self.nl(ns)?.list_routes(ns, link)
+        self.nl(ns)?.list_routes(ns, link, None)
+    }
+    fn list_routes_of(
+        &mut self,
+        ns: Ns,
+        link: Option<&str>,
+        family: Family,
+    ) -> OpResult<Vec<RouteSpec>> {
+        self.nl(ns)?.list_routes(ns, link, Some(family))
     }
     fn add_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
         self.nl(ns)?.add_route(ns, r)

@@ -539,9 +539,14 @@ impl Netlink {
         }
     }
 
-    pub fn list_routes(&mut self, which: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
+    pub fn list_routes(
+        &mut self,
+        which: Ns,
+        link: Option<&str>,
+        family: Option<Family>,
+    ) -> OpResult<Vec<RouteSpec>> {
         let names = self.index_names(which)?;
-        let msgs = self.route_messages(which, None)?;
+        let msgs = self.route_messages(which, family)?;
         let mut out: Vec<RouteSpec> = msgs
             .iter()
             .map(|m| (m, Self::spec(m, &names)))

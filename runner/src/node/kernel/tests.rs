@@ -680,5 +680,13 @@ fn uplinks_of_both_families() {
         ["::/0 Some(fd00:10::1)", "fd00:10::/64 None"],
         "{routes:?}"
     );
+    // one family only, from a dump of that family
+    let v4 = k.list_routes_of(Ns::Host, None, Family::V4).unwrap();
+    assert!(
+        v4.iter().all(|r| r.destination.is_ipv4()) && v4.len() == 2,
+        "{v4:?}"
+    );
+    let v6 = k.list_routes_of(Ns::Host, Some("up6"), Family::V6).unwrap();
+    assert_eq!(v6, routes);
     drop(ns);
 }
