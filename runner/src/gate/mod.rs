@@ -605,8 +605,6 @@ impl Gate {
     }
 
     /// `route_list` of one family (for a contract version that sees only IPv4).
-    // the 0.1.0 adapter's routes.list (contract branch, wasm/host.rs) is its caller
-    #[allow(dead_code)]
     pub fn route_list_of(
         &mut self,
         ns: Ns,
