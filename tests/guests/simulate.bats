@@ -188,3 +188,101 @@ status_of() {
   [ "$status" -eq 0 ]
   [[ $output == *'"address": "200.200.1.2/32"'* ]]
 }
+
+# write_dual_conf [IPV4_SUBNET]: conf.json, dual-stack (lists), or IPv6-only without one
+write_dual_conf() {
+  jq -n --arg v4 "${1:-}" '{
+      cniVersion: "1.0.0", name: "lab", type: "wasm-cni",
+      myHostNetwork: ["10.0.0.0/16", "fd00:10::/64"],
+      myPodNetwork: (if $v4 == "" then "fd00:200::/32" else ["200.200.0.0/16", "fd00:200::/32"] end),
+      myPodSubnet: (if $v4 == "" then ["fd00:200:1::/64"] else [$v4, "fd00:200:1::/64"] end)
+    }' > conf.json
+}
+
+@test "simulate: a dual-stack ADD of the default guest gives the pod an address of each family; CHECK and DEL cover both" {
+  write_dual_conf 200.200.1.0/24
+  sim ADD pod-1 -c conf.json -g "$GUESTS/default.wasm" -s node.json
+  echo "$output"
+  [ "$status" -eq 0 ]
+  # the bridge gets both gateways, DAD off first (this call made it)
+  [[ $output == *'sysctl.set(host, "net.ipv6.conf.cni0.accept_dad", "0") -> ok'* ]]
+  [[ $output == *'addresses.add(host, "cni0", "200.200.1.1/24") -> ok'* ]]
+  [[ $output == *'addresses.add(host, "cni0", "fd00:200:1::1/64") -> ok'* ]]
+  [[ $output == *'sysctl.set(host, "net.ipv6.conf.all.forwarding", "1") -> ok'* ]]
+  [[ $output == *'firewall.allow-forward("fd00:200::/32") -> ok'* ]]
+  # no ipMasq6: IPv6 is routed, only IPv4 is masqueraded
+  [ "$(grep -c 'firewall.masquerade(' <<< "$output")" -eq 1 ]
+  [[ $output == *'sysctl.set(container, "net.ipv6.conf.eth0.accept_dad", "0") -> ok'* ]]
+  [[ $output == *'routes.add(container, {destination: "::/0", gateway: "fd00:200:1::1", link: "eth0"}) -> ok'* ]]
+  jq -e '.results["pod-1/eth0"] | [.ips[].address] == ["200.200.1.2/24", "fd00:200:1::2/64"]' node.json
+  jq -e '.results["pod-1/eth0"] | [.ips[].gateway] == ["200.200.1.1", "fd00:200:1::1"]' node.json
+  jq -e '.results["pod-1/eth0"] | [.routes[].dst] == ["0.0.0.0/0", "::/0"]' node.json
+  jq -e '.results["pod-1/eth0"] | [.ips[].interface] == [1, 1]' node.json
+  sim CHECK pod-1 -c conf.json -g "$GUESTS/default.wasm" -s node.json
+  echo "$output"
+  [ "$status" -eq 0 ]
+  # the pod's IPv6 default route gone: CHECK says so
+  jq '.namespaces["pod-1"].routes |= map(select(.destination != "::/0"))' node.json > broken.json
+  if ! cmp -s node.json broken.json; then
+    sim CHECK pod-1 -c conf.json -g "$GUESTS/default.wasm" -s broken.json
+    [ "$status" -eq 1 ]
+    [[ $output == *'"code": 102'* && $output == *'route to ::/0 is missing in the container'* ]]
+  fi
+  sim DEL pod-1 -c conf.json -g "$GUESTS/default.wasm" -s node.json --show-node
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output == *'store.delete("ip/200.200.1.2") -> ok true'* ]]
+  [[ $output == *'store.delete("ip/fd00:200:1::2") -> ok true'* ]]
+  [[ $output == *'log.write(info, "pod pod-1 released 200.200.1.2, fd00:200:1::2")'* ]]
+}
+
+@test "simulate: a single-stack IPv6 ADD of the default guest, with ipMasq6" {
+  write_dual_conf
+  jq '.ipMasq6 = true' conf.json > v6.json
+  sim ADD pod-1 -c v6.json -g "$GUESTS/default.wasm" -s node.json
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ $output != *"ipv4"* && $output != *"0.0.0.0/0"* ]]
+  [[ $output == *'firewall.masquerade("fd00:200:1::/64", ["fd00:200::/32", "fd00:10::/64"]) -> ok'* ]]
+  jq -e '.results["pod-1/eth0"] | [.ips[].address] == ["fd00:200:1::2/64"] and [.routes[].dst] == ["::/0"]' node.json
+  sim ADD pod-2 -c v6.json -g "$GUESTS/default.wasm" -s node.json
+  [ "$status" -eq 0 ]
+  jq -e '.results["pod-2/eth0"].ips[0].address == "fd00:200:1::3/64"' node.json
+}
+
+@test "simulate: requested addresses and MAC are honoured, or refused with code 103 saying why" {
+  write_dual_conf 200.200.1.0/24
+  # CNI_ARGS, as host-local takes them
+  sim ADD pod-1 -c conf.json -g "$GUESTS/default.wasm" -s node.json \
+    --args "IP=200.200.1.50,fd00:200:1::50;MAC=02:00:00:00:aa:01"
+  echo "$output"
+  [ "$status" -eq 0 ]
+  jq -e '.results["pod-1/eth0"] | [.ips[].address] == ["200.200.1.50/24", "fd00:200:1::50/64"]' node.json
+  jq -e '.results["pod-1/eth0"].interfaces[1].mac == "02:00:00:00:aa:01"' node.json
+  # runtimeConfig.ips (podman --ip): outside the subnet
+  jq '.runtimeConfig = {ips: ["200.200.9.9/24"]}' conf.json > want.json
+  sim ADD pod-2 -c want.json -g "$GUESTS/default.wasm" -s node.json
+  echo "$output"
+  [ "$status" -eq 1 ]
+  [[ $output == *'"code": 103'* && $output == *'requested address 200.200.9.9 is not in 200.200.1.0/24'* ]]
+  # taken by pod-1
+  jq '.runtimeConfig = {ips: ["fd00:200:1::50"]}' conf.json > want.json
+  sim ADD pod-2 -c want.json -g "$GUESTS/default.wasm" -s node.json
+  [ "$status" -eq 1 ]
+  [[ $output == *'"code": 103'* && $output == *'requested address fd00:200:1::50 is taken by pod-1/eth0'* ]]
+  # the gateway
+  sim ADD pod-2 -c conf.json -g "$GUESTS/default.wasm" -s node.json --args "IP=200.200.1.1"
+  [ "$status" -eq 1 ]
+  [[ $output == *'requested address 200.200.1.1 is the gateway of 200.200.1.0/24'* ]]
+  # refused ADDs left nothing: pod-2 holds no address, and gets the next free ones
+  jq -e '[.store | to_entries[] | select(.value == "pod-2 eth0")] == []' node.json
+  sim ADD pod-2 -c conf.json -g "$GUESTS/default.wasm" -s node.json
+  [ "$status" -eq 0 ]
+  jq -e '.results["pod-2/eth0"] | [.ips[].address] == ["200.200.1.2/24", "fd00:200:1::2/64"]' node.json
+  # an IPv6 address asked of an IPv4-only node
+  rm node.json
+  write_sim_conf 200.200.1.0/24
+  sim ADD pod-1 -c conf.json -g "$GUESTS/default.wasm" -s node.json --args "IP=fd00:200:1::9"
+  [ "$status" -eq 1 ]
+  [[ $output == *'requested address fd00:200:1::9 is IPv6 but this node has no IPv6 pod subnet (myPodSubnet 200.200.1.0/24)'* ]]
+}
