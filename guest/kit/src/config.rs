@@ -171,6 +171,19 @@ impl std::fmt::Display for Net {
     }
 }
 
+/// What a JSON value is, for messages (printing it would pull a JSON writer into every
+/// guest).
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// At most one network per address family: what a network key holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Nets {
@@ -215,14 +228,16 @@ impl Nets {
                     .iter()
                     .enumerate()
                     .map(|(i, v)| {
-                        v.as_str()
-                            .ok_or_else(|| format!("{name}: item {i} ({v}) is not a CIDR string"))
+                        v.as_str().ok_or_else(|| {
+                            format!("{name}: item {i} is {}, not a CIDR string", kind(v))
+                        })
                     })
                     .collect::<Result<_, _>>()?
             }
             other => {
                 return Err(format!(
-                    "{name}: {other} is neither a CIDR string nor a list of CIDR strings"
+                    "{name}: {} is neither a CIDR string nor a list of CIDR strings",
+                    kind(other)
                 ))
             }
         };
@@ -463,11 +478,11 @@ mod tests {
         let e = err(&OK.replace(r#""200.200.1.0/24""#, "[]"));
         assert!(e.starts_with("myPodSubnet: the list is empty"), "{e}");
         let e = err(&OK.replace(r#""200.200.1.0/24""#, r#"["200.200.1.0/24", 7]"#));
-        assert_eq!(e, "myPodSubnet: item 1 (7) is not a CIDR string");
+        assert_eq!(e, "myPodSubnet: item 1 is a number, not a CIDR string");
         let e = err(&OK.replace(r#""200.200.1.0/24""#, "7"));
         assert_eq!(
             e,
-            "myPodSubnet: 7 is neither a CIDR string nor a list of CIDR strings"
+            "myPodSubnet: a number is neither a CIDR string nor a list of CIDR strings"
         );
         let e = err(&OK.replace(
             r#""200.200.1.0/24""#,
