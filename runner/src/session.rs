@@ -256,6 +256,8 @@ fn plan(env: &Env, conf: &NetConf, has_netns: bool) -> (Grants, wasm::Call) {
         host_link: grants.host_link().unwrap_or_default().to_string(),
         has_netns,
         args: env.args.clone(),
+        ips: conf.requested.ips_text(),
+        mac: conf.requested.mac.map(|m| m.to_string()),
         config: conf.raw.clone(),
     };
     let call = match env.command {

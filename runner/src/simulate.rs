@@ -109,10 +109,7 @@ pub fn run(o: &Options) -> Result<Outcome> {
         }
         _ => raw,
     };
-    let mut conf = NetConf::parse(raw)?;
-    if let Some(g) = &o.guest {
-        conf.guest = g.clone();
-    }
+    let conf = NetConf::parse(raw)?;
     let netns_path = format!("/run/netns/{}", o.container_id);
     let env = Env::from_lookup_in(
         |k| match k {
@@ -126,6 +123,11 @@ pub fn run(o: &Options) -> Result<Outcome> {
         },
         |_| true,
     )?;
+    // runtimeConfig's and CNI_ARGS' requested ips/mac together, as the plugin does
+    let mut conf = conf.with_args(&env)?;
+    if let Some(g) = &o.guest {
+        conf.guest = g.clone();
+    }
     if env.command == Command::Version {
         return Err(Error::InvalidConfig(
             "simulate runs ADD, DEL, CHECK, GC or STATUS (VERSION never reaches a guest)".into(),

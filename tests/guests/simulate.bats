@@ -87,6 +87,26 @@ golden() {  # name guest
   [[ $output == *"session file node.json"* ]]
 }
 
+@test "simulate: requested ips/mac are read and checked as the plugin does" {
+  sim ADD pod-1 -c conf.json -g "$GUESTS/default.wasm" --args "IP=200.200.1.x"
+  [ "$status" -eq 2 ]
+  [[ $output == *"CNI_ARGS: IP: \"200.200.1.x\" is not an IPv4 or IPv6 address or CIDR"* ]]
+  sim ADD pod-1 -c conf.json -g "$GUESTS/default.wasm" --args "MAC=01:00:5e:00:00:01"
+  [ "$status" -eq 2 ]
+  [[ $output == *"CNI_ARGS: MAC: \"01:00:5e:00:00:01\" is a multicast MAC address"* ]]
+  jq '. + {runtimeConfig: {ips: ["fd00::1", "fd00::2"]}}' conf.json > rc.json
+  sim ADD pod-1 -c rc.json -g "$GUESTS/default.wasm"
+  [ "$status" -eq 2 ]
+  [[ $output == *"runtimeConfig.ips asks for fd00::1 and fd00::2: at most one address per family"* ]]
+  jq '. + {runtimeConfig: {ips: ["200.200.1.9"]}}' conf.json > rc.json
+  sim ADD pod-1 -c rc.json -g "$GUESTS/default.wasm" --args "IP=200.200.1.10"
+  [ "$status" -eq 2 ]
+  [[ $output == *"CNI_ARGS: IP with runtimeConfig.ips asks for 200.200.1.9 and 200.200.1.10"* ]]
+  # valid ones pass (the default guest, on 0.2.0, honours them)
+  sim ADD pod-1 -c rc.json -g "$GUESTS/default.wasm" --args "IP=200.200.1.9;MAC=0a:58:c8:c8:01:09"
+  [ "$status" -eq 0 ]
+}
+
 # guest_file NAME: a shipped guest's .wasm, or a frozen contract-0.1.0 build's
 # (`default-0.1.0`, `routed-0.1.0`: tests/guests/fixtures)
 guest_file() {

@@ -47,6 +47,9 @@ pub struct NetConf {
     pub timing: bool,
     /// What one call may create and write (`limits`).
     pub limits: Limits,
+    /// The addresses and MAC the runtime asks for (`runtimeConfig.ips`/`mac`), and,
+    /// after `with_args`, CNI_ARGS `IP=`/`MAC=` merged in.
+    pub requested: super::requested::Requested,
     /// The config text exactly as received; the guest gets this.
     pub raw: String,
 }
@@ -256,6 +259,7 @@ impl NetConf {
             lock_timeout_ms: number(obj, "lockTimeoutMs", 20_000, (1, 600_000))?,
             valid_attachments: attachments(obj)?,
             limits: Limits::parse(obj)?,
+            requested: super::requested::Requested::from_runtime_config(obj.get("runtimeConfig"))?,
             timing: match obj.get("timing") {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,
@@ -272,6 +276,17 @@ impl NetConf {
             pod_network,
             raw,
         })
+    }
+
+    /// Merge the call's CNI_ARGS `IP=`/`MAC=` into `requested` (a contradiction is
+    /// a bad CNI_ARGS, code 4). Only ADD, CHECK and DEL carry a request.
+    pub fn with_args(mut self, env: &super::Env) -> Result<NetConf> {
+        if env.command.per_attachment() {
+            self.requested = super::requested::Requested::merge(&self.requested, &env.requested)?;
+        } else {
+            self.requested = Default::default();
+        }
+        Ok(self)
     }
 
     /// This network's state directory.
@@ -384,6 +399,40 @@ mod tests {
                 .code(),
             7
         );
+    }
+
+    #[test]
+    fn only_add_check_del_carry_the_requested_ips_and_mac() {
+        let raw = r#"{"cniVersion":"1.1.0","name":"n","runtimeConfig":{"ips":["200.200.1.9"],"mac":"0a:58:00:00:00:09"}}"#;
+        let env = |cmd: &str, args: &str| {
+            let (cmd, args) = (cmd.to_string(), args.to_string());
+            crate::cni::Env::from_lookup_in(
+                move |k| match k {
+                    "CNI_COMMAND" => Some(cmd.clone()),
+                    "CNI_CONTAINERID" => Some("c1".into()),
+                    "CNI_IFNAME" => Some("eth0".into()),
+                    "CNI_NETNS" => Some("/ns".into()),
+                    "CNI_ARGS" => Some(args.clone()),
+                    _ => None,
+                },
+                |_| true,
+            )
+            .unwrap()
+        };
+        for cmd in ["ADD", "CHECK", "DEL"] {
+            let c = parse(raw)
+                .unwrap()
+                .with_args(&env(cmd, "IP=fd00::9"))
+                .unwrap();
+            assert_eq!(c.requested.ips_text(), ["200.200.1.9", "fd00::9"], "{cmd}");
+            assert!(c.requested.mac.is_some(), "{cmd}");
+            let e = parse(raw).unwrap().with_args(&env(cmd, "IP=200.200.1.10"));
+            assert_eq!(e.unwrap_err().code(), 4, "{cmd}");
+        }
+        for cmd in ["GC", "STATUS"] {
+            let c = parse(raw).unwrap().with_args(&env(cmd, "")).unwrap();
+            assert_eq!(c.requested, Default::default(), "{cmd}");
+        }
     }
 
     #[test]

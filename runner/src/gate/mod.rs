@@ -288,15 +288,25 @@ impl Gate {
         host: &str,
         peer: &str,
         mtu: Option<u32>,
+        container_mac: Option<&str>,
     ) -> OpResult<(LinkInfo, LinkInfo)> {
-        let what = format!("create veth {host}/{peer}");
+        let what = match container_mac {
+            None => format!("create veth {host}/{peer}"),
+            Some(m) => format!("create veth {host}/{peer} (container mac {m:?})"),
+        };
+        let mac = container_mac
+            .map(|m| {
+                m.parse::<crate::mac::Mac>()
+                    .map_err(|e| OpError::invalid(format!("container-mac: {e}")))
+            })
+            .transpose()?;
         let check = self
             .learn_uplinks(Ns::Host, host)
             .and_then(|_| self.grants.link(Ns::Host, host, LinkOp::Create))
             .and_then(|_| self.grants.link(Ns::Container, peer, LinkOp::Create));
         self.gate_change(&what, check)?;
         Self::count(&mut self.used.links, self.limits.links, &what, "links")?;
-        let r = self.node.create_veth(host, peer, mtu);
+        let r = self.node.create_veth(host, peer, mtu, mac);
         // deleting the host end takes the peer along
         self.after_create(Ns::Host, host, &r);
         if !matches!(&r, Err(e) if e.kind == OpKind::AlreadyExists) {

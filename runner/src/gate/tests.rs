@@ -62,7 +62,7 @@ fn node() -> World {
     m.store_set_owner("ip/200.200.1.5", "other eth0").unwrap();
     m.hold_addresses("other eth0", &["200.200.1.5".parse().unwrap()], "")
         .unwrap();
-    m.create_veth(&own(), "eth9", None).unwrap();
+    m.create_veth(&own(), "eth9", None, None).unwrap();
     m.add_address(Ns::Host, &own(), "200.200.1.200/32".parse().unwrap())
         .unwrap();
     m.world
@@ -137,7 +137,7 @@ fn ops() -> Vec<(&'static str, Op)> {
             s.create_bridge("cni0", None).map(|_| ())
         }),
         ("links.create-veth", |s| {
-            s.create_veth(&own(), "eth0", Some(1400)).map(|_| ())
+            s.create_veth(&own(), "eth0", Some(1400), None).map(|_| ())
         }),
         ("links.set-master", |s| s.set_master(&own(), "cni0")),
         ("links.set-up", |s| s.set_up(Ns::Host, &own())),
@@ -223,7 +223,7 @@ fn refused_ops() -> Vec<(&'static str, Op)> {
             s.create_bridge("br-other", None).map(|_| ())
         }),
         ("links.create-veth", |s| {
-            s.create_veth("wcdeadbeef", "eth0", None).map(|_| ())
+            s.create_veth("wcdeadbeef", "eth0", None, None).map(|_| ())
         }),
         ("links.set-master", |s| s.set_master("eth0", "cni0")),
         ("links.set-up", |s| s.set_up(Ns::Host, "eth0")),
@@ -446,8 +446,9 @@ impl Node for FailAfterCreate {
         host: &str,
         peer: &str,
         mtu: Option<u32>,
+        peer_mac: Option<crate::mac::Mac>,
     ) -> OpResult<(LinkInfo, LinkInfo)> {
-        self.0.create_veth(host, peer, mtu)?;
+        self.0.create_veth(host, peer, mtu, peer_mac)?;
         Err(OpError::failed("link lookup after create failed"))
     }
     fn get_link(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>> {
@@ -596,9 +597,38 @@ fn a_veth_created_by_a_failed_create_is_undone() {
         world: w,
         container: Some(POD.into()),
     }));
-    assert!(sb.create_veth(&own(), "eth0", None).is_err());
+    assert!(sb.create_veth(&own(), "eth0", None, None).is_err());
     let (steps, failures) = sb.rollback();
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(steps, 1, "the veth was journaled");
     assert_eq!(text(&mut sb), before);
+}
+
+#[test]
+fn create_veth_sets_the_container_mac_and_refuses_a_bad_one() {
+    let mut sb = gate_over(fresh(), false);
+    let before = text(&mut sb);
+    for bad in [
+        "0a:58:00:00:00",
+        "01:00:5e:00:00:01",
+        "00:00:00:00:00:00",
+        "0a:58:00:00:00:0x",
+    ] {
+        let e = sb.create_veth(&own(), "eth0", None, Some(bad)).unwrap_err();
+        assert_eq!(e.kind, OpKind::InvalidArgument, "{bad}: {}", e.message);
+        assert!(
+            e.message.contains("container-mac") && e.message.contains(bad),
+            "{bad}: {}",
+            e.message
+        );
+    }
+    assert_eq!(text(&mut sb), before, "a refused veth changes nothing");
+    let (_, c) = sb
+        .create_veth(&own(), "eth0", None, Some("0A:58:C8:C8:01:09"))
+        .unwrap();
+    assert_eq!(c.mac, "0a:58:c8:c8:01:09");
+    assert_eq!(
+        sb.link_get(Ns::Container, "eth0").unwrap().unwrap().mac,
+        "0a:58:c8:c8:01:09"
+    );
 }

@@ -202,12 +202,14 @@ pub struct StoreUsage {
 pub trait Node: Send {
     fn get_link(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>>;
     fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> OpResult<LinkInfo>;
-    /// The host end in the host namespace, the peer in the container namespace.
+    /// The host end in the host namespace, the peer in the container namespace (with
+    /// `peer_mac` when given, else one the node picks).
     fn create_veth(
         &mut self,
         host: &str,
         peer: &str,
         mtu: Option<u32>,
+        peer_mac: Option<crate::mac::Mac>,
     ) -> OpResult<(LinkInfo, LinkInfo)>;
     fn set_master(&mut self, name: &str, bridge: &str) -> OpResult<()>;
     /// Detach a host link from its bridge.

@@ -324,6 +324,7 @@ impl Node for Model {
         host: &str,
         peer: &str,
         mtu: Option<u32>,
+        peer_mac: Option<crate::mac::Mac>,
     ) -> OpResult<(LinkInfo, LinkInfo)> {
         let pod = self.key(Ns::Container)?;
         self.space(Ns::Container)?;
@@ -335,6 +336,9 @@ impl Node for Model {
         let h = h.clone();
         let p = self.world.add_link(&pod, peer, Kind::Veth, mtu);
         p.peer = Some((HOST.into(), host.into()));
+        if let Some(m) = peer_mac {
+            p.mac = m.to_string();
+        }
         let p = p.clone();
         let none = BTreeMap::new();
         Ok((Self::info(host, &h, &none), Self::info(peer, &p, &none)))
@@ -852,7 +856,19 @@ mod tests {
         assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
         let e = m.set_up(Ns::Host, "nope").unwrap_err();
         assert_eq!(e.kind, OpKind::NotFound, "{e}");
-        m.create_veth("wc1", "eth0", None).unwrap();
+        // a requested MAC is recorded; without one the model derives one
+        let (_, c) = m
+            .create_veth(
+                "wc2",
+                "eth2",
+                None,
+                Some("0a:58:00:00:00:02".parse().unwrap()),
+            )
+            .unwrap();
+        assert_eq!(c.mac, "0a:58:00:00:00:02");
+        let (_, c) = m.create_veth("wc3", "eth3", None, None).unwrap();
+        assert_eq!(c.mac, mac_for(&pod_ns("c1"), "eth3"));
+        m.create_veth("wc1", "eth0", None, None).unwrap();
         m.add_address(Ns::Container, "eth0", "200.200.1.2/24".parse().unwrap())
             .unwrap();
         // a route on a down link, and via a gateway no route reaches, are refused
@@ -910,7 +926,7 @@ mod tests {
     #[test]
     fn a_vanished_namespace_takes_its_veth_host_ends() {
         let mut m = model();
-        m.create_veth("wc1", "eth0", None).unwrap();
+        m.create_veth("wc1", "eth0", None, None).unwrap();
         m.world.remove_ns("pod:c1");
         assert_eq!(m.get_link(Ns::Host, "wc1").unwrap(), None);
     }

@@ -59,11 +59,12 @@ impl Node for Kernel {
         host: &str,
         peer: &str,
         mtu: Option<u32>,
+        peer_mac: Option<crate::mac::Mac>,
     ) -> OpResult<(LinkInfo, LinkInfo)> {
         self.net.open(Ns::Host, &mut self.ns)?;
         self.net.open(Ns::Container, &mut self.ns)?;
         let container = self.ns.container()?;
-        self.net.create_veth(host, peer, mtu, container)
+        self.net.create_veth(host, peer, mtu, peer_mac, container)
     }
     fn set_master(&mut self, name: &str, bridge: &str) -> OpResult<()> {
         self.nl(Ns::Host)?.set_master(name, bridge)

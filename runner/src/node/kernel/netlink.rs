@@ -176,12 +176,14 @@ impl Netlink {
     }
 
     /// A veth pair whose peer is created directly inside the container namespace
-    /// (IFLA_NET_NS_FD on the peer), so a name like `eth0` never exists on the host.
+    /// (IFLA_NET_NS_FD on the peer), so a name like `eth0` never exists on the host;
+    /// `peer_mac` is set in the same request (IFLA_ADDRESS on the peer).
     pub fn create_veth(
         &mut self,
         host_name: &str,
         peer: &str,
         mtu: Option<u32>,
+        peer_mac: Option<crate::mac::Mac>,
         container: &std::fs::File,
     ) -> OpResult<(LinkInfo, LinkInfo)> {
         let h = self.handle(Ns::Host)?;
@@ -189,6 +191,9 @@ impl Netlink {
         let mut p = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
             .setns_by_fd(fd);
+        if let Some(m) = peer_mac {
+            p = p.address(m.0.to_vec());
+        }
         let mut v = LinkVeth::new(host_name, peer);
         if let Some(m) = mtu {
             p = p.mtu(m);

@@ -82,13 +82,21 @@ fn links_addresses_routes_in_both_namespaces() {
         OpKind::AlreadyExists
     );
 
-    let (host, pod) = nl.create_veth("wctest0", "eth0", None).unwrap();
+    let (host, pod) = nl.create_veth("wctest0", "eth0", None, None).unwrap();
     assert_eq!(host.name, "wctest0");
     assert_eq!(pod.name, "eth0");
     assert_eq!(pod.mac.len(), 17);
     // the peer was created in the pod namespace, never in the node's
     assert!(ns.ip(1, &["link", "show", "eth0"]).contains("eth0"));
     assert!(!ns.ip(0, &["-o", "link"]).contains(" eth0"));
+    // a requested MAC is the container end's from its creation
+    let mac = "0a:58:c8:c8:01:09".parse().unwrap();
+    let (_, pod1) = nl.create_veth("wctest1", "eth1", None, Some(mac)).unwrap();
+    assert_eq!(pod1.mac, "0a:58:c8:c8:01:09");
+    assert!(ns
+        .ip(1, &["link", "show", "eth1"])
+        .contains("0a:58:c8:c8:01:09"));
+    nl.delete_link(Ns::Host, "wctest1").unwrap();
 
     nl.set_master("wctest0", "cni0").unwrap();
     assert_eq!(
@@ -244,7 +252,7 @@ fn the_gate_denies_before_touching_and_rolls_back_what_it_did() {
 
     let mut sb = gate(&ns, dir.path(), true);
     let own = sb.grants.host_link().unwrap().to_string();
-    sb.create_veth(&own, "eth0", None).unwrap();
+    sb.create_veth(&own, "eth0", None, None).unwrap();
     sb.set_master(&own, "cni0").unwrap();
     sb.address_add(Ns::Container, "eth0", "200.200.1.2/24")
         .unwrap();
@@ -273,7 +281,7 @@ fn the_gate_denies_before_touching_and_rolls_back_what_it_did() {
         sb.sysctl_set(Ns::Host, "kernel.panic", "1").unwrap_err(),
         sb.store_put("../other/x", "y").unwrap_err(),
         sb.masquerade("10.0.0.0/16", &[]).unwrap_err(),
-        sb.create_veth("wcother", "eth1", None).unwrap_err(),
+        sb.create_veth("wcother", "eth1", None, None).unwrap_err(),
     ] {
         assert_eq!(e.kind, OpKind::Denied, "{e}");
     }
@@ -340,10 +348,10 @@ fn the_simulator_answers_like_the_kernel() {
             outcome(n.set_up(Ns::Host, "nope"), |_| false)
         }),
         ("create veth", |n| {
-            outcome(n.create_veth("wcx", "eth0", None), |_| true)
+            outcome(n.create_veth("wcx", "eth0", None, None), |_| true)
         }),
         ("create veth, host name taken", |n| {
-            outcome(n.create_veth("wcx", "eth1", None), |_| true)
+            outcome(n.create_veth("wcx", "eth1", None, None), |_| true)
         }),
         ("attach to bridge", |n| {
             outcome(n.set_master("wcx", "cni0"), |_| false)
