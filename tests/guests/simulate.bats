@@ -279,12 +279,12 @@ write_dual_conf() {
   echo "$output"
   [ "$status" -eq 0 ]
   # the pod's IPv6 default route gone: CHECK says so
-  jq '.namespaces["pod-1"].routes |= map(select(.destination != "::/0"))' node.json > broken.json
-  if ! cmp -s node.json broken.json; then
-    sim CHECK pod-1 -c conf.json -g "$GUESTS/default.wasm" -s broken.json
-    [ "$status" -eq 1 ]
-    [[ $output == *'"code": 102'* && $output == *'route to ::/0 is missing in the container'* ]]
-  fi
+  jq '.namespaces["pod:pod-1"].routes |= map(select(.destination != "::/0"))' node.json > broken.json
+  run cmp -s node.json broken.json
+  [ "$status" -ne 0 ]
+  sim CHECK pod-1 -c conf.json -g "$GUESTS/default.wasm" -s broken.json
+  [ "$status" -eq 1 ]
+  [[ $output == *'"code": 102'* && $output == *'route to ::/0 is missing in the container'* ]]
   sim DEL pod-1 -c conf.json -g "$GUESTS/default.wasm" -s node.json --show-node
   echo "$output"
   [ "$status" -eq 0 ]
