@@ -126,8 +126,11 @@ pub fn allocate(
             return Ok(cand);
         }
     }
-    Err(IpamError::Exhausted(if tries == size {
-        format!("no free address in {subnet}: all {size} pod addresses are in use")
+    // printed as u64, at most MAX_TRIES (printing a u128 is a lot of code in a guest)
+    let whole = tries == size;
+    let tries = tries as u64;
+    Err(IpamError::Exhausted(if whole {
+        format!("no free address in {subnet}: all {tries} pod addresses are in use")
     } else {
         format!(
             "no free address in {subnet}: the {tries} addresses after {} are all in use",
