@@ -245,7 +245,7 @@ fn plan(env: &Env, conf: &NetConf, has_netns: bool) -> (Grants, wasm::Call) {
         has_netns,
         &conf.bridge,
         &conf.link_prefix,
-        conf.pod_network,
+        conf.pod_networks.clone(),
     );
     if env.command == Command::Check {
         grants.set_read_only("CHECK");

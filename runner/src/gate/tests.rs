@@ -5,7 +5,7 @@
 use super::grants::{attachment_link, Scope};
 use super::*;
 use crate::node::model::{Model, World};
-use crate::node::{SavedAddress, SavedRoute};
+use crate::node::{Family, SavedAddress, SavedRoute};
 
 const POD: &str = "pod:c1";
 
@@ -36,7 +36,7 @@ fn node() -> World {
     m.add_address(Ns::Host, "cni0", "200.200.1.1/24".parse().unwrap())
         .unwrap();
     m.set_up(Ns::Host, "cni0").unwrap();
-    m.sysctl_set(Ns::Host, &SysctlKey::ip_forward(), "1")
+    m.sysctl_set(Ns::Host, &SysctlKey::forwarding_switch(Family::V4), "1")
         .unwrap();
     m.sysctl_set(
         Ns::Host,
@@ -60,10 +60,39 @@ fn node() -> World {
     m.store_put("last", "200.200.1.5").unwrap();
     m.store_put("ip/200.200.1.5", "other eth0").unwrap();
     m.store_set_owner("ip/200.200.1.5", "other eth0").unwrap();
-    m.hold_addresses("other eth0", &["200.200.1.5".parse().unwrap()], "")
-        .unwrap();
+    m.hold_addresses(
+        "other eth0",
+        &[
+            "200.200.1.5".parse().unwrap(),
+            "fd00:200:1::5".parse().unwrap(),
+        ],
+        "",
+    )
+    .unwrap();
     m.create_veth(&own(), "eth9", None, None).unwrap();
     m.add_address(Ns::Host, &own(), "200.200.1.200/32".parse().unwrap())
+        .unwrap();
+    // dual-stack: the bridge's IPv6 gateway, IPv6 forwarding on (off on eth0), a
+    // route via an IPv6 gateway, the network's ip6 table, an IPv6 address on the
+    // attachment's leftover host link
+    m.add_address(Ns::Host, "cni0", "fd00:200:1::1/64".parse().unwrap())
+        .unwrap();
+    m.sysctl_set(Ns::Host, &SysctlKey::forwarding_switch(Family::V6), "1")
+        .unwrap();
+    m.sysctl_set(
+        Ns::Host,
+        &SysctlKey::parse("net.ipv6.conf.eth0.forwarding").unwrap(),
+        "0",
+    )
+    .unwrap();
+    m.add_route(
+        Ns::Host,
+        &route("fd00:200:9::/64", Some("fd00:200:1::9"), "cni0"),
+    )
+    .unwrap();
+    m.allow_forward("t", "fd00:200::/40".parse().unwrap())
+        .unwrap();
+    m.add_address(Ns::Host, &own(), "fd00:200:1::200/128".parse().unwrap())
         .unwrap();
     m.world
 }
@@ -78,7 +107,10 @@ fn gate_over(w: World, read_only: bool) -> Gate {
         true,
         "cni0",
         "wc",
-        Some("200.200.0.0/16".parse().unwrap()),
+        vec![
+            "200.200.0.0/16".parse().unwrap(),
+            "fd00:200::/40".parse().unwrap(),
+        ],
     );
     if read_only {
         g.set_read_only("CHECK");
@@ -177,13 +209,49 @@ fn ops() -> Vec<(&'static str, Op)> {
             s.store_put("attach/c1/eth0", "200.200.1.6")
         }),
         ("store.delete", |s| s.store_delete("last").map(|_| ())),
+        // the same functions with IPv6: what holds for IPv4 holds for them
+        ("addresses.add (IPv6)", |s| {
+            s.address_add(Ns::Host, "cni0", "fd00:200:2::1/64")
+        }),
+        ("addresses.remove (IPv6)", |s| {
+            s.address_remove(Ns::Host, &own(), "fd00:200:1::200/128")
+        }),
+        ("routes.add (IPv6)", |s| {
+            s.route_add(Ns::Host, "fd00:200:8::/64", None, Some("cni0"))
+        }),
+        ("routes.remove (IPv6)", |s| {
+            s.route_remove(
+                Ns::Host,
+                "fd00:200:9::/64",
+                Some("fd00:200:1::9"),
+                Some("cni0"),
+            )
+        }),
+        ("firewall.allow-forward (IPv6)", |s| {
+            s.allow_forward("fd00:200:7::/64")
+        }),
+        ("firewall.masquerade (IPv6)", |s| {
+            s.masquerade("fd00:200:1::/64", &["fd00::/8".into()])
+        }),
+        ("sysctl.set (IPv6 forwarding, fresh node)", |s| {
+            s.sysctl_set(Ns::Host, "net.ipv6.conf.all.forwarding", "1")
+        }),
+        ("sysctl.set (IPv6 per link)", |s| {
+            s.sysctl_set(Ns::Host, "net.ipv6.conf.cni0.accept_dad", "0")
+        }),
+        ("links.set-mtu (below IPv6's minimum)", |s| {
+            s.set_mtu(Ns::Host, &own(), 1000)
+        }),
     ]
 }
 
 #[test]
 fn every_change_is_undone_exactly() {
     for (name, op) in ops() {
-        let w = if name.contains("bridge") || name == "links.delete" || name == "links.create-veth"
+        let w = if name.contains("bridge")
+            || name == "links.delete"
+            || name == "links.create-veth"
+            || name.contains("fresh node")
         {
             fresh()
         } else {
@@ -248,6 +316,34 @@ fn refused_ops() -> Vec<(&'static str, Op)> {
         }),
         ("store.put", |s| s.store_put("/etc/passwd", "x")),
         ("store.delete", |s| s.store_delete("../x").map(|_| ())),
+        ("addresses.add (IPv6)", |s| {
+            s.address_add(Ns::Host, "cni0", "fe80::1/64")
+        }),
+        ("addresses.remove (IPv6)", |s| {
+            s.address_remove(Ns::Host, "eth0", "fd00:10::2/64")
+        }),
+        ("routes.add (IPv6)", |s| {
+            s.route_add(Ns::Host, "::/0", Some("fd00:200:1::9"), Some("cni0"))
+        }),
+        ("routes.remove (IPv6)", |s| {
+            s.route_remove(Ns::Host, "fd00:200:9::/64", None, Some("eth0"))
+        }),
+        ("firewall.allow-forward (IPv6)", |s| {
+            s.allow_forward("fd00:300::/64")
+        }),
+        ("firewall.masquerade (IPv6)", |s| {
+            s.masquerade("fd00::/8", &[])
+        }),
+        ("sysctl.set (IPv6 forwarding, fresh node)", |s| {
+            // node() forwards IPv6: turning it off is refused
+            s.sysctl_set(Ns::Host, "net.ipv6.conf.all.forwarding", "0")
+        }),
+        ("sysctl.set (IPv6 per link)", |s| {
+            s.sysctl_set(Ns::Host, "net.ipv6.conf.eth0.accept_ra", "0")
+        }),
+        ("links.set-mtu (below IPv6's minimum)", |s| {
+            s.set_mtu(Ns::Host, "eth0", 1000)
+        }),
     ]
 }
 
@@ -355,6 +451,79 @@ fn ip_forward_is_undone_with_every_link_forwarding_value() {
 }
 
 #[test]
+fn ipv6_forwarding_is_undone_with_every_link_forwarding_value() {
+    // IPv6 off, one link (eth0) forwarding IPv6 anyway, IPv4 forwarding on
+    let mut w = fresh();
+    let host = w.namespaces.get_mut("host").unwrap();
+    host.sysctls
+        .insert("net.ipv6.conf.eth0.forwarding".into(), "1".into());
+    host.sysctls
+        .insert("net.ipv4.ip_forward".into(), "1".into());
+    let mut sb = gate_over(w, false);
+    let before = text(&mut sb);
+    sb.sysctl_set(Ns::Host, "net.ipv6.conf.all.forwarding", "1")
+        .unwrap();
+    assert_ne!(text(&mut sb), before);
+    // the IPv4 switch and its links are not the IPv6 switch's
+    assert_eq!(sb.sysctl_get(Ns::Host, "net.ipv4.ip_forward").unwrap(), "1");
+    sb.rollback();
+    assert_eq!(text(&mut sb), before);
+    let mut sb = gate_over(node(), false);
+    let e = sb
+        .sysctl_set(Ns::Host, "net.ipv6.conf.all.forwarding", "0")
+        .unwrap_err();
+    assert_eq!(e.kind, OpKind::Denied, "{e}");
+    assert!(e.message.contains("every network"), "{e}");
+    let e = sb
+        .sysctl_set(Ns::Container, "net.ipv6.conf.all.forwarding", "1")
+        .unwrap_err();
+    assert_eq!(e.kind, OpKind::Denied, "{e}");
+}
+
+#[test]
+fn ipv6_text_is_parsed_once_and_families_do_not_mix() {
+    let mut sb = gate_over(node(), false);
+    let before = text(&mut sb);
+    for e in [
+        sb.route_add(Ns::Container, "::/0", Some("200.200.1.1"), Some("eth0"))
+            .unwrap_err(),
+        sb.route_add(
+            Ns::Container,
+            "0.0.0.0/0",
+            Some("fd00:200:1::1"),
+            Some("eth0"),
+        )
+        .unwrap_err(),
+        sb.masquerade("fd00:200:1::/64", &["10.0.0.0/8".into()])
+            .unwrap_err(),
+        sb.address_add(Ns::Host, "cni0", "fd00:200:1::zz/64")
+            .unwrap_err(),
+        sb.route_add(Ns::Host, "fd00:200:1::1/64", None, Some("cni0"))
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.kind, OpKind::InvalidArgument, "{e}");
+    }
+    assert_eq!(text(&mut sb), before);
+    // another attachment's IPv6 address: not as an address, not covered by a host
+    // route on a link other than the bridge
+    for e in [
+        sb.address_add(Ns::Container, "eth0", "fd00:200:1::5/64")
+            .unwrap_err(),
+        sb.route_add(Ns::Host, "fd00:200:1::/120", None, Some(&own()))
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.kind, OpKind::Denied, "{e}");
+        assert!(e.message.contains("another attachment"), "{e}");
+    }
+    assert_eq!(text(&mut sb), before);
+    // the firewall's IPv6 rules go to the ip6 table only
+    sb.allow_forward("fd00:200:7::/64").unwrap();
+    let t = text(&mut sb);
+    assert!(t.contains("ip6 t"), "{t}");
+    assert!(t.contains("ip6 saddr fd00:200:7::/64 accept"), "{t}");
+}
+
+#[test]
 fn other_attachments_keep_their_addresses_and_keys() {
     let mut sb = gate_over(node(), false);
     let before = text(&mut sb);
@@ -412,6 +581,8 @@ fn results_stay_inside_the_grants() {
     };
     let ok = sb.check_result(&result("200.200.1.7/24", "200.200.1.1", "eth0", true));
     assert_eq!(ok, Ok(vec!["200.200.1.7".parse().unwrap()]));
+    let ok = sb.check_result(&result("fd00:200:1::7/64", "fd00:200:1::1", "eth0", true));
+    assert_eq!(ok, Ok(vec!["fd00:200:1::7".parse().unwrap()]));
     for (r, why) in [
         (result("10.0.0.5/16", "10.0.0.1", "eth0", true), "outside"),
         (
@@ -429,6 +600,22 @@ fn results_stay_inside_the_grants() {
         (
             result("200.200.1.5/24", "200.200.1.1", "eth0", true),
             "another attachment",
+        ),
+        (
+            result("fd00:200:1::5/64", "fd00:200:1::1", "eth0", true),
+            "another attachment",
+        ),
+        (
+            result("fd00:200:1::7/64", "200.200.1.1", "eth0", true),
+            "family",
+        ),
+        (
+            result("fe80::7/64", "fd00:200:1::1", "eth0", true),
+            "outside",
+        ),
+        (
+            result("fd00:200:1::7/32", "fd00:200:1::1", "eth0", true),
+            "outside",
         ),
     ] {
         let e = sb.check_result(&r).unwrap_err();
@@ -475,17 +662,25 @@ impl Node for FailAfterCreate {
     fn delete_link(&mut self, ns: Ns, name: &str) -> OpResult<()> {
         self.0.delete_link(ns, name)
     }
-    fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<Ipv4Network>> {
+    fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<IpNetwork>> {
         self.0.list_addresses(ns, link)
     }
-    fn add_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
+    fn add_address(&mut self, ns: Ns, link: &str, addr: IpNetwork) -> OpResult<()> {
         self.0.add_address(ns, link, addr)
     }
-    fn remove_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<SavedAddress> {
+    fn remove_address(&mut self, ns: Ns, link: &str, addr: IpNetwork) -> OpResult<SavedAddress> {
         self.0.remove_address(ns, link, addr)
     }
     fn restore_address(&mut self, ns: Ns, link: &str, saved: &SavedAddress) -> OpResult<()> {
         self.0.restore_address(ns, link, saved)
+    }
+    fn save_addresses(
+        &mut self,
+        ns: Ns,
+        link: &str,
+        family: Family,
+    ) -> OpResult<Vec<SavedAddress>> {
+        self.0.save_addresses(ns, link, family)
     }
     fn default_route_links(&mut self, ns: Ns) -> OpResult<Vec<String>> {
         self.0.default_route_links(ns)
@@ -502,27 +697,22 @@ impl Node for FailAfterCreate {
     fn remove_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<SavedRoute> {
         self.0.remove_route(ns, r)
     }
-    fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>> {
-        self.0.save_routes(ns)
+    fn save_routes(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SavedRoute>> {
+        self.0.save_routes(ns, family)
     }
     fn restore_route(&mut self, ns: Ns, saved: &SavedRoute) -> OpResult<()> {
         self.0.restore_route(ns, saved)
     }
-    fn save_table(&mut self, table: &str) -> OpResult<Option<String>> {
-        self.0.save_table(table)
+    fn save_table(&mut self, family: Family, table: &str) -> OpResult<Option<String>> {
+        self.0.save_table(family, table)
     }
-    fn restore_table(&mut self, table: &str, saved: Option<&str>) -> OpResult<()> {
-        self.0.restore_table(table, saved)
+    fn restore_table(&mut self, family: Family, table: &str, saved: Option<&str>) -> OpResult<()> {
+        self.0.restore_table(family, table, saved)
     }
-    fn allow_forward(&mut self, table: &str, net: Ipv4Network) -> OpResult<()> {
+    fn allow_forward(&mut self, table: &str, net: IpNetwork) -> OpResult<()> {
         self.0.allow_forward(table, net)
     }
-    fn masquerade(
-        &mut self,
-        table: &str,
-        source: Ipv4Network,
-        except: &[Ipv4Network],
-    ) -> OpResult<()> {
+    fn masquerade(&mut self, table: &str, source: IpNetwork, except: &[IpNetwork]) -> OpResult<()> {
         self.0.masquerade(table, source, except)
     }
     fn sysctl_get(&mut self, ns: Ns, key: &SysctlKey) -> OpResult<String> {
@@ -531,8 +721,8 @@ impl Node for FailAfterCreate {
     fn sysctl_set(&mut self, ns: Ns, key: &SysctlKey, value: &str) -> OpResult<()> {
         self.0.sysctl_set(ns, key, value)
     }
-    fn forwarding_values(&mut self, ns: Ns) -> OpResult<Vec<SysctlValue>> {
-        self.0.forwarding_values(ns)
+    fn forwarding_values(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SysctlValue>> {
+        self.0.forwarding_values(ns, family)
     }
     fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
         self.0.store_get(key)
@@ -558,13 +748,13 @@ impl Node for FailAfterCreate {
     fn store_set_usage(&mut self, usage: StoreUsage) -> OpResult<()> {
         self.0.store_set_usage(usage)
     }
-    fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
+    fn address_holder(&mut self, ip: IpAddr) -> OpResult<Option<String>> {
         self.0.address_holder(ip)
     }
-    fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>> {
+    fn held_addresses(&mut self) -> OpResult<Vec<IpAddr>> {
         self.0.held_addresses()
     }
-    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr], guest: &str) -> OpResult<()> {
+    fn hold_addresses(&mut self, attachment: &str, ips: &[IpAddr], guest: &str) -> OpResult<()> {
         self.0.hold_addresses(attachment, ips, guest)
     }
     fn guests_in_use(&mut self) -> OpResult<Vec<String>> {

@@ -10,7 +10,7 @@
 //! interfaces that changed written out beside v1/v2, and its world in `wasm::World`.
 
 use crate::gate::{lock, Gate, Shared};
-use crate::node::{LinkInfo, Ns, OpError, OpKind};
+use crate::node::{Family, LinkInfo, Ns, OpError, OpKind};
 use std::fmt::Debug;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -320,7 +320,13 @@ impl State {
             "routes.list",
             || format!("{n}, {}", link.map_or("none".into(), quoted)),
             |s| {
-                Ok(s.route_list(n, link)?
+                // a 0.1.0 guest's list dumps only the IPv4 table: a node with N pods
+                // has about 3N IPv6 kernel routes it would otherwise pay for
+                let routes = match f {
+                    Families::Both => s.route_list(n, link)?,
+                    Families::Ipv4Only => s.route_list_of(n, link, Family::V4)?,
+                };
+                Ok(routes
                     .into_iter()
                     .map(|r| RouteText {
                         destination: r.destination.to_string(),

@@ -187,7 +187,7 @@ fn detached_store(engine: &Engine, memory_mib: u64, timeout: Duration) -> Store<
         false,
         "cni0",
         "wc",
-        None,
+        Vec::new(),
     );
     let model = crate::node::model::Model {
         world: crate::node::model::World::default(),
