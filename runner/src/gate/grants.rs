@@ -448,6 +448,50 @@ impl Grants {
             })
     }
 
+    /// May `key` (granted by `sysctl`) be set to `value` in `ns`? Every key on the
+    /// allow-list is an integer, and the kernel reads integers with base 0 and a sign
+    /// ("00", "0x0" and "-0" are 0): only plain decimal is taken, so that a value means
+    /// what the checks here and in the gate read it as.
+    pub fn sysctl_value(&self, ns: Ns, key: &SysctlKey, value: &str) -> OpResult<()> {
+        let plain = value == "0"
+            || (value.len() <= 9
+                && value.starts_with(|c: char| matches!(c, '1'..='9'))
+                && value.bytes().all(|b| b.is_ascii_digit()));
+        if !plain {
+            return Err(OpError::invalid(format!(
+                "sysctl {key}: value {value:?} is not a plain decimal integer (like 0 or 1)"
+            )));
+        }
+        let deny = |why: &str| {
+            Err(OpError::denied(format!(
+                "set sysctl {key} to {value}: {why}"
+            )))
+        };
+        if ns != Ns::Host || key.family() != Family::V6 {
+            return Ok(());
+        }
+        let link = key.link().unwrap_or_default();
+        match key.leaf() {
+            // a pod's router advertisement accepted on a host link would give the node
+            // a default route (or addresses) through that pod, which `::/0` in the host
+            // namespace is refused for; per link, `forwarding` 0 makes `accept_ra` 1 take
+            // effect
+            "accept_ra" if value != "0" => deny(
+                "a host link must not accept router advertisements (from pods); only 0 is granted in the host namespace",
+            ),
+            "forwarding" if key.link().is_some() && value == "0" => deny(
+                "with IPv6 forwarding off a host link accepts router advertisements (from pods); only 1 is granted per link in the host namespace",
+            ),
+            // the same as removing the bridge's IPv6 addresses (every pod's gateway)
+            "disable_ipv6"
+                if value != "0" && link == self.bridge && !self.is_created(Ns::Host, link) =>
+            {
+                deny("it drops the bridge's IPv6 addresses, which serve every pod; only a call that created the bridge may")
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// May this call read (or, `write`, set) `key` in namespace `ns`?
     pub fn sysctl(&self, ns: Ns, key: &SysctlKey, write: bool) -> OpResult<()> {
         self.namespace(ns)?;

@@ -822,3 +822,100 @@ fn create_veth_sets_the_container_mac_and_refuses_a_bad_one() {
         "0a:58:c8:c8:01:09"
     );
 }
+
+/// A DEL's gate: it may change the node, with no journal (nothing is rolled back).
+fn del_gate_over(w: World) -> Gate {
+    let mut g = gate_over(w, false);
+    g.journal = None;
+    g
+}
+
+#[test]
+fn a_forwarding_switch_stays_on_whatever_the_spelling_of_zero() {
+    // the kernel reads sysctl integers with base 0 and a sign: "00", "0x0", "-0" are 0
+    for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
+        for journaled in [true, false] {
+            let mut sb = if journaled {
+                gate_over(node(), false)
+            } else {
+                del_gate_over(node())
+            };
+            let before = text(&mut sb);
+            for zero in ["00", "0x0", "-0", "+0", "000000", "0X0", "0.0", "1x"] {
+                let e = sb.sysctl_set(Ns::Host, key, zero).unwrap_err();
+                assert!(
+                    matches!(e.kind, OpKind::Denied | OpKind::InvalidArgument),
+                    "{key}={zero}: {e}"
+                );
+            }
+            assert_eq!(text(&mut sb), before, "{key}");
+        }
+    }
+    // plain decimal integers still go through
+    let mut sb = gate_over(node(), false);
+    sb.sysctl_set(Ns::Host, "net.ipv6.conf.cni0.accept_dad", "2")
+        .unwrap();
+    sb.sysctl_set(Ns::Host, "net.ipv4.conf.cni0.rp_filter", "-1")
+        .unwrap_err();
+}
+
+#[test]
+fn no_command_disables_ipv6_on_the_shared_bridge() {
+    // turning IPv6 off drops the bridge's IPv6 addresses, every pod's gateway: the
+    // same as removing them, which only the bridge's creator may do
+    for value in ["1", "2"] {
+        let mut sb = del_gate_over(node());
+        let before = text(&mut sb);
+        let e = sb
+            .sysctl_set(Ns::Host, "net.ipv6.conf.cni0.disable_ipv6", value)
+            .unwrap_err();
+        assert_eq!(e.kind, OpKind::Denied, "{e}");
+        assert_eq!(text(&mut sb), before);
+    }
+    // its own links, yes
+    let mut sb = del_gate_over(node());
+    sb.sysctl_set(
+        Ns::Host,
+        &format!("net.ipv6.conf.{}.disable_ipv6", own()),
+        "1",
+    )
+    .unwrap();
+}
+
+#[test]
+fn host_links_never_accept_router_advertisements() {
+    // a pod's router advertisement on a host link that accepts them would give the
+    // node a default route (or addresses) through that pod: what `::/0` in the host
+    // namespace is refused for
+    for journaled in [true, false] {
+        for (key, value) in [
+            ("net.ipv6.conf.cni0.accept_ra", "1"),
+            ("net.ipv6.conf.cni0.accept_ra", "2"),
+            ("net.ipv6.conf.OWN.accept_ra", "2"),
+            ("net.ipv6.conf.cni0.forwarding", "0"),
+            ("net.ipv6.conf.OWN.forwarding", "0"),
+        ] {
+            let key = key.replace("OWN", &own());
+            let mut sb = if journaled {
+                gate_over(node(), false)
+            } else {
+                del_gate_over(node())
+            };
+            let before = text(&mut sb);
+            let e = sb.sysctl_set(Ns::Host, &key, value).unwrap_err();
+            assert_eq!(e.kind, OpKind::Denied, "{key}={value}: {e}");
+            assert!(e.message.contains("router advertisements"), "{e}");
+            assert_eq!(text(&mut sb), before, "{key}={value}");
+        }
+    }
+    let mut sb = gate_over(node(), false);
+    sb.sysctl_set(Ns::Host, "net.ipv6.conf.cni0.accept_ra", "0")
+        .unwrap();
+    // the pod's own side is the pod's
+    let mut sb = gate_over(fresh(), false);
+    sb.create_veth(&own(), "eth0", None, None).unwrap();
+    sb.sysctl_set(Ns::Container, "net.ipv6.conf.eth0.accept_ra", "2")
+        .unwrap();
+    sb.sysctl_set(Ns::Container, "net.ipv6.conf.eth0.forwarding", "0")
+        .unwrap();
+}
