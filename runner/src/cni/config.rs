@@ -180,7 +180,7 @@ fn pod_networks(obj: &Map<String, Value>, key: &str) -> Result<Vec<ipnetwork::Ip
             )))
         }
     };
-    const RESERVED: [(&str, &str); 8] = [
+    const RESERVED: [(&str, &str); 11] = [
         ("0.0.0.0/8", "unspecified"),
         ("127.0.0.0/8", "loopback"),
         ("169.254.0.0/16", "link-local"),
@@ -189,6 +189,11 @@ fn pod_networks(obj: &Map<String, Value>, key: &str) -> Result<Vec<ipnetwork::Ip
         ("::1/128", "loopback"),
         ("fe80::/10", "link-local"),
         ("ff00::/8", "multicast"),
+        // IPv6 spellings of IPv4 addresses: sockets, the kernel and NAT64 gateways treat
+        // them as the IPv4 address inside, which the IPv4 grants never gave
+        ("::ffff:0:0/96", "IPv4-mapped"),
+        ("::/96", "IPv4-compatible (deprecated)"),
+        ("64:ff9b::/96", "the NAT64 well-known prefix (IPv4-translated)"),
     ];
     let mut out: Vec<IpNetwork> = Vec::new();
     for t in texts {
@@ -479,6 +484,14 @@ mod tests {
             (r#""224.1.0.0/16""#, "224.0.0.0/4"),
             (r#""::/0""#, "::/128"),
             (r#""0.0.0.0/0""#, "0.0.0.0/8"),
+            // IPv6 text for IPv4 addresses: the kernel, sockets and NAT64 gateways take
+            // them for the IPv4 address inside
+            (r#""::ffff:200.200.0.0/112""#, "IPv4-mapped"),
+            (r#""::ffff:0:0/96""#, "IPv4-mapped"),
+            (r#""::200.200.0.0/112""#, "IPv4-compatible"),
+            (r#""64:ff9b::/96""#, "NAT64"),
+            (r#""64:ff9b::c8c8:0/112""#, "NAT64"),
+            (r#""64:ff9b::/64""#, "NAT64"),
             (r#"["200.200.0.0/16","fe80::/10"]"#, "fe80::/10"),
             (r#"["10.0.0.0/16","10.1.0.0/16"]"#, "second IPv4"),
             (r#"["10.0.0.0/16", 5]"#, "not a CIDR"),
