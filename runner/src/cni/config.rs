@@ -193,7 +193,7 @@ fn pod_networks(obj: &Map<String, Value>, key: &str) -> Result<Vec<ipnetwork::Ip
         // them as the IPv4 address inside, which the IPv4 grants never gave
         ("::ffff:0:0/96", "IPv4-mapped"),
         ("::/96", "IPv4-compatible (deprecated)"),
-        ("64:ff9b::/96", "the NAT64 well-known prefix (IPv4-translated)"),
+        ("64:ff9b::/96", "NAT64 (IPv4-translated)"),
     ];
     let mut out: Vec<IpNetwork> = Vec::new();
     for t in texts {

@@ -978,7 +978,9 @@ impl Gate {
                     Family::of(&dst),
                     &format!("route to {} via {g}: the gateway", rt.dst),
                 )?;
-            } else if dst.prefix() != 0 && !inside(dst.network()) {
+            } else if dst.prefix() != 0 && !self.grants.inside(dst) {
+                // the whole prefix, as the route grant asks (its first address alone
+                // can lie inside a pod network the prefix is wider than)
                 return Err(format!(
                     "route to {} is outside the pod network {}",
                     rt.dst,

@@ -621,6 +621,29 @@ fn results_stay_inside_the_grants() {
         let e = sb.check_result(&r).unwrap_err();
         assert!(e.contains(why), "{e}");
     }
+    // a gateway-less route claims a whole prefix on the link: all of it inside the
+    // pod network of its family, as a container route's grant asks (its network
+    // address alone is not enough: fd00:200::/24 starts inside fd00:200::/40)
+    use crate::cni::output::Route;
+    let with_route = |dst: &str| AddResult {
+        routes: vec![Route {
+            dst: dst.into(),
+            gw: None,
+        }],
+        ..AddResult::default()
+    };
+    for dst in [
+        "fd00:200::/24",
+        "fd00:200::/39",
+        "200.200.0.0/15",
+        "fd00:300::/64",
+    ] {
+        let e = sb.check_result(&with_route(dst)).unwrap_err();
+        assert!(e.contains("outside the pod network"), "{dst}: {e}");
+    }
+    for dst in ["fd00:200:1::/64", "200.200.1.0/24", "fd00:200::/40"] {
+        sb.check_result(&with_route(dst)).unwrap();
+    }
 }
 
 /// The simulator, except that creating a veth creates it and then fails, as the
