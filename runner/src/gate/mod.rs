@@ -397,10 +397,16 @@ impl Gate {
         }
         if self.journaled() && !self.grants.is_created(ns, name) {
             let old = self.current(ns, name)?.mtu;
-            if old >= IPV6_MIN_MTU && mtu < IPV6_MIN_MTU {
-                // below 1280 the kernel drops the link's IPv6, and raising the MTU
-                // again does not bring its addresses back
-                self.keep_ipv6_addresses(ns, name)?;
+            if old >= IPV6_MIN_MTU && mtu < IPV6_MIN_MTU && self.ipv6_on(ns, name)? {
+                // below 1280 the kernel drops the link's IPv6 state whole (addresses,
+                // routes through it, its net.ipv6.conf settings back to defaults, so
+                // accept_ra 1 again); raising the MTU again brings none of it back
+                let e = not_undoable(
+                    &what,
+                    "below 1280 the kernel drops the link's IPv6 addresses, routes and settings",
+                );
+                self.guest_log("WARN", &format!("denied {}", e.message));
+                return Err(e);
             }
             if old != mtu {
                 self.record(Undo::SetMtu {
@@ -411,6 +417,17 @@ impl Gate {
             }
         }
         self.node.set_mtu(ns, name, mtu)
+    }
+
+    /// Does the link run IPv6 (its `disable_ipv6` is 0)? Not when the kernel has no
+    /// IPv6 for it.
+    fn ipv6_on(&mut self, ns: Ns, name: &str) -> OpResult<bool> {
+        let key = SysctlKey::per_link(Family::V6, name, "disable_ipv6");
+        match self.node.sysctl_get(ns, &key) {
+            Ok(v) => Ok(v.trim() == "0"),
+            Err(e) if e.kind == OpKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn delete_link(&mut self, ns: Ns, name: &str) -> OpResult<()> {

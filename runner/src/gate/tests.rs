@@ -239,7 +239,10 @@ fn ops() -> Vec<(&'static str, Op)> {
         ("sysctl.set (IPv6 per link)", |s| {
             s.sysctl_set(Ns::Host, "net.ipv6.conf.cni0.accept_dad", "0")
         }),
-        ("links.set-mtu (below IPv6's minimum)", |s| {
+        ("links.set-mtu (below IPv6's minimum, fresh node)", |s| {
+            // on a link this call created (on another one it is refused: see
+            // an_mtu_below_1280_on_a_link_it_did_not_create_is_refused_in_add)
+            s.create_veth(&own(), "eth0", None, None)?;
             s.set_mtu(Ns::Host, &own(), 1000)
         }),
     ]
@@ -341,7 +344,7 @@ fn refused_ops() -> Vec<(&'static str, Op)> {
         ("sysctl.set (IPv6 per link)", |s| {
             s.sysctl_set(Ns::Host, "net.ipv6.conf.eth0.accept_ra", "0")
         }),
-        ("links.set-mtu (below IPv6's minimum)", |s| {
+        ("links.set-mtu (below IPv6's minimum, fresh node)", |s| {
             s.set_mtu(Ns::Host, "eth0", 1000)
         }),
     ]
@@ -941,4 +944,33 @@ fn host_links_never_accept_router_advertisements() {
         .unwrap();
     sb.sysctl_set(Ns::Container, "net.ipv6.conf.eth0.forwarding", "0")
         .unwrap();
+}
+
+#[test]
+fn an_mtu_below_1280_on_a_link_it_did_not_create_is_refused_in_add() {
+    // below 1280 the kernel drops the link's IPv6 state whole: addresses, the routes
+    // through it, and its net.ipv6.conf settings (accept_ra back to 1); raising the
+    // MTU again brings none of it back. This attachment's leftover host link carries
+    // an IPv6 address and a route.
+    let mut w = node();
+    {
+        let mut m = Model {
+            world: w,
+            container: Some(POD.into()),
+        };
+        m.set_up(Ns::Host, &own()).unwrap();
+        m.add_route(Ns::Host, &route("fd00:200:1::60/128", None, &own()))
+            .unwrap();
+        w = m.world;
+    }
+    let mut sb = gate_over(w.clone(), false);
+    let before = text(&mut sb);
+    let e = sb.set_mtu(Ns::Host, &own(), 1200).unwrap_err();
+    assert_eq!(e.kind, OpKind::Denied, "{e}");
+    assert!(e.message.contains("cannot be undone"), "{e}");
+    assert_eq!(text(&mut sb), before);
+    assert_eq!(sb.rollback().0, 0);
+    // 1280 itself keeps IPv6; a DEL (nothing to undo) may go lower
+    sb.set_mtu(Ns::Host, &own(), 1280).unwrap();
+    del_gate_over(w).set_mtu(Ns::Host, &own(), 1200).unwrap();
 }
