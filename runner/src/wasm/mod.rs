@@ -282,8 +282,10 @@ macro_rules! result_from {
     }};
 }
 
-/// Reject garbage in a guest's ADD result (whatever its version).
-fn check_result(out: AddResult) -> Result<AddResult> {
+/// Reject garbage in a guest's ADD result (whatever its version); addresses leave in
+/// canonical text (RFC 5952 lower case, no leading zeros), as they were checked, not
+/// as the guest spelled them.
+fn check_result(mut out: AddResult) -> Result<AddResult> {
     let bad = |m: String| Error::GuestFault(format!("returned an invalid result: {m}"));
     if out.interfaces.len() > MAX_ITEMS || out.ips.len() > MAX_ITEMS || out.routes.len() > MAX_ITEMS
     {
@@ -298,14 +300,20 @@ fn check_result(out: AddResult) -> Result<AddResult> {
             return Err(bad(format!("interface name {:?}", i.name)));
         }
     }
-    for ip in &out.ips {
-        if ip.address.parse::<ipnetwork::IpNetwork>().is_err() {
-            return Err(bad(format!("address {:?} is not CIDR", ip.address)));
+    let canonical_ip = |g: &mut String, what: &str| match g.parse::<std::net::IpAddr>() {
+        Ok(a) => {
+            *g = a.to_string();
+            Ok(())
         }
-        if let Some(g) = &ip.gateway {
-            if g.parse::<std::net::IpAddr>().is_err() {
-                return Err(bad(format!("gateway {g:?} is not an address")));
-            }
+        Err(_) => Err(bad(format!("{what} {g:?} is not an address"))),
+    };
+    for ip in &mut out.ips {
+        match ip.address.parse::<ipnetwork::IpNetwork>() {
+            Ok(n) => ip.address = n.to_string(),
+            Err(_) => return Err(bad(format!("address {:?} is not CIDR", ip.address))),
+        }
+        if let Some(g) = &mut ip.gateway {
+            canonical_ip(g, "gateway")?;
         }
         if let Some(idx) = ip.interface {
             if idx as usize >= out.interfaces.len() {
@@ -316,14 +324,13 @@ fn check_result(out: AddResult) -> Result<AddResult> {
             }
         }
     }
-    for rt in &out.routes {
-        if rt.dst.parse::<ipnetwork::IpNetwork>().is_err() {
-            return Err(bad(format!("route destination {:?} is not CIDR", rt.dst)));
+    for rt in &mut out.routes {
+        match rt.dst.parse::<ipnetwork::IpNetwork>() {
+            Ok(n) => rt.dst = n.to_string(),
+            Err(_) => return Err(bad(format!("route destination {:?} is not CIDR", rt.dst))),
         }
-        if let Some(g) = &rt.gw {
-            if g.parse::<std::net::IpAddr>().is_err() {
-                return Err(bad(format!("route gateway {g:?} is not an address")));
-            }
+        if let Some(g) = &mut rt.gw {
+            canonical_ip(g, "route gateway")?;
         }
     }
     if let Some(d) = &out.dns {
@@ -589,6 +596,33 @@ mod tests {
             .is_ok();
         let l = &store.data().limits;
         (ok, l.hit, l.total)
+    }
+
+    #[test]
+    fn result_addresses_leave_in_canonical_text() {
+        let r = AddResult {
+            interfaces: vec![Interface {
+                name: "eth0".into(),
+                ..Interface::default()
+            }],
+            ips: vec![IpConfig {
+                address: "FD00:0200:0001:0:0:0:0:7/064".into(),
+                gateway: Some("FD00:200:1::0001".into()),
+                interface: Some(0),
+            }],
+            routes: vec![Route {
+                dst: "0:0::0/0".into(),
+                gw: Some("FD00:200:1:0::1".into()),
+            }],
+            dns: None,
+        };
+        let r = super::check_result(r).unwrap();
+        assert_eq!(r.ips[0].address, "fd00:200:1::7/64");
+        assert_eq!(r.ips[0].gateway.as_deref(), Some("fd00:200:1::1"));
+        assert_eq!(
+            (r.routes[0].dst.as_str(), r.routes[0].gw.as_deref()),
+            ("::/0", Some("fd00:200:1::1"))
+        );
     }
 
     #[test]
