@@ -151,6 +151,38 @@ dual_stack_conf() {
   grep -q "denied set sysctl net.ipv6.conf.all.forwarding to 0" "$W/wasm-cni.log"
 }
 
+@test "IPv6: forwarding off spelled 0x0, router advertisements accepted on host links, are refused and nothing stays" {
+  dual_stack_conf
+  ip netns exec "$NODE" sysctl -qw net.ipv6.conf.all.forwarding=1
+  local attack want
+  for attack in forwarding-off-hex accept-ra-bridge forwarding-off-host-link; do
+    case $attack in
+      forwarding-off-hex) want="ipv6 forwarding: invalid-argument: .*not a plain decimal integer" ;;
+      accept-ra-bridge) want="bridge accept_ra: denied: .*router advertisements" ;;
+      forwarding-off-host-link) want="host link ipv6 forwarding: denied: .*router advertisements" ;;
+    esac
+    jq --arg a "$attack" '.attack = $a' "$W/good.json" > "$W/attack.json"
+    cp "$W/attack.json" "$W/good.json"
+    run_hostile ipv6
+    expect_error 100
+    grep -Eq "$want" <<<"$output" || { echo "$attack: $output" >&2; false; }
+  done
+  grep -q "denied set sysctl net.ipv6.conf.cni0.accept_ra to 2" "$W/wasm-cni.log"
+  [ "$(ip netns exec "$NODE" cat /proc/sys/net/ipv6/conf/all/forwarding)" = 1 ]
+  [ "$(ip netns exec "$NODE" cat /proc/sys/net/ipv6/conf/cni0/accept_ra)" != 2 ]
+}
+
+@test "IPv6: a DEL may not disable IPv6 on the shared bridge (every pod's gateway)" {
+  dual_stack_conf
+  ip -n "$NODE" addr add fd00:200::1/64 dev cni0 nodad
+  jq --arg g "$HOSTILE" '.guest = $g | .del_attack = "disable-ipv6-bridge"' "$W/good.json" > "$W/del.json"
+  cni DEL evil b eth0 "$W/del.json"
+  expect_error 100
+  grep -q "set disable_ipv6: denied: .*serve every pod" <<<"$output" || { echo "$output" >&2; false; }
+  ip -n "$NODE" -6 addr show dev cni0 | grep -q 'fd00:200::1/64'
+  [ "$(ip netns exec "$NODE" cat /proc/sys/net/ipv6/conf/cni0/disable_ipv6)" = 0 ]
+}
+
 @test "IPv6: a gateway of the other family is invalid-argument, and nothing stays" {
   dual_stack_conf
   jq '.attack = "gateway-family"' "$W/good.json" > "$W/attack.json"

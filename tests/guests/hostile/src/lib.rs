@@ -534,6 +534,24 @@ fn add(req: Request) -> Result<AddResult, CniError> {
                 .map_err(fail_kind("pod default route"))?,
                 "forwarding-off" => sysctl::set(Netns::Host, "net.ipv6.conf.all.forwarding", "0")
                     .map_err(fail_kind("ipv6 forwarding"))?,
+                // the kernel reads sysctl integers with base 0: 0x0 is 0
+                "forwarding-off-hex" => {
+                    sysctl::set(Netns::Host, "net.ipv6.conf.all.forwarding", "0x0")
+                        .map_err(fail_kind("ipv6 forwarding"))?
+                }
+                // a host link accepting a pod's router advertisements
+                "accept-ra-bridge" => sysctl::set(
+                    Netns::Host,
+                    &format!("net.ipv6.conf.{}.accept_ra", bridge(&req)),
+                    "2",
+                )
+                .map_err(fail_kind("bridge accept_ra"))?,
+                "forwarding-off-host-link" => sysctl::set(
+                    Netns::Host,
+                    &format!("net.ipv6.conf.{}.forwarding", req.host_link),
+                    "0",
+                )
+                .map_err(fail_kind("host link ipv6 forwarding"))?,
                 "accept-ra-uplink" => sysctl::set(
                     Netns::Host,
                     &format!("net.ipv6.conf.{target}.accept_ra"),
@@ -675,8 +693,20 @@ impl Guest for Hostile {
     fn add(req: Request) -> Result<AddResult, CniError> {
         add(req)
     }
-    fn del(_req: Request) -> Result<(), CniError> {
-        Ok(())
+    fn del(req: Request) -> Result<(), CniError> {
+        // config "del_attack": what a DEL tries (a DEL is not rolled back)
+        match cfg(&req, "del_attack").as_str() {
+            "" => Ok(()),
+            "disable-ipv6-bridge" => {
+                let key = format!("net.ipv6.conf.{}.disable_ipv6", bridge(&req));
+                sysctl::set(Netns::Host, &key, "1").map_err(fail_kind("set disable_ipv6"))
+            }
+            other => Err(CniError {
+                code: 7,
+                message: format!("unknown del attack {other:?}"),
+                details: String::new(),
+            }),
+        }
     }
     fn check(req: Request) -> Result<(), CniError> {
         read_only_attack(&req.config)
