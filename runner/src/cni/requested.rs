@@ -31,9 +31,24 @@ pub struct Requested {
     pub mac: Option<Mac>,
 }
 
+/// A value as an error message shows it: at most 64 characters of it (the runtime's
+/// values are not bounded; its error and the call log are).
+fn shown(text: &str) -> String {
+    const MAX: usize = 64;
+    match text.char_indices().nth(MAX) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], text.len()),
+    }
+}
+
 /// Why a requested value is refused (the caller names the key and picks the code).
 fn parse_ip(text: &str) -> std::result::Result<WantedIp, String> {
-    let bad = || format!("{text:?} is not an IPv4 or IPv6 address or CIDR");
+    let bad = || {
+        format!(
+            "{} is not an IPv4 or IPv6 address or CIDR",
+            shown(&format!("{text:?}"))
+        )
+    };
     match text.split_once('/') {
         None => text
             .parse::<IpAddr>()
@@ -92,28 +107,41 @@ impl Requested {
         };
         let Some(rc) = rc.as_object() else {
             return Err(Error::InvalidConfig(format!(
-                "\"runtimeConfig\" must be an object, not {rc}"
+                "\"runtimeConfig\" must be an object, not {}",
+                shown(&rc.to_string())
             )));
         };
         match rc.get("ips") {
             None | Some(serde_json::Value::Null) => {}
             Some(serde_json::Value::Array(list)) => {
                 for v in list {
-                    let text = v
-                        .as_str()
-                        .ok_or_else(|| bad(format!("ips: {v} is not a string")))?;
+                    let text = v.as_str().ok_or_else(|| {
+                        bad(format!("ips: {} is not a string", shown(&v.to_string())))
+                    })?;
                     let w = parse_ip(text).map_err(|m| bad(format!("ips: {m}")))?;
                     add_ip(&mut r.ips, w).map_err(|m| bad(format!("ips {m}")))?;
                 }
             }
-            Some(v) => return Err(bad(format!("ips must be a list of strings, not {v}"))),
+            Some(v) => {
+                return Err(bad(format!(
+                    "ips must be a list of strings, not {}",
+                    shown(&v.to_string())
+                )))
+            }
         }
         match rc.get("mac") {
             None | Some(serde_json::Value::Null) => {}
             Some(serde_json::Value::String(s)) => {
-                r.mac = Some(s.parse().map_err(|e| bad(format!("mac: {e}")))?);
+                r.mac = Some(s.parse().map_err(|e: crate::mac::MacError| {
+                    bad(format!("mac: {}", shown(&e.to_string())))
+                })?);
             }
-            Some(v) => return Err(bad(format!("mac must be a string, not {v}"))),
+            Some(v) => {
+                return Err(bad(format!(
+                    "mac must be a string, not {}",
+                    shown(&v.to_string())
+                )))
+            }
         }
         Ok(r)
     }
@@ -135,7 +163,9 @@ impl Requested {
                     }
                 }
                 "MAC" => {
-                    let m: Mac = v.parse().map_err(|e| bad(format!("MAC: {e}")))?;
+                    let m: Mac = v.parse().map_err(|e: crate::mac::MacError| {
+                        bad(format!("MAC: {}", shown(&e.to_string())))
+                    })?;
                     if r.mac.is_some_and(|have| have != m) {
                         return Err(bad(format!(
                             "MAC given twice ({} and {m})",
@@ -229,6 +259,30 @@ mod tests {
             assert!(m.contains("runtimeConfig.") && m.contains(want), "{v}: {m}");
         }
         assert_eq!(rc(json!(5)).unwrap_err().code(), 7);
+    }
+
+    #[test]
+    fn huge_hostile_values_are_a_short_code_7_not_a_panic() {
+        let long = "1".repeat(1 << 20);
+        let nested = (0..100).fold(json!("x"), |v, _| json!([v]));
+        for v in [
+            json!({"ips": [long.clone()]}),
+            json!({"ips": [{"a": long.clone()}]}),
+            json!({"ips": {"a": long.clone()}}),
+            json!({"ips": [nested.clone()]}),
+            json!({"ips": vec!["200.200.1.9"; 100_000].into_iter().chain(["fd00::1", "10.0.0.1"]).collect::<Vec<_>>()}),
+            json!({"mac": long.clone()}),
+            json!({"mac": [long.clone()]}),
+            json!([long.clone()]),
+        ] {
+            let e = rc(v).unwrap_err();
+            assert_eq!(e.code(), 7);
+            assert!(e.to_string().len() < 512, "{} bytes", e.to_string().len());
+        }
+        let e = args(&[("IP", &long)]).unwrap_err();
+        assert!(e.to_string().len() < 512, "{} bytes", e.to_string().len());
+        let e = args(&[("MAC", &long)]).unwrap_err();
+        assert!(e.to_string().len() < 512, "{} bytes", e.to_string().len());
     }
 
     #[test]
