@@ -745,12 +745,18 @@ impl Node for Model {
         }
         // per-link keys exist while the link does; `forwarding` follows the namespace's
         // switch of its family (the kernel copies it to every device); IPv6 links accept
-        // router advertisements and run DAD by default; the others default to 0
+        // router advertisements and run DAD by default, except that the host links the
+        // runner creates take no router advertisements; the others default to 0
         if key.leaf() == "forwarding" {
             let switch = SysctlKey::forwarding_switch(key.family());
             return self.sysctl_get(ns, &switch);
         }
-        let on = key.family() == Family::V6 && matches!(key.leaf(), "accept_ra" | "accept_dad");
+        let on = key.family() == Family::V6
+            && match key.leaf() {
+                "accept_ra" => ns == Ns::Container,
+                "accept_dad" => true,
+                _ => false,
+            };
         Ok(if on { "1" } else { "0" }.into())
     }
 

@@ -11,7 +11,7 @@ pub(crate) mod sysctl;
 mod tests;
 
 use super::{
-    Family, LinkInfo, Node, Ns, OpResult, RouteSpec, SavedAddress, SavedRoute, StoreUsage,
+    Family, LinkInfo, Node, Ns, OpKind, OpResult, RouteSpec, SavedAddress, SavedRoute, StoreUsage,
     SysctlKey, SysctlValue,
 };
 use ipnetwork::IpNetwork;
@@ -47,12 +47,28 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// A host link the runner creates takes no router advertisements: a pod's RA on it
+    /// would give the node a default route or addresses through that pod (the kernel's
+    /// accept_ra 1 takes them while the link does not forward IPv6, as on every node of
+    /// an IPv4 network; CVE-2020-10749). The grants never let a guest turn it back on.
+    fn no_router_advertisements(&mut self, name: &str) -> OpResult<()> {
+        let key = SysctlKey::per_link(Family::V6, name, "accept_ra");
+        match sysctl::set(&mut self.ns, Ns::Host, &key, "0") {
+            Err(e) if e.kind == OpKind::NotFound => Ok(()), // a kernel without IPv6
+            r => r,
+        }
+    }
+}
+
 impl Node for Kernel {
     fn get_link(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>> {
         self.nl(ns)?.get_link(ns, name)
     }
     fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> OpResult<LinkInfo> {
-        self.nl(Ns::Host)?.create_bridge(name, mtu)
+        let l = self.nl(Ns::Host)?.create_bridge(name, mtu)?;
+        self.no_router_advertisements(name)?;
+        Ok(l)
     }
     fn create_veth(
         &mut self,
@@ -64,7 +80,9 @@ impl Node for Kernel {
         self.net.open(Ns::Host, &mut self.ns)?;
         self.net.open(Ns::Container, &mut self.ns)?;
         let container = self.ns.container()?;
-        self.net.create_veth(host, peer, mtu, peer_mac, container)
+        let pair = self.net.create_veth(host, peer, mtu, peer_mac, container)?;
+        self.no_router_advertisements(host)?;
+        Ok(pair)
     }
     fn set_master(&mut self, name: &str, bridge: &str) -> OpResult<()> {
         self.nl(Ns::Host)?.set_master(name, bridge)

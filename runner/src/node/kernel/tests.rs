@@ -698,3 +698,31 @@ fn uplinks_of_both_families() {
     assert_eq!(v6, routes);
     drop(ns);
 }
+
+#[test]
+fn host_links_the_runner_creates_take_no_router_advertisements() {
+    // a pod's router advertisement on a host link would give the node a default route
+    // through that pod (CVE-2020-10749): the bridge and the host end of a veth are
+    // created with accept_ra 0, the pod's end keeps the kernel's default
+    let ns = Netns::new("ra");
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = gate(&ns, dir.path(), true);
+    let own = g.attachment_link("c1", "eth0");
+    g.create_bridge("cni0", None).unwrap();
+    g.create_veth(&own, "eth0", None, None).unwrap();
+    for link in ["cni0", own.as_str()] {
+        assert_eq!(
+            g.sysctl_get(Ns::Host, &format!("net.ipv6.conf.{link}.accept_ra"))
+                .unwrap(),
+            "0",
+            "{link}"
+        );
+    }
+    assert_eq!(
+        g.sysctl_get(Ns::Container, "net.ipv6.conf.eth0.accept_ra")
+            .unwrap(),
+        "1"
+    );
+    let (_, failures) = g.rollback();
+    assert!(failures.is_empty(), "{failures:?}");
+}
