@@ -367,6 +367,15 @@ cmd_exec() {
     else die "unknown pod or node '$target' (pods: ${PODS[*]}; nodes: ${NODES[*]} router outside)"; fi
 }
 
+cmd_podman() {  # NODE ARGS...: podman as the node runs it (its namespace, files, storage)
+    (($# >= 1)) || die "usage: $0 podman NODE ARGS..."
+    local node=$1; shift
+    [[ -n ${NODE_IP[$node]:-} ]] || die "unknown node '$node' (nodes: ${NODES[*]})"
+    ns_exists "$node" && [[ -f $(node_dir "$node")/podman/containers.conf ]] ||
+        die "node $node is not up: run '$0 up'"
+    pm "$node" "$@"
+}
+
 cmd_run() {
     local missing=() p
     for p in "${APT_PACKAGES[@]}"; do
@@ -399,6 +408,7 @@ usage: $0 COMMAND
   status           what exists: namespaces, addresses, routes, pods
   routes up|down   add/remove the router's inter-node routes (podCIDR via node)
   exec POD|NODE CMD...   run a command in a pod (podman exec) or a lab namespace
+  podman NODE ARGS...    podman as that node runs it (e.g. 'podman worker-1 ps -a')
   guest FILE|default     check FILE (wasm-cni guest check), then re-create the pods
                    under it: no runner rebuild ('default': dist/guests/default.wasm)
   guest oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]
@@ -446,6 +456,7 @@ main() {
         status) cmd_status ;;
         run) cmd_run ;;
         exec) cmd_exec "$@" ;;
+        podman) cmd_podman "$@" ;;
         guest) set -E; trap on_guest_error ERR; cmd_guest "$@" ;;
         routes)
             case ${1:-} in
