@@ -156,8 +156,11 @@ cmd_up() {
                 need_ref "$LAB_GUEST"   # pulled (and checked) by every node below
             else
                 # a student's guest must fit the runner's world before any node uses it
-                "$DIST_DIR/bin/wasm-cni" guest check "$LAB_GUEST" >/dev/null ||
+                local report
+                report=$("$DIST_DIR/bin/wasm-cni" guest check "$LAB_GUEST") ||
                     die "LAB_GUEST=$LAB_GUEST is not a wasm-cni guest (see the reason above)"
+                ipv4_only_guest "$report" &&
+                    die "LAB_GUEST=$LAB_GUEST implements the 0.1.0 contract, which knows IPv4 only: use it with LAB_FAMILIES=4"
                 LAB_GUEST=$(realpath "$LAB_GUEST")
             fi
             # pods wired by one guest must be removed by the same guest: switching a
@@ -257,6 +260,12 @@ need_ref() {
         die "'$1' is not a registry reference (oci://host[:port]/repository[:tag][@sha256:<hex>])"
 }
 
+# ipv4_only_guest REPORT: in a dual-stack lab, is REPORT (guest check's) that of a
+# 0.1.0 guest (IPv4 only; its ADD would refuse the conflist's lists)?
+ipv4_only_guest() {
+    dual_stack && [[ ${1%%$'\n'*} == *@0.1.0 ]]
+}
+
 cmd_guest() {  # FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]
     local file="" a
     while (($#)); do
@@ -295,6 +304,9 @@ cmd_guest() {  # FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--reg
             die "$file does not fit: ${report#wasm-cni guest check: }
 the lab keeps its current guest ($LAB_GUEST)"
         say "${report%%$'\n'*}"
+        ipv4_only_guest "$report" &&
+            die "$file implements the 0.1.0 contract, which knows IPv4 only, and this lab is dual-stack (LAB_FAMILIES=4,6): use it in a lab with LAB_FAMILIES=4
+the lab keeps its current guest ($LAB_GUEST)"
     fi
     say "pods: removing them with the current guest ($(node_guest_name))"
     for node in $(workers); do

@@ -463,6 +463,20 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     lab_test_all_pass 48
 }
 
+@test "dual-stack: a 0.1.0 guest (IPv4 only) is refused, the lab keeps its guest and pods" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    fixture=$(cd "$BATS_TEST_DIRNAME" && pwd)/guests/fixtures/default-0.1.0.wasm
+    conf_before=$(cat "$LAB_DIR"/nodes/*/net.d/10-wasm-cni.conflist)
+    run "$LAB" guest "$fixture"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ $output == *"implements the 0.1.0 contract, which knows IPv4 only"* ]]
+    [[ $output == *"the lab keeps its current guest"* ]]
+    [ "$(cat "$LAB_DIR"/nodes/*/net.d/10-wasm-cni.conflist)" = "$conf_before" ]
+    run "$LAB" status
+    [[ $output == *"pod-1 ip6: fd00:200:200:1::"* ]]
+}
+
 @test "dual-stack: podman --ip, --ip6 and --mac-address give the pod exactly those" {
     [ "$LAB_PLUGIN" = wasm-cni ] || skip "the reference conflist declares no ips/mac capability"
     run pod_run worker-2 pinned6 --ip 200.200.2.77 --ip6 fd00:200:200:2::77 --mac-address 02:00:c8:c8:02:4d
