@@ -168,14 +168,17 @@ node_files() {  # node plugin
 
 
 reset_node_policy() {  # node
-    local node=$1 n l t
+    local node=$1 n l t fam
     n=$(ns_of "$node")
     for l in $(ip -n "$n" -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}'); do
         [[ $l == cni0 || $l == wc* ]] && ip -n "$n" link del "$l" 2>/dev/null || true
     done
-    # the network's tables in every family (ip, and ip6 or inet for a dual-stack policy)
-    in_ns "$node" nft list tables 2>/dev/null | awk '$3 ~ /^wasm_cni_/ {print $2, $3}' |
-        while read -r f t; do in_ns "$node" nft delete table "$f" "$t"; done
+    # the network's tables of both families (ip, and ip6 for IPv6 rules)
+    for fam in ip ip6; do
+        for t in $(in_ns "$node" nft list tables "$fam" 2>/dev/null | awk '$3 ~ /^wasm_cni_/ {print $3}'); do
+            in_ns "$node" nft delete table "$fam" "$t"
+        done
+    done
     rm -rf "$(node_dir "$node")/state"
     mkdir -p "$(node_dir "$node")/state"
 }
