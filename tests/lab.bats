@@ -218,7 +218,7 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     run "$LAB" guest "$fixture"
     echo "$output"
     [ "$status" -eq 0 ]
-    [[ $output == *"$fixture"*"@0.1.0"* ]]
+    [[ $output == *"ok: $fixture implements wasm-cni:plugin/cni-policy@0.1.0"* ]]
     ip -n "$LAB_PREFIX-worker-1" link show cni0
     lab_test_all_pass
 }
@@ -230,7 +230,7 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     run "$LAB" guest "$dist/guests/routed.wasm"
     echo "$output"
     [ "$status" -eq 0 ]
-    [[ $output == *"ok: $dist/guests/routed.wasm implements wasm-cni:plugin/cni-policy@0.1.0"* ]]
+    [[ $output == *"ok: $dist/guests/routed.wasm implements wasm-cni:plugin/cni-policy@0.2.0"* ]]
     [ "$(sha256sum "$LAB_DIR/nodes/worker-1/bin/wasm-cni")" = "$runner_before" ]
     # routed wiring: no bridge, the pod's address is a /32, the node routes to it
     run ip -n "$LAB_PREFIX-worker-1" link show cni0
@@ -257,12 +257,13 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [[ $output == *"pod-1 ip: 200.200.1."* ]]
 }
 
-@test "guest js-bridge: the JavaScript guest passes the same test" {
+@test "guest js-bridge: the JavaScript guest (contract 0.1.0) passes the same test" {
     [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
     dist=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/dist
     run "$LAB" guest "$dist/guests/js-bridge.wasm"
     echo "$output"
     [ "$status" -eq 0 ]
+    [[ $output == *"ok: $dist/guests/js-bridge.wasm implements wasm-cni:plugin/cni-policy@0.1.0"* ]]
     ip -n "$LAB_PREFIX-worker-1" link show cni0
     lab_test_all_pass
 }
