@@ -298,7 +298,7 @@ cri_expect_clean_node() {
     sleep 0.1
   done
   [ "$links" = "cni0 lo " ] || { echo "node links: $links"; cri_diag; return 1; }
-  keys=$(cri_kv_keys | grep -E '^(ip|attach)%2F' || true)
+  keys=$(cri_kv_keys | grep -E '^(ip|attach6?)%2F' || true)
   [ -z "$keys" ] || { echo "store keys left: $keys"; cri_diag; return 1; }
 }
 
