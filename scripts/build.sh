@@ -11,6 +11,7 @@
 # With --test-artifacts, also what only the tests use:
 #   dist/test/hostile.wasm     a guest that misbehaves on purpose
 #   dist/test/misfits/*.wasm   components `wasm-cni guest check` must refuse
+#   dist/test/probe.wasm       a 0.2.0 guest that does what the request asks
 #   dist/test/wasm-cni-faults  the runner with the fault-injection switch (WASM_CNI_FAIL_AT)
 #   dist/test/native-floor     the benchmark's native floor (bench/native-floor; scripts/bench.sh)
 set -euo pipefail
@@ -36,6 +37,9 @@ if [ "${1:-}" = --test-artifacts ]; then
     install -m 0644 target/wasm32-wasip2/release/wasm_cni_misfit_guests.wasm "dist/test/misfits/$f.wasm"
   done
   printf '\0asm\1\0\0\0' > dist/test/misfits/core-module.wasm
+  # a 0.2.0 guest that does literally what the request asks (tests/cni/request.bats)
+  cargo build --release --locked -p wasm-cni-probe-guest --target wasm32-wasip2
+  install -m 0644 target/wasm32-wasip2/release/wasm_cni_probe_guest.wasm dist/test/probe.wasm
   # a C guest that imports an interface outside the world (the C guest's toolchain)
   tests/guests/misfits/c-exec/build.sh dist/test/misfits/c-exec.wasm
   cargo build --release --locked -p wasm-cni-native-floor

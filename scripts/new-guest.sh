@@ -2,10 +2,12 @@
 # Start a new policy guest from a starter in the language you know:
 #   scripts/new-guest.sh NAME [--lang rust|js|c|python]      (default: rust)
 # creates guest/NAME, a copy of the starter of that language:
-#   rust    guest/routed      the routed policy (a Cargo package named NAME in this workspace)
-#   js      guest/js-bridge   the bridge policy in JavaScript (jco, QuickJS)
-#   c       guest/c-bridge    the bridge policy in C (wit-bindgen, zig cc, wasm-tools)
-#   python  guest/py-routed   the routed policy in Python (componentize-py)
+#   rust    guest/routed      the routed policy (a Cargo package named NAME in this workspace;
+#                             contract 0.2.0: IPv4, IPv6 or both, requested ips/mac)
+#   js      guest/js-bridge   the bridge policy in JavaScript (jco, QuickJS; contract 0.1.0)
+#   c       guest/c-bridge    the bridge policy in C (wit-bindgen, zig cc, wasm-tools; 0.1.0)
+#   python  guest/py-routed   the routed policy in Python (componentize-py; 0.1.0)
+# The runner serves both contract versions; `wasm-cni guest check` names a guest's.
 # Then:
 #   edit guest/NAME/...
 #   scripts/build-guest.sh NAME          build + `wasm-cni guest check`

@@ -7,8 +7,8 @@
 // store keys, error codes and messages, so `wasm-cni simulate` prints byte-for-byte the
 // Rust guest's session.
 //
-// How WIT looks from C (`wit-bindgen c wit/ --world cni-policy` writes cni_policy.h,
-// cni_policy.c and cni_policy_component_type.o; build.sh runs it):
+// How WIT looks from C (`wit-bindgen c wit/deps/plugin-0.1.0 --world cni-policy`
+// writes cni_policy.h, cni_policy.c and cni_policy_component_type.o; build.sh runs it):
 // - An imported function `links.create-veth` is `wasm_cni_plugin_links_create_veth`.
 //   Strings are `cni_policy_string_t { uint8_t *ptr; size_t len; }` (not
 //   NUL-terminated), passed by pointer. A `result<T, host-error>` import returns

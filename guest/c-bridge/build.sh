@@ -3,8 +3,10 @@
 #
 # 1. scripts/guest-tools.sh installs the pinned toolchain when missing (wit-bindgen and
 #    wasm-tools from crates.io, zig from PyPI, all under .guest-tools/).
-# 2. `wit-bindgen c` writes the bindings of the world cni-policy (wit/world.wit):
-#    cni_policy.h, cni_policy.c and cni_policy_component_type.o (the world's types).
+# 2. `wit-bindgen c` writes the bindings of the world cni-policy of
+#    wasm-cni:plugin@0.1.0 (wit/deps/plugin-0.1.0, frozen; this guest stays on 0.1.0,
+#    which the runner keeps serving, IPv4 only): cni_policy.h, cni_policy.c and
+#    cni_policy_component_type.o (the world's types).
 # 3. `zig cc -target wasm32-wasi -mexec-model=reactor` compiles bridge.c with them into
 #    a core module (a library: no main, exports called by the host).
 # 4. `wasm-tools component new` turns the core module into a component of the world.
@@ -28,7 +30,7 @@ work=$(mktemp -d)
 tmp=$(mktemp "$out_dir/.$(basename "$out").XXXXXX")
 trap 'rm -rf "$work" "$tmp"' EXIT
 
-"$tools/bin/wit-bindgen" c "$repo/wit" --world cni-policy --out-dir "$work" >/dev/null
+"$tools/bin/wit-bindgen" c "$repo/wit/deps/plugin-0.1.0" --world cni-policy --out-dir "$work" >/dev/null
 # the zig cache inside .guest-tools: wasi-libc is built once, then reused
 ZIG_GLOBAL_CACHE_DIR=$tools/zig-cache ZIG_LOCAL_CACHE_DIR=$tools/zig-cache \
   "$tools/venv/bin/python" -m ziglang cc -target wasm32-wasi -mexec-model=reactor \

@@ -6,7 +6,9 @@
 // and traffic leaving the cluster is masqueraded.
 //
 // The point of this file: the guest does not need Rust. The only interface is the WIT
-// world in wit/world.wit (package wasm-cni:plugin@0.1.0, world cni-policy). The build
+// world in wit/deps/plugin-0.1.0/world.wit (package wasm-cni:plugin@0.1.0, world
+// cni-policy): this guest stays on contract 0.1.0, which the runner keeps serving
+// (IPv4 only; wit/world.wit is 0.2.0). The build
 // (see build.sh) turns this module into a WebAssembly component that embeds the
 // QuickJS engine. How WIT looks from JavaScript:
 //

@@ -4,7 +4,9 @@
 # 1. `npm ci` installs the pinned jco + componentize tools from package-lock.json
 #    (only when node_modules is missing or older than the lock file).
 # 2. `jco componentize` with the QuickJS backend turns app.js into a component of the
-#    world cni-policy in wit/world.wit: a small JS engine plus our code, no WASI.
+#    world cni-policy of wasm-cni:plugin@0.1.0 (wit/deps/plugin-0.1.0, frozen): a small
+#    JS engine plus our code, no WASI. This guest stays on 0.1.0, which the runner keeps
+#    serving (IPv4 only); wit/world.wit is 0.2.0.
 # 3. The component is written to a temporary file next to OUT and renamed onto OUT, so
 #    a runner reading OUT never sees a half-written file.
 set -euo pipefail
@@ -35,7 +37,7 @@ trap 'rm -f "$tmp"' EXIT
 # --backend-qjs-stub-wasi         no WASI imports at all: the guest only talks WIT to the runner
 (cd "$here" && ./node_modules/.bin/jco componentize app.js \
     --backend quickjs --backend-qjs-disable-async --backend-qjs-stub-wasi \
-    --wit "$repo/wit" --world-name cni-policy \
+    --wit "$repo/wit/deps/plugin-0.1.0" --world-name cni-policy \
     --out "$tmp" >&2)
 
 chmod 0644 "$tmp"

@@ -3,8 +3,10 @@
 #
 # 1. scripts/guest-tools.sh installs the pinned toolchain when missing
 #    (componentize-py from PyPI into .guest-tools/venv).
-# 2. `componentize-py -d wit -w cni-policy componentize app` generates the bindings of
-#    the world (the `wit_world` package), and packs CPython, app.py and the modules it
+# 2. `componentize-py -d wit/deps/plugin-0.1.0 -w cni-policy componentize app`
+#    generates the bindings of the world of wasm-cni:plugin@0.1.0 (frozen; this guest
+#    stays on 0.1.0, which the runner keeps serving, IPv4 only) as the `wit_world`
+#    package, and packs CPython, app.py and the modules it
 #    imports into one component, initialized at build time (imports done).
 # The component is written to a temporary file next to OUT and renamed onto OUT.
 set -euo pipefail
@@ -28,7 +30,7 @@ trap 'rm -rf "$tmp" "$src"' EXIT
 # built from a copy: componentize-py leaves __pycache__ next to the module it imports
 cp "$here/app.py" "$src/"
 (cd "$src" && "$tools/venv/bin/componentize-py" \
-    -d "$repo/wit" -w cni-policy componentize app -p "$src" -o "$tmp" >&2)
+    -d "$repo/wit/deps/plugin-0.1.0" -w cni-policy componentize app -p "$src" -o "$tmp" >&2)
 
 chmod 0644 "$tmp"
 mv -f "$tmp" "$out"

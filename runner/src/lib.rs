@@ -22,6 +22,7 @@ pub mod wasm;
 
 pub(crate) mod calllog;
 pub(crate) mod gate;
+pub(crate) mod mac;
 pub(crate) mod node;
 mod plugin;
 pub(crate) mod session;

@@ -179,12 +179,8 @@ fn registry_tool(what: &str, args: Vec<OsString>) -> Result<i32> {
 }
 
 fn validate(file: &Path) -> Result<i32> {
-    wasm_cni::wasm::validate(file)?;
-    println!(
-        "ok: {} implements {}",
-        file.display(),
-        wasm_cni::wasm::WORLD
-    );
+    let world = wasm_cni::wasm::validate(file)?;
+    println!("ok: {} implements {}", file.display(), world.name());
     Ok(0)
 }
 

@@ -83,7 +83,7 @@ pub fn cni_main() -> i32 {
     }
     supervisor::start();
     let t_parse = Instant::now();
-    let conf = match NetConf::parse(raw) {
+    let conf = match NetConf::parse(raw).and_then(|c| c.with_args(&env)) {
         Ok(c) => c,
         Err(e) => {
             CallLog::stderr(env.command.as_str()).line("ERROR", &e.to_string());

@@ -485,6 +485,9 @@ fn interface_names(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
 /// same file gives the same manifest digest), else now.
 fn wasm_config(bytes: &[u8], layer_digest: &str) -> Result<Vec<u8>, String> {
     let (imports, exports) = interface_names(bytes)?;
+    // the world the guest implements (its policy export's version)
+    let target =
+        crate::wasm::World::of_exports(exports.iter().map(String::as_str)).map(|w| w.name());
     let when = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
@@ -500,7 +503,7 @@ fn wasm_config(bytes: &[u8], layer_digest: &str) -> Result<Vec<u8>, String> {
         "component": {
             "exports": exports,
             "imports": imports,
-            "target": crate::wasm::WORLD,
+            "target": target,
         },
     });
     serde_json::to_vec(&config).map_err(|e| e.to_string())

@@ -245,7 +245,7 @@ fn plan(env: &Env, conf: &NetConf, has_netns: bool) -> (Grants, wasm::Call) {
         has_netns,
         &conf.bridge,
         &conf.link_prefix,
-        conf.pod_network,
+        conf.pod_networks.clone(),
     );
     if env.command == Command::Check {
         grants.set_read_only("CHECK");
@@ -256,6 +256,8 @@ fn plan(env: &Env, conf: &NetConf, has_netns: bool) -> (Grants, wasm::Call) {
         host_link: grants.host_link().unwrap_or_default().to_string(),
         has_netns,
         args: env.args.clone(),
+        ips: conf.requested.ips_text(),
+        mac: conf.requested.mac.map(|m| m.to_string()),
         config: conf.raw.clone(),
     };
     let call = match env.command {

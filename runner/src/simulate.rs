@@ -10,9 +10,9 @@ use crate::error::{Error, Result};
 use crate::node::model::{self as sim, Model, World};
 use crate::session::{command_in_version, Session};
 use crate::{gate, wasm};
-use ipnetwork::Ipv4Network;
+use ipnetwork::IpNetwork;
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 /// One simulated call.
@@ -41,18 +41,51 @@ pub struct Outcome {
     pub session_error: Option<Error>,
 }
 
-/// A fresh node for this network: eth0 in `myHostNetwork` (its second address) with
-/// the default route via the first, like the lab's nodes; 10.0.0.2/24 otherwise.
+/// A fresh node for this network: eth0 in `myHostNetwork` (a CIDR, or a list with one
+/// per family; its second address) with the default route via the first, like the
+/// lab's nodes; 10.0.0.2/24 otherwise. An IPv6 host network makes the node dual-stack.
 fn fresh_world(raw: &str) -> World {
-    let host: Option<Ipv4Network> = serde_json::from_str::<serde_json::Value>(raw)
-        .ok()
-        .and_then(|v| v.get("myHostNetwork")?.as_str()?.parse().ok());
-    let net = host
-        .filter(|n| n.prefix() <= 30)
+    let v: Option<serde_json::Value> = serde_json::from_str(raw).ok();
+    let hosts: Vec<IpNetwork> = match v.as_ref().and_then(|v| v.get("myHostNetwork")) {
+        Some(serde_json::Value::String(s)) => s.parse().ok().into_iter().collect(),
+        Some(serde_json::Value::Array(a)) => {
+            a.iter().filter_map(|x| x.as_str()?.parse().ok()).collect()
+        }
+        _ => Vec::new(),
+    };
+    // the node's address (.2 / ::2) and its gateway (.1 / ::1) in `net`
+    let node = |net: IpNetwork| -> (IpNetwork, IpAddr) {
+        match net {
+            IpNetwork::V4(n) => {
+                let base = u32::from(n.network());
+                let ip = Ipv4Addr::from(base + 2);
+                (
+                    IpNetwork::new(ip.into(), n.prefix()).expect("valid prefix"),
+                    Ipv4Addr::from(base + 1).into(),
+                )
+            }
+            IpNetwork::V6(n) => {
+                let base = u128::from(n.network());
+                let ip = Ipv6Addr::from(base + 2);
+                (
+                    IpNetwork::new(ip.into(), n.prefix()).expect("valid prefix"),
+                    Ipv6Addr::from(base + 1).into(),
+                )
+            }
+        }
+    };
+    let v4 = hosts
+        .iter()
+        .find(|n| n.is_ipv4() && n.prefix() <= 30)
+        .copied()
         .unwrap_or_else(|| "10.0.0.0/24".parse().expect("valid"));
-    let base = u32::from(net.network());
-    let ip = Ipv4Network::new(Ipv4Addr::from(base + 2), net.prefix()).expect("valid prefix");
-    World::new(ip, Ipv4Addr::from(base + 1))
+    let (ip, gw) = node(v4);
+    let mut w = World::new(ip, gw);
+    if let Some(v6) = hosts.iter().find(|n| n.is_ipv6() && n.prefix() <= 126) {
+        let (ip, gw) = node(*v6);
+        w.add_node_address(ip, gw);
+    }
+    w
 }
 
 fn load_world(session: Option<&Path>, raw: &str) -> Result<(World, &'static str)> {
@@ -109,10 +142,7 @@ pub fn run(o: &Options) -> Result<Outcome> {
         }
         _ => raw,
     };
-    let mut conf = NetConf::parse(raw)?;
-    if let Some(g) = &o.guest {
-        conf.guest = g.clone();
-    }
+    let conf = NetConf::parse(raw)?;
     let netns_path = format!("/run/netns/{}", o.container_id);
     let env = Env::from_lookup_in(
         |k| match k {
@@ -126,6 +156,11 @@ pub fn run(o: &Options) -> Result<Outcome> {
         },
         |_| true,
     )?;
+    // runtimeConfig's and CNI_ARGS' requested ips/mac together, as the plugin does
+    let mut conf = conf.with_args(&env)?;
+    if let Some(g) = &o.guest {
+        conf.guest = g.clone();
+    }
     if env.command == Command::Version {
         return Err(Error::InvalidConfig(
             "simulate runs ADD, DEL, CHECK, GC or STATUS (VERSION never reaches a guest)".into(),
@@ -246,4 +281,28 @@ fn with_prev_result(raw: &str, prev: &serde_json::Value) -> Option<String> {
 
 fn pretty(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).expect("JSON values serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dual_stack_host_network_makes_a_dual_stack_node() {
+        let w = fresh_world(r#"{"myHostNetwork": ["10.0.0.0/16", "fd00:10::/64"]}"#);
+        let text = sim::describe(&w);
+        assert!(text.contains("addr 10.0.0.2/16 fd00:10::2/64"), "{text}");
+        assert!(
+            text.contains("route 0.0.0.0/0 via 10.0.0.1 dev eth0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("route ::/0 via fd00:10::1 dev eth0"),
+            "{text}"
+        );
+        // a single CIDR, as before: IPv4 only, and no IPv6 switch in the state
+        let text = sim::describe(&fresh_world(r#"{"myHostNetwork": "10.0.0.0/16"}"#));
+        assert!(text.contains("addr 10.0.0.2/16\n"), "{text}");
+        assert!(!text.contains("::") && !text.contains("ipv6"), "{text}");
+    }
 }

@@ -117,3 +117,58 @@ assert_untouched() {
   [ "$(ip -n "$T-b" -o link show | wc -l)" = 1 ]
   [ "$(node_links | grep -c '^wc')" = 1 ]
 }
+
+# add_with_args ARGS: ADD of container c in pod a with CNI_ARGS=ARGS.
+add_with_args() {
+  cni_env "$W/conf.json" CNI_COMMAND=ADD CNI_CONTAINERID=c CNI_NETNS="$POD" CNI_IFNAME=eth0 \
+    CNI_ARGS="$1"
+}
+
+@test "a bad requested address or MAC in runtimeConfig is code 7 naming it, and nothing is touched" {
+  local bad
+  for bad in '{ips: ["200.200.1.300"]}' '{ips: ["fd00::1/129"]}' '{ips: "200.200.1.9"}' \
+             '{ips: ["200.200.1.9", "200.200.1.10"]}' '{mac: "01:00:5e:00:00:01"}' \
+             '{mac: "00:00:00:00:00:00"}' '{mac: "0a:58:c8"}'; do
+    write_conf 1.0.0 ". + {runtimeConfig: $bad}"
+    cni ADD c a
+    expect_error 7 || { echo "runtimeConfig $bad" >&2; false; }
+    jq -e '.msg | test("runtimeConfig\\.(ips|mac)")' <<<"$output" >/dev/null
+    assert_untouched
+  done
+  write_conf 1.0.0 '. + {runtimeConfig: {ips: ["200.200.1.300"]}}'
+  cni ADD c a
+  grep -q '200.200.1.300' <<<"$output"
+  write_conf 1.0.0 '. + {runtimeConfig: {mac: "01:00:5e:00:00:01"}}'
+  cni ADD c a
+  grep -q '01:00:5e:00:00:01' <<<"$output"
+}
+
+@test "a bad IP= or MAC= in CNI_ARGS is code 4 naming it, and nothing is touched" {
+  local args
+  for args in "IP=200.200.1.x" "IgnoreUnknown=1;IP=" "IP=200.200.1.9,200.200.1.10" \
+              "MAC=ff:ff:ff:ff:ff:ff" "MAC=0a:58:c8:c8:01"; do
+    add_with_args "$args"
+    expect_error 4 || { echo "CNI_ARGS $args" >&2; false; }
+    jq -e '.msg | startswith("CNI_ARGS")' <<<"$output" >/dev/null
+    assert_untouched
+  done
+  add_with_args "IP=200.200.1.x"
+  grep -q '200.200.1.x' <<<"$output"
+  add_with_args "MAC=ff:ff:ff:ff:ff:ff"
+  grep -q 'ff:ff:ff:ff:ff:ff' <<<"$output"
+}
+
+@test "CNI_ARGS contradicting runtimeConfig (two IPv4 addresses, two MACs) is code 4; the same one twice is fine" {
+  write_conf 1.0.0 '. + {runtimeConfig: {ips: ["200.200.1.9/24"], mac: "0a:58:c8:c8:01:09"}}'
+  add_with_args "IP=200.200.1.10"
+  expect_error 4
+  grep -q '200.200.1.10' <<<"$output"
+  assert_untouched
+  add_with_args "MAC=0a:58:c8:c8:01:0a"
+  expect_error 4
+  grep -q '0a:58:c8:c8:01:0a' <<<"$output"
+  assert_untouched
+  # the same address and MAC from both sources merge into one request
+  add_with_args "IP=200.200.1.9;MAC=0A:58:C8:C8:01:09"
+  expect_ok
+}

@@ -6,14 +6,27 @@ load helpers
 
 setup() { kit_setup; }
 
-@test "guest check accepts every shipped guest and lists what it uses" {
-  local g
+@test "guest check accepts every shipped guest, names the contract version it implements, lists what it uses" {
+  local g v
   for g in default routed js-bridge c-bridge py-routed; do
     run "$RUNNER" guest check "$GUESTS/$g.wasm"
     [ "$status" -eq 0 ] || { echo "$g: $output"; false; }
-    [[ ${lines[0]} == "ok: $GUESTS/$g.wasm implements wasm-cni:plugin/cni-policy@0.1.0" ]]
-    [[ $output == *"export wasm-cni:plugin/policy@0.1.0: add, check, del, gc, status"* ]]
-    [[ $output == *"import wasm-cni:plugin/links@0.1.0: "*"create-veth"* ]]
+    # the version the guest was built against (the Rust guests move to 0.2.0; the
+    # JavaScript, C and Python ones stay 0.1.0), and the same version throughout
+    v=${lines[0]##*@}
+    [[ $v == 0.2.0 || $v == 0.1.0 ]] || { echo "$g: ${lines[0]}"; false; }
+    [[ ${lines[0]} == "ok: $GUESTS/$g.wasm implements wasm-cni:plugin/cni-policy@$v" ]]
+    [[ $output == *"export wasm-cni:plugin/policy@$v: add, check, del, gc, status"* ]]
+    [[ $output == *"import wasm-cni:plugin/links@$v: "*"create-veth"* ]]
+    if [ "$v" = 0.1.0 ]; then
+      [[ $output == *"served by the 0.1.0 adapter: addresses.list and routes.list answer IPv4 only"* ]]
+    else
+      [[ $output != *"adapter"* ]]
+    fi
+  done
+  for g in js-bridge c-bridge py-routed; do
+    run "$RUNNER" guest check "$GUESTS/$g.wasm"
+    [[ ${lines[0]} == *"@0.1.0" ]] || { echo "$g: ${lines[0]}"; false; }
   done
   # the routed policy has no bridge: it never imports create-bridge or set-master
   run "$RUNNER" guest check "$GUESTS/routed.wasm"
@@ -59,7 +72,7 @@ setup() { kit_setup; }
 @test "guest check refuses a C guest that imports an interface outside the world" {
   run "$RUNNER" guest check "$MISFITS/c-exec.wasm"
   [ "$status" -eq 1 ]
-  [[ $output == *"imports wasm-cni:plugin/exec@0.1.0, which wasm-cni:plugin 0.1.0 does not have"* ]]
+  [[ $output == *"imports wasm-cni:plugin/exec@0.2.0, which wasm-cni:plugin 0.2.0 does not have"* ]]
 }
 
 @test "guest check refuses a core module, with the way to make a component" {
@@ -71,7 +84,7 @@ setup() { kit_setup; }
 @test "guest check refuses a component of another world" {
   run "$RUNNER" guest check "$MISFITS/other-world.wasm"
   [ "$status" -eq 1 ]
-  [[ $output == *"does not export wasm-cni:plugin/policy: it is a component of another world (it exports greet)"* ]]
+  [[ $output == *"does not export wasm-cni:plugin/policy: it is a component of another world (it exports greet); a guest implements wasm-cni:plugin/cni-policy@0.2.0 or wasm-cni:plugin/cni-policy@0.1.0"* ]]
 }
 
 @test "guest check refuses a policy without del and names what is missing" {
@@ -83,13 +96,25 @@ setup() { kit_setup; }
 @test "guest check refuses a guest built against an incompatible contract version" {
   run "$RUNNER" guest check "$MISFITS/v03.wasm"
   [ "$status" -eq 1 ]
-  [[ $output == *"built against wasm-cni:plugin 0.3.0 but this runner speaks wasm-cni:plugin 0.1.0"* ]]
+  [[ $output == *"built against wasm-cni:plugin 0.3.0 but this runner speaks wasm-cni:plugin 0.2.0 and 0.1.0"* ]]
 }
 
 @test "guest check refuses the right names with the wrong signatures" {
   run "$RUNNER" guest check "$MISFITS/bad-types.wasm"
   [ "$status" -eq 1 ]
-  [[ $output == *"type mismatch"* ]]
+  [[ $output == *"does not implement wasm-cni:plugin/cni-policy@0.2.0"*"type mismatch"* ]]
+}
+
+@test "guest check names 0.1.0 for the frozen 0.1.0 guests, served by the adapter" {
+  local g
+  for g in default routed; do
+    run "$RUNNER" guest check "$REPO/tests/guests/fixtures/$g-0.1.0.wasm"
+    [ "$status" -eq 0 ]
+    [[ ${lines[0]} == "ok: $REPO/tests/guests/fixtures/$g-0.1.0.wasm implements wasm-cni:plugin/cni-policy@0.1.0" ]]
+    [[ $output == *"served by the 0.1.0 adapter"* ]]
+    [[ $output == *"import wasm-cni:plugin/links@0.1.0: "* ]]
+    [[ $output != *"@0.2.0"* ]]
+  done
 }
 
 @test "guest check refuses what is not WebAssembly, or not there" {

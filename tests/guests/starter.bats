@@ -24,16 +24,17 @@ teardown() {
   [ -f "$REPO/guest/$NAME/src/lib.rs" ]
   grep -q "^name = \"$NAME\"" "$REPO/guest/$NAME/Cargo.toml"
   # the student's edit: every pod gets an MTU of 1400
-  sed -i 's/links::create_veth(&host, &req.ifname, cfg.mtu)/links::create_veth(\&host, \&req.ifname, cfg.mtu.or(Some(1400)))/' \
+  sed -i 's/links::create_veth(&host, &req.ifname, cfg.mtu, mac)/links::create_veth(\&host, \&req.ifname, cfg.mtu.or(Some(1400)), mac)/' \
     "$REPO/guest/$NAME/src/lib.rs"
   grep -q 'Some(1400)' "$REPO/guest/$NAME/src/lib.rs"
   run "$REPO/scripts/build-guest.sh" "$NAME"
   echo "$output"
   [ "$status" -eq 0 ]
-  [[ $output == *"ok: dist/guests/$NAME.wasm implements wasm-cni:plugin/cni-policy@0.1.0"* ]]
+  # the Rust starter is built on the current contract
+  [[ $output == *"ok: dist/guests/$NAME.wasm implements wasm-cni:plugin/cni-policy@0.2.0"* ]]
   sim ADD pod-1 -c conf.json -g "$REPO/dist/guests/$NAME.wasm"
   [ "$status" -eq 0 ]
-  [[ $output == *'links.create-veth("wc5eac89b8897f", "eth0", 1400) -> ok'* ]]
+  [[ $output == *'links.create-veth("wc5eac89b8897f", "eth0", 1400, none) -> ok'* ]]
 }
 
 @test "new-guest refuses bad and taken names, leaving nothing behind" {
@@ -67,6 +68,7 @@ teardown() {
     run "$REPO/scripts/build-guest.sh" "$NAME"
     echo "$output"
     [ "$status" -eq 0 ]
+    # the C and Python starters stay on contract 0.1.0, which the runner still serves
     [[ $output == *"ok: dist/guests/$NAME.wasm implements wasm-cni:plugin/cni-policy@0.1.0"* ]]
     sim ADD pod-1 -c conf.json -g "$REPO/dist/guests/$NAME.wasm"
     echo "$output"

@@ -56,9 +56,9 @@ teardown() { registry_teardown; }
   [ "$(jq -r .architecture "$W/config.json")" = wasm ]
   [ "$(jq -r .os "$W/config.json")" = wasip2 ]
   [ "$(jq -r '.layerDigests[0]' "$W/config.json")" = "$(sha256_of "$GUEST")" ]
-  [ "$(jq -r .component.target "$W/config.json")" = wasm-cni:plugin/cni-policy@0.1.0 ]
-  jq -e '.component.exports | index("wasm-cni:plugin/policy@0.1.0")' "$W/config.json"
-  jq -e '.component.imports | index("wasm-cni:plugin/links@0.1.0")' "$W/config.json"
+  [ "$(jq -r .component.target "$W/config.json")" = wasm-cni:plugin/cni-policy@0.2.0 ]
+  jq -e '.component.exports | index("wasm-cni:plugin/policy@0.2.0")' "$W/config.json"
+  jq -e '.component.imports | index("wasm-cni:plugin/links@0.2.0")' "$W/config.json"
   # and skopeo's copy of the layer is the component
   skopeo_ns copy -q --src-tls-verify=false "$src" "dir:$W/copy"
   cmp "$W/copy/$(sha256sum "$GUEST" | cut -d' ' -f1)" "$GUEST"

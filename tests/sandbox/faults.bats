@@ -26,12 +26,12 @@ count_calls() {
 }
 
 fail_every_k() {
-  local calls=$1 k before after
+  local calls=$1 conf=${2:-$W/conf.json} k before after
   before=$(snapshot "$T-b")
   for k in $(seq 1 "$calls"); do
     set +e
     output=$(ip netns exec "$NODE" env -i WASM_CNI_FAIL_AT="$k" CNI_COMMAND=ADD CNI_CONTAINERID=cb \
-      CNI_NETNS="/run/netns/$T-b" CNI_IFNAME=eth0 "$RUNNER" < "$W/conf.json")
+      CNI_NETNS="/run/netns/$T-b" CNI_IFNAME=eth0 "$RUNNER" < "$conf")
     status=$?
     set -e
     assert_one_json_or_nothing
@@ -74,6 +74,29 @@ fail_every_k() {
   [ "$calls" -gt 5 ]
   fail_every_k "$calls"
   ping_from "$T-a" 200.200.1.1
+}
+
+@test "every failing host call of a dual-stack ADD (IPv6 address, route, sysctls, ip6 table) leaves the node pristine" {
+  # the hostile guest's dual-stack mode: every kind of IPv6 change, then a result
+  [ -f "$HOSTILE" ] || { echo "missing $HOSTILE: run scripts/build.sh --test-artifacts" >&2; return 1; }
+  jq --arg g "$HOSTILE" '.guest = $g | .hostile = "dual-stack"
+    | .myPodNetwork = ["200.200.0.0/16", "fd00:200::/40"]' "$W/conf.json" > "$W/ds.json"
+  cni ADD cb b eth0 "$W/ds.json"; expect_ok
+  local calls link
+  calls=$(grep "ADD cb: ok" "$W/wasm-cni.log" | sed -E 's/.* host_calls=([0-9]+).*/\1/')
+  [ "$calls" -gt 10 ]
+  link=$(jq -r '.interfaces[0].name' <<<"$output")
+  ip netns exec "$NODE" nft list table ip6 wasm_cni_testnet | grep -q masquerade
+  # back to a pristine node: the guest's DEL removes nothing, so remove it here
+  ip -n "$NODE" link del "$link"
+  ip netns exec "$NODE" nft delete table ip6 wasm_cni_testnet
+  ip netns exec "$NODE" sysctl -qw net.ipv6.conf.all.forwarding=0
+  rm -rf "$W/state"
+  fail_every_k "$calls" "$W/ds.json"
+  # and it works afterwards: both addresses in the pod
+  cni ADD cb b eth0 "$W/ds.json"; expect_ok
+  ip -n "$T-b" -6 addr show eth0 | grep -q "fd00:200:1::60/64"
+  ip -n "$T-b" -6 route show default | grep -q "via fd00:200:1::1"
 }
 
 @test "a runner panic in the middle of an ADD: an error object, and the work so far undone" {

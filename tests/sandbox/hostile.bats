@@ -125,3 +125,60 @@ run_hostile() {
   expect_error 150
   grep -q "rolled_back=" "$W/wasm-cni.log"
 }
+
+# IPv6 (contract 0.2.0): what is refused for IPv4 is refused for IPv6, and the work the
+# guest did first is undone. The network is dual-stack for these.
+dual_stack_conf() {
+  jq '.myPodNetwork = ["200.200.0.0/16", "fd00:200::/40"]' "$W/good.json" > "$W/ds.json"
+  mv "$W/ds.json" "$W/good.json"
+}
+
+@test "IPv6: link-local on links it may not change, ::/0 in the host, prefixes outside the pod network are denied" {
+  dual_stack_conf
+  # the node forwards IPv6 (turning it off must be refused, as for ip_forward)
+  ip netns exec "$NODE" sysctl -qw net.ipv6.conf.all.forwarding=1
+  local attack
+  for attack in link-local-on-uplink link-local-on-bridge link-local-route default-route-host \
+    prefix-outside prefix-too-wide forwarding-off accept-ra-uplink masquerade-outside; do
+    jq --arg a "$attack" '.attack = $a' "$W/good.json" > "$W/attack.json"
+    cp "$W/attack.json" "$W/good.json"
+    run_hostile ipv6
+    expect_error 100
+    grep -q ": denied: " <<<"$output" || { echo "$attack: $output" >&2; false; }
+  done
+  grep -q "denied add address fe80::99/64 to uplink0" "$W/wasm-cni.log"
+  grep -q "denied add address fe80::1/64 to cni0" "$W/wasm-cni.log"
+  grep -q "denied set sysctl net.ipv6.conf.all.forwarding to 0" "$W/wasm-cni.log"
+}
+
+@test "IPv6: a gateway of the other family is invalid-argument, and nothing stays" {
+  dual_stack_conf
+  jq '.attack = "gateway-family"' "$W/good.json" > "$W/attack.json"
+  cp "$W/attack.json" "$W/good.json"
+  run_hostile ipv6
+  expect_error 100
+  grep -q "pod default route: invalid-argument: .*IPv4, the destination IPv6" <<<"$output"
+}
+
+@test "IPv6: a result claiming another attachment's IPv6 address is refused" {
+  dual_stack_conf
+  # a dual-stack pod holds fd00:200:1::60
+  add_pod c
+  jq --arg g "$HOSTILE" '.guest = $g | .hostile = "dual-stack"' "$W/good.json" > "$W/ds.json"
+  cni ADD holder c eth0 "$W/ds.json"; expect_ok
+  [ "$(jq -r '.ips[1].address' <<<"$output")" = "fd00:200:1::60/64" ]
+  jq '.victim_ip = "fd00:200:1::60" | .victim_prefix = "64" | .how = "result" | .gateway = "fd00:200:1::1"' \
+    "$W/good.json" > "$W/steal.json"
+  cp "$W/steal.json" "$W/good.json"
+  run_hostile steal-address
+  expect_error 100
+  grep -q "belongs to another attachment (holder eth0)" <<<"$output"
+  # nor as an address, nor as a host route on its own link
+  for how in address route; do
+    jq --arg h "$how" '.how = $h' "$W/good.json" > "$W/steal.json"
+    cp "$W/steal.json" "$W/good.json"
+    run_hostile steal-address
+    expect_error 100
+    grep -q "another attachment" <<<"$output" || { echo "$how: $output" >&2; false; }
+  done
+}

@@ -36,7 +36,9 @@ reboot_node() {
     ip -n "$NODE" link del "$l" 2>/dev/null || true
   done
   ip netns exec "$NODE" nft delete table ip wasm_cni_testnet 2>/dev/null || true
+  ip netns exec "$NODE" nft delete table ip6 wasm_cni_testnet 2>/dev/null || true
   ip netns exec "$NODE" sysctl -qw net.ipv4.ip_forward=0
+  ip netns exec "$NODE" sysctl -qw net.ipv6.conf.all.forwarding=0
   [ -z "$(node_links | grep -v '^uplink0$' || true)" ]
 }
 

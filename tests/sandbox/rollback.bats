@@ -75,7 +75,7 @@ teardown() { hostile_teardown; }
   hostile_call ADD evil b
   expect_error 100
   expect_unchanged
-  expect_msg "set disable_ipv6: denied: .*cannot be undone"
+  expect_msg "set disable_ipv6: denied: .*(cannot be undone|serve every pod)"
   grep -Eq "denied.*net.ipv6.conf.cni0.disable_ipv6" "$W/wasm-cni.log"
   ip -n "$NODE" -6 addr show dev cni0 | grep -q 'fd00:200::1/64'
   [ "$(ip netns exec "$NODE" cat /proc/sys/net/ipv6/conf/cni0/disable_ipv6)" = 0 ]

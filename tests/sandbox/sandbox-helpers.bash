@@ -23,7 +23,7 @@ add_uplink() {
 
 # Everything a guest could have changed: links, IPv4 and IPv6 addresses, routes,
 # firewall, sysctls (IPv4 forwarding, rp_filter, proxy_arp of every link; IPv6
-# disable_ipv6 and forwarding of every link) of the node and of the given pod
+# disable_ipv6, forwarding, accept_ra and accept_dad of every link) of the node and of the given pod
 # namespaces, and the network's store.
 snapshot() {
   local ns
@@ -44,7 +44,8 @@ snapshot() {
     ip netns exec "$ns" sh -c 'cd /proc/sys/net/ipv4 && echo ip_forward=$(cat ip_forward) &&
       for f in conf/*/forwarding conf/*/rp_filter conf/*/proxy_arp; do echo "$f=$(cat -v "$f")"; done'
     ip netns exec "$ns" sh -c 'cd /proc/sys/net/ipv6 2>/dev/null || exit 0
-      for f in conf/*/disable_ipv6 conf/*/forwarding; do echo "ipv6/$f=$(cat "$f")"; done'
+      for f in conf/*/disable_ipv6 conf/*/forwarding conf/*/accept_ra conf/*/accept_dad; do
+        echo "ipv6/$f=$(cat "$f")"; done'
   done
   echo "### store"
   # lock, boot_id and records (an append-only log: a rolled-back ADD leaves lines that

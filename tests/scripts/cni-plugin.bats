@@ -363,7 +363,7 @@ pin_of() {
   : >"$STUB_LOG"
   run --separate-stderr "$SCRIPT" guest "$GOOD"
   assert_status 0
-  assert_contains "$output" "ok: $GOOD implements wasm-cni:plugin/cni-policy@0.1.0"
+  assert_contains "$output" "ok: $GOOD implements wasm-cni:plugin/cni-policy@0.2.0"
   {
     echo "fake-wasm-cni guest check <T>/deny-all.wasm"
     expected_guest deny-all.wasm | while read -r line; do

@@ -1,17 +1,22 @@
 //! What every Rust policy guest shares, so that a policy's own file holds only its
 //! policy (ADD, CHECK, and what STATUS should look at):
 //!
-//! - `bindings`: the world `cni-policy` of `wit/world.wit` (host functions and types).
+//! - `bindings`: the world `cni-policy` of `wit/world.wit` (`wasm-cni:plugin@0.2.0`:
+//!   host functions and types).
 //! - `policy`:   the [`Policy`](policy::Policy) trait a guest implements, the commands
-//!   that are the same in every policy (DEL, GC, STATUS), error codes and helpers.
-//! - `config`:   the network config fields (`myPodSubnet`, `myPodNetwork`, ...), validated.
-//! - `ipam`:     round-robin address management over the runner's store, behind a trait.
+//!   that are the same in every policy (DEL, GC, STATUS), error codes and helpers, and
+//!   the host calls as a trait ([`Node`](policy::Node)).
+//! - `config`:   the network config fields (`myPodSubnet`, `myPodNetwork`, ...), a CIDR
+//!   or one per address family, validated.
+//! - `ipam`:     round-robin address management over the runner's store, per family.
 //! - `prev`:     what CHECK expects to find, read from `prevResult`.
+//! - `fake`:     a node in memory that records host calls, for policies' unit tests.
 //! - `prelude`:  `use wasm_cni_guest_kit::prelude::*;` brings all a policy file uses.
 //!
 //! Everything but the host calls is plain Rust, unit-tested natively.
 
 pub mod config;
+pub mod fake;
 pub mod ipam;
 pub mod policy;
 pub mod prev;
@@ -27,6 +32,11 @@ pub mod bindings {
         pub_export_macro: true,
         default_bindings_module: "wasm_cni_guest_kit::bindings",
     });
+
+    // `wit/` holds two versions of the package (0.1.0 under deps/), so the generated
+    // modules carry the version in their name: these are the unversioned names.
+    pub use self::exports::wasm_cni::plugin0_2_0::policy;
+    pub use self::wasm_cni::plugin0_2_0 as plugin;
 }
 
 /// `wasm_cni_guest_kit::export!(MyPolicy);` exports a [`policy::Policy`] as the guest's
@@ -36,19 +46,19 @@ pub use bindings::export;
 
 /// What a policy file uses: the world's types and host interfaces, the kit's helpers.
 pub mod prelude {
-    pub use crate::bindings::exports::wasm_cni::plugin::policy::{
+    pub use crate::bindings::plugin::routes::Route;
+    pub use crate::bindings::plugin::types::{ErrorKind, HostError, LinkInfo, Netns};
+    pub use crate::bindings::plugin::{addresses, firewall, links, log, routes, store, sysctl};
+    pub use crate::bindings::policy::{
         AddResult, Attachment, CniError, IpConfig, Request, ResultInterface, ResultRoute,
     };
-    pub use crate::bindings::wasm_cni::plugin::routes::Route;
-    pub use crate::bindings::wasm_cni::plugin::types::{ErrorKind, HostError, LinkInfo, Netns};
-    pub use crate::bindings::wasm_cni::plugin::{
-        addresses, firewall, links, log, routes, store, sysctl,
-    };
-    pub use crate::config::Config;
+    pub use crate::config::{Config, Family, Net};
     pub use crate::policy::{
-        allocate, check_pod, cni, enable_forwarding, forwarding_problem, info, parse_config,
-        remove_host_veth, step, store_error, HostStore, Policy, CHECK_FAILED, HOST_FAILED,
-        INVALID_CONFIG, LIMITED_CONNECTIVITY, NOT_AVAILABLE, POOL_EXHAUSTED,
+        allocate, allocate_on, check_families, check_pod, check_pod_on, cni, enable_forwarding,
+        enable_forwarding_on, forwarding_key, forwarding_problem, forwarding_problem_on, info,
+        parse_config, remove_host_link, remove_host_veth, requested_ips, step, store_error,
+        store_step, Node, PodAddress, Policy, Runner, CHECK_FAILED, HOST_FAILED, INVALID_CONFIG,
+        LIMITED_CONNECTIVITY, NOT_AVAILABLE, POOL_EXHAUSTED, REQUEST_REFUSED,
     };
     pub use crate::{ipam, prev};
 }

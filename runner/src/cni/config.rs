@@ -31,9 +31,9 @@ pub struct NetConf {
     pub bridge: String,
     /// Host-side links named with this prefix are the network's own (`linkPrefix`).
     pub link_prefix: String,
-    /// The pod network: addresses and routes must lie inside it (`podNetwork`, else
-    /// `myPodNetwork`).
-    pub pod_network: Option<ipnetwork::Ipv4Network>,
+    /// The pod networks, at most one per family: addresses and routes must lie inside
+    /// the one of their family (`podNetwork`, else `myPodNetwork`; a CIDR or a list).
+    pub pod_networks: Vec<ipnetwork::IpNetwork>,
     /// Wall-clock budget of the guest (`timeoutMs`).
     pub timeout_ms: u64,
     /// Guest memory cap (`memoryLimitMiB`).
@@ -47,6 +47,9 @@ pub struct NetConf {
     pub timing: bool,
     /// What one call may create and write (`limits`).
     pub limits: Limits,
+    /// The addresses and MAC the runtime asks for (`runtimeConfig.ips`/`mac`), and,
+    /// after `with_args`, CNI_ARGS `IP=`/`MAC=` merged in.
+    pub requested: super::requested::Requested,
     /// The config text exactly as received; the guest gets this.
     pub raw: String,
 }
@@ -154,6 +157,71 @@ fn string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>> {
     }
 }
 
+/// `podNetwork` / `myPodNetwork`: one CIDR or a list of them, at most one per family,
+/// none of them a range the kernel or the link gives a meaning of its own (loopback,
+/// link-local, multicast, unspecified): a pod network is what the grants let a guest
+/// put on links and routes.
+fn pod_networks(obj: &Map<String, Value>, key: &str) -> Result<Vec<ipnetwork::IpNetwork>> {
+    use ipnetwork::IpNetwork;
+    let texts: Vec<&str> = match obj.get(key) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str().ok_or_else(|| {
+                    Error::InvalidConfig(format!("{key:?}: {v} is not a CIDR string"))
+                })
+            })
+            .collect::<Result<_>>()?,
+        Some(other) => {
+            return Err(Error::InvalidConfig(format!(
+                "{key:?} must be a CIDR or a list of CIDRs (one per family), not {other}"
+            )))
+        }
+    };
+    const RESERVED: [(&str, &str); 11] = [
+        ("0.0.0.0/8", "unspecified"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("224.0.0.0/4", "multicast"),
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("fe80::/10", "link-local"),
+        ("ff00::/8", "multicast"),
+        // IPv6 spellings of IPv4 addresses: sockets, the kernel and NAT64 gateways treat
+        // them as the IPv4 address inside, which the IPv4 grants never gave
+        ("::ffff:0:0/96", "IPv4-mapped"),
+        ("::/96", "IPv4-compatible (deprecated)"),
+        ("64:ff9b::/96", "NAT64 (IPv4-translated)"),
+    ];
+    let mut out: Vec<IpNetwork> = Vec::new();
+    for t in texts {
+        let n: IpNetwork = t.parse().map_err(|e| {
+            Error::InvalidConfig(format!("{key:?}: pod network {t:?} is not a CIDR: {e}"))
+        })?;
+        for (r, what) in RESERVED {
+            let r: IpNetwork = r.parse().expect("a valid constant");
+            // overlapping either way: inside the range, or holding it
+            let overlaps =
+                r.is_ipv4() == n.is_ipv4() && (r.contains(n.network()) || n.contains(r.network()));
+            if overlaps {
+                return Err(Error::InvalidConfig(format!(
+                    "{key:?}: pod network {t} overlaps {r}, which is {what}: addresses there are not the network's to give"
+                )));
+            }
+        }
+        if out.iter().any(|o| o.is_ipv4() == n.is_ipv4()) {
+            return Err(Error::InvalidConfig(format!(
+                "{key:?}: pod network {t} is a second {} network; give at most one per family",
+                if n.is_ipv4() { "IPv4" } else { "IPv6" }
+            )));
+        }
+        out.push(n);
+    }
+    Ok(out)
+}
+
 fn number(obj: &Map<String, Value>, key: &str, default: u64, range: (u64, u64)) -> Result<u64> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(default),
@@ -231,11 +299,9 @@ impl NetConf {
                 "linkPrefix {link_prefix:?} must be 1 to 8 characters valid in an interface name"
             )));
         }
-        let pod_network = match string(obj, "podNetwork")?.or(string(obj, "myPodNetwork")?) {
-            None => None,
-            Some(s) => Some(s.parse::<ipnetwork::Ipv4Network>().map_err(|e| {
-                Error::InvalidConfig(format!("pod network {s:?} is not an IPv4 CIDR: {e}"))
-            })?),
+        let pod_networks = match obj.get("podNetwork") {
+            None | Some(Value::Null) => pod_networks(obj, "myPodNetwork")?,
+            Some(_) => pod_networks(obj, "podNetwork")?,
         };
         let guest_digest = match string(obj, "guestDigest")? {
             None => None,
@@ -256,6 +322,7 @@ impl NetConf {
             lock_timeout_ms: number(obj, "lockTimeoutMs", 20_000, (1, 600_000))?,
             valid_attachments: attachments(obj)?,
             limits: Limits::parse(obj)?,
+            requested: super::requested::Requested::from_runtime_config(obj.get("runtimeConfig"))?,
             timing: match obj.get("timing") {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,
@@ -269,9 +336,20 @@ impl NetConf {
             name,
             bridge,
             link_prefix,
-            pod_network,
+            pod_networks,
             raw,
         })
+    }
+
+    /// Merge the call's CNI_ARGS `IP=`/`MAC=` into `requested` (a contradiction is
+    /// a bad CNI_ARGS, code 4). Only ADD, CHECK and DEL carry a request.
+    pub fn with_args(mut self, env: &super::Env) -> Result<NetConf> {
+        if env.command.per_attachment() {
+            self.requested = super::requested::Requested::merge(&self.requested, &env.requested)?;
+        } else {
+            self.requested = Default::default();
+        }
+        Ok(self)
     }
 
     /// This network's state directory.
@@ -320,7 +398,8 @@ mod tests {
         let c = parse(raw).unwrap();
         assert_eq!(c.guest, PathBuf::from(DEFAULT_GUEST));
         assert_eq!(c.bridge, "cni0");
-        assert_eq!(c.pod_network.unwrap().to_string(), "200.200.0.0/16");
+        assert_eq!(c.pod_networks.len(), 1);
+        assert_eq!(c.pod_networks[0].to_string(), "200.200.0.0/16");
         assert_eq!(c.raw, raw, "the guest gets the config verbatim");
     }
 
@@ -384,6 +463,79 @@ mod tests {
                 .code(),
             7
         );
+    }
+
+    #[test]
+    fn pod_networks_are_a_cidr_or_a_list_one_per_family() {
+        let c = parse(
+            r#"{"cniVersion":"1.0.0","name":"n","podNetwork":["200.200.0.0/16","fd00:200::/48"]}"#,
+        )
+        .unwrap();
+        let texts: Vec<String> = c.pod_networks.iter().map(|n| n.to_string()).collect();
+        assert_eq!(texts, ["200.200.0.0/16", "fd00:200::/48"]);
+        let c =
+            parse(r#"{"cniVersion":"1.0.0","name":"n","myPodNetwork":"fd00:200::/48"}"#).unwrap();
+        assert_eq!(c.pod_networks[0].to_string(), "fd00:200::/48");
+        for (net, names) in [
+            (r#""fe80::/64""#, "fe80::/10"),
+            (r#""169.254.0.0/16""#, "169.254.0.0/16"),
+            (r#""127.0.0.0/16""#, "127.0.0.0/8"),
+            (r#""ff02::/16""#, "ff00::/8"),
+            (r#""224.1.0.0/16""#, "224.0.0.0/4"),
+            (r#""::/0""#, "::/128"),
+            (r#""0.0.0.0/0""#, "0.0.0.0/8"),
+            // IPv6 text for IPv4 addresses: the kernel, sockets and NAT64 gateways take
+            // them for the IPv4 address inside
+            (r#""::ffff:200.200.0.0/112""#, "IPv4-mapped"),
+            (r#""::ffff:0:0/96""#, "IPv4-mapped"),
+            (r#""::200.200.0.0/112""#, "IPv4-compatible"),
+            (r#""64:ff9b::/96""#, "NAT64"),
+            (r#""64:ff9b::c8c8:0/112""#, "NAT64"),
+            (r#""64:ff9b::/64""#, "NAT64"),
+            (r#"["200.200.0.0/16","fe80::/10"]"#, "fe80::/10"),
+            (r#"["10.0.0.0/16","10.1.0.0/16"]"#, "second IPv4"),
+            (r#"["10.0.0.0/16", 5]"#, "not a CIDR"),
+            (r#"{"a":1}"#, "a list of CIDRs"),
+        ] {
+            let raw = format!(r#"{{"cniVersion":"1.0.0","name":"n","podNetwork":{net}}}"#);
+            let e = parse(&raw).unwrap_err();
+            assert_eq!(e.code(), 7, "{net}");
+            assert!(e.to_string().contains(names), "{net}: {e}");
+        }
+    }
+
+    #[test]
+    fn only_add_check_del_carry_the_requested_ips_and_mac() {
+        let raw = r#"{"cniVersion":"1.1.0","name":"n","runtimeConfig":{"ips":["200.200.1.9"],"mac":"0a:58:00:00:00:09"}}"#;
+        let env = |cmd: &str, args: &str| {
+            let (cmd, args) = (cmd.to_string(), args.to_string());
+            crate::cni::Env::from_lookup_in(
+                move |k| match k {
+                    "CNI_COMMAND" => Some(cmd.clone()),
+                    "CNI_CONTAINERID" => Some("c1".into()),
+                    "CNI_IFNAME" => Some("eth0".into()),
+                    "CNI_NETNS" => Some("/ns".into()),
+                    "CNI_ARGS" => Some(args.clone()),
+                    _ => None,
+                },
+                |_| true,
+            )
+            .unwrap()
+        };
+        for cmd in ["ADD", "CHECK", "DEL"] {
+            let c = parse(raw)
+                .unwrap()
+                .with_args(&env(cmd, "IP=fd00::9"))
+                .unwrap();
+            assert_eq!(c.requested.ips_text(), ["200.200.1.9", "fd00::9"], "{cmd}");
+            assert!(c.requested.mac.is_some(), "{cmd}");
+            let e = parse(raw).unwrap().with_args(&env(cmd, "IP=200.200.1.10"));
+            assert_eq!(e.unwrap_err().code(), 4, "{cmd}");
+        }
+        for cmd in ["GC", "STATUS"] {
+            let c = parse(raw).unwrap().with_args(&env(cmd, "")).unwrap();
+            assert_eq!(c.requested, Default::default(), "{cmd}");
+        }
     }
 
     #[test]

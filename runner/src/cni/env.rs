@@ -53,6 +53,9 @@ pub struct Env {
     pub netns: Option<PathBuf>,
     pub ifname: String,
     pub args: Vec<(String, String)>,
+    /// CNI_ARGS `IP=` and `MAC=`, validated (the config's `runtimeConfig` is merged in
+    /// by `NetConf::with_args`).
+    pub requested: super::requested::Requested,
 }
 
 /// Is `s` a valid container id? The spec: alphanumeric first, then alphanumerics, `_`, `.`, `-`.
@@ -105,6 +108,7 @@ impl Env {
             netns: None,
             ifname: String::new(),
             args: Vec::new(),
+            requested: Default::default(),
         };
         if !command.per_attachment() {
             return Ok(env);
@@ -157,6 +161,7 @@ impl Env {
             }
         }
         env.args = parse_args(&get("CNI_ARGS").unwrap_or_default())?;
+        env.requested = super::requested::Requested::from_args(&env.args)?;
         Ok(env)
     }
 }

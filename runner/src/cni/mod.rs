@@ -3,6 +3,7 @@
 pub mod config;
 pub mod env;
 pub mod output;
+pub mod requested;
 pub mod version;
 
 pub use config::NetConf;

@@ -44,8 +44,8 @@ pub struct AddResult {
 }
 
 impl AddResult {
-    /// The result JSON in the shape of `version` (0.3.x/0.4.0 carry `"version": "4"` on
-    /// each IP; 1.x does not).
+    /// The result JSON in the shape of `version` (0.3.x/0.4.0 carry `"version": "4"` or
+    /// `"6"` on each IP, by its family; 1.x does not).
     pub fn to_json(&self, version: Version) -> Value {
         let old = version < Version::new(1, 0, 0);
         let interfaces: Vec<Value> = self
@@ -69,6 +69,8 @@ impl AddResult {
             .map(|ip| {
                 let mut o = Map::new();
                 if old {
+                    // the family of the address (the guest's result is checked to be
+                    // CIDR text before it gets here); only IPv6 text has a ':'
                     let v = if ip.address.contains(':') { "6" } else { "4" };
                     o.insert("version".into(), v.into());
                 }
@@ -176,6 +178,66 @@ mod tests {
             let has_version = j["ips"][0].get("version").is_some();
             assert_eq!(has_version, v.major == 0, "{v}");
         }
+    }
+
+    /// A dual-stack result: one address and one default route of each family.
+    fn dual_stack() -> AddResult {
+        let mut r = sample();
+        r.ips.push(IpConfig {
+            address: "fd00:200:1::2/64".into(),
+            gateway: Some("fd00:200:1::1".into()),
+            interface: Some(1),
+        });
+        r.routes.push(Route {
+            dst: "::/0".into(),
+            gw: Some("fd00:200:1::1".into()),
+        });
+        r
+    }
+
+    #[test]
+    fn ipv6_addresses_and_routes_in_every_version_shape() {
+        for v in crate::cni::SUPPORTED_VERSIONS {
+            let j = dual_stack().to_json(v);
+            let (ips, routes) = (&j["ips"], &j["routes"]);
+            assert_eq!(ips.as_array().unwrap().len(), 2, "{v}");
+            assert_eq!(ips[1]["address"], "fd00:200:1::2/64");
+            assert_eq!(ips[1]["gateway"], "fd00:200:1::1");
+            assert_eq!(ips[1]["interface"], 1);
+            if v.major == 0 {
+                // 0.3.x/0.4.0 name each address's family
+                assert_eq!(ips[0]["version"], "4", "{v}");
+                assert_eq!(ips[1]["version"], "6", "{v}");
+            } else {
+                assert!(ips[1].get("version").is_none(), "{v}");
+            }
+            assert_eq!(routes[0], json!({"dst": "0.0.0.0/0", "gw": "200.200.1.1"}));
+            assert_eq!(routes[1], json!({"dst": "::/0", "gw": "fd00:200:1::1"}));
+        }
+    }
+
+    #[test]
+    fn ipv6_only_result_is_version_6() {
+        let r = AddResult {
+            ips: vec![IpConfig {
+                address: "fd00::5/64".into(),
+                gateway: None,
+                interface: None,
+            }],
+            routes: vec![Route {
+                dst: "fd00:1::/64".into(),
+                gw: None,
+            }],
+            ..AddResult::default()
+        };
+        let j = r.to_json(crate::cni::Version::new(0, 3, 1));
+        assert_eq!(
+            j["ips"][0],
+            json!({"version": "6", "address": "fd00::5/64"})
+        );
+        assert_eq!(j["routes"][0], json!({"dst": "fd00:1::/64"}));
+        let j = r.to_json(crate::cni::Version::new(1, 1, 0));
+        assert_eq!(j["ips"][0], json!({"address": "fd00::5/64"}));
     }
 
     #[test]

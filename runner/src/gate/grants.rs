@@ -8,17 +8,21 @@
 //! - host namespace: links created in this call; the attachment's own host link
 //!   (`host_link`); the configured bridge (not deleted, unless created in this call); in
 //!   GC, prefixed links of attachments that are not valid; never `lo` or the uplink;
-//! - addresses and routes: on links it may change, inside the pod network (plus the
-//!   container's default route via a pod-network gateway);
-//! - firewall: only the network's own table (by construction), for pod-network sources;
+//! - addresses and routes: on links it may change, inside the pod network of their
+//!   family (plus the container's default route via a pod-network gateway); the same
+//!   rules for IPv4 and IPv6, with no exception for link-local (`169.254.0.0/16`,
+//!   `fe80::/10`): a guest may add them only inside a pod network, which the config may
+//!   not make link-local;
+//! - firewall: only the network's own tables (by construction), for pod-network sources;
 //! - sysctls: the allow-list below, on links it may change; store keys: checked syntax,
 //!   in the network's own directory (by construction); a key created by one
 //!   attachment's call is deleted only by that attachment's calls or by GC;
 //! - CHECK and STATUS change nothing (read-only grants).
 
 use crate::node::{stable_hash, Family, Ns, OpError, OpResult, SysctlKey};
-use ipnetwork::Ipv4Network;
+use ipnetwork::IpNetwork;
 use std::collections::HashSet;
+use std::net::IpAddr;
 
 /// Which command the grants are for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +80,8 @@ pub struct Grants {
     has_netns: bool,
     bridge: String,
     prefix: String,
-    pod_network: Option<Ipv4Network>,
+    /// At most one per family (the config checks).
+    pod_networks: Vec<IpNetwork>,
     host_link: Option<String>,
     created: HashSet<(Ns, String)>,
     /// Host links that carry a default route (the uplink), learnt on first need.
@@ -93,7 +98,7 @@ impl Grants {
         has_netns: bool,
         bridge: &str,
         prefix: &str,
-        pod_network: Option<Ipv4Network>,
+        pod_networks: Vec<IpNetwork>,
     ) -> Self {
         let (host_link, attachment) = match &scope {
             Scope::Attachment {
@@ -111,7 +116,7 @@ impl Grants {
             has_netns,
             bridge: bridge.to_string(),
             prefix: prefix.to_string(),
-            pod_network,
+            pod_networks,
             host_link,
             created: HashSet::new(),
             uplinks: None,
@@ -160,9 +165,16 @@ impl Grants {
             }
     }
 
-    /// The pod networks addresses, routes and results must lie in.
-    pub fn pod_networks(&self) -> Vec<Ipv4Network> {
-        self.pod_network.into_iter().collect()
+    /// The pod networks addresses, routes and results must lie in (one per family).
+    pub fn pod_networks(&self) -> Vec<IpNetwork> {
+        self.pod_networks.clone()
+    }
+
+    /// Does the pod network of `net`'s family hold the whole of `net`?
+    pub fn inside(&self, net: IpNetwork) -> bool {
+        self.pod_networks
+            .iter()
+            .any(|p| p.contains(net.network()) && net.prefix() >= p.prefix())
     }
 
     /// The shared bridge's MTU is every pod's: only the call that created the bridge
@@ -313,18 +325,34 @@ impl Grants {
         }
     }
 
-    fn pod_network(&self, what: &str) -> OpResult<Ipv4Network> {
-        self.pod_network.ok_or_else(|| {
-            OpError::denied(format!(
+    /// The pod network of `family`, or a refusal naming what is configured.
+    fn pod_network(&self, what: &str, family: Family) -> OpResult<IpNetwork> {
+        if let Some(p) = self.pod_networks.iter().find(|p| Family::of(p) == family) {
+            return Ok(*p);
+        }
+        Err(OpError::denied(if self.pod_networks.is_empty() {
+            format!(
                 "{what}: the network config has no podNetwork (or myPodNetwork), so no addresses or routes are granted"
-            ))
-        })
+            )
+        } else {
+            format!(
+                "{what}: the network config has no {} pod network (podNetwork: {}), so no {} addresses or routes are granted",
+                family.name(),
+                self.pod_networks
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                family.name()
+            )
+        }))
     }
 
     /// May an address be added to (`remove` false) or removed from `link`? The whole
-    /// prefix must lie in the pod network: the kernel adds a connected route for it, so
-    /// `200.200.1.1/1` would route half the Internet to the link.
-    pub fn address(&self, ns: Ns, link: &str, addr: Ipv4Network, remove: bool) -> OpResult<()> {
+    /// prefix must lie in the pod network of its family: the kernel adds a connected
+    /// route for it, so `200.200.1.1/1` would route half the Internet to the link (and
+    /// `fe80::1/64` on a link would take its link-local range).
+    pub fn address(&self, ns: Ns, link: &str, addr: IpNetwork, remove: bool) -> OpResult<()> {
         let what = format!("address {addr} on {link:?}");
         self.link(ns, link, LinkOp::Change)?;
         if remove
@@ -336,7 +364,7 @@ impl Grants {
                 "{what}: the bridge's addresses serve every pod; only a call that created the bridge may remove them"
             )));
         }
-        let pods = self.pod_network(&what)?;
+        let pods = self.pod_network(&what, Family::of(&addr))?;
         if !(pods.contains(addr.ip()) && addr.prefix() >= pods.prefix()) {
             return Err(OpError::denied(format!(
                 "{what}: not inside the pod network {pods}"
@@ -345,12 +373,13 @@ impl Grants {
         Ok(())
     }
 
-    /// May this route be added / removed?
+    /// May this route be added / removed? `gw` is of `dst`'s family (the gate parsed
+    /// and checked it).
     pub fn route(
         &self,
         ns: Ns,
-        dst: Ipv4Network,
-        gw: Option<std::net::Ipv4Addr>,
+        dst: IpNetwork,
+        gw: Option<IpAddr>,
         link: Option<&str>,
     ) -> OpResult<()> {
         self.namespace(ns)?;
@@ -365,8 +394,8 @@ impl Grants {
             }
             None => {}
         }
-        let pods = self.pod_network(&what)?;
-        let inside = |n: Ipv4Network| pods.contains(n.network()) && n.prefix() >= pods.prefix();
+        let pods = self.pod_network(&what, Family::of(&dst))?;
+        let inside = |n: IpNetwork| pods.contains(n.network()) && n.prefix() >= pods.prefix();
         let default_via_pod_gw =
             ns == Ns::Container && dst.prefix() == 0 && gw.is_some_and(|g| pods.contains(g));
         if !(inside(dst) || default_via_pod_gw) {
@@ -386,10 +415,10 @@ impl Grants {
         Ok(())
     }
 
-    /// Firewall: sources must lie in the pod network.
-    pub fn firewall(&self, net: Ipv4Network) -> OpResult<()> {
+    /// Firewall: sources must lie in the pod network of their family.
+    pub fn firewall(&self, net: IpNetwork) -> OpResult<()> {
         let what = format!("firewall rule for {net}");
-        let pods = self.pod_network(&what)?;
+        let pods = self.pod_network(&what, Family::of(&net))?;
         if !(pods.contains(net.network()) && net.prefix() >= pods.prefix()) {
             return Err(OpError::denied(format!(
                 "{what}: outside the pod network {pods}"
@@ -398,23 +427,69 @@ impl Grants {
         Ok(())
     }
 
-    /// A sysctl key of an allowed shape, parsed once: `net.ipv4.ip_forward`;
+    /// A sysctl key of an allowed shape, parsed once: `net.ipv4.ip_forward`,
+    /// `net.ipv6.conf.all.forwarding`;
     /// `net.ipv4.conf.<link>.{forwarding,rp_filter,proxy_arp,arp_notify}`;
-    /// `net.ipv6.conf.<link>.disable_ipv6`. Which namespace and link is `sysctl`'s check.
+    /// `net.ipv6.conf.<link>.{disable_ipv6,forwarding,accept_ra,accept_dad}`. Which
+    /// namespace and link is `sysctl`'s check.
     pub fn sysctl_key(&self, key: &str) -> OpResult<SysctlKey> {
         const PER_LINK_V4: [&str; 4] = ["forwarding", "rp_filter", "proxy_arp", "arp_notify"];
-        const PER_LINK_V6: [&str; 1] = ["disable_ipv6"];
+        const PER_LINK_V6: [&str; 4] = ["disable_ipv6", "forwarding", "accept_ra", "accept_dad"];
         SysctlKey::parse(key)
-            .filter(|k| match (k.is_ip_forward(), k.family()) {
+            .filter(|k| match (k.is_forwarding_switch(), k.family()) {
                 (true, _) => true,
                 (false, Family::V4) => PER_LINK_V4.contains(&k.leaf()),
                 (false, Family::V6) => PER_LINK_V6.contains(&k.leaf()),
             })
             .ok_or_else(|| {
                 OpError::denied(format!(
-                    "sysctl {key}: not on the allow-list (net.ipv4.ip_forward; net.ipv4.conf.<link>.{{forwarding,rp_filter,proxy_arp,arp_notify}}; net.ipv6.conf.<link>.disable_ipv6)"
+                    "sysctl {key}: not on the allow-list (net.ipv4.ip_forward; net.ipv6.conf.all.forwarding; net.ipv4.conf.<link>.{{forwarding,rp_filter,proxy_arp,arp_notify}}; net.ipv6.conf.<link>.{{disable_ipv6,forwarding,accept_ra,accept_dad}})"
                 ))
             })
+    }
+
+    /// May `key` (granted by `sysctl`) be set to `value` in `ns`? Every key on the
+    /// allow-list is an integer, and the kernel reads integers with base 0 and a sign
+    /// ("00", "0x0" and "-0" are 0): only plain decimal is taken, so that a value means
+    /// what the checks here and in the gate read it as.
+    pub fn sysctl_value(&self, ns: Ns, key: &SysctlKey, value: &str) -> OpResult<()> {
+        let plain = value == "0"
+            || (value.len() <= 9
+                && value.starts_with(|c: char| matches!(c, '1'..='9'))
+                && value.bytes().all(|b| b.is_ascii_digit()));
+        if !plain {
+            return Err(OpError::invalid(format!(
+                "sysctl {key}: value {value:?} is not a plain decimal integer (like 0 or 1)"
+            )));
+        }
+        let deny = |why: &str| {
+            Err(OpError::denied(format!(
+                "set sysctl {key} to {value}: {why}"
+            )))
+        };
+        if ns != Ns::Host || key.family() != Family::V6 {
+            return Ok(());
+        }
+        let link = key.link().unwrap_or_default();
+        match key.leaf() {
+            // a pod's router advertisement accepted on a host link would give the node
+            // a default route (or addresses) through that pod, which `::/0` in the host
+            // namespace is refused for; per link, `forwarding` 0 makes `accept_ra` 1 take
+            // effect
+            "accept_ra" if value != "0" => deny(
+                "a host link must not accept router advertisements (from pods); only 0 is granted in the host namespace",
+            ),
+            "forwarding" if key.link().is_some() && value == "0" => deny(
+                "with IPv6 forwarding off a host link accepts router advertisements (from pods); only 1 is granted per link in the host namespace",
+            ),
+            // the same as removing the bridge's IPv6 addresses (every pod's gateway)
+            "disable_ipv6"
+                if value != "0" && link == self.bridge && !self.is_created(Ns::Host, link) =>
+            {
+                deny("it drops the bridge's IPv6 addresses, which serve every pod; only a call that created the bridge may")
+            }
+            _ => Ok(()),
+        }
     }
 
     /// May this call read (or, `write`, set) `key` in namespace `ns`?
@@ -457,7 +532,10 @@ mod tests {
             true,
             "cni0",
             "wc",
-            Some("200.200.0.0/16".parse().unwrap()),
+            vec![
+                "200.200.0.0/16".parse().unwrap(),
+                "fd00:200::/40".parse().unwrap(),
+            ],
         )
     }
 
@@ -471,7 +549,7 @@ mod tests {
         )
     }
 
-    fn a(s: &str) -> Ipv4Network {
+    fn a(s: &str) -> IpNetwork {
         s.parse().unwrap()
     }
 
@@ -517,7 +595,7 @@ mod tests {
     #[test]
     fn gc_may_delete_only_stale_attachment_links() {
         let valid = vec![("keep".into(), "eth0".into())];
-        let mut g = Grants::new(Scope::Gc { valid }, false, "cni0", "wc", None);
+        let mut g = Grants::new(Scope::Gc { valid }, false, "cni0", "wc", vec![]);
         assert!(g
             .link(
                 Ns::Host,
@@ -550,7 +628,7 @@ mod tests {
 
     #[test]
     fn status_touches_no_link() {
-        let g = Grants::new(Scope::Status, false, "cni0", "wc", None);
+        let g = Grants::new(Scope::Status, false, "cni0", "wc", vec![]);
         assert!(denied(g.link(Ns::Host, "cni0", LinkOp::Change)));
     }
 
@@ -608,6 +686,63 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_follows_the_same_rules() {
+        let g = add_grants();
+        let gw6 = Some("fd00:200:1::1".parse().unwrap());
+        g.address(Ns::Container, "eth0", a("fd00:200:1::2/64"), false)
+            .unwrap();
+        for (ns, link, addr, why) in [
+            (Ns::Container, "eth0", "fd00:300::2/64", "outside"),
+            (Ns::Container, "eth0", "fd00:200:1::2/32", "prefix wider"),
+            (Ns::Container, "eth0", "fe80::2/64", "link-local"),
+            (Ns::Host, "cni0", "fe80::1/64", "link-local on the bridge"),
+            (Ns::Host, "eth0", "fd00:200:1::9/64", "not this call's link"),
+        ] {
+            assert!(denied(g.address(ns, link, a(addr), false)), "{why}");
+        }
+        assert!(g.route(Ns::Container, a("::/0"), gw6, Some("eth0")).is_ok());
+        assert!(denied(g.route(Ns::Host, a("::/0"), gw6, Some("cni0"))));
+        assert!(denied(g.route(
+            Ns::Host,
+            a("fe80::/10"),
+            None,
+            Some("cni0")
+        )));
+        assert!(denied(g.route(
+            Ns::Host,
+            a("fe80::/64"),
+            None,
+            Some("cni0")
+        )));
+        assert!(g
+            .route(Ns::Host, a("fd00:200:1::/64"), None, Some("cni0"))
+            .is_ok());
+        assert!(denied(g.route(
+            Ns::Container,
+            a("::/0"),
+            Some("fe80::1".parse().unwrap()),
+            Some("eth0")
+        )));
+        assert!(g.firewall(a("fd00:200:1::/64")).is_ok());
+        assert!(denied(g.firewall(a("fd00::/8"))));
+        // a single-stack IPv4 network grants nothing of IPv6
+        let v4 = Grants::new(
+            Scope::Attachment {
+                container_id: "c1".into(),
+                ifname: "eth0".into(),
+            },
+            true,
+            "cni0",
+            "wc",
+            vec![a("200.200.0.0/16")],
+        );
+        let e = v4
+            .address(Ns::Container, "eth0", a("fd00:200:1::2/64"), false)
+            .unwrap_err();
+        assert!(e.message.contains("no IPv6 pod network"), "{e}");
+    }
+
+    #[test]
     fn sysctl_allow_list() {
         let g = add_grants();
         // the shape (parsed once, typed), then the namespace and link
@@ -616,7 +751,7 @@ mod tests {
             g.sysctl(ns, &k, write).map(|_| k)
         };
         let k = check(Ns::Host, "net.ipv4.ip_forward", true).unwrap();
-        assert!(k.is_ip_forward());
+        assert!(k.is_forwarding_switch());
         assert_eq!(
             k.proc_path(),
             std::path::Path::new("/proc/sys/net/ipv4/ip_forward")
@@ -645,9 +780,36 @@ mod tests {
             "net.ipv4.conf.all.forwarding",
             false
         )));
+        // IPv6: the node-wide switch in the host only, per link on links it may change
+        let k = check(Ns::Host, "net.ipv6.conf.all.forwarding", true).unwrap();
+        assert!(k.is_forwarding_switch());
+        assert_eq!((k.family(), k.link()), (Family::V6, None));
+        assert_eq!(
+            k.proc_path(),
+            std::path::Path::new("/proc/sys/net/ipv6/conf/all/forwarding")
+        );
+        assert!(denied(check(
+            Ns::Container,
+            "net.ipv6.conf.all.forwarding",
+            true
+        )));
+        for leaf in ["forwarding", "accept_ra", "accept_dad", "disable_ipv6"] {
+            let k = check(Ns::Host, &format!("net.ipv6.conf.cni0.{leaf}"), true).unwrap();
+            assert_eq!((k.family(), k.leaf()), (Family::V6, leaf));
+            assert!(denied(check(
+                Ns::Host,
+                &format!("net.ipv6.conf.eth0.{leaf}"),
+                true
+            )));
+        }
         assert!(denied(check(
             Ns::Host,
-            "net.ipv6.conf.cni0.forwarding",
+            "net.ipv6.conf.default.forwarding",
+            true
+        )));
+        assert!(denied(check(
+            Ns::Host,
+            "net.ipv6.conf.cni0.use_tempaddr",
             true
         )));
         assert!(denied(check(Ns::Host, "kernel.panic", true)));

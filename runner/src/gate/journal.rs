@@ -4,8 +4,8 @@
 //! change), not the inverse of the request: a removed route comes back with the
 //! kernel's own attributes, a rewritten firewall table comes back as it was listed.
 
-use crate::node::{Ns, RouteSpec, SavedAddress, SavedRoute};
-use ipnetwork::Ipv4Network;
+use crate::node::{Family, Ns, RouteSpec, SavedAddress, SavedRoute};
+use ipnetwork::IpNetwork;
 
 /// One applied effect, described by how to undo it.
 #[derive(Clone, Debug)]
@@ -19,7 +19,7 @@ pub enum Undo {
     RemoveAddress {
         ns: Ns,
         link: String,
-        addr: Ipv4Network,
+        addr: IpNetwork,
     },
     /// A route this call added (deleted by its key, without listing the table).
     RemoveRoute {
@@ -31,6 +31,13 @@ pub enum Undo {
         ns: Ns,
         link: String,
         saved: SavedAddress,
+    },
+    /// Addresses the kernel flushes with a change (a link's IPv6 addresses when it goes
+    /// down again, or its MTU drops below 1280), put back after that change's undo.
+    RestoreAddresses {
+        ns: Ns,
+        link: String,
+        saved: Vec<SavedAddress>,
     },
     /// Routes of a namespace before an address removal (the kernel drops routes that
     /// depended on the address): those missing are added back.
@@ -58,8 +65,8 @@ pub enum Undo {
         name: String,
         master: Option<String>,
     },
-    /// Sysctl values before a write, restored in this order (for `ip_forward`, the
-    /// per-link `forwarding` values the kernel reset come after it).
+    /// Sysctl values before a write, restored in this order (for a forwarding switch,
+    /// the per-link `forwarding` values of its family the kernel reset come after it).
     RestoreSysctls {
         ns: Ns,
         values: Vec<crate::node::SysctlValue>,
@@ -71,9 +78,10 @@ pub enum Undo {
         old: Option<String>,
         owner: Option<String>,
     },
-    /// The network's firewall table as listed before the call's first change (none:
-    /// it did not exist).
+    /// The network's firewall table of `family` (`ip` or `ip6`) as listed before the
+    /// call's first change to it (none: it did not exist).
     RestoreTable {
+        family: Family,
         table: String,
         saved: Option<String>,
     },

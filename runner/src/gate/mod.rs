@@ -11,7 +11,8 @@ use crate::calllog::CallLog;
 use crate::cni::config::Limits;
 use crate::cni::output::AddResult;
 use crate::node::{
-    LinkInfo, Node, Ns, OpError, OpKind, OpResult, RouteSpec, StoreUsage, SysctlKey, SysctlValue,
+    network_of, Family, LinkInfo, Node, Ns, OpError, OpKind, OpResult, RouteSpec, StoreUsage,
+    SysctlKey, SysctlValue,
 };
 use grants::{Grants, LinkOp};
 use journal::{Journal, Undo};
@@ -20,12 +21,15 @@ pub(crate) mod grants;
 pub(crate) mod journal;
 #[cfg(test)]
 mod tests;
-use ipnetwork::Ipv4Network;
-use std::net::Ipv4Addr;
+use ipnetwork::IpNetwork;
+use std::net::IpAddr;
 
 /// At most this many `except` networks in one masquerade request (each becomes an nft
 /// set element; the request must stay a bounded amount of work).
 pub const MAX_EXCEPT: usize = 64;
+
+/// The smallest MTU of a link with IPv6 (RFC 8200).
+const IPV6_MIN_MTU: u32 = 1280;
 
 /// What one call used of its `Limits`.
 #[derive(Default, Debug, Clone, Copy)]
@@ -48,7 +52,7 @@ pub(crate) struct Gate {
     pub log: CallLog,
     /// The digest of the guest making the call (recorded with an ADD's addresses).
     pub guest: String,
-    /// The network's nftables table.
+    /// The network's nftables table's name (`ip` and, for IPv6 rules, `ip6`).
     pub table: String,
     /// How many host operations were asked for (for fault injection and the log).
     pub calls: u32,
@@ -56,8 +60,9 @@ pub(crate) struct Gate {
     /// panic (`WASM_CNI_PANIC_AT`) at the k-th host call.
     fail_at: Option<u32>,
     panic_at: Option<u32>,
-    /// Whether this call already saved the firewall table as it was before the call.
-    table_saved: bool,
+    /// Whether this call already saved the firewall table of each family (by
+    /// `Family::index`) as it was before the call.
+    table_saved: [bool; 2],
     /// Time spent in host operations.
     pub host_time: std::time::Duration,
     /// Per-operation timings, kept when the config asks for `"timing": true`.
@@ -74,16 +79,17 @@ pub(crate) struct Gate {
     log_truncated: bool,
 }
 
-fn cidr(text: &str) -> OpResult<Ipv4Network> {
-    let n: Ipv4Network = text.parse().map_err(|_| {
+/// The boundary: guest text, of either family, parsed once into typed values.
+fn cidr(text: &str) -> OpResult<IpNetwork> {
+    let n: IpNetwork = text.parse().map_err(|_| {
         OpError::invalid(format!(
-            "{text:?} is not an IPv4 address in CIDR form (like 200.200.1.2/24)"
+            "{text:?} is not an address in CIDR form (like 200.200.1.2/24 or fd00:200:1::2/64)"
         ))
     })?;
     Ok(n)
 }
 
-fn network(text: &str) -> OpResult<Ipv4Network> {
+fn network(text: &str) -> OpResult<IpNetwork> {
     let n = cidr(text)?;
     if n.network() != n.ip() {
         return Err(OpError::invalid(format!(
@@ -93,9 +99,9 @@ fn network(text: &str) -> OpResult<Ipv4Network> {
     Ok(n)
 }
 
-fn addr(text: &str) -> OpResult<Ipv4Addr> {
+fn addr(text: &str) -> OpResult<IpAddr> {
     text.parse()
-        .map_err(|_| OpError::invalid(format!("{text:?} is not an IPv4 address")))
+        .map_err(|_| OpError::invalid(format!("{text:?} is not an IP address")))
 }
 
 /// A refusal because the prior state could not be put back exactly.
@@ -131,7 +137,7 @@ impl Gate {
             calls: 0,
             fail_at,
             panic_at,
-            table_saved: false,
+            table_saved: [false; 2],
             host_time: std::time::Duration::ZERO,
             trace: None,
             transcript: None,
@@ -288,15 +294,25 @@ impl Gate {
         host: &str,
         peer: &str,
         mtu: Option<u32>,
+        container_mac: Option<&str>,
     ) -> OpResult<(LinkInfo, LinkInfo)> {
-        let what = format!("create veth {host}/{peer}");
+        let what = match container_mac {
+            None => format!("create veth {host}/{peer}"),
+            Some(m) => format!("create veth {host}/{peer} (container mac {m:?})"),
+        };
+        let mac = container_mac
+            .map(|m| {
+                m.parse::<crate::mac::Mac>()
+                    .map_err(|e| OpError::invalid(format!("container-mac: {e}")))
+            })
+            .transpose()?;
         let check = self
             .learn_uplinks(Ns::Host, host)
             .and_then(|_| self.grants.link(Ns::Host, host, LinkOp::Create))
             .and_then(|_| self.grants.link(Ns::Container, peer, LinkOp::Create));
         self.gate_change(&what, check)?;
         Self::count(&mut self.used.links, self.limits.links, &what, "links")?;
-        let r = self.node.create_veth(host, peer, mtu);
+        let r = self.node.create_veth(host, peer, mtu, mac);
         // deleting the host end takes the peer along
         self.after_create(Ns::Host, host, &r);
         if !matches!(&r, Err(e) if e.kind == OpKind::AlreadyExists) {
@@ -340,9 +356,25 @@ impl Gate {
         self.node.set_master(name, bridge)
     }
 
+    /// Before an undo that makes the kernel flush the link's IPv6 addresses: keep them,
+    /// to be put back after it (journaled first, so undone last).
+    fn keep_ipv6_addresses(&mut self, ns: Ns, name: &str) -> OpResult<()> {
+        let saved = self.node.save_addresses(ns, name, Family::V6)?;
+        if !saved.is_empty() {
+            self.record(Undo::RestoreAddresses {
+                ns,
+                link: name.into(),
+                saved,
+            });
+        }
+        Ok(())
+    }
+
     pub fn set_up(&mut self, ns: Ns, name: &str) -> OpResult<()> {
         self.link_check(&format!("set {name} up"), ns, name, LinkOp::Change)?;
         if self.journaled() && !self.grants.is_created(ns, name) && !self.current(ns, name)?.up {
+            // setting it down again flushes its IPv6 addresses (keep_addr_on_down)
+            self.keep_ipv6_addresses(ns, name)?;
             self.record(Undo::SetDown {
                 ns,
                 name: name.into(),
@@ -365,6 +397,11 @@ impl Gate {
         }
         if self.journaled() && !self.grants.is_created(ns, name) {
             let old = self.current(ns, name)?.mtu;
+            if old >= IPV6_MIN_MTU && mtu < IPV6_MIN_MTU {
+                // below 1280 the kernel drops the link's IPv6, and raising the MTU
+                // again does not bring its addresses back
+                self.keep_ipv6_addresses(ns, name)?;
+            }
             if old != mtu {
                 self.record(Undo::SetMtu {
                     ns,
@@ -405,12 +442,12 @@ impl Gate {
     /// Refuse an address or route that would take another live attachment's address:
     /// the same address anywhere, or (host namespace, any link but the shared bridge) a
     /// prefix that covers one.
-    fn others_check(&mut self, ns: Ns, link: Option<&str>, net: Ipv4Network) -> OpResult<()> {
+    fn others_check(&mut self, ns: Ns, link: Option<&str>, net: IpNetwork) -> OpResult<()> {
         let Some(me) = self.grants.attachment() else {
             return Ok(());
         };
         let me = me.to_string();
-        let taken = |holder: Option<String>, ip: Ipv4Addr| match holder {
+        let taken = |holder: Option<String>, ip: IpAddr| match holder {
             Some(h) if h != me => Err(OpError::denied(format!(
                 "{ip} belongs to another attachment ({h})"
             ))),
@@ -418,7 +455,9 @@ impl Gate {
         };
         let h = self.node.address_holder(net.ip())?;
         taken(h, net.ip())?;
-        let covering = ns == Ns::Host && link != Some(self.grants.bridge()) && net.prefix() < 32;
+        let covering = ns == Ns::Host
+            && link != Some(self.grants.bridge())
+            && net.prefix() < Family::of(&net).max_prefix();
         if covering {
             for ip in self.node.held_addresses()? {
                 if net.contains(ip) {
@@ -464,7 +503,8 @@ impl Gate {
         // the kernel drops the routes that depended on the address (its prefix route,
         // routes via gateways in it): keep the whole table to put them back
         if self.journaled() {
-            let saved = self.node.save_routes(ns)?;
+            // only routes of the address's family can depend on it
+            let saved = self.node.save_routes(ns, Family::of(&a))?;
             self.record(Undo::RestoreRoutes { ns, saved });
         }
         let saved = self.node.remove_address(ns, link, a)?;
@@ -490,9 +530,20 @@ impl Gate {
     // ---- routes -------------------------------------------------------------------
 
     fn route_spec(dst: &str, gw: Option<&str>, link: Option<&str>) -> OpResult<RouteSpec> {
+        let destination = network(dst)?;
+        let gateway = gw.map(addr).transpose()?;
+        if let Some(g) = gateway {
+            if Family::of_ip(g) != Family::of(&destination) {
+                return Err(OpError::invalid(format!(
+                    "route to {dst}: gateway {g} is {}, the destination {}",
+                    Family::of_ip(g).name(),
+                    Family::of(&destination).name()
+                )));
+            }
+        }
         Ok(RouteSpec {
-            destination: network(dst)?,
-            gateway: gw.map(addr).transpose()?,
+            destination,
+            gateway,
             link: link.map(str::to_string),
         })
     }
@@ -553,23 +604,40 @@ impl Gate {
         self.node.list_routes(ns, link)
     }
 
+    /// `route_list` of one family (for a contract version that sees only IPv4).
+    pub fn route_list_of(
+        &mut self,
+        ns: Ns,
+        link: Option<&str>,
+        family: Family,
+    ) -> OpResult<Vec<RouteSpec>> {
+        let check = self.grants.namespace(ns);
+        self.gate("list routes", check)?;
+        self.node.list_routes_of(ns, link, family)
+    }
+
     // ---- firewall -----------------------------------------------------------------
 
-    /// Before the first rule change of an ADD: keep the network's table as it is now
-    /// (or that it does not exist), so that a rollback puts exactly that back.
-    fn save_table(&mut self) -> OpResult<()> {
-        if !self.journaled() || self.table_saved {
+    /// Before the first rule change of an ADD in the table of `family`: keep that table
+    /// as it is now (or that it does not exist), so that a rollback puts exactly that
+    /// back (an IPv4-only call never lists the `ip6` table).
+    fn save_table(&mut self, family: Family) -> OpResult<()> {
+        if !self.journaled() || self.table_saved[family.index()] {
             return Ok(());
         }
-        let saved = self.node.save_table(&self.table)?;
-        self.table_saved = true;
+        let saved = self.node.save_table(family, &self.table)?;
+        self.table_saved[family.index()] = true;
         let table = self.table.clone();
-        self.record(Undo::RestoreTable { table, saved });
+        self.record(Undo::RestoreTable {
+            family,
+            table,
+            saved,
+        });
         Ok(())
     }
 
-    /// The gate of a firewall request for `net`, and the table saved before it.
-    fn firewall_gate(&mut self, what: &str, net: Ipv4Network) -> OpResult<()> {
+    /// The gate of a firewall request for `net`, and its family's table saved before it.
+    fn firewall_gate(&mut self, what: &str, net: IpNetwork) -> OpResult<()> {
         let check = self.grants.firewall(net);
         self.gate_change(what, check)?;
         Self::count(
@@ -578,7 +646,7 @@ impl Gate {
             what,
             "firewallRules",
         )?;
-        self.save_table()
+        self.save_table(Family::of(&net))
     }
 
     pub fn allow_forward(&mut self, net: &str) -> OpResult<()> {
@@ -597,7 +665,15 @@ impl Gate {
         let s = network(source)?;
         let ex = except
             .iter()
-            .map(|e| cidr(e).map(|n| Ipv4Network::new(n.network(), n.prefix()).expect("valid")))
+            .map(|e| {
+                let n = cidr(e).map(network_of)?;
+                if Family::of(&n) != Family::of(&s) {
+                    return Err(OpError::invalid(format!(
+                        "masquerade {source}: except {e} is not of the source's family"
+                    )));
+                }
+                Ok(n)
+            })
             .collect::<OpResult<Vec<_>>>()?;
         self.firewall_gate(&format!("masquerade {source}"), s)?;
         self.node.masquerade(&self.table, s, &ex)
@@ -634,16 +710,18 @@ impl Gate {
 
     pub fn sysctl_set(&mut self, ns: Ns, key: &str, value: &str) -> OpResult<()> {
         let key = self.sysctl_key(ns, key, true)?;
-        if value.is_empty() || value.len() > 32 || !value.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(OpError::invalid(format!(
-                "sysctl {key}: value {value:?} is not a short plain value"
-            )));
+        // checked before the no-op test below: what is asked for must be granted
+        if let Err(e) = self.grants.sysctl_value(ns, &key, value) {
+            if e.kind == OpKind::Denied {
+                self.guest_log("WARN", &format!("denied {}", e.message));
+            }
+            return Err(e);
         }
         let old = self.node.sysctl_get(ns, &key)?;
         if old == value {
             return Ok(()); // writing the same value is a no-op, also for the kernel
         }
-        if key.is_ip_forward() && value == "0" {
+        if key.is_forwarding_switch() && value == "0" {
             // the node's routing serves every network on it, not only this one
             let e = OpError::denied(format!(
                 "set sysctl {key} to 0: it would stop forwarding for every network on the node; a policy may turn it on, never off"
@@ -669,10 +747,10 @@ impl Gate {
                     return Err(e);
                 }
             }
-            if key.is_ip_forward() {
-                // the kernel copies ip_forward into every link's `forwarding`: undo
-                // must put each of those back too, after ip_forward itself
-                saved.extend(self.node.forwarding_values(ns)?);
+            if key.is_forwarding_switch() {
+                // the kernel copies the switch into every link's `forwarding` of its
+                // family: undo must put each of those back too, after the switch
+                saved.extend(self.node.forwarding_values(ns, key.family())?);
             }
         }
         self.node.sysctl_set(ns, &key, value)?;
@@ -815,11 +893,20 @@ impl Gate {
     /// An ADD result may only claim what the call was granted: addresses and gateways
     /// inside the pod network, on interfaces the call created (or CNI_IFNAME), and no
     /// address another live attachment holds.
-    pub fn check_result(&mut self, r: &AddResult) -> Result<Vec<Ipv4Addr>, String> {
+    pub fn check_result(&mut self, r: &AddResult) -> Result<Vec<IpAddr>, String> {
         let mut ips = Vec::new();
         let pods = self.grants.pod_networks();
-        let inside = |ip: Ipv4Addr| pods.iter().any(|p| p.contains(ip));
-        let gateway_inside = |g: &str, what: &str| match g.parse::<Ipv4Addr>() {
+        let inside = |ip: IpAddr| pods.iter().any(|p| p.contains(ip));
+        let gateway_inside = |g: &str, family: Family, what: &str| match g.parse::<IpAddr>() {
+            Ok(g) if Family::of_ip(g) != family => Err(format!(
+                "{what} is {}, not of the {}'s family",
+                Family::of_ip(g).name(),
+                if what.starts_with("route") {
+                    "destination"
+                } else {
+                    "address"
+                }
+            )),
             Ok(g) if inside(g) => Ok(()),
             _ => Err(format!(
                 "{what} is outside the pod network {}",
@@ -827,17 +914,12 @@ impl Gate {
             )),
         };
         for ipc in &r.ips {
-            let net: ipnetwork::IpNetwork = ipc
+            let n: IpNetwork = ipc
                 .address
                 .parse()
                 .map_err(|_| format!("address {:?} is not CIDR", ipc.address))?;
-            let ipnetwork::IpNetwork::V4(n) = net else {
-                return Err(format!(
-                    "address {} is IPv6, which this contract does not grant",
-                    ipc.address
-                ));
-            };
-            if !inside(n.ip()) || pods.iter().all(|p| n.prefix() < p.prefix()) {
+            // the whole prefix inside the pod network of its family
+            if !self.grants.inside(n) {
                 return Err(format!(
                     "address {} is outside the pod network {}",
                     ipc.address,
@@ -845,7 +927,11 @@ impl Gate {
                 ));
             }
             if let Some(g) = &ipc.gateway {
-                gateway_inside(g, &format!("gateway {g} of {}", ipc.address))?;
+                gateway_inside(
+                    g,
+                    Family::of(&n),
+                    &format!("gateway {g} of {}", ipc.address),
+                )?;
             }
             if let Some(i) = ipc.interface {
                 let iface = r.interfaces.get(i as usize).ok_or_else(|| {
@@ -882,18 +968,19 @@ impl Gate {
             ips.push(n.ip());
         }
         for rt in &r.routes {
-            let dst: ipnetwork::IpNetwork = rt
+            let dst: IpNetwork = rt
                 .dst
                 .parse()
                 .map_err(|_| format!("route destination {:?} is not CIDR", rt.dst))?;
             if let Some(g) = &rt.gw {
-                gateway_inside(g, &format!("route to {} via {g}: the gateway", rt.dst))?;
-            } else if dst.prefix() != 0
-                && !inside(match dst {
-                    ipnetwork::IpNetwork::V4(d) => d.network(),
-                    ipnetwork::IpNetwork::V6(_) => Ipv4Addr::UNSPECIFIED,
-                })
-            {
+                gateway_inside(
+                    g,
+                    Family::of(&dst),
+                    &format!("route to {} via {g}: the gateway", rt.dst),
+                )?;
+            } else if dst.prefix() != 0 && !self.grants.inside(dst) {
+                // the whole prefix, as the route grant asks (its first address alone
+                // can lie inside a pod network the prefix is wider than)
                 return Err(format!(
                     "route to {} is outside the pod network {}",
                     rt.dst,
@@ -904,7 +991,7 @@ impl Gate {
         Ok(ips)
     }
 
-    fn list(nets: &[Ipv4Network]) -> String {
+    fn list(nets: &[IpNetwork]) -> String {
         if nets.is_empty() {
             return "(none configured)".into();
         }
@@ -916,7 +1003,7 @@ impl Gate {
 
     /// After a successful ADD: remember the attachment's addresses (others may not
     /// take them while it lives).
-    pub fn hold(&mut self, ips: &[Ipv4Addr]) -> OpResult<()> {
+    pub fn hold(&mut self, ips: &[IpAddr]) -> OpResult<()> {
         match self.grants.attachment().map(str::to_string) {
             Some(me) => self.node.hold_addresses(&me, ips, &self.guest),
             None => Ok(()),
@@ -951,6 +1038,15 @@ impl Gate {
             }
             Undo::RemoveRoute { ns, route } => self.node.unroute(*ns, route),
             Undo::RestoreAddress { ns, link, saved } => self.node.restore_address(*ns, link, saved),
+            Undo::RestoreAddresses { ns, link, saved } => {
+                for a in saved {
+                    match self.node.restore_address(*ns, link, a) {
+                        Err(e) if e.kind != OpKind::AlreadyExists => return Err(e),
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
             Undo::RestoreRoutes { ns, saved } => {
                 for r in saved {
                     match self.node.restore_route(*ns, r) {
@@ -996,7 +1092,11 @@ impl Gate {
                 }
             }
             Undo::RestoreKey { key, old: None, .. } => self.node.store_delete(key).map(|_| ()),
-            Undo::RestoreTable { table, saved } => self.node.restore_table(table, saved.as_deref()),
+            Undo::RestoreTable {
+                family,
+                table,
+                saved,
+            } => self.node.restore_table(*family, table, saved.as_deref()),
         }
     }
 

@@ -5,7 +5,7 @@
 use super::grants::{attachment_link, Scope};
 use super::*;
 use crate::node::model::{Model, World};
-use crate::node::{SavedAddress, SavedRoute};
+use crate::node::{Family, SavedAddress, SavedRoute};
 
 const POD: &str = "pod:c1";
 
@@ -36,7 +36,7 @@ fn node() -> World {
     m.add_address(Ns::Host, "cni0", "200.200.1.1/24".parse().unwrap())
         .unwrap();
     m.set_up(Ns::Host, "cni0").unwrap();
-    m.sysctl_set(Ns::Host, &SysctlKey::ip_forward(), "1")
+    m.sysctl_set(Ns::Host, &SysctlKey::forwarding_switch(Family::V4), "1")
         .unwrap();
     m.sysctl_set(
         Ns::Host,
@@ -60,10 +60,39 @@ fn node() -> World {
     m.store_put("last", "200.200.1.5").unwrap();
     m.store_put("ip/200.200.1.5", "other eth0").unwrap();
     m.store_set_owner("ip/200.200.1.5", "other eth0").unwrap();
-    m.hold_addresses("other eth0", &["200.200.1.5".parse().unwrap()], "")
-        .unwrap();
-    m.create_veth(&own(), "eth9", None).unwrap();
+    m.hold_addresses(
+        "other eth0",
+        &[
+            "200.200.1.5".parse().unwrap(),
+            "fd00:200:1::5".parse().unwrap(),
+        ],
+        "",
+    )
+    .unwrap();
+    m.create_veth(&own(), "eth9", None, None).unwrap();
     m.add_address(Ns::Host, &own(), "200.200.1.200/32".parse().unwrap())
+        .unwrap();
+    // dual-stack: the bridge's IPv6 gateway, IPv6 forwarding on (off on eth0), a
+    // route via an IPv6 gateway, the network's ip6 table, an IPv6 address on the
+    // attachment's leftover host link
+    m.add_address(Ns::Host, "cni0", "fd00:200:1::1/64".parse().unwrap())
+        .unwrap();
+    m.sysctl_set(Ns::Host, &SysctlKey::forwarding_switch(Family::V6), "1")
+        .unwrap();
+    m.sysctl_set(
+        Ns::Host,
+        &SysctlKey::parse("net.ipv6.conf.eth0.forwarding").unwrap(),
+        "0",
+    )
+    .unwrap();
+    m.add_route(
+        Ns::Host,
+        &route("fd00:200:9::/64", Some("fd00:200:1::9"), "cni0"),
+    )
+    .unwrap();
+    m.allow_forward("t", "fd00:200::/40".parse().unwrap())
+        .unwrap();
+    m.add_address(Ns::Host, &own(), "fd00:200:1::200/128".parse().unwrap())
         .unwrap();
     m.world
 }
@@ -78,7 +107,10 @@ fn gate_over(w: World, read_only: bool) -> Gate {
         true,
         "cni0",
         "wc",
-        Some("200.200.0.0/16".parse().unwrap()),
+        vec![
+            "200.200.0.0/16".parse().unwrap(),
+            "fd00:200::/40".parse().unwrap(),
+        ],
     );
     if read_only {
         g.set_read_only("CHECK");
@@ -137,7 +169,7 @@ fn ops() -> Vec<(&'static str, Op)> {
             s.create_bridge("cni0", None).map(|_| ())
         }),
         ("links.create-veth", |s| {
-            s.create_veth(&own(), "eth0", Some(1400)).map(|_| ())
+            s.create_veth(&own(), "eth0", Some(1400), None).map(|_| ())
         }),
         ("links.set-master", |s| s.set_master(&own(), "cni0")),
         ("links.set-up", |s| s.set_up(Ns::Host, &own())),
@@ -177,13 +209,49 @@ fn ops() -> Vec<(&'static str, Op)> {
             s.store_put("attach/c1/eth0", "200.200.1.6")
         }),
         ("store.delete", |s| s.store_delete("last").map(|_| ())),
+        // the same functions with IPv6: what holds for IPv4 holds for them
+        ("addresses.add (IPv6)", |s| {
+            s.address_add(Ns::Host, "cni0", "fd00:200:2::1/64")
+        }),
+        ("addresses.remove (IPv6)", |s| {
+            s.address_remove(Ns::Host, &own(), "fd00:200:1::200/128")
+        }),
+        ("routes.add (IPv6)", |s| {
+            s.route_add(Ns::Host, "fd00:200:8::/64", None, Some("cni0"))
+        }),
+        ("routes.remove (IPv6)", |s| {
+            s.route_remove(
+                Ns::Host,
+                "fd00:200:9::/64",
+                Some("fd00:200:1::9"),
+                Some("cni0"),
+            )
+        }),
+        ("firewall.allow-forward (IPv6)", |s| {
+            s.allow_forward("fd00:200:7::/64")
+        }),
+        ("firewall.masquerade (IPv6)", |s| {
+            s.masquerade("fd00:200:1::/64", &["fd00::/8".into()])
+        }),
+        ("sysctl.set (IPv6 forwarding, fresh node)", |s| {
+            s.sysctl_set(Ns::Host, "net.ipv6.conf.all.forwarding", "1")
+        }),
+        ("sysctl.set (IPv6 per link)", |s| {
+            s.sysctl_set(Ns::Host, "net.ipv6.conf.cni0.accept_dad", "0")
+        }),
+        ("links.set-mtu (below IPv6's minimum)", |s| {
+            s.set_mtu(Ns::Host, &own(), 1000)
+        }),
     ]
 }
 
 #[test]
 fn every_change_is_undone_exactly() {
     for (name, op) in ops() {
-        let w = if name.contains("bridge") || name == "links.delete" || name == "links.create-veth"
+        let w = if name.contains("bridge")
+            || name == "links.delete"
+            || name == "links.create-veth"
+            || name.contains("fresh node")
         {
             fresh()
         } else {
@@ -223,7 +291,7 @@ fn refused_ops() -> Vec<(&'static str, Op)> {
             s.create_bridge("br-other", None).map(|_| ())
         }),
         ("links.create-veth", |s| {
-            s.create_veth("wcdeadbeef", "eth0", None).map(|_| ())
+            s.create_veth("wcdeadbeef", "eth0", None, None).map(|_| ())
         }),
         ("links.set-master", |s| s.set_master("eth0", "cni0")),
         ("links.set-up", |s| s.set_up(Ns::Host, "eth0")),
@@ -248,6 +316,34 @@ fn refused_ops() -> Vec<(&'static str, Op)> {
         }),
         ("store.put", |s| s.store_put("/etc/passwd", "x")),
         ("store.delete", |s| s.store_delete("../x").map(|_| ())),
+        ("addresses.add (IPv6)", |s| {
+            s.address_add(Ns::Host, "cni0", "fe80::1/64")
+        }),
+        ("addresses.remove (IPv6)", |s| {
+            s.address_remove(Ns::Host, "eth0", "fd00:10::2/64")
+        }),
+        ("routes.add (IPv6)", |s| {
+            s.route_add(Ns::Host, "::/0", Some("fd00:200:1::9"), Some("cni0"))
+        }),
+        ("routes.remove (IPv6)", |s| {
+            s.route_remove(Ns::Host, "fd00:200:9::/64", None, Some("eth0"))
+        }),
+        ("firewall.allow-forward (IPv6)", |s| {
+            s.allow_forward("fd00:300::/64")
+        }),
+        ("firewall.masquerade (IPv6)", |s| {
+            s.masquerade("fd00::/8", &[])
+        }),
+        ("sysctl.set (IPv6 forwarding, fresh node)", |s| {
+            // node() forwards IPv6: turning it off is refused
+            s.sysctl_set(Ns::Host, "net.ipv6.conf.all.forwarding", "0")
+        }),
+        ("sysctl.set (IPv6 per link)", |s| {
+            s.sysctl_set(Ns::Host, "net.ipv6.conf.eth0.accept_ra", "0")
+        }),
+        ("links.set-mtu (below IPv6's minimum)", |s| {
+            s.set_mtu(Ns::Host, "eth0", 1000)
+        }),
     ]
 }
 
@@ -355,6 +451,79 @@ fn ip_forward_is_undone_with_every_link_forwarding_value() {
 }
 
 #[test]
+fn ipv6_forwarding_is_undone_with_every_link_forwarding_value() {
+    // IPv6 off, one link (eth0) forwarding IPv6 anyway, IPv4 forwarding on
+    let mut w = fresh();
+    let host = w.namespaces.get_mut("host").unwrap();
+    host.sysctls
+        .insert("net.ipv6.conf.eth0.forwarding".into(), "1".into());
+    host.sysctls
+        .insert("net.ipv4.ip_forward".into(), "1".into());
+    let mut sb = gate_over(w, false);
+    let before = text(&mut sb);
+    sb.sysctl_set(Ns::Host, "net.ipv6.conf.all.forwarding", "1")
+        .unwrap();
+    assert_ne!(text(&mut sb), before);
+    // the IPv4 switch and its links are not the IPv6 switch's
+    assert_eq!(sb.sysctl_get(Ns::Host, "net.ipv4.ip_forward").unwrap(), "1");
+    sb.rollback();
+    assert_eq!(text(&mut sb), before);
+    let mut sb = gate_over(node(), false);
+    let e = sb
+        .sysctl_set(Ns::Host, "net.ipv6.conf.all.forwarding", "0")
+        .unwrap_err();
+    assert_eq!(e.kind, OpKind::Denied, "{e}");
+    assert!(e.message.contains("every network"), "{e}");
+    let e = sb
+        .sysctl_set(Ns::Container, "net.ipv6.conf.all.forwarding", "1")
+        .unwrap_err();
+    assert_eq!(e.kind, OpKind::Denied, "{e}");
+}
+
+#[test]
+fn ipv6_text_is_parsed_once_and_families_do_not_mix() {
+    let mut sb = gate_over(node(), false);
+    let before = text(&mut sb);
+    for e in [
+        sb.route_add(Ns::Container, "::/0", Some("200.200.1.1"), Some("eth0"))
+            .unwrap_err(),
+        sb.route_add(
+            Ns::Container,
+            "0.0.0.0/0",
+            Some("fd00:200:1::1"),
+            Some("eth0"),
+        )
+        .unwrap_err(),
+        sb.masquerade("fd00:200:1::/64", &["10.0.0.0/8".into()])
+            .unwrap_err(),
+        sb.address_add(Ns::Host, "cni0", "fd00:200:1::zz/64")
+            .unwrap_err(),
+        sb.route_add(Ns::Host, "fd00:200:1::1/64", None, Some("cni0"))
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.kind, OpKind::InvalidArgument, "{e}");
+    }
+    assert_eq!(text(&mut sb), before);
+    // another attachment's IPv6 address: not as an address, not covered by a host
+    // route on a link other than the bridge
+    for e in [
+        sb.address_add(Ns::Container, "eth0", "fd00:200:1::5/64")
+            .unwrap_err(),
+        sb.route_add(Ns::Host, "fd00:200:1::/120", None, Some(&own()))
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.kind, OpKind::Denied, "{e}");
+        assert!(e.message.contains("another attachment"), "{e}");
+    }
+    assert_eq!(text(&mut sb), before);
+    // the firewall's IPv6 rules go to the ip6 table only
+    sb.allow_forward("fd00:200:7::/64").unwrap();
+    let t = text(&mut sb);
+    assert!(t.contains("ip6 t"), "{t}");
+    assert!(t.contains("ip6 saddr fd00:200:7::/64 accept"), "{t}");
+}
+
+#[test]
 fn other_attachments_keep_their_addresses_and_keys() {
     let mut sb = gate_over(node(), false);
     let before = text(&mut sb);
@@ -412,6 +581,8 @@ fn results_stay_inside_the_grants() {
     };
     let ok = sb.check_result(&result("200.200.1.7/24", "200.200.1.1", "eth0", true));
     assert_eq!(ok, Ok(vec!["200.200.1.7".parse().unwrap()]));
+    let ok = sb.check_result(&result("fd00:200:1::7/64", "fd00:200:1::1", "eth0", true));
+    assert_eq!(ok, Ok(vec!["fd00:200:1::7".parse().unwrap()]));
     for (r, why) in [
         (result("10.0.0.5/16", "10.0.0.1", "eth0", true), "outside"),
         (
@@ -430,9 +601,48 @@ fn results_stay_inside_the_grants() {
             result("200.200.1.5/24", "200.200.1.1", "eth0", true),
             "another attachment",
         ),
+        (
+            result("fd00:200:1::5/64", "fd00:200:1::1", "eth0", true),
+            "another attachment",
+        ),
+        (
+            result("fd00:200:1::7/64", "200.200.1.1", "eth0", true),
+            "family",
+        ),
+        (
+            result("fe80::7/64", "fd00:200:1::1", "eth0", true),
+            "outside",
+        ),
+        (
+            result("fd00:200:1::7/32", "fd00:200:1::1", "eth0", true),
+            "outside",
+        ),
     ] {
         let e = sb.check_result(&r).unwrap_err();
         assert!(e.contains(why), "{e}");
+    }
+    // a gateway-less route claims a whole prefix on the link: all of it inside the
+    // pod network of its family, as a container route's grant asks (its network
+    // address alone is not enough: fd00:200::/24 starts inside fd00:200::/40)
+    use crate::cni::output::Route;
+    let with_route = |dst: &str| AddResult {
+        routes: vec![Route {
+            dst: dst.into(),
+            gw: None,
+        }],
+        ..AddResult::default()
+    };
+    for dst in [
+        "fd00:200::/24",
+        "fd00:200::/39",
+        "200.200.0.0/15",
+        "fd00:300::/64",
+    ] {
+        let e = sb.check_result(&with_route(dst)).unwrap_err();
+        assert!(e.contains("outside the pod network"), "{dst}: {e}");
+    }
+    for dst in ["fd00:200:1::/64", "200.200.1.0/24", "fd00:200::/40"] {
+        sb.check_result(&with_route(dst)).unwrap();
     }
 }
 
@@ -446,8 +656,9 @@ impl Node for FailAfterCreate {
         host: &str,
         peer: &str,
         mtu: Option<u32>,
+        peer_mac: Option<crate::mac::Mac>,
     ) -> OpResult<(LinkInfo, LinkInfo)> {
-        self.0.create_veth(host, peer, mtu)?;
+        self.0.create_veth(host, peer, mtu, peer_mac)?;
         Err(OpError::failed("link lookup after create failed"))
     }
     fn get_link(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>> {
@@ -474,17 +685,25 @@ impl Node for FailAfterCreate {
     fn delete_link(&mut self, ns: Ns, name: &str) -> OpResult<()> {
         self.0.delete_link(ns, name)
     }
-    fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<Ipv4Network>> {
+    fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<IpNetwork>> {
         self.0.list_addresses(ns, link)
     }
-    fn add_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
+    fn add_address(&mut self, ns: Ns, link: &str, addr: IpNetwork) -> OpResult<()> {
         self.0.add_address(ns, link, addr)
     }
-    fn remove_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<SavedAddress> {
+    fn remove_address(&mut self, ns: Ns, link: &str, addr: IpNetwork) -> OpResult<SavedAddress> {
         self.0.remove_address(ns, link, addr)
     }
     fn restore_address(&mut self, ns: Ns, link: &str, saved: &SavedAddress) -> OpResult<()> {
         self.0.restore_address(ns, link, saved)
+    }
+    fn save_addresses(
+        &mut self,
+        ns: Ns,
+        link: &str,
+        family: Family,
+    ) -> OpResult<Vec<SavedAddress>> {
+        self.0.save_addresses(ns, link, family)
     }
     fn default_route_links(&mut self, ns: Ns) -> OpResult<Vec<String>> {
         self.0.default_route_links(ns)
@@ -501,27 +720,22 @@ impl Node for FailAfterCreate {
     fn remove_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<SavedRoute> {
         self.0.remove_route(ns, r)
     }
-    fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>> {
-        self.0.save_routes(ns)
+    fn save_routes(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SavedRoute>> {
+        self.0.save_routes(ns, family)
     }
     fn restore_route(&mut self, ns: Ns, saved: &SavedRoute) -> OpResult<()> {
         self.0.restore_route(ns, saved)
     }
-    fn save_table(&mut self, table: &str) -> OpResult<Option<String>> {
-        self.0.save_table(table)
+    fn save_table(&mut self, family: Family, table: &str) -> OpResult<Option<String>> {
+        self.0.save_table(family, table)
     }
-    fn restore_table(&mut self, table: &str, saved: Option<&str>) -> OpResult<()> {
-        self.0.restore_table(table, saved)
+    fn restore_table(&mut self, family: Family, table: &str, saved: Option<&str>) -> OpResult<()> {
+        self.0.restore_table(family, table, saved)
     }
-    fn allow_forward(&mut self, table: &str, net: Ipv4Network) -> OpResult<()> {
+    fn allow_forward(&mut self, table: &str, net: IpNetwork) -> OpResult<()> {
         self.0.allow_forward(table, net)
     }
-    fn masquerade(
-        &mut self,
-        table: &str,
-        source: Ipv4Network,
-        except: &[Ipv4Network],
-    ) -> OpResult<()> {
+    fn masquerade(&mut self, table: &str, source: IpNetwork, except: &[IpNetwork]) -> OpResult<()> {
         self.0.masquerade(table, source, except)
     }
     fn sysctl_get(&mut self, ns: Ns, key: &SysctlKey) -> OpResult<String> {
@@ -530,8 +744,8 @@ impl Node for FailAfterCreate {
     fn sysctl_set(&mut self, ns: Ns, key: &SysctlKey, value: &str) -> OpResult<()> {
         self.0.sysctl_set(ns, key, value)
     }
-    fn forwarding_values(&mut self, ns: Ns) -> OpResult<Vec<SysctlValue>> {
-        self.0.forwarding_values(ns)
+    fn forwarding_values(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SysctlValue>> {
+        self.0.forwarding_values(ns, family)
     }
     fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
         self.0.store_get(key)
@@ -557,13 +771,13 @@ impl Node for FailAfterCreate {
     fn store_set_usage(&mut self, usage: StoreUsage) -> OpResult<()> {
         self.0.store_set_usage(usage)
     }
-    fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
+    fn address_holder(&mut self, ip: IpAddr) -> OpResult<Option<String>> {
         self.0.address_holder(ip)
     }
-    fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>> {
+    fn held_addresses(&mut self) -> OpResult<Vec<IpAddr>> {
         self.0.held_addresses()
     }
-    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr], guest: &str) -> OpResult<()> {
+    fn hold_addresses(&mut self, attachment: &str, ips: &[IpAddr], guest: &str) -> OpResult<()> {
         self.0.hold_addresses(attachment, ips, guest)
     }
     fn guests_in_use(&mut self) -> OpResult<Vec<String>> {
@@ -596,9 +810,135 @@ fn a_veth_created_by_a_failed_create_is_undone() {
         world: w,
         container: Some(POD.into()),
     }));
-    assert!(sb.create_veth(&own(), "eth0", None).is_err());
+    assert!(sb.create_veth(&own(), "eth0", None, None).is_err());
     let (steps, failures) = sb.rollback();
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(steps, 1, "the veth was journaled");
     assert_eq!(text(&mut sb), before);
+}
+
+#[test]
+fn create_veth_sets_the_container_mac_and_refuses_a_bad_one() {
+    let mut sb = gate_over(fresh(), false);
+    let before = text(&mut sb);
+    for bad in [
+        "0a:58:00:00:00",
+        "01:00:5e:00:00:01",
+        "00:00:00:00:00:00",
+        "0a:58:00:00:00:0x",
+    ] {
+        let e = sb.create_veth(&own(), "eth0", None, Some(bad)).unwrap_err();
+        assert_eq!(e.kind, OpKind::InvalidArgument, "{bad}: {}", e.message);
+        assert!(
+            e.message.contains("container-mac") && e.message.contains(bad),
+            "{bad}: {}",
+            e.message
+        );
+    }
+    assert_eq!(text(&mut sb), before, "a refused veth changes nothing");
+    let (_, c) = sb
+        .create_veth(&own(), "eth0", None, Some("0A:58:C8:C8:01:09"))
+        .unwrap();
+    assert_eq!(c.mac, "0a:58:c8:c8:01:09");
+    assert_eq!(
+        sb.link_get(Ns::Container, "eth0").unwrap().unwrap().mac,
+        "0a:58:c8:c8:01:09"
+    );
+}
+
+/// A DEL's gate: it may change the node, with no journal (nothing is rolled back).
+fn del_gate_over(w: World) -> Gate {
+    let mut g = gate_over(w, false);
+    g.journal = None;
+    g
+}
+
+#[test]
+fn a_forwarding_switch_stays_on_whatever_the_spelling_of_zero() {
+    // the kernel reads sysctl integers with base 0 and a sign: "00", "0x0", "-0" are 0
+    for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
+        for journaled in [true, false] {
+            let mut sb = if journaled {
+                gate_over(node(), false)
+            } else {
+                del_gate_over(node())
+            };
+            let before = text(&mut sb);
+            for zero in ["00", "0x0", "-0", "+0", "000000", "0X0", "0.0", "1x"] {
+                let e = sb.sysctl_set(Ns::Host, key, zero).unwrap_err();
+                assert!(
+                    matches!(e.kind, OpKind::Denied | OpKind::InvalidArgument),
+                    "{key}={zero}: {e}"
+                );
+            }
+            assert_eq!(text(&mut sb), before, "{key}");
+        }
+    }
+    // plain decimal integers still go through
+    let mut sb = gate_over(node(), false);
+    sb.sysctl_set(Ns::Host, "net.ipv6.conf.cni0.accept_dad", "2")
+        .unwrap();
+    sb.sysctl_set(Ns::Host, "net.ipv4.conf.cni0.rp_filter", "-1")
+        .unwrap_err();
+}
+
+#[test]
+fn no_command_disables_ipv6_on_the_shared_bridge() {
+    // turning IPv6 off drops the bridge's IPv6 addresses, every pod's gateway: the
+    // same as removing them, which only the bridge's creator may do
+    for value in ["1", "2"] {
+        let mut sb = del_gate_over(node());
+        let before = text(&mut sb);
+        let e = sb
+            .sysctl_set(Ns::Host, "net.ipv6.conf.cni0.disable_ipv6", value)
+            .unwrap_err();
+        assert_eq!(e.kind, OpKind::Denied, "{e}");
+        assert_eq!(text(&mut sb), before);
+    }
+    // its own links, yes
+    let mut sb = del_gate_over(node());
+    sb.sysctl_set(
+        Ns::Host,
+        &format!("net.ipv6.conf.{}.disable_ipv6", own()),
+        "1",
+    )
+    .unwrap();
+}
+
+#[test]
+fn host_links_never_accept_router_advertisements() {
+    // a pod's router advertisement on a host link that accepts them would give the
+    // node a default route (or addresses) through that pod: what `::/0` in the host
+    // namespace is refused for
+    for journaled in [true, false] {
+        for (key, value) in [
+            ("net.ipv6.conf.cni0.accept_ra", "1"),
+            ("net.ipv6.conf.cni0.accept_ra", "2"),
+            ("net.ipv6.conf.OWN.accept_ra", "2"),
+            ("net.ipv6.conf.cni0.forwarding", "0"),
+            ("net.ipv6.conf.OWN.forwarding", "0"),
+        ] {
+            let key = key.replace("OWN", &own());
+            let mut sb = if journaled {
+                gate_over(node(), false)
+            } else {
+                del_gate_over(node())
+            };
+            let before = text(&mut sb);
+            let e = sb.sysctl_set(Ns::Host, &key, value).unwrap_err();
+            assert_eq!(e.kind, OpKind::Denied, "{key}={value}: {e}");
+            assert!(e.message.contains("router advertisements"), "{e}");
+            assert_eq!(text(&mut sb), before, "{key}={value}");
+        }
+    }
+    let mut sb = gate_over(node(), false);
+    sb.sysctl_set(Ns::Host, "net.ipv6.conf.cni0.accept_ra", "0")
+        .unwrap();
+    // the pod's own side is the pod's
+    let mut sb = gate_over(fresh(), false);
+    sb.create_veth(&own(), "eth0", None, None).unwrap();
+    sb.sysctl_set(Ns::Container, "net.ipv6.conf.eth0.accept_ra", "2")
+        .unwrap();
+    sb.sysctl_set(Ns::Container, "net.ipv6.conf.eth0.forwarding", "0")
+        .unwrap();
 }

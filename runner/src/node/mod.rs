@@ -10,9 +10,9 @@ pub(crate) mod model;
 pub(crate) mod store_key;
 
 pub(crate) use error::{OpError, OpKind, OpResult};
-use ipnetwork::Ipv4Network;
+use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 pub(crate) use store_key::{check_key as check_store_key, MAX_VALUE as MAX_STORE_VALUE};
 
@@ -47,8 +47,9 @@ pub struct LinkInfo {
 /// A route of the main table (WIT `route`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteSpec {
-    pub destination: Ipv4Network,
-    pub gateway: Option<Ipv4Addr>,
+    /// Either family; the gate checks that `gateway` is of the same one.
+    pub destination: IpNetwork,
+    pub gateway: Option<IpAddr>,
     pub link: Option<String>,
 }
 
@@ -79,29 +80,78 @@ pub enum SavedAddress {
     Plain(String),
 }
 
-/// An IP family of a sysctl subtree.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An IP family: of an address, a network, or a sysctl subtree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     V4,
     V6,
 }
 
+impl Family {
+    pub fn of(net: &IpNetwork) -> Family {
+        Self::of_ip(net.ip())
+    }
+    pub fn of_ip(ip: IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+    /// The longest prefix of the family (a host route).
+    pub fn max_prefix(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+    /// `IPv4` / `IPv6`, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+    /// Index for per-family arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Family::V4 => 0,
+            Family::V6 => 1,
+        }
+    }
+}
+
+/// The network of `n` (host bits cleared), of either family.
+pub fn network_of(n: IpNetwork) -> IpNetwork {
+    IpNetwork::new(n.network(), n.prefix()).expect("the prefix of a valid network")
+}
+
 /// A sysctl key of the shape the grants know, parsed once (`Grants::sysctl_key`) and
-/// passed on typed: `net.ipv4.ip_forward` or `net.ipv{4,6}.conf.<link>.<leaf>`.
+/// passed on typed: a node-wide forwarding switch (`net.ipv4.ip_forward`,
+/// `net.ipv6.conf.all.forwarding`) or `net.ipv{4,6}.conf.<link>.<leaf>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SysctlKey {
     text: String,
-    /// (family, link, leaf) of a per-link key; none for `net.ipv4.ip_forward`.
+    /// (family, link, leaf) of a per-link key; none for a forwarding switch.
     per_link: Option<(Family, String, String)>,
+    /// The family of a forwarding switch (unused for per-link keys).
+    switch: Family,
 }
 
 impl SysctlKey {
     pub const IP_FORWARD: &'static str = "net.ipv4.ip_forward";
+    pub const IPV6_FORWARDING: &'static str = "net.ipv6.conf.all.forwarding";
 
-    pub fn ip_forward() -> SysctlKey {
+    /// The node-wide forwarding switch of `family`: writing it makes the kernel copy it
+    /// into every link's `forwarding` of that family.
+    pub fn forwarding_switch(family: Family) -> SysctlKey {
+        let text = match family {
+            Family::V4 => Self::IP_FORWARD,
+            Family::V6 => Self::IPV6_FORWARDING,
+        };
         SysctlKey {
-            text: Self::IP_FORWARD.into(),
+            text: text.into(),
             per_link: None,
+            switch: family,
         }
     }
 
@@ -110,13 +160,17 @@ impl SysctlKey {
         SysctlKey {
             text: format!("net.ipv{v}.conf.{link}.{leaf}"),
             per_link: Some((family, link.into(), leaf.into())),
+            switch: family,
         }
     }
 
     /// The key's shape only (no grant check): `None` for anything else.
     pub fn parse(text: &str) -> Option<SysctlKey> {
         if text == Self::IP_FORWARD {
-            return Some(Self::ip_forward());
+            return Some(Self::forwarding_switch(Family::V4));
+        }
+        if text == Self::IPV6_FORWARDING {
+            return Some(Self::forwarding_switch(Family::V6));
         }
         let (family, rest) = if let Some(r) = text.strip_prefix("net.ipv4.conf.") {
             (Family::V4, r)
@@ -131,11 +185,12 @@ impl SysctlKey {
     pub fn as_str(&self) -> &str {
         &self.text
     }
-    pub fn is_ip_forward(&self) -> bool {
+    /// A node-wide forwarding switch of either family?
+    pub fn is_forwarding_switch(&self) -> bool {
         self.per_link.is_none()
     }
     pub fn family(&self) -> Family {
-        self.per_link.as_ref().map_or(Family::V4, |p| p.0)
+        self.per_link.as_ref().map_or(self.switch, |p| p.0)
     }
     /// The link of a per-link key.
     pub fn link(&self) -> Option<&str> {
@@ -143,22 +198,25 @@ impl SysctlKey {
     }
     /// The last part (`forwarding`, `disable_ipv6`, `ip_forward`).
     pub fn leaf(&self) -> &str {
-        match &self.per_link {
-            Some(p) => &p.2,
-            None => "ip_forward",
+        match (&self.per_link, self.switch) {
+            (Some(p), _) => &p.2,
+            (None, Family::V4) => "ip_forward",
+            (None, Family::V6) => "forwarding",
         }
     }
     /// Its file under /proc/sys.
     pub fn proc_path(&self) -> PathBuf {
         let mut p = PathBuf::from("/proc/sys");
         match &self.per_link {
-            None => p.push("net/ipv4/ip_forward"),
+            None if self.switch == Family::V4 => p.push("net/ipv4/ip_forward"),
+            None => p.push("net/ipv6/conf/all/forwarding"),
             Some((f, link, leaf)) => {
                 p.push(if *f == Family::V4 {
                     "net/ipv4/conf"
                 } else {
                     "net/ipv6/conf"
                 });
+                // a link name may hold dots (eth0.100): one path component
                 p.push(link);
                 p.push(leaf);
             }
@@ -202,12 +260,14 @@ pub struct StoreUsage {
 pub trait Node: Send {
     fn get_link(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>>;
     fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> OpResult<LinkInfo>;
-    /// The host end in the host namespace, the peer in the container namespace.
+    /// The host end in the host namespace, the peer in the container namespace (with
+    /// `peer_mac` when given, else one the node picks).
     fn create_veth(
         &mut self,
         host: &str,
         peer: &str,
         mtu: Option<u32>,
+        peer_mac: Option<crate::mac::Mac>,
     ) -> OpResult<(LinkInfo, LinkInfo)>;
     fn set_master(&mut self, name: &str, bridge: &str) -> OpResult<()>;
     /// Detach a host link from its bridge.
@@ -217,42 +277,59 @@ pub trait Node: Send {
     fn set_mtu(&mut self, ns: Ns, name: &str, mtu: u32) -> OpResult<()>;
     fn delete_link(&mut self, ns: Ns, name: &str) -> OpResult<()>;
 
-    fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<Ipv4Network>>;
-    fn add_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<()>;
+    /// Both families, IPv4 first, without the kernel's own link-locals (`fe80::/10`).
+    fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<IpNetwork>>;
+    fn add_address(&mut self, ns: Ns, link: &str, addr: IpNetwork) -> OpResult<()>;
     /// Remove an address; returns it as the node had it.
-    fn remove_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<SavedAddress>;
+    fn remove_address(&mut self, ns: Ns, link: &str, addr: IpNetwork) -> OpResult<SavedAddress>;
     fn restore_address(&mut self, ns: Ns, link: &str, saved: &SavedAddress) -> OpResult<()>;
+    /// The link's addresses of `family` as the node has them (without link-locals), to
+    /// put back after the kernel flushed them: it drops a link's IPv6 addresses when the
+    /// link goes down or its MTU drops below 1280.
+    fn save_addresses(&mut self, ns: Ns, link: &str, family: Family)
+        -> OpResult<Vec<SavedAddress>>;
 
     /// Names of the links that carry a default route (the uplinks).
     fn default_route_links(&mut self, ns: Ns) -> OpResult<Vec<String>>;
     fn list_routes(&mut self, ns: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>>;
+    /// The routes of one family only (a 0.1.0 guest's IPv4 view): the kernel dumps just
+    /// that family, so an IPv4 listing costs what it did before IPv6.
+    #[allow(dead_code)] // through `Gate::route_list_of`
+    fn list_routes_of(
+        &mut self,
+        ns: Ns,
+        link: Option<&str>,
+        family: Family,
+    ) -> OpResult<Vec<RouteSpec>> {
+        let mut v = self.list_routes(ns, link)?;
+        v.retain(|r| Family::of(&r.destination) == family);
+        Ok(v)
+    }
     fn add_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()>;
     /// Delete a route `add_route` added, by its key (no listing: undo stays linear).
     fn unroute(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()>;
     /// Remove a route; returns it as the node had it.
     fn remove_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<SavedRoute>;
-    /// Every route of the main table, as the node has them.
-    fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>>;
+    /// Every route of `family` in the main table, as the node has them.
+    fn save_routes(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SavedRoute>>;
     /// Put a saved route back (`already-exists` if it is there).
     fn restore_route(&mut self, ns: Ns, saved: &SavedRoute) -> OpResult<()>;
 
-    /// The table as text that `restore_table` puts back exactly; none if absent.
-    fn save_table(&mut self, table: &str) -> OpResult<Option<String>>;
+    /// The table of `family` (`ip` or `ip6`) as text that `restore_table` puts back
+    /// exactly; none if absent.
+    fn save_table(&mut self, family: Family, table: &str) -> OpResult<Option<String>>;
     /// Replace the table, atomically, by what `save_table` gave (none: delete it).
-    fn restore_table(&mut self, table: &str, saved: Option<&str>) -> OpResult<()>;
-    fn allow_forward(&mut self, table: &str, net: Ipv4Network) -> OpResult<()>;
-    fn masquerade(
-        &mut self,
-        table: &str,
-        source: Ipv4Network,
-        except: &[Ipv4Network],
-    ) -> OpResult<()>;
+    fn restore_table(&mut self, family: Family, table: &str, saved: Option<&str>) -> OpResult<()>;
+    /// In the table of `net`'s family.
+    fn allow_forward(&mut self, table: &str, net: IpNetwork) -> OpResult<()>;
+    /// In the table of `source`'s family; `except` are of that family (the gate checks).
+    fn masquerade(&mut self, table: &str, source: IpNetwork, except: &[IpNetwork]) -> OpResult<()>;
 
     fn sysctl_get(&mut self, ns: Ns, key: &SysctlKey) -> OpResult<String>;
     fn sysctl_set(&mut self, ns: Ns, key: &SysctlKey, value: &str) -> OpResult<()>;
-    /// The IPv4 `forwarding` values that writing `ip_forward` resets (`default` and
-    /// every link's), as (key, value).
-    fn forwarding_values(&mut self, ns: Ns) -> OpResult<Vec<SysctlValue>>;
+    /// The `forwarding` values of `family` that writing its forwarding switch resets
+    /// (`default` and every link's), as (key, value).
+    fn forwarding_values(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SysctlValue>>;
 
     fn store_get(&mut self, key: &str) -> OpResult<Option<String>>;
     fn store_put(&mut self, key: &str, value: &str) -> OpResult<()>;
@@ -271,12 +348,12 @@ pub trait Node: Send {
 
     /// The runner's own record of live attachments' addresses (from their ADD results).
     /// Which attachment holds `ip`, if any.
-    fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>>;
+    fn address_holder(&mut self, ip: IpAddr) -> OpResult<Option<String>>;
     /// Every recorded address.
-    fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>>;
+    fn held_addresses(&mut self) -> OpResult<Vec<IpAddr>>;
     /// Record a successful ADD's addresses and the guest (its digest) that set the
     /// attachment up (replacing what the attachment held).
-    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr], guest: &str) -> OpResult<()>;
+    fn hold_addresses(&mut self, attachment: &str, ips: &[IpAddr], guest: &str) -> OpResult<()>;
     /// The digests of the guests that set up live attachments.
     fn guests_in_use(&mut self) -> OpResult<Vec<String>>;
     /// Forget an attachment's addresses (DEL, GC).

@@ -12,10 +12,10 @@ use crate::node::{
     stable_hash, Family, LinkInfo, Node, Ns, OpError, OpResult, RouteSpec, SavedAddress,
     SavedRoute, StoreUsage, SysctlKey, SysctlValue,
 };
-use ipnetwork::Ipv4Network;
+use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// What kind of link (the kernel's `kind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +60,7 @@ pub struct World {
     /// `host`, and `pod:<container id>` for each container namespace.
     pub namespaces: BTreeMap<String, Namespace>,
     pub next_index: u32,
-    /// nftables tables: table -> chain -> rule (each chain holds one rule set, rewritten
+    /// nftables tables: table -> chain -> rule (an IPv6 table is keyed `ip6 <table>`) (each chain holds one rule set, rewritten
     /// whole, like the runner's firewall module does).
     pub firewall: BTreeMap<String, BTreeMap<String, String>>,
     /// The network's store.
@@ -102,15 +102,18 @@ fn mac_for(ns: &str, name: &str) -> String {
 }
 
 impl World {
-    /// A fresh node: `lo`, and `eth0` with `node_ip` and a default route via `gateway`.
-    pub fn new(node_ip: Ipv4Network, gateway: Ipv4Addr) -> World {
+    /// A fresh node: `lo`, and `eth0` with `node_ip` and a default route via `gateway`
+    /// (of the same family).
+    pub fn new(node_ip: IpNetwork, gateway: IpAddr) -> World {
         let mut w = World {
             next_index: 1,
             ..World::default()
         };
         let mut host = Namespace::default();
+        // the IPv6 switch is absent while off (see `sysctl_get`): the state (and
+        // `simulate`'s output) of an IPv4 network stays what it was
         host.sysctls
-            .insert("net.ipv4.ip_forward".into(), "0".into());
+            .insert(SysctlKey::IP_FORWARD.into(), "0".into());
         w.namespaces.insert(HOST.into(), host);
         w.add_link(HOST, "lo", Kind::Loopback, 65536);
         w.add_link(HOST, "eth0", Kind::Device, 1500);
@@ -124,11 +127,26 @@ impl World {
             l.addresses.push(addr);
         }
         host.routes.push(Route {
-            destination: "0.0.0.0/0".into(),
+            destination: default_route(Family::of(&node_ip)).into(),
             gateway: Some(gateway.to_string()),
             link: "eth0".into(),
         });
         w
+    }
+
+    /// Another address of the node on `eth0`, and the default route of its family via
+    /// `gateway` (a dual-stack node).
+    pub fn add_node_address(&mut self, node_ip: IpNetwork, gateway: IpAddr) {
+        if let Some(host) = self.namespaces.get_mut(HOST) {
+            if let Some(l) = host.links.get_mut("eth0") {
+                l.addresses.push(node_ip.to_string());
+            }
+            host.routes.push(Route {
+                destination: default_route(Family::of(&node_ip)).into(),
+                gateway: Some(gateway.to_string()),
+                link: "eth0".into(),
+            });
+        }
     }
 
     /// A container namespace with its `lo` (what the runtime creates before ADD).
@@ -207,9 +225,9 @@ impl World {
                 continue;
             }
             for a in &l.addresses {
-                if let Ok(n) = a.parse::<Ipv4Network>() {
-                    if n.prefix() < 32 {
-                        let net = Ipv4Network::new(n.network(), n.prefix()).expect("valid");
+                if let Ok(n) = a.parse::<IpNetwork>() {
+                    if n.prefix() < Family::of(&n).max_prefix() {
+                        let net = crate::node::network_of(n);
                         out.push(Route {
                             destination: net.to_string(),
                             gateway: None,
@@ -225,7 +243,17 @@ impl World {
     fn routes_of(ns: &Namespace) -> Vec<Route> {
         let mut all = Self::connected(ns);
         all.extend(ns.routes.iter().cloned());
+        // IPv4 first, as the kernel backend lists them
+        all.sort_by_key(|r| r.destination.contains(':'));
         all
+    }
+}
+
+/// The default route's destination of `family`.
+fn default_route(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "0.0.0.0/0",
+        Family::V6 => "::/0",
     }
 }
 
@@ -324,6 +352,7 @@ impl Node for Model {
         host: &str,
         peer: &str,
         mtu: Option<u32>,
+        peer_mac: Option<crate::mac::Mac>,
     ) -> OpResult<(LinkInfo, LinkInfo)> {
         let pod = self.key(Ns::Container)?;
         self.space(Ns::Container)?;
@@ -335,6 +364,9 @@ impl Node for Model {
         let h = h.clone();
         let p = self.world.add_link(&pod, peer, Kind::Veth, mtu);
         p.peer = Some((HOST.into(), host.into()));
+        if let Some(m) = peer_mac {
+            p.mac = m.to_string();
+        }
         let p = p.clone();
         let none = BTreeMap::new();
         Ok((Self::info(host, &h, &none), Self::info(peer, &p, &none)))
@@ -362,12 +394,28 @@ impl Node for Model {
     }
 
     fn set_down(&mut self, ns: Ns, name: &str) -> OpResult<()> {
-        self.link(ns, name)?.up = false;
+        let l = self.link(ns, name)?;
+        l.up = false;
+        // the kernel flushes a link's IPv6 addresses when it goes down (keep_addr_on_down
+        // is 0), and the IPv6 routes through it
+        l.addresses.retain(|a| !a.contains(':'));
+        self.space(ns)?
+            .routes
+            .retain(|r| !(r.link == name && r.destination.contains(':')));
         Ok(())
     }
 
     fn set_mtu(&mut self, ns: Ns, name: &str, mtu: u32) -> OpResult<()> {
-        self.link(ns, name)?.mtu = mtu;
+        let l = self.link(ns, name)?;
+        l.mtu = mtu;
+        if mtu < 1280 {
+            // too small for IPv6: the kernel drops the link's IPv6 addresses, and
+            // the routes through it
+            l.addresses.retain(|a| !a.contains(':'));
+            self.space(ns)?
+                .routes
+                .retain(|r| !(r.link == name && r.destination.contains(':')));
+        }
         Ok(())
     }
 
@@ -382,19 +430,35 @@ impl Node for Model {
         Ok(())
     }
 
-    fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<Ipv4Network>> {
-        Ok(self
+    fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<IpNetwork>> {
+        let mut v: Vec<IpNetwork> = self
             .link(ns, link)?
             .addresses
             .iter()
             .filter_map(|a| a.parse().ok())
-            .collect())
+            .collect();
+        v.sort_by_key(|n| n.is_ipv6());
+        Ok(v)
     }
 
-    fn add_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
+    fn add_address(&mut self, ns: Ns, link: &str, addr: IpNetwork) -> OpResult<()> {
+        if addr.is_ipv6() {
+            let off = SysctlKey::per_link(Family::V6, link, "disable_ipv6");
+            if self.sysctl_get(ns, &off).is_ok_and(|v| v == "1") {
+                return Err(OpError::from_errno(
+                    libc::EACCES,
+                    format!("address {addr} on {link:?}: IPv6 is disabled on the link (EACCES)"),
+                ));
+            }
+        }
         let l = self.link(ns, link)?;
         let text = addr.to_string();
-        if l.addresses.contains(&text) {
+        // IPv6: the same address with another prefix is the same address
+        let same = |a: &String| {
+            *a == text
+                || (addr.is_ipv6() && a.parse::<IpNetwork>().is_ok_and(|n| n.ip() == addr.ip()))
+        };
+        if l.addresses.iter().any(same) {
             return Err(OpError::from_errno(
                 libc::EEXIST,
                 format!("address {text} already on {link:?} (EEXIST)"),
@@ -404,7 +468,7 @@ impl Node for Model {
         Ok(())
     }
 
-    fn remove_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<SavedAddress> {
+    fn remove_address(&mut self, ns: Ns, link: &str, addr: IpNetwork) -> OpResult<SavedAddress> {
         let l = self.link(ns, link)?;
         let text = addr.to_string();
         let before = l.addresses.len();
@@ -432,12 +496,29 @@ impl Node for Model {
         Ok(())
     }
 
-    fn default_route_links(&mut self, ns: Ns) -> OpResult<Vec<String>> {
-        Ok(World::routes_of(self.space(ns)?)
-            .into_iter()
-            .filter(|r| r.destination == "0.0.0.0/0")
-            .map(|r| r.link)
+    fn save_addresses(
+        &mut self,
+        ns: Ns,
+        link: &str,
+        family: Family,
+    ) -> OpResult<Vec<SavedAddress>> {
+        Ok(self
+            .link(ns, link)?
+            .addresses
+            .iter()
+            .filter(|a| a.contains(':') == (family == Family::V6))
+            .map(|a| SavedAddress::Plain(a.clone()))
             .collect())
+    }
+
+    fn default_route_links(&mut self, ns: Ns) -> OpResult<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        for r in World::routes_of(self.space(ns)?) {
+            if (r.destination == "0.0.0.0/0" || r.destination == "::/0") && !out.contains(&r.link) {
+                out.push(r.link);
+            }
+        }
+        Ok(out)
     }
 
     fn list_routes(&mut self, ns: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
@@ -456,6 +537,13 @@ impl Node for Model {
 
     fn add_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
         let what = route_text(r);
+        if r.gateway
+            .is_some_and(|g| Family::of_ip(g) != Family::of(&r.destination))
+        {
+            return Err(OpError::invalid(format!(
+                "route {what}: the gateway is not of the destination's family (EINVAL)"
+            )));
+        }
         let space = self.space(ns)?;
         let table = World::routes_of(space);
         if table
@@ -469,13 +557,19 @@ impl Node for Model {
         }
         // the kernel resolves the gateway through a route without a gateway, the
         // longest prefix that holds it
-        let reach = |g: Ipv4Addr| {
+        let reach = |g: IpAddr| {
+            // an IPv6 link-local gateway is on the named link by definition
+            if crate::node::kernel::netlink::is_link_local(g) {
+                if let Some(l) = &r.link {
+                    return Some(l.clone());
+                }
+            }
             table
                 .iter()
                 .filter(|t| t.gateway.is_none())
                 .filter(|t| r.link.as_ref().is_none_or(|l| *l == t.link))
                 .filter_map(|t| {
-                    let n = t.destination.parse::<Ipv4Network>().ok()?;
+                    let n = t.destination.parse::<IpNetwork>().ok()?;
                     n.contains(g).then_some((n.prefix(), &t.link))
                 })
                 .max_by_key(|(p, _)| *p)
@@ -489,9 +583,15 @@ impl Node for Model {
                 ))
             }
             (_, Some(g)) => reach(g).ok_or_else(|| {
+                // IPv6 answers "No route to host" where IPv4 answers "unreachable"
+                let (errno, name) = if g.is_ipv6() {
+                    (libc::EHOSTUNREACH, "EHOSTUNREACH")
+                } else {
+                    (libc::ENETUNREACH, "ENETUNREACH")
+                };
                 OpError::from_errno(
-                    libc::ENETUNREACH,
-                    format!("route {what}: gateway {g} is not reachable (ENETUNREACH)"),
+                    errno,
+                    format!("route {what}: gateway {g} is not reachable ({name})"),
                 )
             })?,
             (Some(l), None) => l.clone(),
@@ -537,11 +637,12 @@ impl Node for Model {
         }
     }
 
-    fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>> {
+    fn save_routes(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SavedRoute>> {
         Ok(self
             .space(ns)?
             .routes
             .iter()
+            .filter(|r| r.destination.contains(':') == (family == Family::V6))
             .cloned()
             .map(SavedRoute::Plain)
             .collect())
@@ -571,51 +672,55 @@ impl Node for Model {
         Ok(())
     }
 
-    fn save_table(&mut self, table: &str) -> OpResult<Option<String>> {
+    fn save_table(&mut self, family: Family, table: &str) -> OpResult<Option<String>> {
         Ok(self
             .world
             .firewall
-            .get(table)
+            .get(&table_key(family, table))
             .map(|t| serde_json::to_string(t).expect("a map of strings serializes")))
     }
 
-    fn restore_table(&mut self, table: &str, saved: Option<&str>) -> OpResult<()> {
+    fn restore_table(&mut self, family: Family, table: &str, saved: Option<&str>) -> OpResult<()> {
+        let key = table_key(family, table);
         match saved {
             None => {
-                self.world.firewall.remove(table);
+                self.world.firewall.remove(&key);
             }
             Some(text) => {
                 let t = serde_json::from_str(text)
-                    .map_err(|e| OpError::failed(format!("restoring table {table}: {e}")))?;
-                self.world.firewall.insert(table.into(), t);
+                    .map_err(|e| OpError::failed(format!("restoring table {key}: {e}")))?;
+                self.world.firewall.insert(key, t);
             }
         }
         Ok(())
     }
 
-    fn allow_forward(&mut self, table: &str, net: Ipv4Network) -> OpResult<()> {
-        self.world.firewall.entry(table.into()).or_default().insert(
-            format!("forward {net}"),
-            format!("ip saddr {net} accept; ip daddr {net} accept"),
-        );
+    fn allow_forward(&mut self, table: &str, net: IpNetwork) -> OpResult<()> {
+        let f = Family::of(&net);
+        let ip = nft_ip(f);
+        self.world
+            .firewall
+            .entry(table_key(f, table))
+            .or_default()
+            .insert(
+                format!("forward {net}"),
+                format!("{ip} saddr {net} accept; {ip} daddr {net} accept"),
+            );
         Ok(())
     }
 
-    fn masquerade(
-        &mut self,
-        table: &str,
-        source: Ipv4Network,
-        except: &[Ipv4Network],
-    ) -> OpResult<()> {
-        let mut rule = format!("ip saddr {source}");
+    fn masquerade(&mut self, table: &str, source: IpNetwork, except: &[IpNetwork]) -> OpResult<()> {
+        let f = Family::of(&source);
+        let ip = nft_ip(f);
+        let mut rule = format!("{ip} saddr {source}");
         if !except.is_empty() {
             let set: Vec<String> = except.iter().map(|n| n.to_string()).collect();
-            rule.push_str(&format!(" ip daddr != {{ {} }}", set.join(", ")));
+            rule.push_str(&format!(" {ip} daddr != {{ {} }}", set.join(", ")));
         }
         rule.push_str(" masquerade");
         self.world
             .firewall
-            .entry(table.into())
+            .entry(table_key(f, table))
             .or_default()
             .insert(format!("postrouting {source}"), rule);
         Ok(())
@@ -626,6 +731,11 @@ impl Node for Model {
         if let Some(v) = space.sysctls.get(key.as_str()) {
             return Ok(v.clone());
         }
+        if key.is_forwarding_switch() {
+            // the IPv6 switch is kept only while on (and a session file of an older
+            // runner has none): off, as on a boot
+            return Ok("0".into());
+        }
         let link_exists = key.link().is_some_and(|l| space.links.contains_key(l));
         if !link_exists {
             return Err(OpError::from_errno(
@@ -634,29 +744,46 @@ impl Node for Model {
             ));
         }
         // per-link keys exist while the link does; `forwarding` follows the namespace's
-        // ip_forward (the kernel copies it to every device), the others default to 0
-        let fwd = (key.leaf() == "forwarding")
-            .then(|| self.space(ns).ok())
-            .flatten()
-            .and_then(|n| n.sysctls.get(SysctlKey::IP_FORWARD).cloned());
-        Ok(fwd.unwrap_or_else(|| "0".into()))
+        // switch of its family (the kernel copies it to every device); IPv6 links accept
+        // router advertisements and run DAD by default; the others default to 0
+        if key.leaf() == "forwarding" {
+            let switch = SysctlKey::forwarding_switch(key.family());
+            return self.sysctl_get(ns, &switch);
+        }
+        let on = key.family() == Family::V6 && matches!(key.leaf(), "accept_ra" | "accept_dad");
+        Ok(if on { "1" } else { "0" }.into())
     }
 
     fn sysctl_set(&mut self, ns: Ns, key: &SysctlKey, value: &str) -> OpResult<()> {
         self.sysctl_get(ns, key)?;
         let space = self.space(ns)?;
-        if key.is_ip_forward() {
-            // the kernel copies ip_forward into every link's forwarding
+        if key.is_forwarding_switch() {
+            // the kernel copies the switch into every link's forwarding of its family
+            let family = key.family();
             space.sysctls.retain(|k, _| {
                 SysctlKey::parse(k).is_none_or(|k| {
-                    !(k.family() == Family::V4 && k.leaf() == "forwarding" && k.link().is_some())
+                    !(k.family() == family && k.leaf() == "forwarding" && k.link().is_some())
                 })
             });
         }
-        space.sysctls.insert(key.as_str().into(), value.into());
+        if key.is_forwarding_switch() && key.family() == Family::V6 && value == "0" {
+            space.sysctls.remove(key.as_str());
+        } else {
+            space.sysctls.insert(key.as_str().into(), value.into());
+        }
+        if key.family() == Family::V6 && key.leaf() == "disable_ipv6" && value == "1" {
+            // the kernel drops the link's IPv6 addresses and routes
+            let link = key.link().unwrap_or_default().to_string();
+            if let Some(l) = space.links.get_mut(&link) {
+                l.addresses.retain(|a| !a.contains(':'));
+            }
+            space
+                .routes
+                .retain(|r| !(r.link == link && r.destination.contains(':')));
+        }
         // a per-link value equal to what the link has anyway is not kept explicitly:
         // the kernel has no such distinction, so neither may the model's state
-        if !key.is_ip_forward() {
+        if !key.is_forwarding_switch() {
             space.sysctls.remove(key.as_str());
             if self.sysctl_get(ns, key)? != value {
                 self.space(ns)?
@@ -667,11 +794,11 @@ impl Node for Model {
         Ok(())
     }
 
-    fn forwarding_values(&mut self, ns: Ns) -> OpResult<Vec<SysctlValue>> {
+    fn forwarding_values(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SysctlValue>> {
         let names: Vec<String> = self.space(ns)?.links.keys().cloned().collect();
         let mut out = Vec::new();
         for name in names {
-            let key = SysctlKey::per_link(Family::V4, &name, "forwarding");
+            let key = SysctlKey::per_link(family, &name, "forwarding");
             let value = self.sysctl_get(ns, &key)?;
             out.push(SysctlValue { key, value });
         }
@@ -725,11 +852,11 @@ impl Node for Model {
         })
     }
 
-    fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
+    fn address_holder(&mut self, ip: IpAddr) -> OpResult<Option<String>> {
         Ok(self.world.held.get(&ip.to_string()).cloned())
     }
 
-    fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>> {
+    fn held_addresses(&mut self) -> OpResult<Vec<IpAddr>> {
         Ok(self
             .world
             .held
@@ -738,7 +865,7 @@ impl Node for Model {
             .collect())
     }
 
-    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr], guest: &str) -> OpResult<()> {
+    fn hold_addresses(&mut self, attachment: &str, ips: &[IpAddr], guest: &str) -> OpResult<()> {
         self.release_addresses(attachment)?;
         for ip in ips {
             self.world.held.insert(ip.to_string(), attachment.into());
@@ -771,6 +898,22 @@ impl Node for Model {
 
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
         self
+    }
+}
+
+/// The model's key of a firewall table: the name for `ip` (as session files of older
+/// runners have it), `ip6 <name>` for IPv6.
+fn table_key(family: Family, table: &str) -> String {
+    match family {
+        Family::V4 => table.to_string(),
+        Family::V6 => format!("ip6 {table}"),
+    }
+}
+
+fn nft_ip(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "ip",
+        Family::V6 => "ip6",
     }
 }
 
@@ -810,7 +953,12 @@ pub fn describe(w: &World) -> String {
         }
     }
     for (table, chains) in &w.firewall {
-        out.push_str(&format!("firewall table ip {table}\n"));
+        // an IPv6 table's key names its family already
+        if table.starts_with("ip6 ") {
+            out.push_str(&format!("firewall table {table}\n"));
+        } else {
+            out.push_str(&format!("firewall table ip {table}\n"));
+        }
         for (chain, rule) in chains {
             out.push_str(&format!("  {chain}: {rule}\n"));
         }
@@ -852,7 +1000,19 @@ mod tests {
         assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
         let e = m.set_up(Ns::Host, "nope").unwrap_err();
         assert_eq!(e.kind, OpKind::NotFound, "{e}");
-        m.create_veth("wc1", "eth0", None).unwrap();
+        // a requested MAC is recorded; without one the model derives one
+        let (_, c) = m
+            .create_veth(
+                "wc2",
+                "eth2",
+                None,
+                Some("0a:58:00:00:00:02".parse().unwrap()),
+            )
+            .unwrap();
+        assert_eq!(c.mac, "0a:58:00:00:00:02");
+        let (_, c) = m.create_veth("wc3", "eth3", None, None).unwrap();
+        assert_eq!(c.mac, mac_for(&pod_ns("c1"), "eth3"));
+        m.create_veth("wc1", "eth0", None, None).unwrap();
         m.add_address(Ns::Container, "eth0", "200.200.1.2/24".parse().unwrap())
             .unwrap();
         // a route on a down link, and via a gateway no route reaches, are refused
@@ -901,7 +1061,7 @@ mod tests {
         );
         m.create_bridge("cni0", None).unwrap();
         assert_eq!(m.sysctl_get(Ns::Host, key).unwrap(), "0");
-        m.sysctl_set(Ns::Host, &SysctlKey::ip_forward(), "1")
+        m.sysctl_set(Ns::Host, &SysctlKey::forwarding_switch(Family::V4), "1")
             .unwrap();
         let fwd = &SysctlKey::per_link(Family::V4, "cni0", "forwarding");
         assert_eq!(m.sysctl_get(Ns::Host, fwd).unwrap(), "1");
@@ -910,7 +1070,7 @@ mod tests {
     #[test]
     fn a_vanished_namespace_takes_its_veth_host_ends() {
         let mut m = model();
-        m.create_veth("wc1", "eth0", None).unwrap();
+        m.create_veth("wc1", "eth0", None, None).unwrap();
         m.world.remove_ns("pod:c1");
         assert_eq!(m.get_link(Ns::Host, "wc1").unwrap(), None);
     }

@@ -1,9 +1,9 @@
-//! `wasm-cni guest check FILE`: does this component fit the runner's world? Answers in
-//! terms a student can act on ("exports add but not del", "built against
-//! wasm-cni:plugin 0.3.0 but this runner speaks 0.1.0") before the linker's type check
-//! gives its precise but terse verdict.
+//! `wasm-cni guest check FILE`: does this component fit one of the runner's worlds, and
+//! which? Answers in terms a student can act on ("exports add but not del", "built
+//! against wasm-cni:plugin 0.3.0 but this runner speaks 0.2.0 and 0.1.0") before the
+//! linker's type check gives its precise but terse verdict.
 
-use super::{engine, try_instantiate, WORLD};
+use super::{engine, try_instantiate, worlds_text, World, WORLDS};
 use crate::cni::Version;
 use crate::error::{Error, Result};
 use std::path::Path;
@@ -11,10 +11,12 @@ use std::time::Instant;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::Engine;
 
-/// The contract's package and version (from `WORLD`).
+/// The contract's package.
 pub const PACKAGE: &str = "wasm-cni:plugin";
-pub fn version() -> &'static str {
-    WORLD.rsplit_once('@').map_or("", |(_, v)| v)
+
+/// The versions served, newest first: `0.2.0 and 0.1.0`.
+fn versions_text() -> String {
+    WORLDS.map(World::version).join(" and ")
 }
 
 /// The policy functions a guest must export.
@@ -72,6 +74,8 @@ fn names(engine: &Engine, item: &ComponentItem) -> Vec<String> {
 /// What `guest check` found: the report lines, or the refusal.
 pub struct Report {
     pub lines: Vec<String>,
+    /// The world the guest implements.
+    pub world: World,
 }
 
 fn refuse(path: &Path, reason: String) -> Error {
@@ -156,9 +160,12 @@ pub fn check_into(path: &Path, cache_dir: Option<&Path>) -> Result<Report> {
     };
     let compile_ms = t.elapsed().as_millis();
     let ty = component.component_type();
-    let ours = version();
-    let speaks =
-        |v: &str| format!("built against {PACKAGE} {v} but this runner speaks {PACKAGE} {ours}");
+    let speaks = |v: &str| {
+        format!(
+            "built against {PACKAGE} {v} but this runner speaks {PACKAGE} {}",
+            versions_text()
+        )
+    };
 
     // exports: the policy interface, of a compatible version, with every function
     let exports: Vec<(String, ComponentItem)> = ty
@@ -174,27 +181,32 @@ pub fn check_into(path: &Path, cache_dir: Option<&Path>) -> Result<Report> {
             path,
             format!(
                 "does not export {PACKAGE}/policy: it is a component of another world \
-                 (it exports {}); a guest implements {WORLD}",
+                 (it exports {}); a guest implements {}",
                 if list.is_empty() {
                     "nothing".to_string()
                 } else {
                     list.join(", ")
-                }
+                },
+                worlds_text()
             ),
         ));
     };
-    match split_name(policy_name).2 {
-        Some(v) if compatible(v, ours) => {}
-        Some(v) => return Err(refuse(path, speaks(v))),
+    let world = match split_name(policy_name).2 {
+        Some(v) => match WORLDS.into_iter().find(|w| compatible(v, w.version())) {
+            Some(w) => w,
+            None => return Err(refuse(path, speaks(v))),
+        },
         None => {
             return Err(refuse(
                 path,
                 format!(
-                    "exports {policy_name} without a version; this runner speaks {PACKAGE}@{ours}"
+                    "exports {policy_name} without a version; this runner speaks {PACKAGE} {}",
+                    versions_text()
                 ),
             ))
         }
-    }
+    };
+    let ours = world.version();
     let funcs = names(&engine, policy_item);
     let missing: Vec<&str> = POLICY_FUNCS
         .iter()
@@ -235,8 +247,19 @@ pub fn check_into(path: &Path, cache_dir: Option<&Path>) -> Result<Report> {
                     format!("imports {name}, which {PACKAGE} {ours} does not have"),
                 ));
             }
-            if let Some(v) = v.filter(|v| !compatible(v, ours)) {
-                return Err(refuse(path, speaks(v)));
+            match v {
+                Some(v) if compatible(v, ours) => {}
+                Some(v) if WORLDS.iter().any(|w| compatible(v, w.version())) => {
+                    return Err(refuse(
+                        path,
+                        format!(
+                            "imports {name} but exports {policy_name}: a guest is built \
+                             against one version of {PACKAGE}"
+                        ),
+                    ))
+                }
+                Some(v) => return Err(refuse(path, speaks(v))),
+                None => {}
             }
             if funcs.is_empty() {
                 import_lines.push(format!("  import {name} (types only)"));
@@ -258,13 +281,14 @@ pub fn check_into(path: &Path, cache_dir: Option<&Path>) -> Result<Report> {
 
     // the linker's type check of the imports, then instantiation (on a simulated node)
     // for the exports: every signature as the runner's world has it
-    try_instantiate(&engine, &component, path).map_err(|e| match e {
+    let found = try_instantiate(&engine, &component, path).map_err(|e| match e {
         Error::Guest { reason, .. } if reason.contains("type mismatch") => refuse(
             path,
             format!("{reason} (rebuild it against this runner's wit/ files)"),
         ),
         other => other,
     })?;
+    debug_assert_eq!(found, world, "the exports name one world");
 
     for name in &wasi {
         let iface = name.split('@').next().unwrap_or(name);
@@ -272,7 +296,7 @@ pub fn check_into(path: &Path, cache_dir: Option<&Path>) -> Result<Report> {
     }
     let size = wasm.len().div_ceil(1024);
     let mut lines = vec![
-        format!("ok: {} implements {WORLD}", path.display()),
+        format!("ok: {} implements {}", path.display(), world.name()),
         match cached {
             None => format!("  {size} KiB component, compiled in {compile_ms} ms"),
             Some((dir, engine::CacheOutcome::Hit)) => format!(
@@ -288,8 +312,15 @@ pub fn check_into(path: &Path, cache_dir: Option<&Path>) -> Result<Report> {
         format!("  digest {}", engine::digest(&wasm)),
         format!("  export {policy_name}: {}", funcs.join(", ")),
     ];
+    if world != WORLDS[0] {
+        lines.push(format!(
+            "  served by the {ours} adapter: addresses.list and routes.list answer IPv4 \
+             only, no requested ips/mac (rebuild against wit/world.wit for {})",
+            WORLDS[0].version()
+        ));
+    }
     lines.extend(import_lines);
-    Ok(Report { lines })
+    Ok(Report { lines, world })
 }
 
 #[cfg(test)]
@@ -308,7 +339,20 @@ mod tests {
         assert!(!compatible("0.3", "0.1.0"));
         assert!(!compatible("0.1.1-rc.1", "0.1.0"));
         assert!(compatible("0.1.1-rc.1", "0.1.1-rc.1"));
-        assert_eq!(version(), "0.1.0");
+        assert_eq!(versions_text(), "0.2.0 and 0.1.0");
+    }
+
+    #[test]
+    fn the_world_is_found_from_the_policy_export() {
+        let of = |n: &[&str]| World::of_exports(n.iter().copied());
+        assert_eq!(of(&["wasm-cni:plugin/policy@0.2.0"]), Some(World::V0_2));
+        assert_eq!(of(&["wasm-cni:plugin/policy@0.1.0"]), Some(World::V0_1));
+        assert_eq!(of(&["wasm-cni:plugin/policy@0.1.4"]), Some(World::V0_1));
+        assert_eq!(of(&["wasm-cni:plugin/policy@0.3.0"]), None);
+        assert_eq!(of(&["wasm-cni:plugin/policy"]), None);
+        assert_eq!(of(&["greet"]), None);
+        assert_eq!(World::V0_2.name(), "wasm-cni:plugin/cni-policy@0.2.0");
+        assert_eq!(WORLDS[0], World::V0_2, "newest first");
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub(crate) mod host;
 use crate::cni::output::{AddResult, Dns, Interface, IpConfig, Route};
 use crate::error::{Error, Result};
 use crate::gate::{Gate, Shared};
-use host::{policy, CniPolicy, CniPolicyPre, MemoryLimits, State};
+use host::{v1, v2, MemoryLimits, State};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -20,8 +20,50 @@ use wasmtime_wasi::{Deterministic, WasiCtxBuilder};
 
 pub(crate) use engine::CacheOutcome;
 
-/// The WIT world a guest must implement.
-pub const WORLD: &str = "wasm-cni:plugin/cni-policy@0.1.0";
+/// A contract version the runner serves. Each has its bindings in `host` (`v1`, `v2`)
+/// and its arm in `Guest`; a guest implements exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum World {
+    /// `wasm-cni:plugin@0.2.0`: both address families, requested ips/mac.
+    V0_2,
+    /// `wasm-cni:plugin@0.1.0`, frozen: served through its adapter (IPv4-only lists).
+    V0_1,
+}
+
+/// Every world the runner serves, newest first.
+pub const WORLDS: [World; 2] = [World::V0_2, World::V0_1];
+
+impl World {
+    /// The world's full name, e.g. `wasm-cni:plugin/cni-policy@0.2.0`.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::V0_2 => "wasm-cni:plugin/cni-policy@0.2.0",
+            World::V0_1 => "wasm-cni:plugin/cni-policy@0.1.0",
+        }
+    }
+
+    /// The package version, e.g. `0.2.0`.
+    pub fn version(self) -> &'static str {
+        self.name().rsplit_once('@').map_or("", |(_, v)| v)
+    }
+
+    /// The world a component implements, from the version of the
+    /// `wasm-cni:plugin/policy` interface it exports (semver-compatible, as the linker
+    /// matches: a 0.1.3 export is served as 0.1.0).
+    pub fn of_exports<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<World> {
+        names.into_iter().find_map(|n| {
+            let v = n.strip_prefix("wasm-cni:plugin/policy@")?;
+            WORLDS
+                .into_iter()
+                .find(|w| check::compatible(v, w.version()))
+        })
+    }
+}
+
+/// The supported worlds, for messages: `A or B`.
+pub fn worlds_text() -> String {
+    WORLDS.map(World::name).join(" or ")
+}
 
 /// One attachment's request, as the guest gets it.
 pub(crate) struct Request {
@@ -30,6 +72,10 @@ pub(crate) struct Request {
     pub host_link: String,
     pub has_netns: bool,
     pub args: Vec<(String, String)>,
+    /// Requested addresses (canonical text, either family, at most one of each) and
+    /// MAC: a 0.2.0 guest gets them, a 0.1.0 one still reads the raw config and args.
+    pub ips: Vec<String>,
+    pub mac: Option<String>,
     pub config: String,
 }
 
@@ -65,24 +111,72 @@ fn linker(engine: &Engine) -> Result<Linker<State>> {
     let mut l: Linker<State> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut l)
         .map_err(|e| Error::Internal(format!("linking WASI: {e}")))?;
-    CniPolicy::add_to_linker::<State, HasSelf<State>>(&mut l, |s| s)
-        .map_err(|e| Error::Internal(format!("linking host functions: {e}")))?;
+    // every version's imports: their interface names carry the version, so they sit
+    // side by side and each guest links against its own
+    let link_err = |e: wasmtime::Error| Error::Internal(format!("linking host functions: {e}"));
+    v2::CniPolicy::add_to_linker::<State, HasSelf<State>>(&mut l, |s| s).map_err(link_err)?;
+    v1::CniPolicy::add_to_linker::<State, HasSelf<State>>(&mut l, |s| s).map_err(link_err)?;
     Ok(l)
 }
 
-fn pre(engine: &Engine, component: &Component, path: &Path) -> Result<CniPolicyPre<State>> {
+/// The world a component implements, from its exports; neither is an error naming
+/// both.
+pub(crate) fn world_of(engine: &Engine, component: &Component, path: &Path) -> Result<World> {
+    let ty = component.component_type();
+    let names: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    World::of_exports(names.iter().map(String::as_str)).ok_or_else(|| Error::Guest {
+        path: path.display().to_string(),
+        reason: format!(
+            "implements neither {} (it exports {})",
+            worlds_text(),
+            if names.is_empty() {
+                "nothing".to_string()
+            } else {
+                names.join(", ")
+            }
+        ),
+    })
+}
+
+/// A guest ready to instantiate, through its version's bindings.
+enum GuestPre {
+    V0_2(v2::CniPolicyPre<State>),
+    V0_1(v1::CniPolicyPre<State>),
+}
+
+/// An instantiated guest, through its version's bindings.
+enum Guest {
+    V0_2(v2::CniPolicy),
+    V0_1(v1::CniPolicy),
+}
+
+impl GuestPre {
+    fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Guest> {
+        Ok(match self {
+            GuestPre::V0_2(p) => Guest::V0_2(p.instantiate(store)?),
+            GuestPre::V0_1(p) => Guest::V0_1(p.instantiate(store)?),
+        })
+    }
+}
+
+fn pre(engine: &Engine, component: &Component, path: &Path) -> Result<GuestPre> {
+    let world = world_of(engine, component, path)?;
     let l = linker(engine)?;
     let guest_err = |e: wasmtime::Error| Error::Guest {
         path: path.display().to_string(),
-        reason: format!("does not implement {WORLD}: {e:#}"),
+        reason: format!("does not implement {}: {e:#}", world.name()),
     };
     let ip = l.instantiate_pre(component).map_err(guest_err)?;
-    CniPolicyPre::new(ip).map_err(guest_err)
+    Ok(match world {
+        World::V0_2 => GuestPre::V0_2(v2::CniPolicyPre::new(ip).map_err(guest_err)?),
+        World::V0_1 => GuestPre::V0_1(v1::CniPolicyPre::new(ip).map_err(guest_err)?),
+    })
 }
 
-/// Check that a file is a component of our world (`wasm-cni guest check` tells more).
-pub fn validate(path: &Path) -> Result<()> {
-    check::check(path).map(|_| ())
+/// Check that a file is a component of one of our worlds, and say which (`wasm-cni
+/// guest check` tells more).
+pub fn validate(path: &Path) -> Result<World> {
+    check::check(path).map(|r| r.world)
 }
 
 /// A store whose gate touches nothing real: STATUS grants on an empty simulated
@@ -93,7 +187,7 @@ fn detached_store(engine: &Engine, memory_mib: u64, timeout: Duration) -> Store<
         false,
         "cni0",
         "wc",
-        None,
+        Vec::new(),
     );
     let model = crate::node::model::Model {
         world: crate::node::model::World::default(),
@@ -112,19 +206,20 @@ fn detached_store(engine: &Engine, memory_mib: u64, timeout: Duration) -> Store<
 /// Instantiate the guest once against a simulated node, which type-checks every export
 /// it will be called through (the linker checks only imports). Nothing on the real
 /// node can be touched: the gate's node is `node::model::Model`.
-fn try_instantiate(engine: &Engine, component: &Component, path: &Path) -> Result<()> {
+fn try_instantiate(engine: &Engine, component: &Component, path: &Path) -> Result<World> {
     // the largest limits a network config may set: the check is about the contract,
     // not about whether the guest fits one network's budget
+    let world = world_of(engine, component, path)?;
     let mut store = detached_store(engine, 4096, Duration::from_secs(120));
     pre(engine, component, path)?
         .instantiate(&mut store)
-        .map(|_| ())
+        .map(|_| world)
         .map_err(|e| {
             let e = format!("{e:#}");
             Error::Guest {
                 path: path.display().to_string(),
                 reason: if e.contains("type mismatch") {
-                    format!("does not implement {WORLD}: {e}")
+                    format!("does not implement {}: {e}", world.name())
                 } else {
                     format!("instantiation failed: {e}")
                 },
@@ -145,28 +240,65 @@ fn check_text(what: &str, s: &str) -> Result<()> {
     Ok(())
 }
 
-/// Turn the guest's ADD result into ours, rejecting garbage.
-fn convert(r: policy::AddResult, container_netns: &str) -> Result<AddResult> {
+/// The guest's ADD result as ours, field by field (checked by `check_result`). The
+/// result records are the same in every version; a macro writes the move once.
+macro_rules! result_from {
+    ($r:expr, $netns:expr) => {{
+        let r = $r;
+        AddResult {
+            interfaces: r
+                .interfaces
+                .into_iter()
+                .map(|i| Interface {
+                    name: i.name,
+                    mac: i.mac,
+                    sandbox: i.sandbox.then(|| $netns.to_string()),
+                })
+                .collect(),
+            ips: r
+                .ips
+                .into_iter()
+                .map(|ip| IpConfig {
+                    address: ip.address,
+                    gateway: ip.gateway,
+                    interface: ip.interface,
+                })
+                .collect(),
+            routes: r
+                .routes
+                .into_iter()
+                .map(|rt| Route {
+                    dst: rt.destination,
+                    gw: rt.gateway,
+                })
+                .collect(),
+            dns: r.dns.map(|d| Dns {
+                nameservers: d.nameservers,
+                domain: d.domain,
+                search: d.search,
+                options: d.options,
+            }),
+        }
+    }};
+}
+
+/// Reject garbage in a guest's ADD result (whatever its version).
+fn check_result(out: AddResult) -> Result<AddResult> {
     let bad = |m: String| Error::GuestFault(format!("returned an invalid result: {m}"));
-    if r.interfaces.len() > MAX_ITEMS || r.ips.len() > MAX_ITEMS || r.routes.len() > MAX_ITEMS {
+    if out.interfaces.len() > MAX_ITEMS || out.ips.len() > MAX_ITEMS || out.routes.len() > MAX_ITEMS
+    {
         return Err(bad(format!(
             "more than {MAX_ITEMS} interfaces, ips or routes"
         )));
     }
-    let mut out = AddResult::default();
-    for i in r.interfaces {
+    for i in &out.interfaces {
         check_text("interface name", &i.name)?;
         check_text("mac", &i.mac)?;
         if !crate::cni::env::valid_ifname(&i.name) {
             return Err(bad(format!("interface name {:?}", i.name)));
         }
-        out.interfaces.push(Interface {
-            name: i.name,
-            mac: i.mac,
-            sandbox: i.sandbox.then(|| container_netns.to_string()),
-        });
     }
-    for ip in r.ips {
+    for ip in &out.ips {
         if ip.address.parse::<ipnetwork::IpNetwork>().is_err() {
             return Err(bad(format!("address {:?} is not CIDR", ip.address)));
         }
@@ -183,30 +315,18 @@ fn convert(r: policy::AddResult, container_netns: &str) -> Result<AddResult> {
                 )));
             }
         }
-        out.ips.push(IpConfig {
-            address: ip.address,
-            gateway: ip.gateway,
-            interface: ip.interface,
-        });
     }
-    for rt in r.routes {
-        if rt.destination.parse::<ipnetwork::IpNetwork>().is_err() {
-            return Err(bad(format!(
-                "route destination {:?} is not CIDR",
-                rt.destination
-            )));
+    for rt in &out.routes {
+        if rt.dst.parse::<ipnetwork::IpNetwork>().is_err() {
+            return Err(bad(format!("route destination {:?} is not CIDR", rt.dst)));
         }
-        if let Some(g) = &rt.gateway {
+        if let Some(g) = &rt.gw {
             if g.parse::<std::net::IpAddr>().is_err() {
                 return Err(bad(format!("route gateway {g:?} is not an address")));
             }
         }
-        out.routes.push(Route {
-            dst: rt.destination,
-            gw: rt.gateway,
-        });
     }
-    if let Some(d) = r.dns {
+    if let Some(d) = &out.dns {
         for s in d
             .nameservers
             .iter()
@@ -219,14 +339,78 @@ fn convert(r: policy::AddResult, container_netns: &str) -> Result<AddResult> {
         if d.nameservers.len() + d.search.len() + d.options.len() > MAX_ITEMS {
             return Err(bad("too many dns entries".into()));
         }
-        out.dns = Some(Dns {
-            nameservers: d.nameservers,
-            domain: d.domain,
-            search: d.search,
-            options: d.options,
-        });
     }
     Ok(out)
+}
+
+/// What the guest answered, before it is checked: the same for every version.
+type Raw = std::result::Result<std::result::Result<Option<AddResult>, Error>, wasmtime::Error>;
+
+/// The policy error as the runner's, whatever the version.
+fn policy_error(code: u32, message: String, details: String) -> Error {
+    Error::Policy {
+        code,
+        message: truncate(message, 1024),
+        details: truncate(details, 4096),
+    }
+}
+
+/// Make `call` through one version's exports `$p` (module `$v`), with `$req` turning a
+/// `Request` into that version's record. The calls are the same in every version; a
+/// macro writes them once.
+macro_rules! call_policy {
+    ($v:ident, $p:expr, $store:expr, $call:expr, $netns:expr, $req:expr) => {{
+        use $v::exports::wasm_cni::plugin::policy;
+        let p = $p;
+        let store = $store;
+        let err = |e: policy::CniError| policy_error(e.code, e.message, e.details);
+        let done = |r: std::result::Result<(), policy::CniError>| r.map(|_| None).map_err(err);
+        let raw: Raw = match $call {
+            Call::Add(r) => p
+                .call_add(&mut *store, &$req(r))
+                .map(|r| r.map(|a| Some(result_from!(a, $netns))).map_err(err)),
+            Call::Del(r) => p.call_del(&mut *store, &$req(r)).map(done),
+            Call::Check(r) => p.call_check(&mut *store, &$req(r)).map(done),
+            Call::Gc { config, valid } => {
+                let v: Vec<policy::Attachment> = valid
+                    .iter()
+                    .map(|(c, i)| policy::Attachment {
+                        container_id: c.clone(),
+                        ifname: i.clone(),
+                    })
+                    .collect();
+                p.call_gc(&mut *store, config, &v).map(done)
+            }
+            Call::Status { config } => p.call_status(&mut *store, config).map(done),
+        };
+        raw
+    }};
+}
+
+/// The 0.2.0 request: everything, with the requested addresses and MAC.
+fn request_v2(r: &Request) -> v2::exports::wasm_cni::plugin::policy::Request {
+    v2::exports::wasm_cni::plugin::policy::Request {
+        container_id: r.container_id.clone(),
+        ifname: r.ifname.clone(),
+        host_link: r.host_link.clone(),
+        has_netns: r.has_netns,
+        args: r.args.clone(),
+        ips: r.ips.clone(),
+        mac: r.mac.clone(),
+        config: r.config.clone(),
+    }
+}
+
+/// The 0.1.0 request: as it was (the requested ips/mac only in the raw config/args).
+fn request_v1(r: &Request) -> v1::exports::wasm_cni::plugin::policy::Request {
+    v1::exports::wasm_cni::plugin::policy::Request {
+        container_id: r.container_id.clone(),
+        ifname: r.ifname.clone(),
+        host_link: r.host_link.clone(),
+        has_netns: r.has_netns,
+        args: r.args.clone(),
+        config: r.config.clone(),
+    }
 }
 
 /// The bounds and names of one guest call.
@@ -315,43 +499,28 @@ pub(crate) fn run(
         phases.instantiate_us = t.elapsed().as_micros();
         let t = Instant::now();
         let out = inst.and_then(|inst| {
-            let p = inst.wasm_cni_plugin_policy();
-            let to_req = |r: &Request| policy::Request {
-                container_id: r.container_id.clone(),
-                ifname: r.ifname.clone(),
-                host_link: r.host_link.clone(),
-                has_netns: r.has_netns,
-                args: r.args.clone(),
-                config: r.config.clone(),
-            };
-            let raw = match &call {
-                Call::Add(r) => p.call_add(&mut store, &to_req(r)).map(|r| r.map(Some)),
-                Call::Del(r) => p.call_del(&mut store, &to_req(r)).map(|r| r.map(|_| None)),
-                Call::Check(r) => p
-                    .call_check(&mut store, &to_req(r))
-                    .map(|r| r.map(|_| None)),
-                Call::Gc { config, valid } => {
-                    let v: Vec<policy::Attachment> = valid
-                        .iter()
-                        .map(|(c, i)| policy::Attachment {
-                            container_id: c.clone(),
-                            ifname: i.clone(),
-                        })
-                        .collect();
-                    p.call_gc(&mut store, config, &v).map(|r| r.map(|_| None))
-                }
-                Call::Status { config } => {
-                    p.call_status(&mut store, config).map(|r| r.map(|_| None))
-                }
+            let raw = match &inst {
+                Guest::V0_2(g) => call_policy!(
+                    v2,
+                    g.wasm_cni_plugin_policy(),
+                    &mut store,
+                    &call,
+                    container_netns,
+                    request_v2
+                ),
+                Guest::V0_1(g) => call_policy!(
+                    v1,
+                    g.wasm_cni_plugin_policy(),
+                    &mut store,
+                    &call,
+                    container_netns,
+                    request_v1
+                ),
             };
             match raw {
                 Err(trap) => Err(fault(&store, trap, timeout)),
-                Ok(Err(e)) => Err(Error::Policy {
-                    code: e.code,
-                    message: truncate(e.message, 1024),
-                    details: truncate(e.details, 4096),
-                }),
-                Ok(Ok(Some(r))) => convert(r, container_netns).map(Reply::Added),
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(Some(r))) => check_result(r).map(Reply::Added),
                 Ok(Ok(None)) => Ok(Reply::Done),
             }
         });

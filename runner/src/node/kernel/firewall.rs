@@ -1,4 +1,7 @@
-//! Firewall rules in the runner's own nftables table for a network, `ip wasm_cni_<net>`.
+//! Firewall rules in the runner's own nftables tables for a network: `ip wasm_cni_<net>`
+//! for IPv4 sources, `ip6 wasm_cni_<net>` (same name, other family) for IPv6 ones, made
+//! at the first rule of that family, so a single-stack network has one table and the
+//! IPv4 rules stay in the plain `ip` table they always were in.
 //!
 //! Each rule purpose has a base chain of its own, hooked where it acts; a request
 //! (re)writes that chain in one nft transaction (add table, add chain, flush chain, add
@@ -6,8 +9,8 @@
 //! nft is run only when a guest asks (node setup), not on every call, as a child that
 //! dies with the runner.
 
-use crate::node::{OpError, OpResult};
-use ipnetwork::Ipv4Network;
+use crate::node::{Family, OpError, OpResult};
+use ipnetwork::IpNetwork;
 use nftables::batch::Batch;
 use nftables::expr::{Expression, NamedExpression, Payload, PayloadField, Prefix, SetItem};
 use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Rule, Table};
@@ -97,26 +100,41 @@ fn apply(b: Batch, what: &str) -> OpResult<()> {
     check(run_nft(&["-j", "-f", "-"], Some(&json))?, what).map(|_| ())
 }
 
-/// A chain name for a CIDR: `fwd_200_200_0_0_16`.
-fn chain_for(kind: &str, net: Ipv4Network) -> String {
+/// A chain name for a CIDR: `fwd_200_200_0_0_16`, `fwd_fd00_200____48`.
+fn chain_for(kind: &str, net: IpNetwork) -> String {
     format!(
         "{kind}_{}_{}",
-        net.network().to_string().replace('.', "_"),
+        net.network().to_string().replace(['.', ':'], "_"),
         net.prefix()
     )
 }
 
-fn table(name: &str) -> Table<'static> {
+/// The nftables family of a table of `family`, and its name in nft's text.
+fn nf_family(family: Family) -> (NfFamily, &'static str) {
+    match family {
+        Family::V4 => (NfFamily::IP, "ip"),
+        Family::V6 => (NfFamily::IP6, "ip6"),
+    }
+}
+
+fn table(family: Family, name: &str) -> Table<'static> {
     Table {
-        family: NfFamily::IP,
+        family: nf_family(family).0,
         name: Cow::Owned(name.to_string()),
         handle: None,
     }
 }
 
-fn base_chain(table: &str, name: &str, ty: NfChainType, hook: NfHook, prio: i32) -> Chain<'static> {
+fn base_chain(
+    family: Family,
+    table: &str,
+    name: &str,
+    ty: NfChainType,
+    hook: NfHook,
+    prio: i32,
+) -> Chain<'static> {
     Chain {
-        family: NfFamily::IP,
+        family: nf_family(family).0,
         table: Cow::Owned(table.to_string()),
         name: Cow::Owned(name.to_string()),
         _type: Some(ty),
@@ -127,33 +145,38 @@ fn base_chain(table: &str, name: &str, ty: NfChainType, hook: NfHook, prio: i32)
     }
 }
 
-fn ip(field: &'static str) -> Expression<'static> {
+fn ip(family: Family, field: &'static str) -> Expression<'static> {
     Expression::Named(NamedExpression::Payload(Payload::PayloadField(
         PayloadField {
-            protocol: Cow::Borrowed("ip"),
+            protocol: Cow::Borrowed(nf_family(family).1),
             field: Cow::Borrowed(field),
         },
     )))
 }
 
-fn prefix(net: Ipv4Network) -> Expression<'static> {
+fn prefix(net: IpNetwork) -> Expression<'static> {
     Expression::Named(NamedExpression::Prefix(Prefix {
         addr: Box::new(Expression::String(Cow::Owned(net.network().to_string()))),
         len: u32::from(net.prefix()),
     }))
 }
 
-fn matches(field: &'static str, op: Operator, right: Expression<'static>) -> Statement<'static> {
+fn matches(
+    family: Family,
+    field: &'static str,
+    op: Operator,
+    right: Expression<'static>,
+) -> Statement<'static> {
     Statement::Match(Match {
-        left: ip(field),
+        left: ip(family, field),
         right,
         op,
     })
 }
 
-fn rule(table: &str, chain: &str, expr: Vec<Statement<'static>>) -> Rule<'static> {
+fn rule(family: Family, table: &str, chain: &str, expr: Vec<Statement<'static>>) -> Rule<'static> {
     Rule {
-        family: NfFamily::IP,
+        family: nf_family(family).0,
         table: Cow::Owned(table.to_string()),
         chain: Cow::Owned(chain.to_string()),
         expr: Cow::Owned(expr),
@@ -162,72 +185,93 @@ fn rule(table: &str, chain: &str, expr: Vec<Statement<'static>>) -> Rule<'static
 }
 
 /// (Re)write one base chain with `rules`, atomically.
-fn write_chain(table_name: &str, chain: Chain<'static>, rules: Vec<Rule<'static>>) -> OpResult<()> {
+fn write_chain(
+    family: Family,
+    table_name: &str,
+    chain: Chain<'static>,
+    rules: Vec<Rule<'static>>,
+) -> OpResult<()> {
     let mut b = Batch::new();
-    b.add(NfListObject::Table(table(table_name)));
+    b.add(NfListObject::Table(table(family, table_name)));
     b.add(NfListObject::Chain(chain.clone()));
     b.add_cmd(NfCmd::Flush(FlushObject::Chain(chain)));
     for r in rules {
         b.add(NfListObject::Rule(r));
     }
-    apply(b, &format!("applying rules in table ip {table_name}"))
+    let fam = nf_family(family).1;
+    apply(b, &format!("applying rules in table {fam} {table_name}"))
 }
 
-/// Accept forwarded packets from and to `net`.
-pub fn allow_forward(table_name: &str, net: Ipv4Network) -> OpResult<()> {
+/// Accept forwarded packets from and to `net`, in the table of its family.
+pub fn allow_forward(table_name: &str, net: IpNetwork) -> OpResult<()> {
+    let f = Family::of(&net);
     let name = chain_for("fwd", net);
-    let chain = base_chain(table_name, &name, NfChainType::Filter, NfHook::Forward, 0);
+    let chain = base_chain(
+        f,
+        table_name,
+        &name,
+        NfChainType::Filter,
+        NfHook::Forward,
+        0,
+    );
     let rules = vec![
         rule(
+            f,
             table_name,
             &name,
             vec![
-                matches("saddr", Operator::EQ, prefix(net)),
+                matches(f, "saddr", Operator::EQ, prefix(net)),
                 Statement::Accept(None),
             ],
         ),
         rule(
+            f,
             table_name,
             &name,
             vec![
-                matches("daddr", Operator::EQ, prefix(net)),
+                matches(f, "daddr", Operator::EQ, prefix(net)),
                 Statement::Accept(None),
             ],
         ),
     ];
-    write_chain(table_name, chain, rules)
+    write_chain(f, table_name, chain, rules)
 }
 
-/// Masquerade packets from `source` unless they go to one of `except`.
-pub fn masquerade(table_name: &str, source: Ipv4Network, except: &[Ipv4Network]) -> OpResult<()> {
+/// Masquerade packets from `source` unless they go to one of `except` (all of
+/// `source`'s family), in the table of its family.
+pub fn masquerade(table_name: &str, source: IpNetwork, except: &[IpNetwork]) -> OpResult<()> {
+    let f = Family::of(&source);
     let name = chain_for("masq", source);
     let chain = base_chain(
+        f,
         table_name,
         &name,
         NfChainType::NAT,
         NfHook::Postrouting,
         100,
     );
-    let mut expr = vec![matches("saddr", Operator::EQ, prefix(source))];
+    let mut expr = vec![matches(f, "saddr", Operator::EQ, prefix(source))];
     if !except.is_empty() {
         let set = except
             .iter()
             .map(|n| SetItem::Element(prefix(*n)))
             .collect::<Vec<_>>();
         expr.push(matches(
+            f,
             "daddr",
             Operator::NEQ,
             Expression::Named(NamedExpression::Set(set)),
         ));
     }
     expr.push(Statement::Masquerade(None));
-    write_chain(table_name, chain, vec![rule(table_name, &name, expr)])
+    write_chain(f, table_name, chain, vec![rule(f, table_name, &name, expr)])
 }
 
-/// The network's table as nft lists it (the text `restore_table` feeds back), or none
-/// if it does not exist.
-pub fn save_table(table_name: &str) -> OpResult<Option<String>> {
-    let out = run_nft(&["list", "table", "ip", table_name], None)?;
+/// The network's table of `family` as nft lists it (the text `restore_table` feeds
+/// back), or none if it does not exist.
+pub fn save_table(family: Family, table_name: &str) -> OpResult<Option<String>> {
+    let fam = nf_family(family).1;
+    let out = run_nft(&["list", "table", fam, table_name], None)?;
     if out.status.success() {
         return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
     }
@@ -235,19 +279,20 @@ pub fn save_table(table_name: &str) -> OpResult<Option<String>> {
     if err.contains("No such file") || err.contains("does not exist") {
         return Ok(None);
     }
-    check(out, &format!("listing table ip {table_name}")).map(|_| None)
+    check(out, &format!("listing table {fam} {table_name}")).map(|_| None)
 }
 
-/// Put the table back exactly as `save_table` listed it (none: remove it), in one nft
-/// transaction: the table never exists half-restored.
-pub fn restore_table(table_name: &str, saved: Option<&str>) -> OpResult<()> {
-    let mut script = format!("table ip {table_name}\ndelete table ip {table_name}\n");
+/// Put the table of `family` back exactly as `save_table` listed it (none: remove it),
+/// in one nft transaction: the table never exists half-restored.
+pub fn restore_table(family: Family, table_name: &str, saved: Option<&str>) -> OpResult<()> {
+    let fam = nf_family(family).1;
+    let mut script = format!("table {fam} {table_name}\ndelete table {fam} {table_name}\n");
     if let Some(text) = saved {
         script.push_str(text);
     }
     check(
         run_nft(&["-f", "-"], Some(&script))?,
-        &format!("restoring table ip {table_name}"),
+        &format!("restoring table {fam} {table_name}"),
     )
     .map(|_| ())
 }

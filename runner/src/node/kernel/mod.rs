@@ -11,13 +11,13 @@ pub(crate) mod sysctl;
 mod tests;
 
 use super::{
-    LinkInfo, Node, Ns, OpResult, RouteSpec, SavedAddress, SavedRoute, StoreUsage, SysctlKey,
-    SysctlValue,
+    Family, LinkInfo, Node, Ns, OpResult, RouteSpec, SavedAddress, SavedRoute, StoreUsage,
+    SysctlKey, SysctlValue,
 };
-use ipnetwork::Ipv4Network;
+use ipnetwork::IpNetwork;
 use netlink::Netlink;
 use netns::Namespaces;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use store::Store;
 
@@ -59,11 +59,12 @@ impl Node for Kernel {
         host: &str,
         peer: &str,
         mtu: Option<u32>,
+        peer_mac: Option<crate::mac::Mac>,
     ) -> OpResult<(LinkInfo, LinkInfo)> {
         self.net.open(Ns::Host, &mut self.ns)?;
         self.net.open(Ns::Container, &mut self.ns)?;
         let container = self.ns.container()?;
-        self.net.create_veth(host, peer, mtu, container)
+        self.net.create_veth(host, peer, mtu, peer_mac, container)
     }
     fn set_master(&mut self, name: &str, bridge: &str) -> OpResult<()> {
         self.nl(Ns::Host)?.set_master(name, bridge)
@@ -83,13 +84,13 @@ impl Node for Kernel {
     fn delete_link(&mut self, ns: Ns, name: &str) -> OpResult<()> {
         self.nl(ns)?.delete_link(ns, name)
     }
-    fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<Ipv4Network>> {
+    fn list_addresses(&mut self, ns: Ns, link: &str) -> OpResult<Vec<IpNetwork>> {
         self.nl(ns)?.list_addresses(ns, link)
     }
-    fn add_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
+    fn add_address(&mut self, ns: Ns, link: &str, addr: IpNetwork) -> OpResult<()> {
         self.nl(ns)?.add_address(ns, link, addr)
     }
-    fn remove_address(&mut self, ns: Ns, link: &str, addr: Ipv4Network) -> OpResult<SavedAddress> {
+    fn remove_address(&mut self, ns: Ns, link: &str, addr: IpNetwork) -> OpResult<SavedAddress> {
         self.nl(ns)?
             .remove_address(ns, link, addr)
             .map(|m| SavedAddress::Kernel(Box::new(m)))
@@ -100,11 +101,32 @@ impl Node for Kernel {
             SavedAddress::Plain(_) => Ok(()),
         }
     }
+    fn save_addresses(
+        &mut self,
+        ns: Ns,
+        link: &str,
+        family: Family,
+    ) -> OpResult<Vec<SavedAddress>> {
+        Ok(self
+            .nl(ns)?
+            .address_messages(ns, link, family)?
+            .into_iter()
+            .map(|m| SavedAddress::Kernel(Box::new(m)))
+            .collect())
+    }
     fn default_route_links(&mut self, ns: Ns) -> OpResult<Vec<String>> {
         self.nl(ns)?.default_route_links(ns)
     }
     fn list_routes(&mut self, ns: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
-        self.nl(ns)?.list_routes(ns, link)
+        self.nl(ns)?.list_routes(ns, link, None)
+    }
+    fn list_routes_of(
+        &mut self,
+        ns: Ns,
+        link: Option<&str>,
+        family: Family,
+    ) -> OpResult<Vec<RouteSpec>> {
+        self.nl(ns)?.list_routes(ns, link, Some(family))
     }
     fn add_route(&mut self, ns: Ns, r: &RouteSpec) -> OpResult<()> {
         self.nl(ns)?.add_route(ns, r)
@@ -117,10 +139,10 @@ impl Node for Kernel {
             .remove_route(ns, r)
             .map(|m| SavedRoute::Kernel(Box::new(m)))
     }
-    fn save_routes(&mut self, ns: Ns) -> OpResult<Vec<SavedRoute>> {
+    fn save_routes(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SavedRoute>> {
         Ok(self
             .nl(ns)?
-            .route_messages(ns)?
+            .route_messages(ns, Some(family))?
             .into_iter()
             .map(|m| SavedRoute::Kernel(Box::new(m)))
             .collect())
@@ -131,21 +153,16 @@ impl Node for Kernel {
             SavedRoute::Plain(_) => Ok(()),
         }
     }
-    fn save_table(&mut self, table: &str) -> OpResult<Option<String>> {
-        firewall::save_table(table)
+    fn save_table(&mut self, family: Family, table: &str) -> OpResult<Option<String>> {
+        firewall::save_table(family, table)
     }
-    fn restore_table(&mut self, table: &str, saved: Option<&str>) -> OpResult<()> {
-        firewall::restore_table(table, saved)
+    fn restore_table(&mut self, family: Family, table: &str, saved: Option<&str>) -> OpResult<()> {
+        firewall::restore_table(family, table, saved)
     }
-    fn allow_forward(&mut self, table: &str, net: Ipv4Network) -> OpResult<()> {
+    fn allow_forward(&mut self, table: &str, net: IpNetwork) -> OpResult<()> {
         firewall::allow_forward(table, net)
     }
-    fn masquerade(
-        &mut self,
-        table: &str,
-        source: Ipv4Network,
-        except: &[Ipv4Network],
-    ) -> OpResult<()> {
+    fn masquerade(&mut self, table: &str, source: IpNetwork, except: &[IpNetwork]) -> OpResult<()> {
         firewall::masquerade(table, source, except)
     }
     fn sysctl_get(&mut self, ns: Ns, key: &SysctlKey) -> OpResult<String> {
@@ -154,8 +171,8 @@ impl Node for Kernel {
     fn sysctl_set(&mut self, ns: Ns, key: &SysctlKey, value: &str) -> OpResult<()> {
         sysctl::set(&mut self.ns, ns, key, value)
     }
-    fn forwarding_values(&mut self, ns: Ns) -> OpResult<Vec<SysctlValue>> {
-        sysctl::forwarding_values(&mut self.ns, ns)
+    fn forwarding_values(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SysctlValue>> {
+        sysctl::forwarding_values(&mut self.ns, ns, family)
     }
     fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
         self.store.get(key)
@@ -181,13 +198,13 @@ impl Node for Kernel {
     fn store_set_usage(&mut self, usage: StoreUsage) -> OpResult<()> {
         self.store.set_usage(usage)
     }
-    fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
+    fn address_holder(&mut self, ip: IpAddr) -> OpResult<Option<String>> {
         self.store.address_holder(ip)
     }
-    fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>> {
+    fn held_addresses(&mut self) -> OpResult<Vec<IpAddr>> {
         self.store.held_addresses()
     }
-    fn hold_addresses(&mut self, attachment: &str, ips: &[Ipv4Addr], guest: &str) -> OpResult<()> {
+    fn hold_addresses(&mut self, attachment: &str, ips: &[IpAddr], guest: &str) -> OpResult<()> {
         self.store.hold_addresses(attachment, ips, guest)
     }
     fn guests_in_use(&mut self) -> OpResult<Vec<String>> {

@@ -6,18 +6,20 @@
 //! runtime driven by `block_on` from the (synchronous) host functions.
 
 use super::netns::Namespaces;
-use crate::node::{LinkInfo, Ns, OpError, OpKind, OpResult, RouteSpec};
+use crate::node::{Family, LinkInfo, Ns, OpError, OpKind, OpResult, RouteSpec};
 use futures::stream::TryStreamExt;
-use ipnetwork::Ipv4Network;
+use ipnetwork::IpNetwork;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteScope,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use tokio::runtime::Runtime;
 
@@ -176,12 +178,14 @@ impl Netlink {
     }
 
     /// A veth pair whose peer is created directly inside the container namespace
-    /// (IFLA_NET_NS_FD on the peer), so a name like `eth0` never exists on the host.
+    /// (IFLA_NET_NS_FD on the peer), so a name like `eth0` never exists on the host;
+    /// `peer_mac` is set in the same request (IFLA_ADDRESS on the peer).
     pub fn create_veth(
         &mut self,
         host_name: &str,
         peer: &str,
         mtu: Option<u32>,
+        peer_mac: Option<crate::mac::Mac>,
         container: &std::fs::File,
     ) -> OpResult<(LinkInfo, LinkInfo)> {
         let h = self.handle(Ns::Host)?;
@@ -189,6 +193,9 @@ impl Netlink {
         let mut p = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
             .setns_by_fd(fd);
+        if let Some(m) = peer_mac {
+            p = p.address(m.0.to_vec());
+        }
         let mut v = LinkVeth::new(host_name, peer);
         if let Some(m) = mtu {
             p = p.mtu(m);
@@ -262,44 +269,57 @@ impl Netlink {
             })
     }
 
-    pub fn list_addresses(&mut self, which: Ns, link: &str) -> OpResult<Vec<Ipv4Network>> {
-        let l = self.must_link(which, link)?;
-        let h = self.handle(which)?;
-        let msgs = self
-            .block_on(async move {
-                h.address()
-                    .get()
-                    .set_link_index_filter(l.index)
-                    .execute()
-                    .try_collect::<Vec<_>>()
-                    .await
-            })?
-            .map_err(|e| nl_err(e, || format!("list addresses of {link:?}")))?;
-        let mut out = Vec::new();
-        for m in msgs {
-            let mut addr = None;
-            for a in &m.attributes {
-                match a {
-                    AddressAttribute::Local(IpAddr::V4(ip)) => addr = Some(*ip),
-                    AddressAttribute::Address(IpAddr::V4(ip)) if addr.is_none() => addr = Some(*ip),
-                    _ => {}
-                }
-            }
-            if let Some(ip) = addr {
-                if let Ok(n) = Ipv4Network::new(ip, m.header.prefix_len) {
-                    out.push(n);
-                }
-            }
-        }
+    pub fn list_addresses(&mut self, which: Ns, link: &str) -> OpResult<Vec<IpNetwork>> {
+        let mut out: Vec<IpNetwork> = self
+            .address_dump(which, link)?
+            .iter()
+            // the kernel's own link-locals, which no guest added, are left out
+            .filter_map(|m| Some((address_of(m)?, m.header.prefix_len)))
+            .filter(|(ip, _)| !is_link_local(*ip))
+            .filter_map(|(ip, prefix)| IpNetwork::new(ip, prefix).ok())
+            .collect();
+        // IPv4 first (the dump's order is the kernel's, not a promise)
+        out.sort_by_key(|n| n.is_ipv6());
         Ok(out)
     }
 
-    pub fn add_address(&mut self, which: Ns, link: &str, addr: Ipv4Network) -> OpResult<()> {
+    /// Every address message of a link, both families.
+    fn address_dump(&mut self, which: Ns, link: &str) -> OpResult<Vec<AddressMessage>> {
         let l = self.must_link(which, link)?;
         let h = self.handle(which)?;
         self.block_on(async move {
             h.address()
-                .add(l.index, IpAddr::V4(addr.ip()), addr.prefix())
+                .get()
+                .set_link_index_filter(l.index)
+                .execute()
+                .try_collect::<Vec<_>>()
+                .await
+        })?
+        .map_err(|e| nl_err(e, || format!("list addresses of {link:?}")))
+    }
+
+    /// The kernel's messages of the link's addresses of `family`, without link-locals.
+    pub fn address_messages(
+        &mut self,
+        which: Ns,
+        link: &str,
+        family: Family,
+    ) -> OpResult<Vec<AddressMessage>> {
+        let msgs = self.address_dump(which, link)?;
+        Ok(msgs
+            .into_iter()
+            .filter(|m| {
+                address_of(m).is_some_and(|ip| Family::of_ip(ip) == family && !is_link_local(ip))
+            })
+            .collect())
+    }
+
+    pub fn add_address(&mut self, which: Ns, link: &str, addr: IpNetwork) -> OpResult<()> {
+        let l = self.must_link(which, link)?;
+        let h = self.handle(which)?;
+        self.block_on(async move {
+            h.address()
+                .add(l.index, addr.ip(), addr.prefix())
                 .execute()
                 .await
         })?
@@ -315,7 +335,7 @@ impl Netlink {
         &mut self,
         which: Ns,
         link: &str,
-        addr: Ipv4Network,
+        addr: IpNetwork,
     ) -> OpResult<AddressMessage> {
         let l = self.must_link(which, link)?;
         let h = self.handle(which)?;
@@ -323,10 +343,8 @@ impl Netlink {
             .block_on(async move {
                 let mut s = h.address().get().set_link_index_filter(l.index).execute();
                 while let Some(m) = s.try_next().await? {
-                    let matches = m.header.prefix_len == addr.prefix()
-                        && m.attributes.iter().any(|a| {
-                            matches!(a, AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) if *ip == addr.ip())
-                        });
+                    let matches =
+                        m.header.prefix_len == addr.prefix() && address_of(&m) == Some(addr.ip());
                     if matches {
                         h.address().del(m.clone()).execute().await?;
                         return Ok(Some(m));
@@ -378,16 +396,22 @@ impl Netlink {
         Ok(links.iter().map(info).map(|l| (l.index, l.name)).collect())
     }
 
-    pub fn route_messages(&mut self, which: Ns) -> OpResult<Vec<RouteMessage>> {
+    /// The main table's routes of `family` (none: both, in one dump). A node with
+    /// many pods has hundreds of IPv6 link-local routes (one per veth), so a caller
+    /// that needs one family dumps only that one.
+    pub fn route_messages(
+        &mut self,
+        which: Ns,
+        family: Option<Family>,
+    ) -> OpResult<Vec<RouteMessage>> {
         let h = self.handle(which)?;
+        let query = match family {
+            None => RouteMessageBuilder::<IpAddr>::new().build(),
+            Some(Family::V4) => RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            Some(Family::V6) => RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        };
         let all = self
-            .block_on(async move {
-                h.route()
-                    .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-                    .execute()
-                    .try_collect::<Vec<_>>()
-                    .await
-            })?
+            .block_on(async move { h.route().get(query).execute().try_collect::<Vec<_>>().await })?
             .map_err(|e| nl_err(e, || format!("list routes in the {which} namespace")))?;
         Ok(all
             .into_iter()
@@ -401,18 +425,29 @@ impl Netlink {
                     })
                     .unwrap_or(u32::from(m.header.table));
                 table == u32::from(RouteHeader::RT_TABLE_MAIN)
+                    && matches!(
+                        m.header.address_family,
+                        AddressFamily::Inet | AddressFamily::Inet6
+                    )
             })
             .collect())
     }
 
     fn spec(m: &RouteMessage, names: &[(u32, String)]) -> RouteSpec {
-        let mut dst = Ipv4Addr::UNSPECIFIED;
+        let v6 = m.header.address_family == AddressFamily::Inet6;
+        let mut dst: IpAddr = if v6 {
+            Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            Ipv4Addr::UNSPECIFIED.into()
+        };
         let mut gw = None;
         let mut link = None;
         for a in &m.attributes {
             match a {
-                RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
-                RouteAttribute::Gateway(RouteAddress::Inet(g)) => gw = Some(*g),
+                RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = (*d).into(),
+                RouteAttribute::Destination(RouteAddress::Inet6(d)) => dst = (*d).into(),
+                RouteAttribute::Gateway(RouteAddress::Inet(g)) => gw = Some((*g).into()),
+                RouteAttribute::Gateway(RouteAddress::Inet6(g)) => gw = Some((*g).into()),
                 RouteAttribute::Oif(i) => {
                     link = names
                         .iter()
@@ -422,8 +457,8 @@ impl Netlink {
                 _ => {}
             }
         }
-        let destination = Ipv4Network::new(dst, m.header.destination_prefix_length)
-            .unwrap_or_else(|_| Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).expect("valid"));
+        let destination = IpNetwork::new(dst, m.header.destination_prefix_length)
+            .unwrap_or_else(|_| IpNetwork::new(dst, 0).expect("a /0 is valid"));
         RouteSpec {
             destination,
             gateway: gw,
@@ -431,50 +466,121 @@ impl Netlink {
         }
     }
 
-    /// Names of the links that carry a default route (the uplinks). Costs one route
-    /// dump (a node has few routes) and one lookup per default route, not a dump of
-    /// every link: a node with hundreds of pods has hundreds of links.
+    /// The kernel's own IPv6 routes that no guest added and a list leaves out: the
+    /// link-local prefix of every link (`fe80::/64`, proto kernel), multicast and
+    /// local entries, and `::1` on `lo`.
+    fn kernel_own(m: &RouteMessage, r: &RouteSpec) -> bool {
+        if m.header.address_family != AddressFamily::Inet6 {
+            return false;
+        }
+        !matches!(m.header.kind, RouteType::Unicast)
+            || (m.header.protocol == RouteProtocol::Kernel
+                && (is_link_local(r.destination.ip()) || r.destination.ip().is_loopback()))
+    }
+
+    /// Names of the links that carry a default route (the uplinks). Costs one IPv4
+    /// route dump (a node has few IPv4 routes), one IPv6 route lookup and one link
+    /// lookup per default route, not a dump of every link or of the IPv6 table: a node
+    /// with hundreds of pods has hundreds of links, and an IPv6 link-local route each.
     pub fn default_route_links(&mut self, which: Ns) -> OpResult<Vec<String>> {
-        let msgs = self.route_messages(which)?;
-        let mut out = Vec::new();
-        for m in msgs
-            .iter()
-            .filter(|m| m.header.destination_prefix_length == 0)
-        {
-            let oif = m.attributes.iter().find_map(|a| match a {
+        let msgs = self.route_messages(which, Some(Family::V4))?;
+        let oif = |m: &RouteMessage| {
+            m.attributes.iter().find_map(|a| match a {
                 RouteAttribute::Oif(i) => Some(*i),
                 _ => None,
-            });
-            if let Some(idx) = oif {
-                let h = self.handle(which)?;
-                let found = self
-                    .block_on(
-                        async move { h.link().get().match_index(idx).execute().try_next().await },
-                    )?
-                    .map_err(|e| nl_err(e, || format!("link #{idx} in the {which} namespace")))?;
-                if let Some(l) = found {
-                    out.push(info(&l).name);
+            })
+        };
+        let mut oifs: Vec<u32> = msgs
+            .iter()
+            .filter(|m| m.header.destination_prefix_length == 0)
+            .filter_map(oif)
+            .collect();
+        // an uplink with only an IPv6 default route is the uplink too: the link the
+        // kernel would send `::` through (the best IPv6 default route)
+        if let Some(m) = self.ipv6_default(which)? {
+            oifs.extend(oif(&m));
+        }
+        let mut out: Vec<String> = Vec::new();
+        for idx in oifs {
+            let h = self.handle(which)?;
+            let found = self
+                .block_on(
+                    async move { h.link().get().match_index(idx).execute().try_next().await },
+                )?
+                .map_err(|e| nl_err(e, || format!("link #{idx} in the {which} namespace")))?;
+            if let Some(l) = found {
+                let name = info(&l).name;
+                if !out.contains(&name) {
+                    out.push(name);
                 }
             }
         }
         Ok(out)
     }
 
-    pub fn list_routes(&mut self, which: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>> {
+    /// The route the kernel picks for `::`, the best IPv6 default route; none without
+    /// one (or without IPv6).
+    fn ipv6_default(&mut self, which: Ns) -> OpResult<Option<RouteMessage>> {
+        let h = self.handle(which)?;
+        let mut b =
+            RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(Ipv6Addr::UNSPECIFIED, 128);
+        // a lookup, not a filter: no table, protocol or type of ours
+        let m = b.get_mut();
+        m.header.table = 0;
+        m.header.protocol = RouteProtocol::Unspec;
+        m.header.kind = RouteType::Unspec;
+        let msg = b.build();
+        let r = self.block_on(async move { h.route().get(msg).execute().try_next().await })?;
+        match r {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                let e = nl_err(e, || format!("IPv6 default route in the {which} namespace"));
+                match e.errno {
+                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EAFNOSUPPORT) => Ok(None),
+                    _ if e.kind == OpKind::NotFound => Ok(None),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    pub fn list_routes(
+        &mut self,
+        which: Ns,
+        link: Option<&str>,
+        family: Option<Family>,
+    ) -> OpResult<Vec<RouteSpec>> {
         let names = self.index_names(which)?;
-        let msgs = self.route_messages(which)?;
-        Ok(msgs
+        let msgs = self.route_messages(which, family)?;
+        let mut out: Vec<RouteSpec> = msgs
             .iter()
-            .map(|m| Self::spec(m, &names))
+            .map(|m| (m, Self::spec(m, &names)))
+            .filter(|(m, r)| !Self::kernel_own(m, r))
+            .map(|(_, r)| r)
             .filter(|r| link.is_none() || r.link.as_deref() == link)
-            .collect())
+            .collect();
+        // IPv4 first, each family in the kernel's order
+        out.sort_by_key(|r| r.destination.is_ipv6());
+        Ok(out)
     }
 
     fn route_message(&mut self, which: Ns, r: &RouteSpec) -> OpResult<RouteMessage> {
-        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(r.destination.network(), r.destination.prefix());
+        let what = || format!("route to {}", r.destination);
+        let mut b = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(r.destination.network(), r.destination.prefix())
+            .map_err(|e| OpError::invalid(format!("{}: {e}", what())))?;
         match r.gateway {
-            Some(gw) => b = b.gateway(gw),
+            Some(gw) => {
+                if Family::of_ip(gw) != Family::of(&r.destination) {
+                    return Err(OpError::invalid(format!(
+                        "{}: gateway {gw} is not of the destination's family",
+                        what()
+                    )));
+                }
+                b = b
+                    .gateway(gw)
+                    .map_err(|e| OpError::invalid(format!("{}: {e}", what())))?
+            }
             // a route straight onto a link is scope link, as `ip route add ... dev X`
             // makes it: only such a route can resolve another route's gateway (the
             // routed policy's default route via a /32 gateway route)
@@ -531,7 +637,7 @@ impl Netlink {
     /// Remove a route; returns the kernel's message for it (to restore it exactly).
     pub fn remove_route(&mut self, which: Ns, r: &RouteSpec) -> OpResult<RouteMessage> {
         let names = self.index_names(which)?;
-        let msgs = self.route_messages(which)?;
+        let msgs = self.route_messages(which, Some(Family::of(&r.destination)))?;
         let found = msgs.into_iter().find(|m| {
             let s = Self::spec(m, &names);
             s.destination == r.destination
@@ -554,4 +660,22 @@ impl Netlink {
             })?;
         Ok(msg)
     }
+}
+
+/// The address an address message carries (IFA_LOCAL, else IFA_ADDRESS), either family.
+fn address_of(m: &AddressMessage) -> Option<IpAddr> {
+    let mut addr = None;
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Local(ip) => addr = Some(*ip),
+            AddressAttribute::Address(ip) if addr.is_none() => addr = Some(*ip),
+            _ => {}
+        }
+    }
+    addr
+}
+
+/// In `fe80::/10`, the IPv6 link-local range the kernel gives every link itself.
+pub(crate) fn is_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
 }

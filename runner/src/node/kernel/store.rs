@@ -22,7 +22,7 @@ use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -94,8 +94,8 @@ impl KeptGuests {
 #[derive(Default, Debug)]
 pub struct Records {
     owners: HashMap<String, String>,
-    holders: HashMap<String, Vec<Ipv4Addr>>,
-    held: HashMap<Ipv4Addr, String>,
+    holders: HashMap<String, Vec<IpAddr>>,
+    held: HashMap<IpAddr, String>,
     /// The guest (digest) that set up each attachment.
     guests: HashMap<String, String>,
     /// The store's size after the last call that wrote and ended normally; none while
@@ -119,7 +119,7 @@ impl Records {
                 if let Some(guest) = f.get(3).filter(|g| !g.is_empty()) {
                     self.guests.insert(att.to_string(), guest.to_string());
                 }
-                let ips: Vec<Ipv4Addr> = ips.split(',').filter_map(|i| i.parse().ok()).collect();
+                let ips: Vec<IpAddr> = ips.split(',').filter_map(|i| i.parse().ok()).collect();
                 for ip in &ips {
                     self.held.insert(*ip, att.to_string());
                 }
@@ -377,18 +377,18 @@ impl Store {
 
     // ---- the runner's record of live attachments' addresses ------------------------
 
-    pub fn address_holder(&mut self, ip: Ipv4Addr) -> OpResult<Option<String>> {
+    pub fn address_holder(&mut self, ip: IpAddr) -> OpResult<Option<String>> {
         Ok(self.records()?.0.held.get(&ip).cloned())
     }
 
-    pub fn held_addresses(&mut self) -> OpResult<Vec<Ipv4Addr>> {
+    pub fn held_addresses(&mut self) -> OpResult<Vec<IpAddr>> {
         Ok(self.records()?.0.held.keys().copied().collect())
     }
 
     pub fn hold_addresses(
         &mut self,
         attachment: &str,
-        ips: &[Ipv4Addr],
+        ips: &[IpAddr],
         guest: &str,
     ) -> OpResult<()> {
         let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
@@ -580,7 +580,7 @@ mod record_tests {
     fn records_survive_reopening_a_torn_tail_and_compaction() {
         let d = tempfile::tempdir().unwrap();
         let mut s = Store::open(d.path()).unwrap();
-        let ip: Ipv4Addr = "200.200.1.2".parse().unwrap();
+        let ip: IpAddr = "200.200.1.2".parse().unwrap();
         s.hold_addresses("c1 eth0", &[ip], "sha256:aa").unwrap();
         s.put("ip/200.200.1.2", "c1 eth0").unwrap();
         s.set_owner("ip/200.200.1.2", "c1 eth0").unwrap();
@@ -612,7 +612,7 @@ mod record_tests {
         let mut s = Store::open(d.path()).unwrap();
         assert!(s.records().unwrap().0.usage.is_none());
         // many generations: the log is compacted when read
-        let other: Ipv4Addr = "200.200.1.3".parse().unwrap();
+        let other: IpAddr = "200.200.1.3".parse().unwrap();
         for i in 0..600 {
             s.hold_addresses(&format!("x{i} eth0"), &[other], "sha256:bb")
                 .unwrap();
@@ -625,5 +625,31 @@ mod record_tests {
         assert_eq!(s.owner("ip/200.200.1.2").unwrap(), None);
         let text = std::fs::read_to_string(d.path().join("records")).unwrap();
         assert!(text.lines().count() < 10, "compacted: {text}");
+    }
+
+    #[test]
+    fn hold_records_of_both_families_and_of_older_runners() {
+        let d = tempfile::tempdir().unwrap();
+        // an older runner's record: IPv4 only, no guest
+        std::fs::write(d.path().join("records"), "hold\told eth0\t200.200.1.9\n").unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        let v4: IpAddr = "200.200.1.9".parse().unwrap();
+        assert_eq!(s.address_holder(v4).unwrap().as_deref(), Some("old eth0"));
+        let ips: Vec<IpAddr> = vec![
+            "200.200.1.2".parse().unwrap(),
+            "fd00:200:1::2".parse().unwrap(),
+        ];
+        s.hold_addresses("c1 eth0", &ips, "sha256:aa").unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        // any spelling of the address finds its holder: records are typed
+        let long: IpAddr = "fd00:0200:0001:0000::0002".parse().unwrap();
+        assert_eq!(s.address_holder(long).unwrap().as_deref(), Some("c1 eth0"));
+        let mut held = s.held_addresses().unwrap();
+        held.sort();
+        assert_eq!(held.len(), 3, "{held:?}");
+        s.release_addresses("c1 eth0").unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        assert_eq!(s.address_holder(long).unwrap(), None);
+        assert_eq!(s.holders().unwrap(), vec!["old eth0"]);
     }
 }

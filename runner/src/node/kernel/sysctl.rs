@@ -29,17 +29,26 @@ pub fn set(ns: &mut Namespaces, which: Ns, key: &SysctlKey, value: &str) -> OpRe
     r.map_err(|e| io_err(key.as_str(), e))
 }
 
-/// The IPv4 `forwarding` values of `default` and of every link: writing `ip_forward`
-/// (or `conf.all.forwarding`) makes the kernel copy it into all of them.
-pub fn forwarding_values(ns: &mut Namespaces, which: Ns) -> OpResult<Vec<SysctlValue>> {
+/// The `forwarding` values of `family` of `default` and of every link: writing the
+/// family's switch (`ip_forward`, `ipv6.conf.all.forwarding`) makes the kernel copy it
+/// into all of them.
+pub fn forwarding_values(
+    ns: &mut Namespaces,
+    which: Ns,
+    family: Family,
+) -> OpResult<Vec<SysctlValue>> {
+    let dir = match family {
+        Family::V4 => "/proc/sys/net/ipv4/conf",
+        Family::V6 => "/proc/sys/net/ipv6/conf",
+    };
     let read = || -> std::io::Result<Vec<SysctlValue>> {
         let mut out = Vec::new();
-        for e in std::fs::read_dir("/proc/sys/net/ipv4/conf")? {
+        for e in std::fs::read_dir(dir)? {
             let name = e?.file_name().to_string_lossy().into_owned();
             if name == "all" {
-                continue; // the same switch as ip_forward, restored first
+                continue; // the switch itself, restored first
             }
-            let key = SysctlKey::per_link(Family::V4, &name, "forwarding");
+            let key = SysctlKey::per_link(family, &name, "forwarding");
             // a link may vanish between the listing and the read
             if let Ok(v) = std::fs::read_to_string(key.proc_path()) {
                 out.push(SysctlValue {
@@ -56,5 +65,9 @@ pub fn forwarding_values(ns: &mut Namespaces, which: Ns) -> OpResult<Vec<SysctlV
         Ns::Host => read(),
         Ns::Container => ns.in_container(read)?,
     };
-    r.map_err(|e| io_err("net.ipv4.conf.*.forwarding", e))
+    let what = match family {
+        Family::V4 => "net.ipv4.conf.*.forwarding",
+        Family::V6 => "net.ipv6.conf.*.forwarding",
+    };
+    r.map_err(|e| io_err(what, e))
 }

@@ -10,8 +10,8 @@ use super::Kernel;
 use crate::calllog::CallLog;
 use crate::gate::grants::{Grants, Scope};
 use crate::gate::Gate;
-use crate::node::{Node, Ns, OpKind, RouteSpec};
-use ipnetwork::Ipv4Network;
+use crate::node::{Family, Node, Ns, OpKind, RouteSpec, SysctlKey};
+use ipnetwork::IpNetwork;
 use nix::sched::{setns, CloneFlags};
 use std::fs::File;
 use std::process::Command;
@@ -64,7 +64,7 @@ impl Drop for Netns {
     }
 }
 
-fn net(s: &str) -> Ipv4Network {
+fn net(s: &str) -> IpNetwork {
     s.parse().unwrap()
 }
 
@@ -82,13 +82,21 @@ fn links_addresses_routes_in_both_namespaces() {
         OpKind::AlreadyExists
     );
 
-    let (host, pod) = nl.create_veth("wctest0", "eth0", None).unwrap();
+    let (host, pod) = nl.create_veth("wctest0", "eth0", None, None).unwrap();
     assert_eq!(host.name, "wctest0");
     assert_eq!(pod.name, "eth0");
     assert_eq!(pod.mac.len(), 17);
     // the peer was created in the pod namespace, never in the node's
     assert!(ns.ip(1, &["link", "show", "eth0"]).contains("eth0"));
     assert!(!ns.ip(0, &["-o", "link"]).contains(" eth0"));
+    // a requested MAC is the container end's from its creation
+    let mac = "0a:58:c8:c8:01:09".parse().unwrap();
+    let (_, pod1) = nl.create_veth("wctest1", "eth1", None, Some(mac)).unwrap();
+    assert_eq!(pod1.mac, "0a:58:c8:c8:01:09");
+    assert!(ns
+        .ip(1, &["link", "show", "eth1"])
+        .contains("0a:58:c8:c8:01:09"));
+    nl.delete_link(Ns::Host, "wctest1").unwrap();
 
     nl.set_master("wctest0", "cni0").unwrap();
     assert_eq!(
@@ -184,7 +192,7 @@ fn gate(ns: &Netns, dir: &std::path::Path, journal: bool) -> Gate {
         true,
         "cni0",
         "wc",
-        Some(net("200.200.0.0/16")),
+        vec![net("200.200.0.0/16"), net("fd00:200::/40")],
     );
     Gate::new(
         grants,
@@ -233,18 +241,47 @@ fn the_gate_denies_before_touching_and_rolls_back_what_it_did() {
         .unwrap();
     drop(earlier);
     // operstate follows carrier; the admin flags are what a call changes
+    // IPv6 on the node too: an address on the uplink, forwarding off but on for one
+    // link, the network's ip6 table with a rule
+    Command::new("ip")
+        .args(["addr", "add", "fd00:10::3/64", "dev", "uplink0", "nodad"])
+        .status()
+        .unwrap();
+    std::fs::write("/proc/sys/net/ipv6/conf/uplink0/forwarding", "1").unwrap();
+    let mut earlier = gate(&ns, dir.path(), false);
+    earlier.allow_forward("fd00:200:1::/64").unwrap();
+    drop(earlier);
+    // operstate follows carrier; the admin flags are what a call changes; the
+    // kernel's own link-locals (fe80::) come and go with carrier, not with the call
     let snap = || {
+        let v6: String = (ns.ip(0, &["-6", "-o", "addr"]) + &ns.ip(0, &["-6", "route"]))
+            .lines()
+            .filter(|l| !l.contains("fe80::"))
+            .map(|l| l.replace(" tentative", "") + "\n")
+            .collect();
+        let sysctl = |p: &str| std::fs::read_to_string(p).unwrap();
+        let nft = Command::new("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .unwrap()
+            .stdout;
         ns.ip(0, &["-o", "link"])
             .replace(" state UNKNOWN", "")
             .replace(" state DOWN", "")
             + &ns.ip(0, &["-4", "-o", "addr"])
             + &ns.ip(0, &["route"])
+            + &v6
+            + &sysctl("/proc/sys/net/ipv6/conf/all/forwarding")
+            + &sysctl("/proc/sys/net/ipv6/conf/uplink0/forwarding")
+            + &sysctl("/proc/sys/net/ipv6/conf/default/forwarding")
+            + &String::from_utf8_lossy(&nft)
     };
     let before = snap();
+    assert!(before.contains("table ip6 wasm_cni_test"), "{before}");
 
     let mut sb = gate(&ns, dir.path(), true);
     let own = sb.grants.host_link().unwrap().to_string();
-    sb.create_veth(&own, "eth0", None).unwrap();
+    sb.create_veth(&own, "eth0", None, None).unwrap();
     sb.set_master(&own, "cni0").unwrap();
     sb.address_add(Ns::Container, "eth0", "200.200.1.2/24")
         .unwrap();
@@ -257,6 +294,29 @@ fn the_gate_denies_before_touching_and_rolls_back_what_it_did() {
     )
     .unwrap();
     sb.store_put("ip/200.200.1.2", "c1 eth0").unwrap();
+    // and IPv6: address (without DAD), default route, forwarding, firewall
+    sb.sysctl_set(Ns::Container, "net.ipv6.conf.eth0.accept_dad", "0")
+        .unwrap();
+    sb.address_add(Ns::Container, "eth0", "fd00:200:1::2/64")
+        .unwrap();
+    sb.set_up(Ns::Host, &own).unwrap();
+    sb.address_add(Ns::Host, &own, "fd00:200:1::1/128").unwrap();
+    sb.route_add(Ns::Host, "fd00:200:1::2/128", None, Some(&own))
+        .unwrap();
+    sb.route_add(Ns::Container, "::/0", Some("fd00:200:1::1"), Some("eth0"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    sb.sysctl_set(Ns::Host, "net.ipv6.conf.all.forwarding", "1")
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv6/conf/uplink0/forwarding").unwrap(),
+        "1\n"
+    );
+    sb.allow_forward("fd00:200:2::/64").unwrap();
+    sb.masquerade("fd00:200:1::/64", &["fd00::/8".into()])
+        .unwrap();
+    let during = snap();
+    assert!(during.contains("fwd_fd00_200_2___64"), "{during}");
+    assert!(during.contains("masquerade"), "{during}");
 
     // every forbidden operation is refused, typed, and changes nothing
     for e in [
@@ -273,7 +333,19 @@ fn the_gate_denies_before_touching_and_rolls_back_what_it_did() {
         sb.sysctl_set(Ns::Host, "kernel.panic", "1").unwrap_err(),
         sb.store_put("../other/x", "y").unwrap_err(),
         sb.masquerade("10.0.0.0/16", &[]).unwrap_err(),
-        sb.create_veth("wcother", "eth1", None).unwrap_err(),
+        sb.create_veth("wcother", "eth1", None, None).unwrap_err(),
+        sb.address_add(Ns::Host, "uplink0", "fd00:200:1::9/64")
+            .unwrap_err(),
+        sb.address_add(Ns::Host, "cni0", "fe80::1/64").unwrap_err(),
+        sb.route_add(Ns::Host, "::/0", Some("fd00:10::1"), Some(&own))
+            .unwrap_err(),
+        sb.route_add(Ns::Container, "fd00:9::/64", Some("fd00:200:1::1"), None)
+            .unwrap_err(),
+        sb.sysctl_set(Ns::Host, "net.ipv6.conf.all.forwarding", "0")
+            .unwrap_err(),
+        sb.sysctl_set(Ns::Host, "net.ipv6.conf.uplink0.accept_ra", "0")
+            .unwrap_err(),
+        sb.masquerade("fd00:10::/64", &[]).unwrap_err(),
     ] {
         assert_eq!(e.kind, OpKind::Denied, "{e}");
     }
@@ -328,6 +400,17 @@ fn the_simulator_answers_like_the_kernel() {
             Err(e) => format!("{:?}", e.kind),
         }
     }
+    // a list as comparable text: sorted, the orders the kernel does not promise
+    fn listed<T: std::fmt::Debug>(r: Result<Vec<T>, crate::node::OpError>) -> String {
+        match r {
+            Ok(v) => {
+                let mut t: Vec<String> = v.iter().map(|x| format!("{x:?}")).collect();
+                t.sort();
+                t.join(", ")
+            }
+            Err(e) => format!("{:?}", e.kind),
+        }
+    }
     type Step = (&'static str, fn(&mut dyn Node) -> String);
     let steps: Vec<Step> = vec![
         ("create bridge", |n| {
@@ -340,10 +423,10 @@ fn the_simulator_answers_like_the_kernel() {
             outcome(n.set_up(Ns::Host, "nope"), |_| false)
         }),
         ("create veth", |n| {
-            outcome(n.create_veth("wcx", "eth0", None), |_| true)
+            outcome(n.create_veth("wcx", "eth0", None, None), |_| true)
         }),
         ("create veth, host name taken", |n| {
-            outcome(n.create_veth("wcx", "eth1", None), |_| true)
+            outcome(n.create_veth("wcx", "eth1", None, None), |_| true)
         }),
         ("attach to bridge", |n| {
             outcome(n.set_master("wcx", "cni0"), |_| false)
@@ -413,6 +496,104 @@ fn the_simulator_answers_like_the_kernel() {
             );
             format!("{} / {}", outcome(a, |_| false), outcome(b, |_| false))
         }),
+        // IPv6, as the same calls
+        ("IPv6 address", |n| {
+            outcome(
+                n.add_address(Ns::Container, "eth0", net("fd00:200:1::2/64")),
+                |_| false,
+            )
+        }),
+        ("IPv6 address again", |n| {
+            outcome(
+                n.add_address(Ns::Container, "eth0", net("fd00:200:1::2/64")),
+                |_| false,
+            )
+        }),
+        ("IPv6 address again, another prefix length", |n| {
+            outcome(
+                n.add_address(Ns::Container, "eth0", net("fd00:200:1::2/80")),
+                |_| false,
+            )
+        }),
+        ("IPv6 route via an unreachable gateway", |n| {
+            let r = route("fd00:9::/64", Some("fd00:7::1"), Some("eth0"));
+            outcome(n.add_route(Ns::Container, &r), |_| false)
+        }),
+        ("IPv6 link route to a gateway, then a route via it", |n| {
+            let a = n.add_route(
+                Ns::Container,
+                &route("fd00:200:9::1/128", None, Some("eth0")),
+            );
+            let b = n.add_route(
+                Ns::Container,
+                &route("fd00:8::/64", Some("fd00:200:9::1"), Some("eth0")),
+            );
+            format!("{} / {}", outcome(a, |_| false), outcome(b, |_| false))
+        }),
+        ("IPv6 default route in the container", |n| {
+            let r = route("::/0", Some("fd00:200:1::1"), Some("eth0"));
+            outcome(n.add_route(Ns::Container, &r), |_| false)
+        }),
+        ("IPv6 default route again", |n| {
+            let r = route("::/0", Some("fd00:200:1::1"), Some("eth0"));
+            outcome(n.add_route(Ns::Container, &r), |_| false)
+        }),
+        ("IPv6 route via an IPv4 gateway", |n| {
+            let r = route("fd00:6::/64", Some("200.200.1.1"), Some("eth0"));
+            outcome(n.add_route(Ns::Container, &r), |_| false)
+        }),
+        ("IPv6 route on a missing link", |n| {
+            let r = route("fd00:6::/64", None, Some("nope"));
+            outcome(n.add_route(Ns::Container, &r), |_| false)
+        }),
+        // the kernel has given eth0 its fe80:: link-local by now (the loop waits)
+        ("addresses, without the kernel's link-local", |n| {
+            listed(n.list_addresses(Ns::Container, "eth0"))
+        }),
+        ("routes, without the kernel's own IPv6 ones", |n| {
+            listed(n.list_routes(Ns::Container, Some("eth0")))
+        }),
+        ("IPv6 forwarding switch, copied into every link", |n| {
+            let all = SysctlKey::forwarding_switch(Family::V6);
+            let set = outcome(n.sysctl_set(Ns::Host, &all, "1"), |_| false);
+            let link = SysctlKey::per_link(Family::V6, "cni0", "forwarding");
+            let v4 = SysctlKey::per_link(Family::V4, "cni0", "forwarding");
+            format!(
+                "{set} / {:?} / ipv4 {:?}",
+                n.sysctl_get(Ns::Host, &link).map_err(|e| e.kind),
+                n.sysctl_get(Ns::Host, &v4).map_err(|e| e.kind)
+            )
+        }),
+        ("IPv6 per-link defaults", |n| {
+            let get = |n: &mut dyn Node, leaf: &str| {
+                let k = SysctlKey::per_link(Family::V6, "eth0", leaf);
+                n.sysctl_get(Ns::Container, &k).map_err(|e| e.kind)
+            };
+            format!(
+                "{:?} {:?} {:?}",
+                get(n, "accept_ra"),
+                get(n, "accept_dad"),
+                get(n, "disable_ipv6")
+            )
+        }),
+        (
+            "disable_ipv6 drops the link's IPv6 addresses and routes",
+            |n| {
+                let k = SysctlKey::per_link(Family::V6, "eth0", "disable_ipv6");
+                let set = outcome(n.sysctl_set(Ns::Container, &k, "1"), |_| false);
+                format!(
+                    "{set} / {} / {}",
+                    listed(n.list_addresses(Ns::Container, "eth0")),
+                    listed(n.list_routes(Ns::Container, Some("eth0")))
+                )
+            },
+        ),
+        ("IPv6 address with IPv6 disabled", |n| {
+            outcome(
+                n.add_address(Ns::Container, "eth0", net("fd00:200:1::3/64")),
+                |_| false,
+            )
+        }),
         ("remove a missing route", |n| {
             outcome(
                 n.remove_route(Ns::Container, &route("10.1.0.0/16", None, None)),
@@ -441,6 +622,15 @@ fn the_simulator_answers_like_the_kernel() {
     ];
     let mut differ = Vec::new();
     for (what, step) in &steps {
+        if what.starts_with("addresses, without") {
+            // the kernel adds eth0's fe80:: link-local a moment after the link is up
+            let mut tries = 0;
+            while !ns.ip(1, &["-6", "addr", "show", "eth0"]).contains("fe80::") {
+                tries += 1;
+                assert!(tries < 100, "no IPv6 link-local on eth0 after 5 s");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
         let k = step(&mut kernel);
         let m = step(&mut model);
         if k != m {
@@ -452,4 +642,59 @@ fn the_simulator_answers_like_the_kernel() {
         "the model differs:\n{}",
         differ.join("\n")
     );
+}
+
+/// The uplinks are the links of the IPv4 default routes and of the best IPv6 one (an
+/// IPv6-only uplink is protected too), found without dumping the IPv6 table.
+#[test]
+fn uplinks_of_both_families() {
+    let ns = Netns::new("u");
+    let dir = tempfile::tempdir().unwrap();
+    let mut k = Kernel::new(Some(ns.pod_path()), Store::open(dir.path()).unwrap()).unwrap();
+    assert!(k.default_route_links(Ns::Host).unwrap().is_empty());
+    let ip = |args: &[&str]| {
+        let ok = Command::new("ip").args(args).status().unwrap().success();
+        assert!(ok, "ip {args:?}");
+    };
+    ip(&["link", "add", "up4", "type", "veth", "peer", "name", "up4p"]);
+    ip(&["link", "add", "up6", "type", "veth", "peer", "name", "up6p"]);
+    for l in ["up4", "up4p", "up6", "up6p"] {
+        ip(&["link", "set", l, "up"]);
+    }
+    ip(&["addr", "add", "10.0.0.3/24", "dev", "up4"]);
+    ip(&["route", "add", "default", "via", "10.0.0.1"]);
+    assert_eq!(k.default_route_links(Ns::Host).unwrap(), vec!["up4"]);
+    ip(&["-6", "addr", "add", "fd00:10::3/64", "dev", "up6", "nodad"]);
+    ip(&[
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "fd00:10::1",
+        "dev",
+        "up6",
+    ]);
+    assert_eq!(k.default_route_links(Ns::Host).unwrap(), vec!["up4", "up6"]);
+    // and the listing shows the IPv6 default route, without the kernel's fe80::/64
+    let routes = k.list_routes(Ns::Host, Some("up6")).unwrap();
+    let mut text: Vec<String> = routes
+        .iter()
+        .map(|r| format!("{} {:?}", r.destination, r.gateway))
+        .collect();
+    text.sort();
+    assert_eq!(
+        text,
+        ["::/0 Some(fd00:10::1)", "fd00:10::/64 None"],
+        "{routes:?}"
+    );
+    // one family only, from a dump of that family
+    let v4 = k.list_routes_of(Ns::Host, None, Family::V4).unwrap();
+    assert!(
+        v4.iter().all(|r| r.destination.is_ipv4()) && v4.len() == 2,
+        "{v4:?}"
+    );
+    let v6 = k.list_routes_of(Ns::Host, Some("up6"), Family::V6).unwrap();
+    assert_eq!(v6, routes);
+    drop(ns);
 }

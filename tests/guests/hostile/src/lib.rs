@@ -15,12 +15,12 @@ wit_bindgen::generate!({
     world: "cni-policy",
 });
 
-use exports::wasm_cni::plugin::policy::{
+use exports::wasm_cni::plugin0_2_0::policy::{
     AddResult, Attachment, CniError, Guest, IpConfig, Request, ResultInterface,
 };
-use wasm_cni::plugin::routes::Route;
-use wasm_cni::plugin::types::{ErrorKind, HostError, Netns};
-use wasm_cni::plugin::{addresses, firewall, links, log, routes, store, sysctl};
+use wasm_cni::plugin0_2_0::routes::Route;
+use wasm_cni::plugin0_2_0::types::{ErrorKind, HostError, Netns};
+use wasm_cni::plugin0_2_0::{addresses, firewall, links, log, routes, store, sysctl};
 
 fn cfg(req: &Request, key: &str) -> String {
     cfg_in(&req.config, key)
@@ -104,8 +104,8 @@ fn pod_subnet(req: &Request) -> String {
 
 /// Both ends of this attachment's veth, created and up.
 fn own_veth_up(req: &Request) -> Result<links::VethPair, CniError> {
-    let pair =
-        links::create_veth(&req.host_link, &req.ifname, None).map_err(fail_kind("create veth"))?;
+    let pair = links::create_veth(&req.host_link, &req.ifname, None, None)
+        .map_err(fail_kind("create veth"))?;
     links::set_up(Netns::Host, &req.host_link).map_err(fail_kind("set host link up"))?;
     links::set_up(Netns::Container, &req.ifname).map_err(fail_kind("set pod link up"))?;
     Ok(pair)
@@ -199,7 +199,7 @@ fn read_only_attack(config: &str) -> Result<(), CniError> {
 
 /// Something allowed, so the test can see it rolled back.
 fn allowed_work(req: &Request) -> Result<(), CniError> {
-    links::create_veth(&req.host_link, &req.ifname, None).map_err(fail)?;
+    links::create_veth(&req.host_link, &req.ifname, None, None).map_err(fail)?;
     store::put("hostile/marker", "was here").map_err(fail)?;
     Ok(())
 }
@@ -252,7 +252,7 @@ fn add(req: Request) -> Result<AddResult, CniError> {
             allowed_work(&req)?;
             links::delete(Netns::Host, &target).map_err(fail)?;
             Err(fail(HostError {
-                kind: wasm_cni::plugin::types::ErrorKind::Failed,
+                kind: wasm_cni::plugin0_2_0::types::ErrorKind::Failed,
                 message: "unreachable".into(),
             }))
         }
@@ -497,6 +497,122 @@ fn add(req: Request) -> Result<AddResult, CniError> {
                 dns: None,
             })
         }
+        // ---- IPv6: what is refused for IPv4 is refused for IPv6 ----------------------------
+        "ipv6" => {
+            // config "attack": which IPv6 change to try after allowed work
+            allowed_work(&req)?;
+            let attack = cfg(&req, "attack");
+            let host_route = |dst: &str, gw: Option<&str>, link: &str| Route {
+                destination: dst.into(),
+                gateway: gw.map(str::to_string),
+                link: Some(link.to_string()),
+            };
+            match attack.as_str() {
+                "link-local-on-uplink" => addresses::add(Netns::Host, &target, "fe80::99/64")
+                    .map_err(fail_kind("uplink link-local"))?,
+                "link-local-on-bridge" => addresses::add(Netns::Host, &bridge(&req), "fe80::1/64")
+                    .map_err(fail_kind("bridge link-local"))?,
+                "link-local-route" => {
+                    routes::add(Netns::Host, &host_route("fe80::/10", None, &req.host_link))
+                        .map_err(fail_kind("link-local route"))?
+                }
+                "default-route-host" => routes::add(
+                    Netns::Host,
+                    &host_route("::/0", Some("fd00:10::1"), &req.host_link),
+                )
+                .map_err(fail_kind("host default route"))?,
+                "prefix-outside" => addresses::add(Netns::Container, &req.ifname, "fd00:999::2/64")
+                    .map_err(fail_kind("pod address"))?,
+                "prefix-too-wide" => {
+                    addresses::add(Netns::Container, &req.ifname, "fd00:200:1::2/16")
+                        .map_err(fail_kind("pod address"))?
+                }
+                "gateway-family" => routes::add(
+                    Netns::Container,
+                    &host_route("::/0", Some("200.200.1.1"), &req.ifname),
+                )
+                .map_err(fail_kind("pod default route"))?,
+                "forwarding-off" => sysctl::set(Netns::Host, "net.ipv6.conf.all.forwarding", "0")
+                    .map_err(fail_kind("ipv6 forwarding"))?,
+                "accept-ra-uplink" => sysctl::set(
+                    Netns::Host,
+                    &format!("net.ipv6.conf.{target}.accept_ra"),
+                    "2",
+                )
+                .map_err(fail_kind("uplink accept_ra"))?,
+                "masquerade-outside" => firewall::masquerade("fd00:10::/64", &[])
+                    .map_err(fail_kind("ipv6 masquerade"))?,
+                other => {
+                    return Err(CniError {
+                        code: 7,
+                        message: format!("unknown ipv6 attack {other:?}"),
+                        details: String::new(),
+                    })
+                }
+            }
+            Err(gave_up(&mode))
+        }
+        "dual-stack" => {
+            // every kind of IPv6 change a dual-stack policy makes, all allowed, then a
+            // result with both addresses (for fault injection: each step may fail);
+            // "succeed": "0" gives up at the end instead
+            let pair = own_veth_up(&req)?;
+            let v6 = cfg_or(&req, "ip6", "fd00:200:1::60/64");
+            let gw6 = cfg_or(&req, "gateway6", "fd00:200:1::1");
+            let ip = cfg_or(&req, "ip", "200.200.1.60/24");
+            sysctl::set(
+                Netns::Container,
+                &format!("net.ipv6.conf.{}.accept_dad", req.ifname),
+                "0",
+            )
+            .map_err(fail_kind("accept_dad"))?;
+            addresses::add(Netns::Container, &req.ifname, &ip).map_err(fail_kind("address"))?;
+            addresses::add(Netns::Container, &req.ifname, &v6)
+                .map_err(fail_kind("ipv6 address"))?;
+            addresses::add(Netns::Host, &req.host_link, &format!("{gw6}/128"))
+                .map_err(fail_kind("ipv6 gateway address"))?;
+            let bare = v6.split('/').next().unwrap_or_default().to_string();
+            routes::add(
+                Netns::Host,
+                &Route {
+                    destination: format!("{bare}/128"),
+                    gateway: None,
+                    link: Some(req.host_link.clone()),
+                },
+            )
+            .map_err(fail_kind("ipv6 host route"))?;
+            routes::add(
+                Netns::Container,
+                &Route {
+                    destination: "::/0".into(),
+                    gateway: Some(gw6.clone()),
+                    link: Some(req.ifname.clone()),
+                },
+            )
+            .map_err(fail_kind("ipv6 default route"))?;
+            sysctl::set(Netns::Host, "net.ipv6.conf.all.forwarding", "1")
+                .map_err(fail_kind("ipv6 forwarding"))?;
+            sysctl::set(
+                Netns::Host,
+                &format!("net.ipv6.conf.{}.accept_ra", req.host_link),
+                "0",
+            )
+            .map_err(fail_kind("accept_ra"))?;
+            let net6 = cfg_or(&req, "net6", "fd00:200:1::/64");
+            firewall::allow_forward(&net6).map_err(fail_kind("ipv6 forward"))?;
+            firewall::masquerade(&net6, &["fd00:200::/40".to_string()])
+                .map_err(fail_kind("ipv6 masquerade"))?;
+            if cfg(&req, "succeed") == "0" {
+                return Err(gave_up(&mode));
+            }
+            let mut r = result_for(&req, pair, &ip, None);
+            r.ips.push(IpConfig {
+                address: v6,
+                gateway: Some(gw6),
+                interface: Some(1),
+            });
+            Ok(r)
+        }
         // ---- other pods (class 7) ------------------------------------------------------------
         "steal-address" => {
             // config "victim_ip": another pod's address; "how": route | address | result
@@ -504,8 +620,9 @@ fn add(req: Request) -> Result<AddResult, CniError> {
             match cfg(&req, "how").as_str() {
                 "route" => {
                     own_veth_up(&req)?;
+                    let host = if victim_ip.contains(':') { 128 } else { 32 };
                     let r = Route {
-                        destination: format!("{victim_ip}/32"),
+                        destination: format!("{victim_ip}/{host}"),
                         gateway: None,
                         link: Some(req.host_link.clone()),
                     };
@@ -514,16 +631,22 @@ fn add(req: Request) -> Result<AddResult, CniError> {
                 }
                 "address" => {
                     own_veth_up(&req)?;
-                    addresses::add(Netns::Container, &req.ifname, &format!("{victim_ip}/24"))
-                        .map_err(fail_kind("pod address"))?;
+                    let prefix = cfg_or(&req, "victim_prefix", "24");
+                    addresses::add(
+                        Netns::Container,
+                        &req.ifname,
+                        &format!("{victim_ip}/{prefix}"),
+                    )
+                    .map_err(fail_kind("pod address"))?;
                     Err(gave_up(&mode))
                 }
                 _ => {
                     let pair = own_veth_up(&req)?;
+                    let prefix = cfg_or(&req, "victim_prefix", "24");
                     Ok(result_for(
                         &req,
                         pair,
-                        &format!("{victim_ip}/24"),
+                        &format!("{victim_ip}/{prefix}"),
                         Some(cfg_or(&req, "gateway", "200.200.1.1")),
                     ))
                 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the misfit C guest: tests/guests/misfits/c-exec/build.sh OUT.wasm
-# The world is wit/world.wit with one more import (interface exec); the toolchain is
-# the C bridge guest's (scripts/guest-tools.sh).
+# The world is wit/world.wit (the current contract, 0.2.0) with one more import
+# (interface exec); the toolchain is the C bridge guest's (scripts/guest-tools.sh).
 set -euo pipefail
 (($# == 1)) || { echo "usage: $0 OUT.wasm" >&2; exit 2; }
 out=$1

@@ -20,7 +20,7 @@ mod fixture {
 #[cfg(feature = "no-del")]
 mod fixture {
     wit_bindgen::generate!({
-        inline: "package wasm-cni:plugin@0.1.0;
+        inline: "package wasm-cni:plugin@0.2.0;
             interface policy {
                 add: func(req: string) -> string;
                 check: func(req: string) -> string;
@@ -86,7 +86,7 @@ mod fixture {
 #[cfg(feature = "bad-types")]
 mod fixture {
     wit_bindgen::generate!({
-        inline: "package wasm-cni:plugin@0.1.0;
+        inline: "package wasm-cni:plugin@0.2.0;
             interface policy {
                 add: func(req: u32) -> u32;
                 del: func(req: u32) -> u32;
