@@ -432,6 +432,8 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [[ $output == *"inet 200.200.1."*"/24 "* ]]
     [[ $output == *"inet6 fd00:200:200:1::"*"/64 "* ]]
     [[ $output != *tentative* ]]
+    run ip -n "$LAB_PREFIX-worker-1" -6 addr show dev cni0 scope global
+    [[ $output == *"inet6 fd00:200:200:1::1/64 "* && $output != *tentative* ]]
     run "$LAB" exec pod-1 ip -6 route show default
     [[ $output == *"via fd00:200:200:1::1 "* ]]
     run "$LAB" status
@@ -502,7 +504,10 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [ "$(node_state worker-2 | grep -v ' \./wasm-cni/records$')" = "$before" ]
     run "$LAB" podman worker-2 rm -f -t 0 pinned6
     [ "$status" -eq 0 ]
-    [ -z "$(compgen -G "$LAB_DIR/nodes/worker-2/state/wasm-cni/kv/*77*")" ]
+    kv=$LAB_DIR/nodes/worker-2/state/wasm-cni/kv
+    [ -e "$kv/ip%2F200.200.2.2" ]   # (pod-2's: the names below are right)
+    [ ! -e "$kv/ip%2F200.200.2.77" ]
+    [ ! -e "$kv/ip%2Ffd00%3A200%3A200%3A2%3A%3A77" ]
 }
 
 @test "down removes everything" {
