@@ -7,7 +7,9 @@
 # Everything happens in network namespaces created here (one node namespace and
 # max(N,C) pod namespaces per plugin) and is removed on exit, also on failure or ^C.
 # A third "plugin", the native floor (bench/native-floor: the default guest's work as a
-# plain native plugin, and the in-process kernel floor), runs beside the two.
+# plain native plugin, and the in-process kernel floor), runs beside the two. A
+# dual-stack pair (wasm-cni with an IPv6 subnet too, the reference with both ranges)
+# runs after them in each round, in namespaces of its own: N sequential pods only.
 # The root namespace is never changed. See docs/bench.md.
 #
 # Defaults (flags win over environment): N=250 (BENCH_N) sequential pods, C=100
@@ -132,21 +134,41 @@ cat >"$TMP/ref.json" <<EOF
  "bridge": "cni0", "isGateway": true, "ipMasq": true,
  "ipam": {"type": "host-local", "subnet": "200.200.1.0/24", "dataDir": "$TMP/host-local"}}
 EOF
+# dual-stack: the same networks plus an IPv6 one, masqueraded in both families as the
+# reference's ipMasq does; caches, state and logs of their own
+cat >"$TMP/wasm6.json" <<EOF
+{"cniVersion": "1.0.0", "name": "bench6", "type": "wasm-cni",
+ "guest": "$TMP/guest/default.wasm",
+ "cacheDir": "$TMP/cache6", "stateDir": "$TMP/state6", "logFile": "$TMP/wasm-cni6.log",
+ "myHostNetwork": ["10.0.0.0/16", "fd00:10:240::/64"],
+ "myPodNetwork": ["200.200.0.0/16", "fd00:200:200::/56"],
+ "myPodSubnet": ["200.200.1.0/24", "fd00:200:200:1::/64"], "ipMasq6": true}
+EOF
+cat >"$TMP/ref6.json" <<EOF
+{"cniVersion": "1.0.0", "name": "benchref6", "type": "bridge",
+ "bridge": "cni0", "isGateway": true, "ipMasq": true,
+ "ipam": {"type": "host-local", "dataDir": "$TMP/host-local6",
+          "ranges": [[{"subnet": "200.200.1.0/24"}], [{"subnet": "fd00:200:200:1::/64"}]]}}
+EOF
 cat >"$TMP/floor.json" <<EOF
 {"cniVersion": "1.0.0", "name": "benchfloor", "type": "native-floor", "bridge": "cni0",
  "myPodSubnet": "200.200.1.0/24", "stateDir": "$TMP/floor-state"}
 EOF
 
 PODS=$(( N > C ? N : C ))
-echo "bench: N=$N C=$C rounds=$ROUNDS; creating 3 node + $((3 * PODS)) pod namespaces ($PFX-*)" >&2
+echo "bench: N=$N C=$C rounds=$ROUNDS; creating 5 node + $((3 * PODS + 2 * N)) pod namespaces ($PFX-*)" >&2
 {
   for p in w r f; do   # wasm-cni, reference, native floor
     echo "netns add $PFX-${p}n"
     for ((i = 0; i < PODS; i++)); do echo "netns add $PFX-$p$i"; done
   done
+  for p in d e; do     # dual-stack: wasm-cni, reference (sequential pods only)
+    echo "netns add $PFX-${p}n"
+    for ((i = 0; i < N; i++)); do echo "netns add $PFX-$p$i"; done
+  done
 } >"$TMP/netns.batch"
 ip -batch "$TMP/netns.batch"
-for p in w r f; do ip -n "$PFX-${p}n" link set lo up; done
+for p in w r f d e; do ip -n "$PFX-${p}n" link set lo up; done
 
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 mem=$(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
@@ -169,7 +191,9 @@ python3 -c 'import os, sys, runpy; os.setpgid(0, 0); sys.argv = sys.argv[1:]; ru
   --wasm-node "$PFX-wn" --wasm-pods "$PFX-w" --wasm-exe "$TMP/bin/wasm-cni" --wasm-conf "$TMP/wasm.json" \
   --wasm-cache "$TMP/cache" --wasm-log "$TMP/wasm-cni.log" \
   --ref-node "$PFX-rn" --ref-pods "$PFX-r" --ref-exe "$CNI_DIR/bridge" --ref-conf "$TMP/ref.json" \
-  --floor-node "$PFX-fn" --floor-pods "$PFX-f" --floor-exe "$TMP/bin/native-floor" --floor-conf "$TMP/floor.json" &
+  --floor-node "$PFX-fn" --floor-pods "$PFX-f" --floor-exe "$TMP/bin/native-floor" --floor-conf "$TMP/floor.json" \
+  --wasm6-node "$PFX-dn" --wasm6-pods "$PFX-d" --wasm6-exe "$TMP/bin/wasm-cni" --wasm6-conf "$TMP/wasm6.json" \
+  --ref6-node "$PFX-en" --ref6-pods "$PFX-e" --ref6-exe "$CNI_DIR/bridge" --ref6-conf "$TMP/ref6.json" &
 ORCH=$!
 rc=0
 wait "$ORCH" || rc=$?

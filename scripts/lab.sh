@@ -35,6 +35,14 @@ LAB_PULL_OPTS=()
 [[ -n ${LAB_REGISTRY_CA:-} ]] && LAB_PULL_OPTS+=(--ca-file "$LAB_REGISTRY_CA")
 [[ -n ${LAB_REGISTRY_CONFIG:-} ]] && LAB_PULL_OPTS+=(--registry-config "$LAB_REGISTRY_CONFIG")
 REF_CNI_DIR=${REF_CNI_DIR:-/usr/lib/cni}
+# address families: 4 (IPv4 only, the course lab) or 4,6 (dual-stack: every node, pod,
+# route and check in both). `up` remembers it in $LAB_DIR/families; a running lab keeps
+# its families until `down`.
+LAB_FAMILIES_ASKED=${LAB_FAMILIES:-}
+if [[ -z ${LAB_FAMILIES:-} ]]; then
+    LAB_FAMILIES=4
+    [[ -f $LAB_DIR/families ]] && LAB_FAMILIES=$(cat "$LAB_DIR/families")
+fi
 
 # The lab's network and its placement (some are used only by scripts/lab/*.sh)
 # shellcheck disable=SC2034
@@ -53,12 +61,40 @@ REF_CNI_DIR=${REF_CNI_DIR:-/usr/lib/cni}
     NODES=(master worker-1 worker-2)
     declare -A NODE_IP=([master]=10.0.0.2 [worker-1]=10.0.0.3 [worker-2]=10.0.0.4)
     declare -A POD_CIDR=([master]=200.200.0.0/24 [worker-1]=200.200.1.0/24 [worker-2]=200.200.2.0/24)
+    # dual-stack (LAB_FAMILIES=4,6): the same plan in IPv6. The VPC and the pod network
+    # in ULA prefixes (node N's podCIDR is fd00:200:200:N::/64, as 200.200.N.0/24), the
+    # outside link in the documentation prefix 2001:db8::/64 (as 192.0.2.0/24).
+    HOST_NET6=fd00:10:240::/64
+    POD_NET6=fd00:200:200::/56
+    ROUTER_VPC_IP6=fd00:10:240::1
+    ROUTER_OUT_IP6=2001:db8::1
+    OUTSIDE_IP6=2001:db8::10
+    declare -A NODE_IP6=([master]=fd00:10:240::2 [worker-1]=fd00:10:240::3 [worker-2]=fd00:10:240::4)
+    declare -A POD_CIDR6=([master]=fd00:200:200::/64 [worker-1]=fd00:200:200:1::/64 [worker-2]=fd00:200:200:2::/64)
     # same placement as pods.yaml: two pods per worker, none on the master
     PODS=(pod-1 pod-2 pod-3 pod-4)
     declare -A POD_NODE=([pod-1]=worker-1 [pod-4]=worker-1 [pod-2]=worker-2 [pod-3]=worker-2)
 }
 
 say() { printf '%s\n' "$*"; }
+
+case $LAB_FAMILIES in
+    4) FAMILIES=(4) ;;
+    4,6) FAMILIES=(4 6) ;;
+    *) die "LAB_FAMILIES must be 4 or 4,6, not '$LAB_FAMILIES'" ;;
+esac
+dual_stack() { [[ $LAB_FAMILIES == 4,6 ]]; }
+# a running lab keeps the families it was built with
+check_families() {
+    if [[ -n $LAB_FAMILIES_ASKED && -f $LAB_DIR/families && $(cat "$LAB_DIR/families") != "$LAB_FAMILIES_ASKED" ]]; then
+        die "the lab is up with LAB_FAMILIES=$(cat "$LAB_DIR/families"); run '$0 down' first"
+    fi
+    return 0
+}
+# per family: the node's address, its podCIDR, the router's VPC address (fam 4|6)
+node_ip() { if [[ $2 == 6 ]]; then printf '%s' "${NODE_IP6[$1]}"; else printf '%s' "${NODE_IP[$1]}"; fi; }
+pod_cidr() { if [[ $2 == 6 ]]; then printf '%s' "${POD_CIDR6[$1]}"; else printf '%s' "${POD_CIDR[$1]}"; fi; }
+router_vpc_ip() { if [[ $1 == 6 ]]; then printf '%s' "$ROUTER_VPC_IP6"; else printf '%s' "$ROUTER_VPC_IP"; fi; }
 
 ns_of() { printf '%s-%s' "$LAB_PREFIX" "$1"; }
 ns_exists() { [[ -e /run/netns/$(ns_of "$1") ]]; }
@@ -120,8 +156,11 @@ cmd_up() {
                 need_ref "$LAB_GUEST"   # pulled (and checked) by every node below
             else
                 # a student's guest must fit the runner's world before any node uses it
-                "$DIST_DIR/bin/wasm-cni" guest check "$LAB_GUEST" >/dev/null ||
+                local report
+                report=$("$DIST_DIR/bin/wasm-cni" guest check "$LAB_GUEST") ||
                     die "LAB_GUEST=$LAB_GUEST is not a wasm-cni guest (see the reason above)"
+                ipv4_only_guest "$report" &&
+                    die "LAB_GUEST=$LAB_GUEST implements the 0.1.0 contract, which knows IPv4 only: use it with LAB_FAMILIES=4"
                 LAB_GUEST=$(realpath "$LAB_GUEST")
             fi
             # pods wired by one guest must be removed by the same guest: switching a
@@ -135,9 +174,10 @@ cmd_up() {
     if [[ -f $LAB_DIR/plugin && $(cat "$LAB_DIR/plugin") != "$plugin" ]]; then
         die "the lab is up with LAB_PLUGIN=$(cat "$LAB_DIR/plugin"); run '$0 down' first"
     fi
-    say "lab up (plugin: $plugin, lab dir: $LAB_DIR)"
+    say "lab up (plugin: $plugin, families: $LAB_FAMILIES, lab dir: $LAB_DIR)"
     mkdir -p "$LAB_DIR"
     printf '%s\n' "$plugin" >"$LAB_DIR/plugin"
+    printf '%s\n' "$LAB_FAMILIES" >"$LAB_DIR/families"
     [[ $plugin == wasm-cni ]] && printf '%s\n' "$LAB_GUEST" >"$LAB_DIR/guest"
     # podman's libcni keeps its result cache in /var/lib/cni; remember whether it was ours
     [[ -e /var/lib/cni || -e $LAB_DIR/created-var-lib-cni ]] || touch "$LAB_DIR/created-var-lib-cni"
@@ -220,6 +260,12 @@ need_ref() {
         die "'$1' is not a registry reference (oci://host[:port]/repository[:tag][@sha256:<hex>])"
 }
 
+# ipv4_only_guest REPORT: in a dual-stack lab, is REPORT (guest check's) that of a
+# 0.1.0 guest (IPv4 only; its ADD would refuse the conflist's lists)?
+ipv4_only_guest() {
+    dual_stack && [[ ${1%%$'\n'*} == *@0.1.0 ]]
+}
+
 cmd_guest() {  # FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]
     local file="" a
     while (($#)); do
@@ -258,6 +304,9 @@ cmd_guest() {  # FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--reg
             die "$file does not fit: ${report#wasm-cni guest check: }
 the lab keeps its current guest ($LAB_GUEST)"
         say "${report%%$'\n'*}"
+        ipv4_only_guest "$report" &&
+            die "$file implements the 0.1.0 contract, which knows IPv4 only, and this lab is dual-stack (LAB_FAMILIES=4,6): use it in a lab with LAB_FAMILIES=4
+the lab keeps its current guest ($LAB_GUEST)"
     fi
     say "pods: removing them with the current guest ($(node_guest_name))"
     for node in $(workers); do
@@ -282,18 +331,26 @@ cmd_status() {
     say "lab dir: $LAB_DIR ($( [[ -d $LAB_DIR ]] && echo present || echo absent))"
     say "plugin:  $( [[ -f $LAB_DIR/plugin ]] && cat "$LAB_DIR/plugin" || echo "- (LAB_PLUGIN=$LAB_PLUGIN)")"
     [[ $(cat "$LAB_DIR/plugin" 2>/dev/null) == wasm-cni ]] && say "guest:   $LAB_GUEST${LAB_GUEST_DIGEST:+ ($LAB_GUEST_DIGEST)}"
+    say "families: $LAB_FAMILIES"
     say "inter-node routes: $(routes_state)"
-    local node
+    local node fam_opt=-4
+    dual_stack && fam_opt=""
     for node in router outside "${NODES[@]}"; do
         local n; n=$(ns_of "$node")
         if ns_exists "$node"; then
-            say "netns $n: $(ip -n "$n" -o -4 addr show scope global | awk '{printf "%s=%s ", $2, $4}')"
+            # shellcheck disable=SC2086 # no option at all in dual-stack: both families
+            say "netns $n: $(ip -n "$n" -o $fam_opt addr show scope global | awk '{printf "%s=%s ", $2, $4}')"
         else say "netns $n: absent"; fi
     done
     if ns_exists router; then
         say "router routes:"; ip -n "$(ns_of router)" route show | sed 's/^/  /'
+        dual_stack && ip -n "$(ns_of router)" -6 route show | grep -v '^fe80::' | sed 's/^/  /'
         if in_ns router nft list table ip lab_nat >/dev/null 2>&1; then
             say "router NAT: $HOST_NET -> out0 masquerade"; else say "router NAT: absent"; fi
+        if dual_stack; then
+            if in_ns router nft list table ip6 lab_nat6 >/dev/null 2>&1; then
+                say "router NAT: $HOST_NET6 -> out0 masquerade"; else say "router NAT (IPv6): absent"; fi
+        fi
     fi
     for node in $(workers); do
         if ns_exists "$node" && [[ -f $(node_dir "$node")/podman/containers.conf ]]; then
@@ -301,7 +358,9 @@ cmd_status() {
             pm "$node" ps -a --format '  {{.Names}}  {{.Status}}  {{.ID}}' 2>&1 || true
             local pod
             for pod in $(pods_on "$node"); do
-                [[ $(container_state "$node" "$pod") == running ]] && say "  $pod ip: $(pod_ip "$pod")"
+                [[ $(container_state "$node" "$pod") == running ]] || continue
+                say "  $pod ip: $(pod_ip "$pod")"
+                dual_stack && say "  $pod ip6: $(pod_ip6 "$pod")"
             done
         fi
     done
@@ -318,6 +377,15 @@ cmd_exec() {
         ns_exists "$target" || die "netns $(ns_of "$target") missing"
         in_ns "$target" "$@"
     else die "unknown pod or node '$target' (pods: ${PODS[*]}; nodes: ${NODES[*]} router outside)"; fi
+}
+
+cmd_podman() {  # NODE ARGS...: podman as the node runs it (its namespace, files, storage)
+    (($# >= 1)) || die "usage: $0 podman NODE ARGS..."
+    local node=$1; shift
+    [[ -n ${NODE_IP[$node]:-} ]] || die "unknown node '$node' (nodes: ${NODES[*]})"
+    ns_exists "$node" && [[ -f $(node_dir "$node")/podman/containers.conf ]] ||
+        die "node $node is not up: run '$0 up'"
+    pm "$node" "$@"
 }
 
 cmd_run() {
@@ -352,13 +420,15 @@ usage: $0 COMMAND
   status           what exists: namespaces, addresses, routes, pods
   routes up|down   add/remove the router's inter-node routes (podCIDR via node)
   exec POD|NODE CMD...   run a command in a pod (podman exec) or a lab namespace
+  podman NODE ARGS...    podman as that node runs it (e.g. 'podman worker-1 ps -a')
   guest FILE|default     check FILE (wasm-cni guest check), then re-create the pods
                    under it: no runner rebuild ('default': dist/guests/default.wasm)
   guest oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]
                    every node pulls REF in its own namespace (checked, pinned,
                    precompiled), then the pods are re-created under it
   down             remove everything (containers, podman storage, namespaces, lab files)
-environment: LAB_PLUGIN=wasm-cni|reference (default wasm-cni), LAB_GUEST (the guest
+environment: LAB_PLUGIN=wasm-cni|reference (default wasm-cni), LAB_FAMILIES=4|4,6
+  (IPv4 only, default, or dual-stack; kept by 'up' until 'down'), LAB_GUEST (the guest
   for 'up', default dist/guests/default.wasm), LAB_DIR (default
   /var/lib/wasm-cni-lab), LAB_PREFIX (namespace prefix, default lab), DIST_DIR,
   LAB_MASQ=all|external (override the expected masquerade scope),
@@ -385,6 +455,10 @@ on_guest_error() {
 main() {
     local cmd=${1:-}; shift || true
     case $cmd in
+        down|status|help|-h|--help|"") ;;
+        *) check_families ;;
+    esac
+    case $cmd in
         up|run) set -E; trap on_up_error ERR ;;
     esac
     case $cmd in
@@ -394,6 +468,7 @@ main() {
         status) cmd_status ;;
         run) cmd_run ;;
         exec) cmd_exec "$@" ;;
+        podman) cmd_podman "$@" ;;
         guest) set -E; trap on_guest_error ERR; cmd_guest "$@" ;;
         routes)
             case ${1:-} in

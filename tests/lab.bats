@@ -15,6 +15,17 @@ setup_file() {
     ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort >"$BATS_FILE_TMPDIR/links.before"
 }
 
+# The pods the podman tests start by hand go with their test, also when it fails.
+teardown() {
+    [[ $BATS_TEST_DESCRIPTION == *podman* ]] || return 0
+    local node name
+    for node in worker-1 worker-2; do
+        for name in pinned misplaced pinned6 misplaced6; do
+            "$LAB" podman "$node" rm -f -t 0 "$name" >/dev/null 2>&1 || true
+        done
+    done
+}
+
 teardown_file() {
     registry_stop
     ip netns del "$LAB_PREFIX-pinpod" 2>/dev/null || true
@@ -71,12 +82,22 @@ node_state() {
     (cd "$LAB_DIR/nodes/$1/state" && find . -type f -print0 | sort -z | xargs -0r sha256sum)
 }
 
-# lab_test_all_pass: `lab.sh test` exits 0 with all 24 rows passing, as expected
+# lab_test_all_pass [ROWS]: `lab.sh test` exits 0 with all ROWS rows (default 24, the
+# single-stack table) passing, as expected
 lab_test_all_pass() {
     run "$LAB" test
     echo "$output"
     [ "$status" -eq 0 ]
-    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq "${1:-24}" ]
+    [[ $output == *"RESULT: all ${1:-24} checks as expected"* ]]
+}
+
+# pod_run NODE NAME PODMAN-RUN-OPTIONS...: a lab pod started by hand as lab.sh starts
+# its own (the lab's image and cgroup parent, so that `down` finds everything)
+pod_run() {
+    local node=$1 name=$2; shift 2
+    "$LAB" podman "$node" run -d --name "$name" --network wasm-cni --pull never --cap-add NET_RAW \
+        --cgroup-parent "/wasm-cni-$LAB_PREFIX" "$@" localhost/lab-busybox:latest sleep 2147483647
 }
 
 lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || true; }
@@ -148,6 +169,60 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [[ $output != *FAIL* ]]
 }
 
+@test "podman --ip/--mac-address: the pod gets exactly that address and MAC" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "the reference conflist declares no ips/mac capability"
+    jq -e '.plugins[0].capabilities == {ips: true, mac: true}' "$LAB_DIR/nodes/worker-1/net.d/10-wasm-cni.conflist"
+    run pod_run worker-1 pinned --ip 200.200.1.77 --mac-address 02:00:c8:c8:01:4d
+    echo "$output"
+    [ "$status" -eq 0 ]
+    run "$LAB" podman worker-1 exec pinned ip -o addr show dev eth0
+    echo "$output"
+    [[ $output == *"inet 200.200.1.77/24 "* ]]
+    [ "$(grep -c ' inet ' <<<"$output")" -eq 1 ]
+    run "$LAB" podman worker-1 exec pinned cat /sys/class/net/eth0/address
+    [ "$output" = 02:00:c8:c8:01:4d ]
+    # podman recorded what the runner answered
+    run "$LAB" podman worker-1 container inspect pinned
+    [ "$(jq -r '.[0].NetworkSettings.Networks["wasm-cni"] | "\(.IPAddress) \(.MacAddress)"' <<<"$output")" = "200.200.1.77 02:00:c8:c8:01:4d" ]
+    # and it is wired like any pod: reachable from another node's pod
+    run "$LAB" exec pod-2 ping -c 1 -W 1 200.200.1.77
+    [ "$status" -eq 0 ]
+    run "$LAB" podman worker-1 rm -f -t 0 pinned
+    [ "$status" -eq 0 ]
+    [ ! -e "$LAB_DIR/nodes/worker-1/state/wasm-cni/kv/ip%2F200.200.1.77" ]
+}
+
+@test "podman --ip outside the node's subnet, or taken: a clear error, nothing left behind" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "the reference conflist declares no ips/mac capability"
+    taken=$("$LAB" status | awk '/pod-1 ip:/ {print $3}')
+    [[ $taken == 200.200.1.* ]]
+    before=$(node_state worker-1)
+    for ip in 200.200.2.77 10.0.0.77 "$taken"; do
+        run pod_run worker-1 misplaced --ip "$ip"
+        echo "$output"
+        [ "$status" -ne 0 ]
+        [[ $output == *"$ip"* ]]
+        if [ "$ip" = "$taken" ]; then [[ $output == *"in use"* || $output == *taken* ]]
+        else [[ $output == *200.200.1.0/24* ]]; fi
+        "$LAB" podman worker-1 rm -f -t 0 misplaced >/dev/null 2>&1 || true
+        [ "$(node_state worker-1)" = "$before" ]
+    done
+    run "$LAB" podman worker-1 ps -a --format '{{.Names}}'
+    [ "$(sort <<<"$output" | tr '\n' ' ')" = "pod-1 pod-4 " ]
+    lab_test_all_pass
+}
+
+@test "guest default-0.1.0: the frozen 0.1.0 default guest runs unchanged and passes the same test" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    fixture=$(cd "$BATS_TEST_DIRNAME" && pwd)/guests/fixtures/default-0.1.0.wasm
+    run "$LAB" guest "$fixture"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"ok: $fixture implements wasm-cni:plugin/cni-policy@0.1.0"* ]]
+    ip -n "$LAB_PREFIX-worker-1" link show cni0
+    lab_test_all_pass
+}
+
 @test "guest routed: checked, swapped in without a runner rebuild, the test passes" {
     [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
     dist=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/dist
@@ -155,7 +230,7 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     run "$LAB" guest "$dist/guests/routed.wasm"
     echo "$output"
     [ "$status" -eq 0 ]
-    [[ $output == *"ok: $dist/guests/routed.wasm implements wasm-cni:plugin/cni-policy@0.1.0"* ]]
+    [[ $output == *"ok: $dist/guests/routed.wasm implements wasm-cni:plugin/cni-policy@0.2.0"* ]]
     [ "$(sha256sum "$LAB_DIR/nodes/worker-1/bin/wasm-cni")" = "$runner_before" ]
     # routed wiring: no bridge, the pod's address is a /32, the node routes to it
     run ip -n "$LAB_PREFIX-worker-1" link show cni0
@@ -182,12 +257,13 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [[ $output == *"pod-1 ip: 200.200.1."* ]]
 }
 
-@test "guest js-bridge: the JavaScript guest passes the same test" {
+@test "guest js-bridge: the JavaScript guest (contract 0.1.0) passes the same test" {
     [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
     dist=$(cd "$BATS_TEST_DIRNAME/.." && pwd)/dist
     run "$LAB" guest "$dist/guests/js-bridge.wasm"
     echo "$output"
     [ "$status" -eq 0 ]
+    [[ $output == *"ok: $dist/guests/js-bridge.wasm implements wasm-cni:plugin/cni-policy@0.1.0"* ]]
     ip -n "$LAB_PREFIX-worker-1" link show cni0
     lab_test_all_pass
 }
@@ -332,6 +408,106 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     run "$LAB" up
     [ "$status" -eq 0 ]
     [[ $output == *"pod-1 on worker-1: already running"* ]]
+}
+
+@test "dual-stack: LAB_FAMILIES=4,6 up gives every pod both families; test prints 48 rows, all as expected" {
+    run "$LAB" down
+    [ "$status" -eq 0 ]
+    LAB_FAMILIES=4,6 run "$LAB" up
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"families: 4,6"* ]]
+    conf=$LAB_DIR/nodes/worker-1/net.d/10-wasm-cni.conflist
+    jq -e '.plugins[0] | ((.myPodSubnet // [.ipam.ranges[][0].subnet]) == ["200.200.1.0/24", "fd00:200:200:1::/64"])' "$conf"
+    # the lab remembers: a plain `up` keeps it, another LAB_FAMILIES is refused until `down`
+    LAB_FAMILIES=4 run "$LAB" up
+    [ "$status" -eq 1 ]
+    [[ $output == *"the lab is up with LAB_FAMILIES=4,6"* ]]
+    run "$LAB" up
+    [ "$status" -eq 0 ]
+    [[ $output == *"pod-1 on worker-1: already running (200.200.1."*", fd00:200:200:1::"* ]]
+    # each pod: one address of each family on eth0, default routes of both families
+    run "$LAB" exec pod-1 ip -o addr show dev eth0 scope global
+    echo "$output"
+    [[ $output == *"inet 200.200.1."*"/24 "* ]]
+    [[ $output == *"inet6 fd00:200:200:1::"*"/64 "* ]]
+    [[ $output != *tentative* ]]
+    run ip -n "$LAB_PREFIX-worker-1" -6 addr show dev cni0 scope global
+    [[ $output == *"inet6 fd00:200:200:1::1/64 "* && $output != *tentative* ]]
+    run "$LAB" exec pod-1 ip -6 route show default
+    [[ $output == *"via fd00:200:200:1::1 "* ]]
+    run "$LAB" status
+    [[ $output == *"pod-1 ip6: fd00:200:200:1::"* ]]
+    # no sleep: the test runs right after up
+    lab_test_all_pass 48
+    [[ $output == *"families 4,6"* ]]
+    [ "$(grep -cE ' IPv6 +[a-z-]+ +pass +pass +OK ' <<<"$output")" -eq 24 ]
+}
+
+@test "dual-stack: routes down: the cross-node checks fail, as expected, in both families; routes up restores them" {
+    run "$LAB" routes down
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"route fd00:200:200:2::/64 via fd00:10:240::4: removed"* ]]
+    run "$LAB" status
+    [[ $output == *"inter-node routes: down"* ]]
+    run "$LAB" test
+    echo "$output"
+    [ "$status" -eq 0 ]
+    for fam in IPv4 IPv6; do
+        [ "$(grep -cE " $fam +pod-pod-other +FAIL +FAIL +OK " <<<"$output")" -eq 4 ]
+        [ "$(grep -cE " $fam +node-pod-other +FAIL +FAIL +OK " <<<"$output")" -eq 2 ]
+        [ "$(grep -cE " $fam +pod-outside +pass +pass +OK " <<<"$output")" -eq 4 ]
+        [ "$(grep -cE " $fam +(pod-pod-same|pod-node-own|node-pod-same) +pass +pass +OK " <<<"$output")" -eq 10 ]
+    done
+    [[ $output == *"RESULT: all 48 checks as expected"* ]]
+    run "$LAB" routes up
+    [ "$status" -eq 0 ]
+    lab_test_all_pass 48
+}
+
+@test "dual-stack: a 0.1.0 guest (IPv4 only) is refused, the lab keeps its guest and pods" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    fixture=$(cd "$BATS_TEST_DIRNAME" && pwd)/guests/fixtures/default-0.1.0.wasm
+    conf_before=$(cat "$LAB_DIR"/nodes/*/net.d/10-wasm-cni.conflist)
+    run "$LAB" guest "$fixture"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ $output == *"implements the 0.1.0 contract, which knows IPv4 only"* ]]
+    [[ $output == *"the lab keeps its current guest"* ]]
+    [ "$(cat "$LAB_DIR"/nodes/*/net.d/10-wasm-cni.conflist)" = "$conf_before" ]
+    run "$LAB" status
+    [[ $output == *"pod-1 ip6: fd00:200:200:1::"* ]]
+}
+
+@test "dual-stack: podman --ip, --ip6 and --mac-address give the pod exactly those" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "the reference conflist declares no ips/mac capability"
+    run pod_run worker-2 pinned6 --ip 200.200.2.77 --ip6 fd00:200:200:2::77 --mac-address 02:00:c8:c8:02:4d
+    echo "$output"
+    [ "$status" -eq 0 ]
+    run "$LAB" podman worker-2 exec pinned6 ip -o addr show dev eth0 scope global
+    echo "$output"
+    [[ $output == *"inet 200.200.2.77/24 "* ]]
+    [[ $output == *"inet6 fd00:200:200:2::77/64 "* ]]
+    run "$LAB" podman worker-2 exec pinned6 cat /sys/class/net/eth0/address
+    [ "$output" = 02:00:c8:c8:02:4d ]
+    run "$LAB" exec pod-1 ping -6 -c 1 -W 1 fd00:200:200:2::77
+    [ "$status" -eq 0 ]
+    # (the runner's records log is left out: a refused ADD that had reserved its IPv4
+    # address first appends that reservation and its undo, the store is as before)
+    before=$(node_state worker-2 | grep -v ' \./wasm-cni/records$')
+    run pod_run worker-2 misplaced6 --ip6 fd00:200:200:1::77
+    echo "$output"
+    [ "$status" -ne 0 ]
+    [[ $output == *"fd00:200:200:1::77"* && $output == *"fd00:200:200:2::/64"* ]]
+    "$LAB" podman worker-2 rm -f -t 0 misplaced6 >/dev/null 2>&1 || true
+    [ "$(node_state worker-2 | grep -v ' \./wasm-cni/records$')" = "$before" ]
+    run "$LAB" podman worker-2 rm -f -t 0 pinned6
+    [ "$status" -eq 0 ]
+    kv=$LAB_DIR/nodes/worker-2/state/wasm-cni/kv
+    [ -e "$kv/ip%2F200.200.2.2" ]   # (pod-2's: the names below are right)
+    [ ! -e "$kv/ip%2F200.200.2.77" ]
+    [ ! -e "$kv/ip%2Ffd00%3A200%3A200%3A2%3A%3A77" ]
 }
 
 @test "down removes everything" {

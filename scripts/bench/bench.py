@@ -10,6 +10,11 @@ of the machine hits them alike. native-floor (bench/native-floor) does the defau
 guest's ADD/DEL work as a plain native plugin: the floor for an exec'd plugin; in
 wasm-cni's rounds the driver also runs its in-process kernel floor (veth create and
 delete) in wasm-cni's node namespace.
+
+The dual-stack pair (wasm-cni-ds: the default guest with an IPv6 subnet too;
+reference-ds: bridge + host-local with both ranges) runs after the three in every round,
+its own order flipped each round, in namespaces of its own: warm-up and the sequential
+phase only (driver.py --seq-only), each ADD checked for an address of each family.
 """
 import argparse
 import json
@@ -79,7 +84,7 @@ def main():
     p.add_argument("--deadline", type=float, required=True, help="seconds for all rounds")
     p.add_argument("--call-timeout", type=float, default=60.0)
     p.add_argument("--meta", required=True, help="JSON file: machine and versions")
-    for who in ("wasm", "ref", "floor"):
+    for who in ("wasm", "ref", "floor", "wasm6", "ref6"):
         p.add_argument("--%s-node" % who, required=True)
         p.add_argument("--%s-pods" % who, required=True, help="pod namespace prefix")
         p.add_argument("--%s-exe" % who, required=True)
@@ -96,13 +101,19 @@ def main():
         "native-floor": dict(node=a.floor_node, pods=a.floor_pods, exe=a.floor_exe,
                              conf=a.floor_conf, extra=[]),
     }
+    ds = ["--seq-only", "--families", "4,6"]
+    plugins["wasm-cni-ds"] = dict(node=a.wasm6_node, pods=a.wasm6_pods, exe=a.wasm6_exe,
+                                  conf=a.wasm6_conf, extra=ds)
+    plugins["reference-ds"] = dict(node=a.ref6_node, pods=a.ref6_pods, exe=a.ref6_exe,
+                                   conf=a.ref6_conf, extra=ds)
     plugins["wasm-cni"]["extra"] += ["--kernel-floor", a.floor_exe]
     order = ["wasm-cni", "reference", "native-floor"]
+    order_ds = ["wasm-cni-ds", "reference-ds"]
     end = time.monotonic() + a.deadline
     rounds = {name: [] for name in plugins}
     schedule = []
     for r in range(1, a.rounds + 1):
-        for name in (order if r % 2 else order[::-1]):
+        for name in (order + order_ds if r % 2 else order[::-1] + order_ds[::-1]):
             pl = plugins[name]
             out = os.path.join(a.tmp, "round-%d-%s.json" % (r, name))
             cmd = ["ip", "netns", "exec", pl["node"], sys.executable,
@@ -126,7 +137,7 @@ def main():
             if "error" in kf:
                 errs += 1
                 print("bench:   kernel floor: %s" % kf["error"], file=sys.stderr)
-            print("bench: round %d/%d %-12s %6.1fs  %d calls, %d errors"
+            print("bench: round %d/%d %-13s %6.1fs  %d calls, %d errors"
                   % (r, a.rounds, name, time.monotonic() - t, len(data["calls"]), errs),
                   file=sys.stderr, flush=True)
             for c in data["calls"]:

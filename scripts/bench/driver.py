@@ -20,6 +20,8 @@ Phases of a round (cid = r<round>-<phase>-<index>, pod = <pod-prefix><index>):
         deleted in one process, each netlink request timed (bench/native-floor)
   conc  C ADDs started at once (pods 0..C-1), then C DELs at once; the batch wall time
         runs from the first spawn to the last exit
+With --seq-only (the dual-stack rows) a round is warm + seq only. With --families 4,6
+each ADD result must hold an IPv4 and an IPv6 address.
 Writes one JSON document (the records) to --out.
 """
 import argparse
@@ -156,9 +158,15 @@ class Driver:
         if c.cmd == "ADD":
             try:
                 doc = json.loads(c.out)
-                c.ip = str(ipaddress.ip_interface(doc["ips"][0]["address"]).ip)
+                addrs = [ipaddress.ip_interface(i["address"]).ip for i in doc["ips"]]
+                c.ip = str(addrs[0])
             except (ValueError, KeyError, IndexError, TypeError) as e:
                 c.error = "bad ADD result (%s): %s" % (e, c.out.decode(errors="replace")[:300])
+                return
+            missing = sorted(set(self.a.families) - {a.version for a in addrs})
+            if missing:
+                c.error = "ADD result without an IPv%s address: %s" % (
+                    missing[0], c.out.decode(errors="replace")[:300])
                 return
         c.ok = True
 
@@ -181,8 +189,16 @@ def main():
     p.add_argument("--kernel-floor-subnet", default="200.200.1.0/24")
     p.add_argument("--cni-path", default="/usr/lib/cni")
     p.add_argument("--call-timeout", type=float, default=60.0)
+    p.add_argument("--seq-only", action="store_true", help="warm-up and sequential phase only")
+    p.add_argument("--families", default="4", help="address families each ADD must give (4 or 4,6)")
     p.add_argument("--out", required=True)
     a = p.parse_args()
+    try:
+        a.families = sorted({int(f) for f in a.families.split(",")})
+        if not set(a.families) <= {4, 6}:
+            raise ValueError(a.families)
+    except ValueError:
+        p.error("--families: 4, 6 or 4,6")
 
     def on_signal(signum, _frame):
         for pid in list(RUNNING):
@@ -202,21 +218,21 @@ def main():
     # cold ADD below measures only the cache miss.
     calls.append(d.one("warm", "ADD", "r%d-warm-0" % r, 0))
     calls.append(d.one("warm", "DEL", "r%d-warm-0" % r, 0))
-    if a.clear_cache:
+    if a.clear_cache and not a.seq_only:
         shutil.rmtree(a.clear_cache, ignore_errors=True)
         calls.append(d.one("cold", "ADD", "r%d-cold-0" % r, 0))
         calls.append(d.one("cold", "DEL", "r%d-cold-0" % r, 0))
     # Floors: the plugin answering VERSION (exec, runtime start, stdin, exit; no work)
     # and /bin/true (what this driver's spawn and wait cost by themselves).
-    for i in range(VERSION_CALLS):
+    for i in range(0 if a.seq_only else VERSION_CALLS):
         calls.append(d.one("version", "VERSION", "r%d-version-%d" % (r, i), 0))
-    for i in range(VERSION_CALLS):
+    for i in range(0 if a.seq_only else VERSION_CALLS):
         calls.append(d.one("true", "TRUE", "r%d-true-%d" % (r, i), 0, exe="/bin/true"))
     for cmd in ("ADD", "DEL"):
         for i in range(a.n):
             calls.append(d.one("seq", cmd, "r%d-seq-%d" % (r, i), i))
     kernel_floor = None
-    if a.kernel_floor:
+    if a.kernel_floor and not a.seq_only:
         # The N pods are free again (the sequential DELs ran): the same veths, made and
         # deleted in one process, with no exec, store or lock.
         kcmd = [a.kernel_floor, "kernel-floor", str(a.n), "/run/netns/%s" % a.pod_prefix,
@@ -230,7 +246,7 @@ def main():
                                                           pr.stderr.decode(errors="replace").strip()[:300])}
         except (subprocess.TimeoutExpired, ValueError) as e:
             kernel_floor = {"error": str(e)}
-    for cmd in ("ADD", "DEL"):
+    for cmd in () if a.seq_only else ("ADD", "DEL"):
         batch = [Call("conc", cmd, "r%d-conc-%d" % (r, i), i) for i in range(a.c)]
         wall = d.run_batch(batch)
         errors = sum(not c.ok for c in batch)

@@ -250,9 +250,22 @@ def build(raw):
         "warm_del": host_aggregate(pick("seq", "DEL")),
         "cold_add": host_aggregate(pick("cold", "ADD")),
     }
-    return {"meta": raw["meta"], "wasm-cni": w, "reference": r, "native-floor": f,
-            "kernel_floor": kf, "floors": floors, "ratios": ratios,
-            "targets": targets, "phases": phases, "host_calls": host}
+    res = {"meta": raw["meta"], "wasm-cni": w, "reference": r, "native-floor": f,
+           "kernel_floor": kf, "floors": floors, "ratios": ratios,
+           "targets": targets, "phases": phases, "host_calls": host}
+    # The dual-stack pair (runs from before it existed have none): sequential calls only.
+    if "wasm-cni-ds" in raw["plugins"] and "reference-ds" in raw["plugins"]:
+        wd, rd = plugin_stats(raw, "wasm-cni-ds"), plugin_stats(raw, "reference-ds")
+        res["wasm-cni-ds"], res["reference-ds"] = wd, rd
+        res["dual_stack"] = {
+            "add_p50": ratio(wd["add"]["p50_us"], rd["add"]["p50_us"]),
+            "add_p95": ratio(wd["add"]["p95_us"], rd["add"]["p95_us"]),
+            "del_p50": ratio(wd["del"]["p50_us"], rd["del"]["p50_us"]),
+            # what the second family costs each plugin: dual-stack ADD p50 over its IPv4 one
+            "wasm_add_over_v4": ratio(wd["add"]["p50_us"], w["add"]["p50_us"]),
+            "ref_add_over_v4": ratio(rd["add"]["p50_us"], r["add"]["p50_us"]),
+        }
+    return res
 
 
 def ms(us):
@@ -351,6 +364,17 @@ def render(res):
             frow("wasm-cni DEL p50 / DEL floor", fx(fl.get("del_over_floor")), None, tg.get("del_floor"))
         if kf.get("errors"):
             frow("kernel floor rounds failed", "%d" % kf["errors"])
+    if "dual_stack" in res:
+        wd, rd, ds = res["wasm-cni-ds"], res["reference-ds"], res["dual_stack"]
+        L.append("")
+        hdr = "%-34s %12s %12s %8s" % ("dual-stack (IPv4 + IPv6 per pod)", "wasm-cni", "reference", "ratio")
+        L.append(hdr)
+        L.append("-" * len(hdr))
+        row("ADD p50 (ms)", ms(wd["add"]["p50_us"]), ms(rd["add"]["p50_us"]), ds["add_p50"])
+        row("ADD p95 (ms)", ms(wd["add"]["p95_us"]), ms(rd["add"]["p95_us"]), ds["add_p95"])
+        row("DEL p50 (ms)", ms(wd["del"]["p50_us"]), ms(rd["del"]["p50_us"]), ds["del_p50"])
+        row("ADD p50 dual-stack / IPv4 only", fx(ds["wasm_add_over_v4"]), fx(ds["ref_add_over_v4"]), None)
+        row("calls / errors", "%d / %d" % (wd["calls"], wd["errors"]), "%d / %d" % (rd["calls"], rd["errors"]), None)
     L.append("")
     for key in ("add_p50", "del_p50", "conc_add", "rss", "flat", "add_native_floor", "del_floor"):
         if key not in tg:

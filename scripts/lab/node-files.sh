@@ -90,15 +90,24 @@ write_conflist() {  # node plugin
         local mtu g; mtu=$(ip -n "$(ns_of "$node")" -j link show vpc0 | jq '.[0].mtu')
         g=$d/guests/$(node_guest_name)
         # pinned to the bytes on the node (the runner refuses others, code 7)
+        local nets=(--host-network "$HOST_NET" --pod-network "$POD_NET" --pod-subnet "${POD_CIDR[$node]}")
+        # dual-stack: both families' networks (lists in the conflist), and IPv6 pod
+        # traffic leaving the cluster masqueraded as IPv4's is (the outside host has
+        # no route to the pod network in either family)
+        dual_stack && nets=(--host-network "$HOST_NET,$HOST_NET6" --pod-network "$POD_NET,$POD_NET6"
+                            --pod-subnet "${POD_CIDR[$node]},${POD_CIDR6[$node]}" --ip-masq6)
         "$REPO/scripts/node/install-cni.sh" conflist --guest "$g" --guest-digest "$(sha256_of "$g")" \
-            --host-network "$HOST_NET" --pod-network "$POD_NET" --pod-subnet "${POD_CIDR[$node]}" \
-            --mtu "$mtu" --cache-dir "$d/cache" --state-dir "$d/state" --log-file "$d/log/wasm-cni.log"
+            "${nets[@]}" --mtu "$mtu" --cache-dir "$d/cache" --state-dir "$d/state" --log-file "$d/log/wasm-cni.log"
     else
-        jq -n --arg name "$NETWORK" --arg sub "${POD_CIDR[$node]}" --arg data "$d/ipam" '
+        local sub6=""
+        dual_stack && sub6=${POD_CIDR6[$node]}
+        jq -n --arg name "$NETWORK" --arg sub "${POD_CIDR[$node]}" --arg sub6 "$sub6" --arg data "$d/ipam" '
             {cniVersion: "1.0.0", name: $name, plugins: [{
                 type: "bridge", bridge: "cni0", isGateway: true, ipMasq: true,
-                ipam: {type: "host-local", ranges: [[{subnet: $sub}]],
-                       routes: [{dst: "0.0.0.0/0"}], dataDir: $data}}]}'
+                ipam: {type: "host-local",
+                       ranges: ([[{subnet: $sub}]] + if $sub6 == "" then [] else [[{subnet: $sub6}]] end),
+                       routes: ([{dst: "0.0.0.0/0"}] + if $sub6 == "" then [] else [{dst: "::/0"}] end),
+                       dataDir: $data}}]}'
     fi
 }
 

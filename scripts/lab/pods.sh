@@ -13,6 +13,16 @@ pod_ip() {  # pod -> its address as podman recorded it
         jq -r --arg n "$NETWORK" '.[0].NetworkSettings.Networks[$n].IPAddress // empty'
 }
 
+pod_ip6() {  # pod -> its IPv6 address as podman recorded it (dual-stack)
+    local node=${POD_NODE[$1]}
+    pm "$node" container inspect "$1" 2>/dev/null |
+        jq -r --arg n "$NETWORK" '.[0].NetworkSettings.Networks[$n].GlobalIPv6Address // empty'
+}
+
+pod_ips() {  # pod -> "ip" or, dual-stack, "ip, ip6"
+    if dual_stack; then printf '%s, %s' "$(pod_ip "$1")" "$(pod_ip6 "$1")"; else pod_ip "$1"; fi
+}
+
 record_container() {  # node pod: remember id + netns so `down` can clean up after a failed DEL
     local node=$1 pod=$2 line
     line=$(pm "$node" container inspect -f '{{.Id}} {{.NetworkSettings.SandboxKey}}' "$pod")
@@ -51,7 +61,7 @@ pods_up() {
         node=${POD_NODE[$pod]}
         local state; state=$(container_state "$node" "$pod")
         case $state in
-            running) say "  $pod on $node: already running ($(pod_ip "$pod"))"; continue ;;
+            running) say "  $pod on $node: already running ($(pod_ips "$pod"))"; continue ;;
             absent) ;;
             *) say "  $pod on $node: was $state, recreating"; pm "$node" rm -f -t 0 "$pod" >/dev/null ;;
         esac
@@ -59,6 +69,6 @@ pods_up() {
             --pull never --cap-add NET_RAW --cgroup-parent "$CGROUP_PARENT" \
             "$IMAGE" sleep 2147483647 >/dev/null
         record_container "$node" "$pod"
-        say "  $pod on $node: started ($(pod_ip "$pod"))"
+        say "  $pod on $node: started ($(pod_ips "$pod"))"
     done
 }

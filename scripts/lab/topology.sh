@@ -20,11 +20,18 @@ ensure_veth() {  # ns_a if_a ns_b if_b
     say "  link $1/$2 <-> $3/$4: created"
 }
 
-ensure_addr() {  # node ifname cidr
+ensure_addr() {  # node ifname cidr (IPv4 or IPv6)
     local n; n=$(ns_of "$1")
     local have; have=$(ip -n "$n" -o addr show dev "$2")
-    [[ $have == *"inet $3 "* ]] && return 0
-    ip -n "$n" addr add "$3" dev "$2"
+    if [[ $3 == *:* ]]; then
+        [[ $have == *"inet6 $3 "* ]] && return 0
+        # nodad: the lab's own addresses are unique by plan, and usable at once (no
+        # second of "tentative" during which the node neither answers nor sends from them)
+        ip -n "$n" addr add "$3" dev "$2" nodad
+    else
+        [[ $have == *"inet $3 "* ]] && return 0
+        ip -n "$n" addr add "$3" dev "$2"
+    fi
 }
 
 topology_up() {
@@ -38,8 +45,11 @@ topology_up() {
         ip -n "$r" link add vpc-br type bridge; say "  bridge router/vpc-br: created"
     else say "  bridge router/vpc-br: already there"; fi
     ensure_addr router vpc-br "$ROUTER_VPC_IP/16"
+    dual_stack && ensure_addr router vpc-br "$ROUTER_VPC_IP6/64"
     ip -n "$r" link set vpc-br up
     in_ns router sysctl -qw net.ipv4.ip_forward=1
+    # (IPv6 has no send_redirects switch: the nodes forward, so they ignore redirects)
+    dual_stack && in_ns router sysctl -qw net.ipv6.conf.all.forwarding=1
     # no ICMP redirects: a node that learnt "200.200.2.0/24 is at 10.0.0.4" from a
     # redirect would keep reaching it after `routes down`.
     in_ns router sysctl -qw net.ipv4.conf.all.send_redirects=0
@@ -53,6 +63,10 @@ topology_up() {
     ensure_addr router out0 "$ROUTER_OUT_IP/24"
     ip -n "$r" link set out0 up
     ensure_addr outside eth0 "$OUTSIDE_IP/24"
+    if dual_stack; then
+        ensure_addr router out0 "$ROUTER_OUT_IP6/64"
+        ensure_addr outside eth0 "$OUTSIDE_IP6/64"
+    fi
     ip -n "$(ns_of outside)" link set eth0 up
     # The router is also the VPC's NAT gateway (like a cloud NAT): node addresses
     # (10.0.0.0/16) leaving through out0 are masqueraded to 192.0.2.1. Pod addresses
@@ -70,6 +84,22 @@ table ip lab_nat {
 EOF
         say "  router NAT (10.0.0.0/16 -> out0): created"
     fi
+    # the same in IPv6: the VPC's ULA addresses are masqueraded to 2001:db8::1, pod
+    # addresses are not (the outside host has no route to fd00:200:200::/56 either)
+    if ! dual_stack; then :
+    elif in_ns router nft list table ip6 lab_nat6 >/dev/null 2>&1; then
+        say "  router NAT ($HOST_NET6 -> out0): already there"
+    else
+        in_ns router nft -f - <<EOF
+table ip6 lab_nat6 {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "out0" ip6 saddr $HOST_NET6 masquerade
+    }
+}
+EOF
+        say "  router NAT ($HOST_NET6 -> out0): created"
+    fi
 
     for node in "${NODES[@]}"; do
         local n; n=$(ns_of "$node")
@@ -83,44 +113,63 @@ EOF
         in_ns "$node" sysctl -qw net.ipv4.ip_forward=1
         in_ns "$node" sysctl -qw net.ipv4.conf.all.accept_redirects=0
         in_ns "$node" sysctl -qw net.ipv4.conf.vpc0.accept_redirects=0
+        if dual_stack; then
+            ensure_addr "$node" vpc0 "${NODE_IP6[$node]}/64"
+            ip -n "$n" -6 route replace default via "$ROUTER_VPC_IP6" dev vpc0
+            in_ns "$node" sysctl -qw net.ipv6.conf.all.forwarding=1
+            in_ns "$node" sysctl -qw net.ipv6.conf.all.accept_redirects=0
+            in_ns "$node" sysctl -qw net.ipv6.conf.vpc0.accept_redirects=0
+        fi
     done
 }
 
 # ---------------------------------------------------------------- inter-node routes
 
-route_present() {  # node -> 0 if the router routes that node's podCIDR to it
-    local r; r=$(ip -n "$(ns_of router)" route show "${POD_CIDR[$1]}" 2>/dev/null)
-    [[ $r == *"via ${NODE_IP[$1]} "* ]]
+route_present() {  # node [4|6] -> 0 if the router routes that node's podCIDR to it
+    local fam=${2:-4} r
+    r=$(ip -n "$(ns_of router)" -"$fam" route show "$(pod_cidr "$1" "$fam")" 2>/dev/null)
+    [[ $r == *"via $(node_ip "$1" "$fam") "* ]]
 }
 
-routes_state() {
+routes_state() {  # over every family of the lab
     ns_exists router || { printf 'absent'; return 0; }
-    local node up=0
-    for node in "${NODES[@]}"; do route_present "$node" && up=$((up + 1)); done
-    if ((up == ${#NODES[@]})); then printf 'up'
+    local node fam up=0 all=0
+    for fam in "${FAMILIES[@]}"; do
+        for node in "${NODES[@]}"; do
+            all=$((all + 1))
+            route_present "$node" "$fam" && up=$((up + 1))
+        done
+    done
+    if ((up == all)); then printf 'up'
     elif ((up == 0)); then printf 'down'
     else printf 'partial'; fi
 }
 
 routes_up() {
     ns_exists router || die "no router namespace: run '$0 up' first"
-    local node
-    for node in "${NODES[@]}"; do
-        if route_present "$node"; then say "  route ${POD_CIDR[$node]} via ${NODE_IP[$node]}: already there"
-        else
-            ip -n "$(ns_of router)" route replace "${POD_CIDR[$node]}" via "${NODE_IP[$node]}" dev vpc-br
-            say "  route ${POD_CIDR[$node]} via ${NODE_IP[$node]}: added"
-        fi
+    local node fam cidr via
+    for fam in "${FAMILIES[@]}"; do
+        for node in "${NODES[@]}"; do
+            cidr=$(pod_cidr "$node" "$fam") via=$(node_ip "$node" "$fam")
+            if route_present "$node" "$fam"; then say "  route $cidr via $via: already there"
+            else
+                ip -n "$(ns_of router)" -"$fam" route replace "$cidr" via "$via" dev vpc-br
+                say "  route $cidr via $via: added"
+            fi
+        done
     done
 }
 
 routes_down() {
     ns_exists router || { say "  no router namespace: no routes"; return 0; }
-    local node
-    for node in "${NODES[@]}"; do
-        if route_present "$node"; then
-            ip -n "$(ns_of router)" route del "${POD_CIDR[$node]}"
-            say "  route ${POD_CIDR[$node]} via ${NODE_IP[$node]}: removed"
-        else say "  route ${POD_CIDR[$node]}: already absent"; fi
+    local node fam cidr
+    for fam in "${FAMILIES[@]}"; do
+        for node in "${NODES[@]}"; do
+            cidr=$(pod_cidr "$node" "$fam")
+            if route_present "$node" "$fam"; then
+                ip -n "$(ns_of router)" -"$fam" route del "$cidr"
+                say "  route $cidr via $(node_ip "$node" "$fam"): removed"
+            else say "  route $cidr: already absent"; fi
+        done
     done
 }

@@ -28,9 +28,18 @@
 #       writes nothing; the three runtime paths (the runner's cacheDir, stateDir and
 #       logFile) go into it when given: scripts/lab.sh's nodes, whose files live in a
 #       directory, take their conflists from here
-#   NETWORKS = --host-network CIDR --pod-network CIDR --pod-subnet CIDR [--mtu N]
+#   NETWORKS = --host-network CIDRS --pod-network CIDRS --pod-subnet CIDRS [--ip-masq6] [--mtu N]
+#       CIDRS: one CIDR, or an IPv4 and an IPv6 one separated by a comma (dual-stack:
+#       e.g. --pod-subnet 200.200.1.0/24,fd00:200:200:1::/64); the three options name
+#       the same families. One CIDR is written as a string, two as a list, IPv4 first
+#       (the default guest's myHostNetwork/myPodNetwork/myPodSubnet take either).
+#       --ip-masq6: "ipMasq6": true (the default guest masquerades IPv6 pod traffic
+#       leaving the cluster too; off by default, as most dual-stack clusters route IPv6).
 #       --mtu: the pods' MTU (conflist "mtu"); default: the MTU of the node's uplink
 #       (the interface of its default route), 1460 on GCP
+#   Every conflist declares the "ips" and "mac" capabilities, so that a runtime's
+#   requested addresses and MAC (podman --ip/--ip6/--mac-address) reach the runner as
+#   runtimeConfig.ips/mac.
 #
 # Before installing, the node is checked for what the runner needs at run time: the
 # nft binary (the runner's firewall runs it, at /usr/sbin/nft, /sbin/nft or
@@ -68,7 +77,8 @@ usage: $SCRIPT_NAME install --runner FILE --default-guest FILE [--registry-tool 
        $SCRIPT_NAME guest --ref [oci://]REF [--guest-digest sha256:HEX] [--insecure] [--ca-file PEM] [--registry-config FILE] NETWORKS
        $SCRIPT_NAME uninstall
        $SCRIPT_NAME conflist --guest PATH [--guest-digest sha256:HEX] NETWORKS [--cache-dir DIR] [--state-dir DIR] [--log-file FILE]
-  NETWORKS: --host-network CIDR --pod-network CIDR --pod-subnet CIDR [--mtu N]
+  NETWORKS: --host-network CIDRS --pod-network CIDRS --pod-subnet CIDRS [--ip-masq6] [--mtu N]
+  CIDRS: CIDR, or IPV4CIDR,IPV6CIDR (dual-stack)
   ROOT=DIR prefixes every path written (default: /)
 USAGE
   exit 2
@@ -88,7 +98,7 @@ need_cidr() {
   ((BASH_REMATCH[5] <= 32)) || die "$1 '$2' is not an IPv4 CIDR."
 }
 
-# inside SUBNET NETWORK: SUBNET lies within NETWORK.
+# inside SUBNET NETWORK: SUBNET lies within NETWORK (both IPv4).
 inside() {
   local sp=${1#*/} np=${2#*/} s n mask
   ((sp >= np)) || return 1
@@ -96,6 +106,52 @@ inside() {
   n=$(ip_to_int "${2%/*}")
   mask=$(((0xffffffff << (32 - np)) & 0xffffffff))
   (((s & mask) == (n & mask)))
+}
+
+# expand6 ADDR: ADDR (IPv6 text, no embedded IPv4) as 32 lowercase hex digits, or
+# return 1 when it is not an IPv6 address.
+expand6() {
+  local a=${1,,} g n i out=""
+  local -a groups=() h=() t=()
+  [[ "$a" =~ ^[0-9a-f:]+$ ]] || return 1
+  if [[ "$a" == *::* ]]; then
+    [[ "${a#*::}" != *::* ]] || return 1
+    [[ -z "${a%%::*}" ]] || IFS=: read -ra h <<<"${a%%::*}"
+    [[ -z "${a#*::}" ]] || IFS=: read -ra t <<<"${a#*::}"
+    n=$((8 - ${#h[@]} - ${#t[@]}))
+    ((n >= 1)) || return 1
+    groups=("${h[@]}")
+    for ((i = 0; i < n; i++)); do groups+=(0); done
+    groups+=("${t[@]}")
+  else
+    [[ "$a" != :* && "$a" != *: ]] || return 1
+    IFS=: read -ra groups <<<"$a"
+    ((${#groups[@]} == 8)) || return 1
+  fi
+  for g in "${groups[@]}"; do
+    [[ "$g" =~ ^[0-9a-f]{1,4}$ ]] || return 1
+    out+=$(printf '%04x' "$((16#$g))")
+  done
+  printf '%s\n' "$out"
+}
+
+# need_cidr6 NAME VALUE
+need_cidr6() {
+  local plen=${2##*/}
+  if ! [[ "$2" == */* && "$plen" =~ ^[0-9]{1,3}$ ]] || ((10#$plen > 128)) || ! expand6 "${2%/*}" >/dev/null; then
+    die "$1 '$2' is not an IPv6 CIDR."
+  fi
+}
+
+# inside6 SUBNET NETWORK: SUBNET lies within NETWORK (both IPv6).
+inside6() {
+  local sp=$((10#${1##*/})) np=$((10#${2##*/})) s n full rem
+  ((sp >= np)) || return 1
+  s=$(expand6 "${1%/*}")
+  n=$(expand6 "${2%/*}")
+  full=$((np / 4)) rem=$((np % 4))
+  [[ "${s:0:full}" == "${n:0:full}" ]] || return 1
+  ((rem == 0)) || (((16#${s:full:1} >> (4 - rem)) == (16#${n:full:1} >> (4 - rem))))
 }
 
 # put SRC DST MODE: copy SRC to $ROOT$DST atomically.
@@ -131,8 +187,9 @@ need_digest() {
 # writer of it: install and guest here, and scripts/lab.sh through 'conflist');
 # DIGEST, when given, is the guest's pin (guestDigest).
 conflist_json() {
-  local guest runtime="" key val pin=""
+  local guest runtime="" key val pin="" masq6=""
   guest="$(json_path guest "$1")"
+  ((IP_MASQ6 == 0)) || masq6=$'\n      "ipMasq6": true,'
   if [[ -n "${2:-}" ]]; then
     need_digest guestDigest "$2"
     pin=$',\n      "guestDigest": "'"$2"'"'
@@ -153,14 +210,20 @@ conflist_json() {
     {
       "type": "wasm-cni",
       "guest": $guest$pin,
-      "myHostNetwork": "$HOST_NETWORK",
-      "myPodNetwork": "$POD_NETWORK",
-      "myPodSubnet": "$POD_SUBNET",
+      "capabilities": {"ips": true, "mac": true},
+      "myHostNetwork": $(cidrs_json "$HOST_NETWORK"),
+      "myPodNetwork": $(cidrs_json "$POD_NETWORK"),
+      "myPodSubnet": $(cidrs_json "$POD_SUBNET"),$masq6
       "mtu": $MTU$runtime
     }
   ]
 }
 JSON
+}
+
+# cidrs_json CIDRS: one CIDR as a JSON string, two (IPv4,IPv6) as a list of them.
+cidrs_json() {
+  if [[ "$1" == *,* ]]; then printf '["%s", "%s"]' "${1%%,*}" "${1#*,}"; else printf '"%s"' "$1"; fi
 }
 
 # write_conflist GUEST_PATH: the conflist for the installed guest GUEST_PATH, pinned
@@ -189,7 +252,7 @@ cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
 RUNNER="" GUEST_SRC="" GUEST_FILE="" USE_DEFAULT=0 HOST_NETWORK="" POD_NETWORK="" POD_SUBNET="" MTU=""
 GUEST_PATH="" RUNTIME_CACHE_DIR="" RUNTIME_STATE_DIR="" RUNTIME_LOG_FILE="" GUEST_DIGEST=""
-REGISTRY_TOOL="" REF="" PULL_OPTS=()
+REGISTRY_TOOL="" REF="" PULL_OPTS=() IP_MASQ6=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runner | --default-guest | --file | --host-network | --pod-network | --pod-subnet | --mtu | \
@@ -216,16 +279,63 @@ while [[ $# -gt 0 ]]; do
       shift 2
       ;;
     --default) USE_DEFAULT=1; shift ;;
+    --ip-masq6) IP_MASQ6=1; shift ;;
     --insecure) PULL_OPTS+=(--insecure); shift ;;
     *) usage ;;
   esac
 done
 
+# need_cidrs NAME VALUE: VALUE is one CIDR, or an IPv4 and an IPv6 one ("A,B"); sets
+# CIDRS_V4 and CIDRS_V6 (empty when that family is absent).
+need_cidrs() {
+  local name=$1 c
+  local -a parts
+  CIDRS_V4="" CIDRS_V6=""
+  IFS=, read -ra parts <<<"$2"
+  [[ -n "$2" && "$2" != *, && ${#parts[@]} -ge 1 && ${#parts[@]} -le 2 ]] ||
+    die "$name '$2' must be one CIDR, or an IPv4 and an IPv6 CIDR separated by a comma."
+  for c in "${parts[@]}"; do
+    if [[ "$c" == *:* ]]; then
+      [[ -z "$CIDRS_V6" ]] || die "$name '$2' names two IPv6 CIDRs (one per family)."
+      need_cidr6 "$name" "$c"
+      CIDRS_V6=$c
+    else
+      [[ -z "$CIDRS_V4" ]] || die "$name '$2' names two IPv4 CIDRs (one per family)."
+      need_cidr "$name" "$c"
+      CIDRS_V4=$c
+    fi
+  done
+}
+
+# families_of: "4", "6" or "4,6" for the last need_cidrs
+families_of() {
+  local f=""
+  [[ -z "$CIDRS_V4" ]] || f=4
+  [[ -z "$CIDRS_V6" ]] || f=${f:+$f,}6
+  printf '%s\n' "$f"
+}
+
 need_networks() {
-  need_cidr --host-network "$HOST_NETWORK"
-  need_cidr --pod-network "$POD_NETWORK"
-  need_cidr --pod-subnet "$POD_SUBNET"
-  inside "$POD_SUBNET" "$POD_NETWORK" || die "--pod-subnet $POD_SUBNET is not inside --pod-network $POD_NETWORK."
+  local h4 h6 n4 n6 fam
+  need_cidrs --host-network "$HOST_NETWORK"
+  h4=$CIDRS_V4 h6=$CIDRS_V6 fam=$(families_of)
+  need_cidrs --pod-network "$POD_NETWORK"
+  n4=$CIDRS_V4 n6=$CIDRS_V6
+  [[ "$(families_of)" == "$fam" ]] ||
+    die "--pod-network $POD_NETWORK and --host-network $HOST_NETWORK name different address families."
+  need_cidrs --pod-subnet "$POD_SUBNET"
+  [[ "$(families_of)" == "$fam" ]] ||
+    die "--pod-subnet $POD_SUBNET and --host-network $HOST_NETWORK name different address families."
+  [[ -z "$CIDRS_V4" ]] || inside "$CIDRS_V4" "$n4" ||
+    die "--pod-subnet $CIDRS_V4 is not inside --pod-network $n4."
+  [[ -z "$CIDRS_V6" ]] || inside6 "$CIDRS_V6" "$n6" ||
+    die "--pod-subnet $CIDRS_V6 is not inside --pod-network $n6."
+  ((IP_MASQ6 == 0)) || [[ -n "$CIDRS_V6" ]] ||
+    die "--ip-masq6 needs an IPv6 pod subnet (--pod-subnet IPV4CIDR,IPV6CIDR)."
+  # written IPv4 first, whatever the order given
+  HOST_NETWORK=$h4${h4:+${h6:+,}}$h6
+  POD_NETWORK=$n4${n4:+${n6:+,}}$n6
+  POD_SUBNET=$CIDRS_V4${CIDRS_V4:+${CIDRS_V6:+,}}$CIDRS_V6
   if [[ -z "$MTU" ]]; then
     uplink_mtu
   fi
@@ -379,7 +489,7 @@ case "$cmd" in
     fi
     ;;
   uninstall)
-    [[ -z "$RUNNER$GUEST_SRC$GUEST_FILE$REF$HOST_NETWORK$POD_NETWORK$POD_SUBNET$MTU" && "$USE_DEFAULT" == 0 ]] || usage
+    [[ -z "$RUNNER$GUEST_SRC$GUEST_FILE$REF$HOST_NETWORK$POD_NETWORK$POD_SUBNET$MTU" && "$USE_DEFAULT$IP_MASQ6" == 00 ]] || usage
     rm -f "$ROOT$CONF_PATH" "$ROOT$BIN_PATH" "$ROOT$REGISTRY_TOOL_PATH"
     rm -rf -- "$ROOT$GUEST_DIR" "$ROOT$CACHE_DIR" # constant suffixes: never "/"
     log "removed $CONF_PATH, $BIN_PATH, $REGISTRY_TOOL_PATH, $GUEST_DIR, $CACHE_DIR"

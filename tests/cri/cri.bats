@@ -21,25 +21,8 @@ teardown() {
   fi
 }
 
-# On failure, show what containerd and the runner said.
-diag() {
-  echo "--- containerd.log (tail)"; tail -30 "$CRI_DIR/containerd.log" 2>/dev/null || true
-  echo "--- wasm-cni.log (tail)"; tail -30 "$CRI_CNI_LOG" 2>/dev/null || true
-}
-
-# Expect the node to hold only lo and cni0 and the store no reservation at all.
-expect_clean_node() {
-  local links keys i
-  # A pod netns freed by the kernel takes its veth with it asynchronously: allow 2 s.
-  for ((i = 0; i < 20; i++)); do
-    links=$(cri_node_links | tr '\n' ' ')
-    [ "$links" = "cni0 lo " ] && break
-    sleep 0.1
-  done
-  [ "$links" = "cni0 lo " ] || { echo "node links: $links"; diag; return 1; }
-  keys=$(cri_kv_keys | grep -E '^(ip|attach)%2F' || true)
-  [ -z "$keys" ] || { echo "store keys left: $keys"; diag; return 1; }
-}
+diag() { cri_diag; }
+expect_clean_node() { cri_expect_clean_node; }
 
 @test "cri: one sandbox gets the runner's address, answers ping, and leaves nothing on removal" {
   local id st ip netns stored

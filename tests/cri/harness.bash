@@ -7,7 +7,9 @@
 # for unix socket paths) and one namespace $CRI_NODE. cri_stop removes it all: sandboxes,
 # containerd, its shims, every mount under the dir (rootfs, shm, pod netns), the namespace.
 #
-#   cri_start [wasm|bridge]   set up and start containerd with that CNI network (default wasm)
+#   cri_start [wasm|bridge|wasm-dual|bridge-dual]
+#                             set up and start containerd with that CNI network (default
+#                             wasm; -dual: dual-stack, an IPv6 subnet beside the IPv4 one)
 #   cri_stop                  tear everything down (idempotent, never fails)
 #   cri ARGS...               tests/cri-client against this containerd
 #
@@ -22,10 +24,11 @@ CRI_PLUGINS=${CRI_PLUGINS:-/usr/lib/cni}
 CRI_IMAGE=wasm-cni.test/pause:1
 CRI_NETWORK=wasm-cni            # the CNI network name (both plugins' conflists use it)
 CRI_SUBNET_PREFIX=200.200.1.    # myPodSubnet 200.200.1.0/24
+CRI_SUBNET6=fd00:200:200:1::/64 # and its IPv6 companion in the -dual networks
 
 cri_log() { echo "# $*" >&2; }
 
-# cri_start [wasm|bridge]: exports CRI_DIR CRI_NODE CRI_SOCK CRI_PID CRI_STATE CRI_KV ...
+# cri_start [wasm|bridge|wasm-dual|bridge-dual]: exports CRI_DIR CRI_NODE CRI_SOCK CRI_PID CRI_STATE CRI_KV ...
 cri_start() {
   local plugin=${1:-wasm} b
   for b in containerd ctr runc containerd-shim-runc-v2 nsenter findmnt jq; do
@@ -97,25 +100,34 @@ cri_start() {
   return 1
 }
 
-# The first (and only) conflist in the CNI conf dir.
+# The first (and only) conflist in the CNI conf dir. The -dual networks add an IPv6
+# subnet (the default guest's networks become lists, one CIDR per family; host-local
+# gets a second range).
 cri_write_conflist() {
+  local dual=false
+  case $1 in wasm-dual|bridge-dual) dual=true ;; esac
   case $1 in
-    wasm)
-      jq -n --arg d "$CRI_DIR" --arg net "$CRI_NETWORK" '{
+    wasm|wasm-dual)
+      jq -n --arg d "$CRI_DIR" --arg net "$CRI_NETWORK" --arg sub6 "$CRI_SUBNET6" --argjson dual "$dual" '{
         cniVersion: "1.0.0", name: $net,
         plugins: [{
           type: "wasm-cni", guest: ($d + "/guests/default.wasm"),
           cacheDir: ($d + "/cache"), stateDir: ($d + "/cni-state"), logFile: ($d + "/wasm-cni.log"),
           myHostNetwork: "10.0.0.0/16", myPodNetwork: "200.200.0.0/16", myPodSubnet: "200.200.1.0/24"
-        }]}' ;;
-    bridge)
+        } + if $dual then {
+          myHostNetwork: ["10.0.0.0/16", "fd00:10:240::/64"],
+          myPodNetwork: ["200.200.0.0/16", "fd00:200:200::/56"],
+          myPodSubnet: ["200.200.1.0/24", $sub6]
+        } else {} end]}' ;;
+    bridge|bridge-dual)
       # The reference: the bridge plugin with host-local, same subnet, bridge and gateway.
-      jq -n --arg d "$CRI_DIR" --arg net "$CRI_NETWORK" '{
+      jq -n --arg d "$CRI_DIR" --arg net "$CRI_NETWORK" --arg sub6 "$CRI_SUBNET6" --argjson dual "$dual" '{
         cniVersion: "1.0.0", name: $net,
         plugins: [{
           type: "bridge", bridge: "cni0", isGateway: true, ipMasq: true,
           ipam: { type: "host-local", dataDir: ($d + "/cni-state/host-local"),
-                  ranges: [[{ subnet: "200.200.1.0/24" }]], routes: [{ dst: "0.0.0.0/0" }] }
+                  ranges: ([[{ subnet: "200.200.1.0/24" }]] + if $dual then [[{ subnet: $sub6 }]] else [] end),
+                  routes: ([{ dst: "0.0.0.0/0" }] + if $dual then [{ dst: "::/0" }] else [] end) }
         }]}' ;;
     *) cri_log "cri: unknown plugin $1"; return 1 ;;
   esac
@@ -269,6 +281,32 @@ cri_kv_keys() { ls "$CRI_KV" 2>/dev/null || true; }
 
 # The address the runner's store holds for a sandbox's eth0.
 cri_attach_ip() { cat "$CRI_KV/attach%2F$1%2Feth0" 2>/dev/null; }
+
+# On failure, show what containerd and the runner said.
+cri_diag() {
+  echo "--- containerd.log (tail)"; tail -30 "$CRI_DIR/containerd.log" 2>/dev/null || true
+  echo "--- wasm-cni.log (tail)"; tail -30 "$CRI_CNI_LOG" 2>/dev/null || true
+}
+
+# Expect the node to hold only lo and cni0 and the store no reservation at all.
+cri_expect_clean_node() {
+  local links keys i
+  # A pod netns freed by the kernel takes its veth with it asynchronously: allow 2 s.
+  for ((i = 0; i < 20; i++)); do
+    links=$(cri_node_links | tr '\n' ' ')
+    [ "$links" = "cni0 lo " ] && break
+    sleep 0.1
+  done
+  [ "$links" = "cni0 lo " ] || { echo "node links: $links"; cri_diag; return 1; }
+  keys=$(cri_kv_keys | grep -E '^(ip|attach6?)%2F' || true)
+  [ -z "$keys" ] || { echo "store keys left: $keys"; cri_diag; return 1; }
+}
+
+# Is ADDR in fd00:200:200:1::/64 (CRI_SUBNET6; an address, not the subnet itself)?
+cri_in_subnet6() {
+  local host=${1#fd00:200:200:1:}
+  [[ $1 == fd00:200:200:1:* && $host =~ ^(:?[0-9a-f]{1,4})(:[0-9a-f]{1,4}){0,3}$ && $1 != fd00:200:200:1:: ]]
+}
 
 # Is ADDR in 200.200.1.0/24 (a host address)?
 cri_in_subnet() {

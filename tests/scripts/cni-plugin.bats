@@ -137,7 +137,7 @@ pin_of() {
     [ -x "$root/opt/cni/bin/wasm-cni" ]
     cmp "$DEFAULT_GUEST_WASM" "$root/opt/cni/wasm/default.wasm"
     run jq -c . "$(conflist_of "$node")"
-    [ "$output" = '{"cniVersion":"1.0.0","name":"wasm-cni","plugins":[{"type":"wasm-cni","guest":"/opt/cni/wasm/default.wasm","guestDigest":"'"$(pin_of "$DEFAULT_GUEST_WASM")"'","myHostNetwork":"10.0.0.0/16","myPodNetwork":"200.200.0.0/16","myPodSubnet":"'"$(cidr_of "$node")"'","mtu":1460}]}' ]
+    [ "$output" = '{"cniVersion":"1.0.0","name":"wasm-cni","plugins":[{"type":"wasm-cni","guest":"/opt/cni/wasm/default.wasm","guestDigest":"'"$(pin_of "$DEFAULT_GUEST_WASM")"'","capabilities":{"ips":true,"mac":true},"myHostNetwork":"10.0.0.0/16","myPodNetwork":"200.200.0.0/16","myPodSubnet":"'"$(cidr_of "$node")"'","mtu":1460}]}' ]
     [ ! -e "$STUB_SIM_NODES/$node/home/wasm-cni-install" ] # staging dir cleaned up
   done
 }

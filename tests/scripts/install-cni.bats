@@ -54,6 +54,7 @@ install_it() {
     "type": "wasm-cni",
     "guest": "/opt/cni/wasm/default.wasm",
     "guestDigest": "$(pin_of "$ROOT/opt/cni/wasm/default.wasm")",
+    "capabilities": {"ips": true, "mac": true},
     "myHostNetwork": "10.0.0.0/16",
     "myPodNetwork": "200.200.0.0/16",
     "myPodSubnet": "200.200.1.0/24",
@@ -145,7 +146,7 @@ JSON
 }
 
 @test "install-cni: usage errors exit 2" {
-  for args in "" "bogus" "install" "install --runner" "guest --default --file x.wasm" "uninstall --pod-subnet 1.2.3.0/24" "uninstall --mtu 1400" \
+  for args in "" "bogus" "install" "install --runner" "guest --default --file x.wasm" "uninstall --pod-subnet 1.2.3.0/24" "uninstall --mtu 1400" "uninstall --ip-masq6" \
     "conflist --host-network 10.0.0.0/16" "conflist --guest /g.wasm --default" "install --cache-dir /c" "guest --default --guest /g.wasm" \
     "guest --ref r/x:v1 --file x.wasm" "guest --ref r/x:v1 --default" "guest --default --insecure" "guest --file x.wasm --ca-file c.pem" \
     "install --runner r --default-guest g --ref r/x:v1" "guest --default --registry-tool t" "install --runner r --default-guest g --guest-digest sha256:00" \
@@ -274,6 +275,7 @@ JSON
     "type": "wasm-cni",
     "guest": "/lab/node 1/guests/my \"x\".wasm",
     "guestDigest": "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    "capabilities": {"ips": true, "mac": true},
     "myHostNetwork": "10.0.0.0/16",
     "myPodNetwork": "200.200.0.0/16",
     "myPodSubnet": "200.200.1.0/24",
@@ -303,6 +305,57 @@ JSON
     assert_contains "$stderr" "--guest-digest '$bad' must be sha256: and 64 lowercase hex digits"
     [ -z "$output" ]
   done
+}
+
+@test "install-cni conflist: dual-stack networks become lists (IPv4 first), ipMasq6 when asked; bad ones are refused" {
+  run --separate-stderr "$NODE_SCRIPT" conflist --guest /g.wasm --mtu 1500 --ip-masq6 \
+    --host-network fd00:10:240::/64,10.0.0.0/16 --pod-network 200.200.0.0/16,fd00:200:200::/56 \
+    --pod-subnet 200.200.1.0/24,fd00:200:200:1::/64
+  assert_status 0
+  run jq -S . <<<"$output"
+  assert_status 0
+  [ "$output" = "$(jq -S . <<'JSON'
+{
+  "cniVersion": "1.0.0",
+  "name": "wasm-cni",
+  "plugins": [{
+    "type": "wasm-cni",
+    "guest": "/g.wasm",
+    "capabilities": {"ips": true, "mac": true},
+    "myHostNetwork": ["10.0.0.0/16", "fd00:10:240::/64"],
+    "myPodNetwork": ["200.200.0.0/16", "fd00:200:200::/56"],
+    "myPodSubnet": ["200.200.1.0/24", "fd00:200:200:1::/64"],
+    "ipMasq6": true,
+    "mtu": 1500
+  }]
+}
+JSON
+)" ]
+  # IPv6 alone is a network too; without --ip-masq6 there is no ipMasq6 key
+  run --separate-stderr "$NODE_SCRIPT" conflist --guest /g.wasm --mtu 1500 --host-network fd00:10:240::/64 \
+    --pod-network fd00:200:200::/56 --pod-subnet fd00:200:200:ff::/64
+  assert_status 0
+  [ "$(jq -c '.plugins[0] | [.myHostNetwork, .myPodNetwork, .myPodSubnet, has("ipMasq6")]' <<<"$output")" = \
+    '["fd00:10:240::/64","fd00:200:200::/56","fd00:200:200:ff::/64",false]' ]
+  local -a bad
+  for bad in "--pod-subnet 200.200.1.0/24,fd00:200:201:1::/64|--pod-subnet fd00:200:201:1::/64 is not inside --pod-network fd00:200:200::/56" \
+    "--pod-subnet 200.200.1.0/24,fd00:200:200:100::/64|--pod-subnet fd00:200:200:100::/64 is not inside --pod-network fd00:200:200::/56" \
+    "--pod-subnet 200.200.1.0/24,fd00:200:200::/48|--pod-subnet fd00:200:200::/48 is not inside --pod-network fd00:200:200::/56" \
+    "--pod-subnet 200.200.1.0/24|--pod-subnet 200.200.1.0/24 and --host-network 10.0.0.0/16,fd00:10:240::/64 name different address families" \
+    "--pod-subnet 200.200.1.0/24,fd00:200:200:1::1::/64|--pod-subnet 'fd00:200:200:1::1::/64' is not an IPv6 CIDR" \
+    "--pod-subnet 200.200.1.0/24,fd00:200:200:1::/129|--pod-subnet 'fd00:200:200:1::/129' is not an IPv6 CIDR" \
+    "--pod-subnet 200.200.1.0/24,200.200.2.0/24|--pod-subnet '200.200.1.0/24,200.200.2.0/24' names two IPv4 CIDRs (one per family)" \
+    "--pod-subnet 200.200.1.0/24,|--pod-subnet '200.200.1.0/24,' must be one CIDR, or an IPv4 and an IPv6 CIDR separated by a comma"; do
+    read -ra args <<<"${bad%%|*}"
+    run --separate-stderr "$NODE_SCRIPT" conflist --guest /g.wasm --mtu 1500 --host-network 10.0.0.0/16,fd00:10:240::/64 \
+      --pod-network 200.200.0.0/16,fd00:200:200::/56 "${args[@]}"
+    assert_status 1
+    assert_contains "$stderr" "${bad#*|}"
+    [ -z "$output" ]
+  done
+  run --separate-stderr "$NODE_SCRIPT" conflist --guest /g.wasm "${NETS[@]}" --mtu 1500 --ip-masq6
+  assert_status 1
+  assert_contains "$stderr" "--ip-masq6 needs an IPv6 pod subnet"
 }
 
 # registry: a stub registry directory the fake runner's 'guest pull' reads, and the
