@@ -974,3 +974,62 @@ fn an_mtu_below_1280_on_a_link_it_did_not_create_is_refused_in_add() {
     sb.set_mtu(Ns::Host, &own(), 1280).unwrap();
     del_gate_over(w).set_mtu(Ns::Host, &own(), 1200).unwrap();
 }
+
+#[test]
+fn ipv6_text_tricks_at_the_boundary_get_nothing_more() {
+    let mut sb = gate_over(node(), false);
+    let before = text(&mut sb);
+    // not an address or network at all: zone ids, prefixes past 128, leading zeros
+    for e in [
+        sb.address_add(Ns::Container, "eth0", "fe80::1%eth0/64"),
+        sb.address_add(Ns::Container, "eth0", "fd00:200:1::9/129"),
+        sb.address_add(Ns::Container, "eth0", "200.200.001.005/24"),
+        sb.route_add(Ns::Host, "fd00:200:1::/64", None, Some("cni0%1")),
+        sb.route_add(
+            Ns::Container,
+            "::/0",
+            Some("fd00:200:1::1%eth0"),
+            Some("eth0"),
+        ),
+    ] {
+        assert_eq!(e.unwrap_err().kind, OpKind::InvalidArgument);
+    }
+    // IPv6 spellings of IPv4 addresses are IPv6, outside the IPv6 pod network; the
+    // other attachment's address in capitals or with its zeros written out is still its
+    for (e, why) in [
+        (
+            sb.address_add(Ns::Container, "eth0", "::ffff:200.200.1.9/128"),
+            "pod network",
+        ),
+        (
+            sb.address_add(Ns::Container, "eth0", "::200.200.1.9/128"),
+            "pod network",
+        ),
+        (
+            sb.address_add(Ns::Container, "eth0", "64:ff9b::c8c8:109/128"),
+            "pod network",
+        ),
+        (
+            sb.address_add(Ns::Container, "eth0", "FD00:200:1:0:0:0:0:5/64"),
+            "another attachment",
+        ),
+        (
+            sb.route_add(Ns::Host, "0::0/0", None, Some(&own())),
+            "pod network",
+        ),
+        (
+            sb.route_add(Ns::Host, "::0/0", Some("fd00:200:1::1"), Some("cni0")),
+            "pod network",
+        ),
+        (
+            sb.route_add(Ns::Host, "FD00:200:1::5/128", None, Some(&own())),
+            "another attachment",
+        ),
+        (sb.masquerade("::ffff:200.200.0.0/112", &[]), "pod network"),
+    ] {
+        let e = e.unwrap_err();
+        assert_eq!(e.kind, OpKind::Denied, "{e}");
+        assert!(e.message.contains(why), "{why}: {e}");
+    }
+    assert_eq!(text(&mut sb), before);
+}
