@@ -250,6 +250,7 @@ fn plan(env: &Env, conf: &NetConf, has_netns: bool) -> (Grants, wasm::Call) {
     if env.command == Command::Check {
         grants.set_read_only("CHECK");
     }
+    grants.set_requested_mac(conf.requested.mac);
     let request = || wasm::Request {
         container_id: env.container_id.clone(),
         ifname: env.ifname.clone(),

@@ -19,6 +19,7 @@
 //!   attachment's call is deleted only by that attachment's calls or by GC;
 //! - CHECK and STATUS change nothing (read-only grants).
 
+use crate::mac::Mac;
 use crate::node::{stable_hash, Family, Ns, OpError, OpResult, SysctlKey};
 use ipnetwork::IpNetwork;
 use std::collections::HashSet;
@@ -90,6 +91,9 @@ pub struct Grants {
     read_only: Option<&'static str>,
     /// `attachment_id` of the call's attachment (ADD, DEL, CHECK).
     attachment: Option<String>,
+    /// The MAC the runtime asked for (`request.mac`): the only one `create-veth` may
+    /// give a container end.
+    requested_mac: Option<Mac>,
 }
 
 impl Grants {
@@ -122,6 +126,27 @@ impl Grants {
             uplinks: None,
             read_only,
             attachment,
+            requested_mac: None,
+        }
+    }
+
+    /// The runtime's `request.mac` for this call.
+    pub fn set_requested_mac(&mut self, mac: Option<Mac>) {
+        self.requested_mac = mac;
+    }
+
+    /// A container end may get the MAC the runtime asked for and no other: a guest
+    /// choosing freely could give its pod another pod's MAC, which takes that pod's
+    /// traffic on the shared bridge.
+    pub fn container_mac(&self, mac: Option<Mac>) -> Result<(), OpError> {
+        match mac {
+            None => Ok(()),
+            Some(m) if Some(m) == self.requested_mac => Ok(()),
+            Some(m) => Err(OpError::denied(format!(
+                "container-mac {m}: only the MAC the runtime asked for (request.mac: {}) may be set",
+                self.requested_mac
+                    .map_or_else(|| "none".to_string(), |r| r.to_string())
+            ))),
         }
     }
 

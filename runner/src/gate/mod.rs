@@ -309,7 +309,8 @@ impl Gate {
         let check = self
             .learn_uplinks(Ns::Host, host)
             .and_then(|_| self.grants.link(Ns::Host, host, LinkOp::Create))
-            .and_then(|_| self.grants.link(Ns::Container, peer, LinkOp::Create));
+            .and_then(|_| self.grants.link(Ns::Container, peer, LinkOp::Create))
+            .and_then(|_| self.grants.container_mac(mac));
         self.gate_change(&what, check)?;
         Self::count(&mut self.used.links, self.limits.links, &what, "links")?;
         let r = self.node.create_veth(host, peer, mtu, mac);

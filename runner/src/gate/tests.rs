@@ -839,6 +839,27 @@ fn create_veth_sets_the_container_mac_and_refuses_a_bad_one() {
         );
     }
     assert_eq!(text(&mut sb), before, "a refused veth changes nothing");
+    // any MAC but the runtime's request.mac is refused: another pod's would take its
+    // traffic on the bridge
+    for (requested, asked) in [
+        (None, "0a:58:c8:c8:01:09"),
+        (Some("0a:58:c8:c8:01:08"), "0a:58:c8:c8:01:09"),
+    ] {
+        sb.grants
+            .set_requested_mac(requested.map(|m: &str| m.parse().unwrap()));
+        let e = sb
+            .create_veth(&own(), "eth0", None, Some(asked))
+            .unwrap_err();
+        assert_eq!(e.kind, OpKind::Denied, "{asked}: {}", e.message);
+        assert!(
+            e.message.contains(asked) && e.message.contains("request.mac"),
+            "{}",
+            e.message
+        );
+        assert_eq!(text(&mut sb), before, "a refused veth changes nothing");
+    }
+    sb.grants
+        .set_requested_mac(Some("0a:58:c8:c8:01:09".parse().unwrap()));
     let (_, c) = sb
         .create_veth(&own(), "eth0", None, Some("0A:58:C8:C8:01:09"))
         .unwrap();
