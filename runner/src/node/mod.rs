@@ -294,7 +294,6 @@ pub trait Node: Send {
     fn list_routes(&mut self, ns: Ns, link: Option<&str>) -> OpResult<Vec<RouteSpec>>;
     /// The routes of one family only (a 0.1.0 guest's IPv4 view): the kernel dumps just
     /// that family, so an IPv4 listing costs what it did before IPv6.
-    #[allow(dead_code)] // through `Gate::route_list_of`
     fn list_routes_of(
         &mut self,
         ns: Ns,
