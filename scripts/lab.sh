@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # The course lab's 3-node cluster, built from network namespaces on one machine.
 # Pods are run by podman through wasm-cni (or the reference plugins, LAB_PLUGIN=reference).
 # See docs/lab.md.
@@ -9,7 +10,7 @@
 # writer), pods.sh (image, pods, addresses), connectivity.sh (the `test` table).
 set -euo pipefail
 
-# shellcheck source=scripts/lib/common.sh
+# shellcheck source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh" # die, REPO_ROOT
 REPO=$REPO_ROOT
 HERE=$REPO/scripts/lab
@@ -124,13 +125,13 @@ current_plugin() {
     if [[ -f $LAB_DIR/plugin ]]; then cat "$LAB_DIR/plugin"; else printf '%s' "$LAB_PLUGIN"; fi
 }
 
-# shellcheck source=scripts/lab/topology.sh
+# shellcheck source=lab/topology.sh
 source "$HERE/topology.sh"
-# shellcheck source=scripts/lab/node-files.sh
+# shellcheck source=lab/node-files.sh
 source "$HERE/node-files.sh"
-# shellcheck source=scripts/lab/pods.sh
+# shellcheck source=lab/pods.sh
 source "$HERE/pods.sh"
-# shellcheck source=scripts/lab/connectivity.sh
+# shellcheck source=lab/connectivity.sh
 source "$HERE/connectivity.sh"
 
 # ---------------------------------------------------------------- up / down / status
