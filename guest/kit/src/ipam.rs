@@ -150,6 +150,27 @@ pub fn allocate_requested(
     cid: &str,
     ifname: &str,
 ) -> Result<IpAddr, IpamError> {
+    check_requested(s, subnet, ip, cid, ifname)?;
+    let me = owner(cid, ifname);
+    if let Some(old) = lookup(s, subnet.family(), cid, ifname)? {
+        if old != ip && s.get(&format!("ip/{old}"))?.as_deref() == Some(me.as_str()) {
+            s.delete(&format!("ip/{old}"))?;
+        }
+    }
+    reserve(s, ip, cid, ifname)?;
+    Ok(ip)
+}
+
+/// Whether `ip` may be given to this attachment: inside `subnet`, not one of its
+/// reserved addresses, not held by another attachment. Reads only, so a policy can
+/// check every requested address before it reserves any.
+pub fn check_requested(
+    s: &mut dyn Store,
+    subnet: Net,
+    ip: IpAddr,
+    cid: &str,
+    ifname: &str,
+) -> Result<(), IpamError> {
     let refused = |why: String| IpamError::Refused(format!("requested address {ip} {why}"));
     if !subnet.contains(ip) {
         return Err(refused(format!("is not in {subnet}")));
@@ -175,13 +196,7 @@ pub fn allocate_requested(
         }
         None => {}
     }
-    if let Some(old) = lookup(s, subnet.family(), cid, ifname)? {
-        if old != ip && s.get(&format!("ip/{old}"))?.as_deref() == Some(me.as_str()) {
-            s.delete(&format!("ip/{old}"))?;
-        }
-    }
-    reserve(s, ip, cid, ifname)?;
-    Ok(ip)
+    Ok(())
 }
 
 /// Release what (cid, ifname) holds, both families. Returns the released addresses,

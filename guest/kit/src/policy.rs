@@ -301,19 +301,35 @@ pub fn allocate_on(
     req: &Request,
 ) -> Result<Vec<PodAddress>, CniError> {
     let wanted = requested_ips(cfg, req)?;
+    let (cid, ifname) = (req.container_id.as_str(), req.ifname.as_str());
+    let as_cni = |e| match e {
+        ipam::IpamError::Exhausted(m) => cni(POOL_EXHAUSTED, m),
+        ipam::IpamError::Refused(m) => cni(REQUEST_REFUSED, m),
+        ipam::IpamError::Store(m) => store_error(m),
+    };
+    let requested = |subnet: Net| {
+        wanted
+            .iter()
+            .copied()
+            .find(|ip| Family::of(*ip) == subnet.family())
+    };
+    // every requested address is checked before any is reserved: a refused IPv6 one
+    // must not first take (and the rollback give back) an IPv4 one
+    for subnet in cfg.pod_subnet.iter() {
+        if let Some(ip) = requested(subnet) {
+            ipam::check_requested(node, subnet, ip, cid, ifname).map_err(as_cni)?;
+        }
+    }
     let mut out = Vec::new();
     for subnet in cfg.pod_subnet.iter() {
-        let (cid, ifname) = (req.container_id.as_str(), req.ifname.as_str());
-        let got = match wanted.iter().find(|ip| Family::of(**ip) == subnet.family()) {
-            Some(ip) => ipam::allocate_requested(node, subnet, *ip, cid, ifname),
+        let got = match requested(subnet) {
+            Some(ip) => ipam::allocate_requested(node, subnet, ip, cid, ifname),
             None => ipam::allocate(node, subnet, cid, ifname),
         };
-        let ip = got.map_err(|e| match e {
-            ipam::IpamError::Exhausted(m) => cni(POOL_EXHAUSTED, m),
-            ipam::IpamError::Refused(m) => cni(REQUEST_REFUSED, m),
-            ipam::IpamError::Store(m) => store_error(m),
-        })?;
-        out.push(PodAddress { ip, subnet });
+        out.push(PodAddress {
+            ip: got.map_err(as_cni)?,
+            subnet,
+        });
     }
     Ok(out)
 }
@@ -612,6 +628,29 @@ mod tests {
         assert_eq!(cidrs, ["200.200.1.2/24", "fd00:200:1::2/64"]);
         assert_eq!(got[1].gateway().to_string(), "fd00:200:1::1");
         assert_eq!(got[1].family(), Family::V6);
+    }
+
+    #[test]
+    fn a_refused_requested_address_reserves_nothing_of_the_other_family() {
+        let cfg = parse_config(DUAL).unwrap();
+        let mut s = MapStore::default();
+        allocate_on(&mut s, &cfg, &request("a")).unwrap();
+        let before = s.0.clone();
+        for bad in ["fd00:200:7::9", "fd00:200:1::1"] {
+            let mut b = request("b");
+            b.ips = vec![bad.into()];
+            let e = allocate_on(&mut s, &cfg, &b).unwrap_err();
+            assert_eq!(e.code, REQUEST_REFUSED, "{bad}: {}", e.message);
+            assert_eq!(s.0, before, "{bad}: the store is as it was");
+        }
+        // taken by another attachment: refused before the IPv4 address is reserved
+        let mut b = request("b");
+        b.ips = vec!["fd00:200:1::2".into()];
+        assert!(allocate_on(&mut s, &cfg, &b)
+            .unwrap_err()
+            .message
+            .contains("is taken by a/eth0"));
+        assert_eq!(s.0, before);
     }
 
     #[test]
