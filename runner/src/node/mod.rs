@@ -250,6 +250,33 @@ pub(crate) fn stable_hash(a: &str, b: &str) -> u64 {
 }
 
 /// How much the network's store holds.
+/// The network's VXLAN link, as `create_vxlan` makes it: in the host namespace, down,
+/// address learning off, no lower device (the kernel routes the UDP by `local`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VxlanSpec {
+    pub name: String,
+    pub vni: u32,
+    pub port: u16,
+    pub local: IpAddr,
+    pub mtu: Option<u32>,
+    pub mac: Option<crate::mac::Mac>,
+}
+
+/// A permanent forwarding-database entry of a VXLAN link (`bridge fdb add MAC dev L
+/// dst REMOTE self permanent`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FdbEntry {
+    pub mac: crate::mac::Mac,
+    pub remote: IpAddr,
+}
+
+/// A permanent neighbour entry (`ip neigh add ADDRESS lladdr MAC dev L nud permanent`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NeighborEntry {
+    pub address: IpAddr,
+    pub mac: crate::mac::Mac,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreUsage {
     pub keys: u64,
@@ -359,6 +386,23 @@ pub trait Node: Send {
     fn release_addresses(&mut self, attachment: &str) -> OpResult<()>;
     /// Attachments with recorded addresses.
     fn holders(&mut self) -> OpResult<Vec<String>>;
+
+    /// Create the VXLAN link of `spec` in the host namespace (`already-exists` if the
+    /// name is taken).
+    fn create_vxlan(&mut self, spec: &VxlanSpec) -> OpResult<LinkInfo>;
+    /// The permanent FDB entries with a remote on host link `link`.
+    fn list_fdb(&mut self, link: &str) -> OpResult<Vec<FdbEntry>>;
+    /// `already-exists` if the link has that entry (same MAC and remote).
+    fn add_fdb(&mut self, link: &str, entry: &FdbEntry) -> OpResult<()>;
+    /// `not-found` if absent.
+    fn remove_fdb(&mut self, link: &str, entry: &FdbEntry) -> OpResult<()>;
+    /// The permanent neighbour entries of host link `link`, IPv4 first.
+    fn list_neighbors(&mut self, link: &str) -> OpResult<Vec<NeighborEntry>>;
+    /// `already-exists` if the link has an entry for that address.
+    fn add_neighbor(&mut self, link: &str, entry: &NeighborEntry) -> OpResult<()>;
+    /// Remove the entry of `address`; returns it as it was (for the undo). `not-found`
+    /// if absent.
+    fn remove_neighbor(&mut self, link: &str, address: IpAddr) -> OpResult<NeighborEntry>;
 
     /// The backend itself, for `simulate` to take its model back after a call.
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;

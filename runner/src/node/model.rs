@@ -330,6 +330,47 @@ fn route_text(r: &RouteSpec) -> String {
 }
 
 impl Node for Model {
+    fn create_vxlan(&mut self, spec: &crate::node::VxlanSpec) -> OpResult<LinkInfo> {
+        Err(crate::node::OpError::failed(format!(
+            "link {:?}: VXLAN is not implemented yet",
+            spec.name
+        )))
+    }
+    fn list_fdb(&mut self, link: &str) -> OpResult<Vec<crate::node::FdbEntry>> {
+        Err(crate::node::OpError::failed(format!(
+            "link {link:?}: FDB is not implemented yet"
+        )))
+    }
+    fn add_fdb(&mut self, link: &str, _e: &crate::node::FdbEntry) -> OpResult<()> {
+        Err(crate::node::OpError::failed(format!(
+            "link {link:?}: FDB is not implemented yet"
+        )))
+    }
+    fn remove_fdb(&mut self, link: &str, _e: &crate::node::FdbEntry) -> OpResult<()> {
+        Err(crate::node::OpError::failed(format!(
+            "link {link:?}: FDB is not implemented yet"
+        )))
+    }
+    fn list_neighbors(&mut self, link: &str) -> OpResult<Vec<crate::node::NeighborEntry>> {
+        Err(crate::node::OpError::failed(format!(
+            "link {link:?}: neighbours are not implemented yet"
+        )))
+    }
+    fn add_neighbor(&mut self, link: &str, _e: &crate::node::NeighborEntry) -> OpResult<()> {
+        Err(crate::node::OpError::failed(format!(
+            "link {link:?}: neighbours are not implemented yet"
+        )))
+    }
+    fn remove_neighbor(
+        &mut self,
+        link: &str,
+        _a: std::net::IpAddr,
+    ) -> OpResult<crate::node::NeighborEntry> {
+        Err(crate::node::OpError::failed(format!(
+            "link {link:?}: neighbours are not implemented yet"
+        )))
+    }
+
     fn get_link(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>> {
         let space = self.space(ns)?;
         Ok(space

@@ -775,3 +775,79 @@ mod tests {
         }
     }
 }
+
+// Placeholder until the cluster interface is wired to the gate (issue 15 in progress):
+// every call is refused, so a guest importing it gets a clear error.
+impl v2::wasm_cni::plugin::cluster::Host for State {
+    fn this_node(
+        &mut self,
+    ) -> Result<v2::wasm_cni::plugin::cluster::Node, v2::wasm_cni::plugin::types::HostError> {
+        Err(not_yet())
+    }
+    fn peers(
+        &mut self,
+    ) -> Result<Vec<v2::wasm_cni::plugin::cluster::Peer>, v2::wasm_cni::plugin::types::HostError>
+    {
+        Err(not_yet())
+    }
+    fn create_vxlan(
+        &mut self,
+        _: String,
+        _: u32,
+        _: u16,
+        _: String,
+        _: Option<u32>,
+        _: Option<String>,
+    ) -> Result<v2::wasm_cni::plugin::types::LinkInfo, v2::wasm_cni::plugin::types::HostError> {
+        Err(not_yet())
+    }
+    fn fdb_add(
+        &mut self,
+        _: String,
+        _: v2::wasm_cni::plugin::cluster::FdbEntry,
+    ) -> Result<(), v2::wasm_cni::plugin::types::HostError> {
+        Err(not_yet())
+    }
+    fn fdb_remove(
+        &mut self,
+        _: String,
+        _: v2::wasm_cni::plugin::cluster::FdbEntry,
+    ) -> Result<(), v2::wasm_cni::plugin::types::HostError> {
+        Err(not_yet())
+    }
+    fn fdb_list(
+        &mut self,
+        _: String,
+    ) -> Result<Vec<v2::wasm_cni::plugin::cluster::FdbEntry>, v2::wasm_cni::plugin::types::HostError>
+    {
+        Err(not_yet())
+    }
+    fn neighbor_add(
+        &mut self,
+        _: String,
+        _: v2::wasm_cni::plugin::cluster::Neighbor,
+    ) -> Result<(), v2::wasm_cni::plugin::types::HostError> {
+        Err(not_yet())
+    }
+    fn neighbor_remove(
+        &mut self,
+        _: String,
+        _: String,
+    ) -> Result<(), v2::wasm_cni::plugin::types::HostError> {
+        Err(not_yet())
+    }
+    fn neighbor_list(
+        &mut self,
+        _: String,
+    ) -> Result<Vec<v2::wasm_cni::plugin::cluster::Neighbor>, v2::wasm_cni::plugin::types::HostError>
+    {
+        Err(not_yet())
+    }
+}
+
+fn not_yet() -> v2::wasm_cni::plugin::types::HostError {
+    v2::wasm_cni::plugin::types::HostError {
+        kind: v2::wasm_cni::plugin::types::ErrorKind::Failed,
+        message: "the cluster interface is not implemented yet".into(),
+    }
+}
