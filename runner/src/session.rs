@@ -251,6 +251,7 @@ fn plan(env: &Env, conf: &NetConf, has_netns: bool) -> (Grants, wasm::Call) {
         grants.set_read_only("CHECK");
     }
     grants.set_requested_mac(conf.requested.mac);
+    grants.set_cluster(conf.cluster.clone());
     let request = || wasm::Request {
         container_id: env.container_id.clone(),
         ifname: env.ifname.clone(),
