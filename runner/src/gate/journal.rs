@@ -127,6 +127,11 @@ impl Journal {
         self.entries.push(u);
     }
 
+    /// How many steps the journal holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// The undo steps, newest first.
     pub fn drain_reverse(&mut self) -> Vec<Undo> {
         let mut v = std::mem::take(&mut self.entries);

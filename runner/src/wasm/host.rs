@@ -883,30 +883,6 @@ impl v1::wasm_cni::plugin::routes::Host for State {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Families;
-
-    #[test]
-    fn a_0_1_0_guest_sees_ipv4_only() {
-        for t in ["200.200.1.2/24", "0.0.0.0/0", "10.0.0.1/32"] {
-            assert!(
-                Families::Ipv4Only.shows(t) && Families::Both.shows(t),
-                "{t}"
-            );
-        }
-        for t in [
-            "fd00:200:1::2/64",
-            "::/0",
-            "fe80::1/64",
-            "::ffff:10.0.0.1/128",
-        ] {
-            assert!(!Families::Ipv4Only.shows(t), "{t}");
-            assert!(Families::Both.shows(t), "{t}");
-        }
-    }
-}
-
 // 0.2.0 `cluster`: the cluster's nodes, the VXLAN link and its entries.
 impl v2::wasm_cni::plugin::cluster::Host for State {
     fn this_node(
@@ -990,5 +966,29 @@ impl v2::wasm_cni::plugin::cluster::Host for State {
             mac: e.mac.to_string(),
         };
         Ok(self.op_neighbor_list(&link, entry)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Families;
+
+    #[test]
+    fn a_0_1_0_guest_sees_ipv4_only() {
+        for t in ["200.200.1.2/24", "0.0.0.0/0", "10.0.0.1/32"] {
+            assert!(
+                Families::Ipv4Only.shows(t) && Families::Both.shows(t),
+                "{t}"
+            );
+        }
+        for t in [
+            "fd00:200:1::2/64",
+            "::/0",
+            "fe80::1/64",
+            "::ffff:10.0.0.1/128",
+        ] {
+            assert!(!Families::Ipv4Only.shows(t), "{t}");
+            assert!(Families::Both.shows(t), "{t}");
+        }
     }
 }
