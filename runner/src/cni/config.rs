@@ -172,9 +172,21 @@ fn host_networks(v: Option<&Value>, key: &str) -> Result<Vec<ipnetwork::IpNetwor
     Ok(out)
 }
 
-/// Does `a` share an address with `b`?
-fn overlap(a: ipnetwork::IpNetwork, b: ipnetwork::IpNetwork) -> bool {
-    a.is_ipv4() == b.is_ipv4() && (a.contains(b.network()) || b.contains(a.network()))
+/// The first and last address of a network, as numbers.
+fn span(n: &ipnetwork::IpNetwork) -> (u128, u128) {
+    match n {
+        ipnetwork::IpNetwork::V4(n) => (
+            u128::from(u32::from(n.network())),
+            u128::from(u32::from(n.broadcast())),
+        ),
+        ipnetwork::IpNetwork::V6(n) => {
+            let lo = u128::from(n.network());
+            (
+                lo,
+                lo | u128::MAX.checked_shr(u32::from(n.prefix())).unwrap_or(0),
+            )
+        }
+    }
 }
 
 impl Cluster {
@@ -221,26 +233,59 @@ impl Cluster {
                 list.len()
             )));
         }
+        // every CNI call parses this: linear in the entries (a hash of node IPs, one
+        // sorted sweep over the pod CIDRs), not a comparison of every pair
+        let name = |i: usize, p: &Peer| format!("peers[{i}] ({:?})", p.name);
         let mut peers: Vec<Peer> = Vec::with_capacity(list.len());
+        let mut ip_owner: std::collections::HashMap<std::net::IpAddr, usize> =
+            std::collections::HashMap::with_capacity(list.len());
         for (i, entry) in list.iter().enumerate() {
             let p = Self::peer(i, entry, pods)?;
-            let me = format!("peers[{i}] ({:?})", p.name);
-            for (j, q) in peers.iter().enumerate() {
-                let other = format!("peers[{j}] ({:?})", q.name);
-                if let Some(ip) = p.ips.iter().find(|ip| q.ips.contains(ip)) {
+            for ip in &p.ips {
+                if let Some(&j) = ip_owner.get(ip) {
                     return Err(Error::InvalidConfig(format!(
-                        "{me}: nodeIP {ip} is also the node IP of {other}"
+                        "{}: nodeIP {ip} is also the node IP of {}",
+                        name(i, &p),
+                        name(j, &peers[j])
                     )));
                 }
-                for c in &p.pod_cidrs {
-                    if let Some(d) = q.pod_cidrs.iter().find(|d| overlap(*c, **d)) {
-                        return Err(Error::InvalidConfig(format!(
-                            "{me}: podCIDR {c} overlaps {d} of {other}"
-                        )));
-                    }
+            }
+            ip_owner.extend(p.ips.iter().map(|ip| (*ip, i)));
+            peers.push(p);
+        }
+        // CIDRs are nested or disjoint: sorted by first address (the wider first), one
+        // overlaps an earlier one exactly when it starts within the furthest end so far
+        let mut spans: Vec<(bool, u128, u128, usize, ipnetwork::IpNetwork)> = peers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                p.pod_cidrs.iter().map(move |c| {
+                    let (lo, hi) = span(c);
+                    (c.is_ipv6(), lo, hi, i, *c)
+                })
+            })
+            .collect();
+        spans.sort_by_key(|&(v6, lo, hi, i, _)| (v6, lo, std::cmp::Reverse(hi), i));
+        let mut reach: Option<(bool, u128, usize, ipnetwork::IpNetwork)> = None;
+        for &(v6, lo, hi, i, c) in &spans {
+            if let Some((f, end, j, d)) = reach {
+                if f == v6 && lo <= end {
+                    // named from the later entry, as the config reads
+                    let ((a, ca), (b, cb)) = if i > j {
+                        ((i, c), (j, d))
+                    } else {
+                        ((j, d), (i, c))
+                    };
+                    return Err(Error::InvalidConfig(format!(
+                        "{}: podCIDR {ca} overlaps {cb} of {}",
+                        name(a, &peers[a]),
+                        name(b, &peers[b])
+                    )));
                 }
             }
-            peers.push(p);
+            if reach.is_none_or(|(f, end, _, _)| f != v6 || hi > end) {
+                reach = Some((v6, hi, i, c));
+            }
         }
         Ok(Cluster {
             peers,
@@ -840,6 +885,29 @@ mod tests {
         let c = parse(&format!(r#"{{{base},"myHostNetwork":"ten/16"}}"#)).unwrap();
         assert!(c.cluster.host_networks.is_empty());
         let peer = |p: &str| format!(r#"{{{base},"peers":[{p}]}}"#);
+        // a full list: 1024 nodes, a /26 each, parsed (every call does) and checked
+        let full: Vec<String> = (0..MAX_PEERS)
+            .map(|i| {
+                format!(
+                    r#"{{"nodeIP":"10.{}.{}.1","podCIDRs":["200.200.{}.{}/26"]}}"#,
+                    i / 256,
+                    i % 256,
+                    i / 4,
+                    (i % 4) * 64
+                )
+            })
+            .collect();
+        let c = parse(&peer(&full.join(","))).unwrap().cluster;
+        assert_eq!(c.peers.len(), MAX_PEERS);
+        let mut last = full.clone();
+        last[MAX_PEERS - 1] = r#"{"nodeIP":"10.9.9.9","podCIDRs":["200.200.7.0/24"]}"#.into();
+        let e = parse(&peer(&last.join(","))).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "peers[1023] (\"\"): podCIDR 200.200.7.0/24 overlaps 200.200.7.0/26 of peers[28]"
+            ),
+            "{e}"
+        );
         let many: Vec<String> = (0..=MAX_PEERS)
             .map(|i| format!(r#"{{"nodeIP":"10.{}.{}.1"}}"#, i / 256, i % 256))
             .collect();
@@ -869,6 +937,23 @@ mod tests {
                        {"name":"b","nodeIP":"10.0.0.4","podCIDRs":["200.200.1.0/24"]}"#,
                 ),
                 "peers[1] (\"b\"): podCIDR 200.200.1.0/24 overlaps 200.200.0.0/23 of peers[0] (\"a\")",
+            ),
+            (
+                // found whatever the order: the wider one later, across other entries
+                peer(
+                    r#"{"name":"a","nodeIP":"10.0.0.3","podCIDRs":["200.200.1.0/24","fd00:200:0:1::/64"]},
+                       {"name":"b","nodeIP":"10.0.0.4","podCIDRs":["200.200.3.0/24","fd00:200::/48"]},
+                       {"name":"c","nodeIP":"10.0.0.5","podCIDRs":["200.200.2.0/24"]}"#,
+                ),
+                "peers[1] (\"b\"): podCIDR fd00:200::/48 overlaps fd00:200:0:1::/64 of peers[0] (\"a\")",
+            ),
+            (
+                peer(
+                    r#"{"name":"a","nodeIP":"10.0.0.3","podCIDRs":["200.200.1.0/24"]},
+                       {"name":"b","nodeIP":"10.0.0.4","podCIDRs":["200.200.2.0/24"]},
+                       {"name":"c","nodeIP":"10.0.0.5","podCIDRs":["200.200.1.0/24"]}"#,
+                ),
+                "peers[2] (\"c\"): podCIDR 200.200.1.0/24 overlaps 200.200.1.0/24 of peers[0] (\"a\")",
             ),
             (
                 peer(r#"{"nodeIP":"10.0.0.3"},{"nodeIP":"10.0.0.3"}"#),
