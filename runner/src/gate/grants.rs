@@ -14,6 +14,7 @@
 //!   rules for IPv4 and IPv6, with no exception for link-local (`169.254.0.0/16`,
 //!   `fe80::/10`): a guest may add them only inside a pod network, which the config may
 //!   not make link-local;
+//! - node-level changes (the two below) in ADD (lazily) and RECONCILE only, never GC;
 //! - routes through the uplink (the host link of the default route), the only change
 //!   that may name it: added only to a peer's pod CIDR via that peer's node IP of the
 //!   family, in the host network (host-gw); removed only inside a pod network, not
@@ -247,6 +248,18 @@ impl Grants {
         }
     }
 
+    /// Node-level changes (the VXLAN link's entries, routes through the uplink) are
+    /// ADD's (lazily) and RECONCILE's, never GC's or STATUS's.
+    pub fn node_level(&self, what: &str) -> OpResult<()> {
+        match self.scope {
+            Scope::Attachment { .. } | Scope::Node => Ok(()),
+            Scope::Gc { .. } => Err(OpError::denied(format!(
+                "{what}: GC releases what stale attachments held; node-level changes are ADD's and RECONCILE's"
+            ))),
+            Scope::Status => Err(OpError::denied(format!("{what}: STATUS changes nothing"))),
+        }
+    }
+
     /// A route through the uplink (`link` is `uplink()`): added only to a peer's pod
     /// CIDR via that peer's node IP, in the host network (host-gw); removed only inside
     /// a pod network, never over this node's own pod CIDRs, via a host-network gateway
@@ -254,6 +267,7 @@ impl Grants {
     pub fn uplink_route(&self, dst: IpNetwork, gw: Option<IpAddr>, adding: bool) -> OpResult<()> {
         let uplink = self.uplink().unwrap_or_default();
         let what = format!("route to {dst} through the uplink {uplink:?}");
+        self.node_level(&what)?;
         let Some(gw) = gw else {
             return Err(OpError::denied(format!(
                 "{what}: a route through the uplink must name a gateway (a peer's node IP)"
@@ -309,11 +323,7 @@ impl Grants {
     /// ranges are the gate's argument check.)
     pub fn create_vxlan(&self, name: &str, local: IpAddr) -> OpResult<()> {
         let what = format!("create VXLAN link {name:?}");
-        if !matches!(self.scope, Scope::Attachment { .. } | Scope::Node) {
-            return Err(OpError::denied(format!(
-                "{what}: only ADD and RECONCILE create node links"
-            )));
-        }
+        self.node_level(&what)?;
         if name != self.cluster.vxlan_link {
             return Err(OpError::denied(format!(
                 "{what}: the network has one VXLAN link, named {:?} (config vxlanLink)",

@@ -910,6 +910,7 @@ impl Gate {
         let check = self
             .grants
             .vxlan_entries(what, link)
+            .and_then(|_| self.grants.node_level(what))
             .and_then(|_| match mac {
                 Some(Err(e)) => Err(e.clone()),
                 _ => Ok(()),

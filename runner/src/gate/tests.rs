@@ -1492,3 +1492,35 @@ fn fdb_and_neighbour_lists_are_of_the_vxlan_link_only() {
     assert_eq!(sb.fdb_list("eth0").unwrap_err().kind, OpKind::Denied);
     assert_eq!(sb.neighbor_list("cni0").unwrap_err().kind, OpKind::Denied);
 }
+
+#[test]
+fn gc_makes_no_node_level_change() {
+    let mut g = Grants::new(
+        Scope::Gc { valid: Vec::new() },
+        false,
+        "cni0",
+        "wc",
+        vec!["200.200.0.0/16".parse().unwrap()],
+    );
+    g.set_cluster(cluster());
+    let model = Model {
+        world: node(),
+        container: None,
+    };
+    let mut sb = Gate::new(g, Box::new(model), None, CallLog::discard(), "t".into());
+    let before = text(&mut sb);
+    for (what, r) in [
+        ("fdb", sb.fdb_add(VX, "0e:cc:0a:00:00:03", "10.0.0.3")),
+        ("neighbour", sb.neighbor_remove(VX, "200.200.4.0")),
+        (
+            "uplink route",
+            sb.route_add(Ns::Host, "200.200.2.0/24", Some("10.0.0.3"), Some("eth0")),
+        ),
+        ("vxlan up", sb.set_up(Ns::Host, VX)),
+    ] {
+        let e = r.unwrap_err();
+        assert_eq!(e.kind, OpKind::Denied, "{what}: {e}");
+    }
+    assert_eq!(text(&mut sb), before);
+    assert_eq!(sb.fdb_list(VX).unwrap().len(), 1, "GC may still look");
+}
