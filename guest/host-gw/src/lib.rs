@@ -29,18 +29,27 @@ use wasm_cni_guest_kit::prelude::*;
 pub struct HostGw;
 
 /// The routes this node wants on the uplink: each peer's pod CIDR via its IP of the
-/// CIDR's family, in peer order, IPv4 first. A CIDR of a family the peer has no IP of
-/// cannot be routed: logged and skipped.
-pub fn wanted(node: &mut impl Node, cfg: &Config, peers: &[PeerNode]) -> Vec<(Net, IpAddr)> {
+/// CIDR's family, in peer order, IPv4 first. A CIDR of a family the peer, or this
+/// node, has no IP of cannot be routed over the uplink: logged and skipped.
+pub fn wanted(
+    node: &mut impl Node,
+    cfg: &Config,
+    me: &Me,
+    peers: &[PeerNode],
+) -> Vec<(Net, IpAddr)> {
     let mut out = Vec::new();
     for peer in peers {
         for cidr in internode::routable_cidrs(node, cfg, peer) {
-            match peer.ip(cidr.family()) {
-                Some(gw) => out.push((cidr, gw)),
-                None => node.warn(&format!(
-                    "peer {}: no {} node IP to route {cidr} through: skipped",
-                    peer.label(),
-                    cidr.family()
+            let family = cidr.family();
+            match (peer.ip(family), me.ip(family)) {
+                (Some(gw), Some(_)) => out.push((cidr, gw)),
+                (None, _) => node.warn(&format!(
+                    "peer {}: no {family} node IP to route {cidr} through: skipped",
+                    peer.label()
+                )),
+                (Some(_), None) => node.warn(&format!(
+                    "this node has no {family} IP: peer {}'s {cidr} is not routed",
+                    peer.label()
                 )),
             }
         }
@@ -66,7 +75,7 @@ pub fn sync(
     peers: &[PeerNode],
 ) -> Result<Changes, CniError> {
     let uplink = me.uplink.name.as_str();
-    let want = wanted(node, cfg, peers);
+    let want = wanted(node, cfg, me, peers);
     let have: Vec<(Net, Option<IpAddr>)> = node
         .route_list(Netns::Host, Some(uplink))
         .map_err(step("list uplink routes"))?
@@ -76,7 +85,9 @@ pub fn sync(
     let mut changes = Changes::default();
     for (dst, gw) in &have {
         let Some(gw) = *gw else { continue };
-        if internode::peer_destination(cfg, *dst) && !want.contains(&(*dst, gw)) {
+        // a gateway outside the host network is no peer's: not this policy's route
+        let ours = cfg.host_network.containing(gw).is_some();
+        if ours && internode::peer_destination(cfg, *dst) && !want.contains(&(*dst, gw)) {
             node.route_remove(Netns::Host, &uplink_route(*dst, gw, uplink))
                 .map_err(step("remove a departed peer's route"))?;
             changes.removed += 1;
@@ -179,7 +190,12 @@ mod tests {
     fn node(peers: Vec<Peer>) -> FakeNode {
         let mut n = FakeNode::default();
         n.cluster("eth0", 1500, &["10.0.0.3/16", "fd00:10::3/64"], "wcni.1");
-        for (dst, gw) in [("0.0.0.0/0", "10.0.0.1"), ("192.168.7.0/24", "10.0.0.9")] {
+        for (dst, gw) in [
+            ("0.0.0.0/0", "10.0.0.1"),
+            ("192.168.7.0/24", "10.0.0.9"),
+            // inside the pod network, but via a router outside the host network
+            ("200.200.99.0/24", "172.16.0.1"),
+        ] {
             n.routes
                 .push(("host", dst.into(), Some(gw.into()), Some("eth0".into())));
         }
@@ -216,6 +232,7 @@ mod tests {
             [
                 "0.0.0.0/0 via 10.0.0.1",
                 "192.168.7.0/24 via 10.0.0.9",
+                "200.200.99.0/24 via 172.16.0.1",
                 "200.200.2.0/24 via 10.0.0.4",
                 "fd00:200:2::/64 via fd00:10::4",
                 "200.200.3.0/24 via 10.0.0.5",
@@ -270,6 +287,7 @@ mod tests {
             [
                 "0.0.0.0/0 via 10.0.0.1",
                 "192.168.7.0/24 via 10.0.0.9",
+                "200.200.99.0/24 via 172.16.0.1",
                 "200.200.3.0/24 via 10.0.0.5",
                 "fd00:200:3::/64 via fd00:10::5",
             ]
@@ -294,7 +312,7 @@ mod tests {
             }
         );
         assert_eq!(
-            n.routes_on("eth0")[2..],
+            n.routes_on("eth0")[3..],
             [
                 "200.200.2.0/24 via 10.0.0.14",
                 "fd00:200:2::/64 via fd00:10::14",
@@ -312,14 +330,22 @@ mod tests {
             &["200.200.6.0/24", "fd00:200:6::/64"],
         )]);
         reconcile(&mut n, DUAL).unwrap();
-        assert_eq!(n.routes_on("eth0")[2..], ["200.200.6.0/24 via 10.0.0.6"]);
+        assert_eq!(n.routes_on("eth0")[3..], ["200.200.6.0/24 via 10.0.0.6"]);
         assert!(n.log.contains(
             &"peer \"old\": no IPv6 node IP to route fd00:200:6::/64 through: skipped".into()
+        ));
+        // a node without an IPv6 IP routes no IPv6 CIDR
+        let mut n = node(vec![w2()]);
+        n.this_node.as_mut().unwrap().ips.truncate(1);
+        reconcile(&mut n, DUAL).unwrap();
+        assert_eq!(n.routes_on("eth0")[3..], ["200.200.2.0/24 via 10.0.0.4"]);
+        assert!(n.log.contains(
+            &"this node has no IPv6 IP: peer \"worker-2\"'s fd00:200:2::/64 is not routed".into()
         ));
         // an IPv4-only network routes no IPv6 CIDR (outside its pod network)
         let mut n = node(vec![w2()]);
         reconcile(&mut n, V4).unwrap();
-        assert_eq!(n.routes_on("eth0")[2..], ["200.200.2.0/24 via 10.0.0.4"]);
+        assert_eq!(n.routes_on("eth0")[3..], ["200.200.2.0/24 via 10.0.0.4"]);
     }
 
     #[test]
@@ -327,7 +353,7 @@ mod tests {
         let mut n = node(vec![w2(), w3()]);
         let r = add(&mut n, &request("a", DUAL)).unwrap();
         assert_eq!(r.ips[0].address, "200.200.1.2/24");
-        assert_eq!(n.routes_on("eth0").len(), 6);
+        assert_eq!(n.routes_on("eth0").len(), 7);
         assert!(n.links.contains_key(&("host", "cni0".to_string())));
         // the next pod: one store read, no route calls
         n.next_pod();
@@ -344,7 +370,7 @@ mod tests {
         n.peers = vec![w3()];
         n.next_pod();
         add(&mut n, &request("c", DUAL)).unwrap();
-        assert_eq!(n.routes_on("eth0").len(), 4);
+        assert_eq!(n.routes_on("eth0").len(), 5);
     }
 
     #[test]
