@@ -68,11 +68,14 @@ fn uplink_route(dst: Net, gw: IpAddr, uplink: &str) -> Route {
 /// Bring the uplink's peer routes in line with `peers`: remove first (a peer whose IP
 /// changed gets its destination back through the new gateway), then add what is
 /// missing. Routes outside the pod network, or without a gateway, are not touched.
+/// A route the kernel refuses is an error when `strict` (reconcile), a warning and
+/// [`Changes::skipped`] otherwise (ADD: a pod must not fail for another node's route).
 pub fn sync(
     node: &mut impl Node,
     cfg: &Config,
     me: &Me,
     peers: &[PeerNode],
+    strict: bool,
 ) -> Result<Changes, CniError> {
     let uplink = me.uplink.name.as_str();
     let want = wanted(node, cfg, me, peers);
@@ -94,10 +97,28 @@ pub fn sync(
         }
     }
     for (dst, gw) in &want {
-        if !have.contains(&(*dst, Some(*gw))) {
-            node.route_add(Netns::Host, &uplink_route(*dst, *gw, uplink))
-                .map_err(step("add peer route"))?;
-            changes.added += 1;
+        if have.contains(&(*dst, Some(*gw))) {
+            continue;
+        }
+        match node.route_add(Netns::Host, &uplink_route(*dst, *gw, uplink)) {
+            Ok(()) => changes.added += 1,
+            // The kernel refuses a gateway that is not on a connected network: this
+            // node and that peer do not share a segment (GCP gives every VM a /32).
+            // A pod's ADD goes on without the route (traffic to that node takes the
+            // node's default route, e.g. a VPC with inter-node-routes.sh); reconcile
+            // reports it, so the operator learns host-gw cannot work here.
+            Err(e) if e.kind == ErrorKind::Failed => {
+                let why = format!(
+                    "route {dst} via {gw} on {uplink} refused by the kernel ({}): host-gw needs every node on this node's network segment; use the VXLAN policy, or routes in the network itself (docs/gcp.md)",
+                    e.message
+                );
+                if strict {
+                    return Err(cni(HOST_FAILED, why));
+                }
+                node.warn(&why);
+                changes.skipped += 1;
+            }
+            Err(e) => return Err(step("add peer route")(e)),
         }
     }
     Ok(changes)
@@ -118,7 +139,7 @@ pub fn add(node: &mut impl Node, req: &Request) -> Result<AddResult, CniError> {
     let me = internode::this_node(node)?;
     let peers = internode::peers(node)?;
     let state = state(&cfg, &me, &peers);
-    internode::sync_lazily(node, &state, true, |n| sync(n, &cfg, &me, &peers))?;
+    internode::sync_lazily(node, &state, true, |n| sync(n, &cfg, &me, &peers, false))?;
     bridge::add_with(node, req, &cfg)
 }
 
@@ -128,7 +149,7 @@ pub fn reconcile(node: &mut impl Node, config: &str) -> Result<Changes, String> 
     let me = internode::this_node(node).map_err(|e| e.message)?;
     let peers = internode::peers(node).map_err(|e| e.message)?;
     let state = state(&cfg, &me, &peers);
-    internode::reconcile_with(node, &state, |n| sync(n, &cfg, &me, &peers))
+    internode::reconcile_with(node, &state, |n| sync(n, &cfg, &me, &peers, true))
 }
 
 impl Policy for HostGw {
@@ -224,7 +245,8 @@ mod tests {
             c,
             Changes {
                 added: 4,
-                removed: 0
+                removed: 0,
+                skipped: 0
             }
         );
         assert_eq!(
@@ -270,7 +292,8 @@ mod tests {
             c,
             Changes {
                 added: 0,
-                removed: 2
+                removed: 2,
+                skipped: 0
             }
         );
         let changes = n.changes();
@@ -308,7 +331,8 @@ mod tests {
             c,
             Changes {
                 added: 4,
-                removed: 2
+                removed: 2,
+                skipped: 0
             }
         );
         assert_eq!(
@@ -389,5 +413,30 @@ mod tests {
             reconcile(&mut n, "{}").unwrap_err(),
             "missing field \"myHostNetwork\" (a CIDR)"
         );
+    }
+
+    #[test]
+    fn a_peer_off_this_nodes_segment_fails_reconcile_but_not_a_pods_add() {
+        // GCP: every VM has a /32, so no peer's IP is on a connected network
+        let mut n = FakeNode::default();
+        n.cluster("eth0", 1460, &["10.0.0.3/32"], "wcni.1");
+        n.peers = vec![w2()];
+        let e = reconcile(&mut n, V4).unwrap_err();
+        assert!(
+            e.contains("200.200.2.0/24 via 10.0.0.4 on eth0 refused by the kernel"),
+            "{e}"
+        );
+        assert!(
+            e.contains("host-gw needs every node on this node's network segment"),
+            "{e}"
+        );
+        assert!(!n.store.0.contains_key("node/peers"));
+        // a pod still gets its network; the state is not recorded, so the next ADD retries
+        add(&mut n, &request("c1", V4)).unwrap();
+        assert!(!n.store.0.contains_key("node/peers"));
+        assert!(n
+            .routes_on("eth0")
+            .iter()
+            .all(|r| !r.starts_with("200.200.2.0/24")));
     }
 }
