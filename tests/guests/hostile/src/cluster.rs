@@ -42,7 +42,14 @@ impl Setup {
             link: Some(link.into()),
         }
     }
+    /// The VXLAN link, created unless there (a reconcile attack runs after `overlay`).
     fn vxlan(&self) -> Result<(), CniError> {
+        if links::get(Netns::Host, &self.vxlan)
+            .map_err(fail_kind("get vxlan"))?
+            .is_some()
+        {
+            return Ok(());
+        }
         cluster::create_vxlan(&self.vxlan, 1, 8472, "10.0.0.3", Some(1450), None)
             .map(|_| ())
             .map_err(fail_kind("create vxlan"))
