@@ -41,9 +41,9 @@ snapshot() {
     ip -n "$ns" -6 route show table all |
       grep -v '^local\|^multicast\|^anycast\|^fe80::/64 \|^broadcast' || true
     ip netns exec "$ns" nft list ruleset
-    # static forwarding-database and neighbour entries (VXLAN policies); learnt ones
-    # come and go with traffic
-    bridge -n "$ns" fdb show | grep permanent || true
+    # static unicast forwarding-database and neighbour entries (VXLAN policies); learnt
+    # ones come and go with traffic, multicast ones with the kernel's group memberships
+    bridge -n "$ns" fdb show | grep permanent | grep -v '^33:33:\|^01:00:5e:\|^01:80:c2:' || true
     ip -n "$ns" neigh show nud permanent
     ip netns exec "$ns" sh -c 'cd /proc/sys/net/ipv4 && echo ip_forward=$(cat ip_forward) &&
       for f in conf/*/forwarding conf/*/rp_filter conf/*/proxy_arp; do echo "$f=$(cat -v "$f")"; done'
