@@ -99,6 +99,57 @@ fail_every_k() {
   ip -n "$T-b" -6 route show default | grep -q "via fd00:200:1::1"
 }
 
+@test "every failing host call of a reconcile (VXLAN link, FDB, neighbour, uplink route) leaves the node pristine" {
+  [ -f "$HOSTILE" ] || { echo "missing $HOSTILE: run scripts/build.sh --test-artifacts" >&2; return 1; }
+  cp "$W/conf.json" "$W/good.json"
+  cluster_conf
+  jq --arg g "$HOSTILE" '.guest = $g | .reconcile = "overlay-ok"' "$W/good.json" > "$W/rec.json"
+  local before after calls k
+  before=$(snapshot)
+  reconcile "$W/rec.json"
+  [ "$status" -eq 0 ] || { echo "$output" >&2; false; }
+  calls=$(grep -i "reconcile" "$W/wasm-cni.log" | tail -1 | sed -E 's/.* host_calls=([0-9]+).*/\1/')
+  [ "$calls" -gt 8 ]
+  bridge -n "$NODE" fdb show dev wcni.1 | grep -q "dst 10.0.0.4"
+  # back to pristine: the link takes its FDB and neighbour entries along
+  ip -n "$NODE" link del wcni.1
+  ip -n "$NODE" route del 200.200.2.128/25 via 10.0.0.4 dev uplink0
+  after=$(snapshot)
+  [ "$before" = "$after" ] || { diff <(echo "$before") <(echo "$after") >&2; false; }
+  for k in $(seq 1 "$calls"); do
+    set +e
+    output=$(ip netns exec "$NODE" env -i WASM_CNI_FAIL_AT="$k" "$RUNNER" reconcile -c "$W/rec.json" 2>&1)
+    status=$?
+    set -e
+    [ "$status" -ne 0 ] || { echo "k=$k: reconcile succeeded" >&2; return 1; }
+    grep -q "injected failure at host call $k" <<<"$output" || { echo "k=$k: $output" >&2; return 1; }
+    after=$(snapshot)
+    if [ "$before" != "$after" ]; then
+      echo "k=$k left something:" >&2
+      diff <(echo "$before") <(echo "$after") >&2 || true
+      return 1
+    fi
+  done
+}
+
+@test "every failing host call of an ADD making every cluster change leaves the node pristine" {
+  [ -f "$HOSTILE" ] || { echo "missing $HOSTILE: run scripts/build.sh --test-artifacts" >&2; return 1; }
+  cp "$W/conf.json" "$W/good.json"
+  cluster_conf
+  jq --arg g "$HOSTILE" '.guest = $g | .hostile = "overlay"' "$W/good.json" > "$W/ov.json"
+  # the mode gives up after all its work: a plain run is a full rollback already
+  local before after calls
+  before=$(snapshot "$T-b")
+  cni ADD cb b eth0 "$W/ov.json"
+  expect_error 100
+  grep -q "did its work and gives up" <<<"$output"
+  after=$(snapshot "$T-b")
+  [ "$before" = "$after" ] || { diff <(echo "$before") <(echo "$after") >&2; false; }
+  calls=$(grep "ADD cb: failed" "$W/wasm-cni.log" | tail -1 | sed -E 's/.* host_calls=([0-9]+).*/\1/')
+  [ "$calls" -gt 12 ]
+  fail_every_k "$calls" "$W/ov.json"
+}
+
 @test "a runner panic in the middle of an ADD: an error object, and the work so far undone" {
   cni ADD warm a; expect_ok   # node setup exists: the panicking ADD is a plain pod ADD
   local before after

@@ -126,6 +126,79 @@ run_hostile() {
   grep -q "rolled_back=" "$W/wasm-cni.log"
 }
 
+# The cluster interface (host-gw, VXLAN): every refused change is refused after allowed
+# work, and the work is undone.
+@test "cluster: VXLAN, FDB, neighbour and uplink-route changes outside the grants are refused, nothing stays" {
+  cluster_conf
+  local attack want
+  for attack in vxlan-name vxlan-second vxlan-local vxlan-vni vxlan-mac fdb-remote-outside \
+    fdb-not-peer fdb-multicast-mac fdb-uplink fdb-bridge neigh-uplink neigh-outside \
+    uplink-route-not-peer uplink-route-wrong-gw uplink-route-outside uplink-route-own \
+    uplink-route-no-gw uplink-default-remove uplink-address uplink-down-mtu; do
+    case $attack in
+      vxlan-vni|vxlan-mac|fdb-multicast-mac) want=": (invalid-argument|denied): " ;;
+      fdb-remote-outside) want="fdb: denied: .*(outside the host network|not a peer)" ;;
+      *) want=": denied: " ;;
+    esac
+    jq --arg a "$attack" '.attack = $a' "$W/good.json" > "$W/attack.json"
+    cp "$W/attack.json" "$W/good.json"
+    run_hostile cluster
+    expect_error 100
+    grep -Eq "$want" <<<"$output" || { echo "$attack: $output" >&2; false; }
+  done
+  # the node's gateway keeps its real MAC, the uplink its routes
+  [ -z "$(ip -n "$NODE" neigh show nud permanent)" ]
+  ip -n "$NODE" route show default | grep -q "via 10.0.0.1 dev uplink0"
+}
+
+@test "cluster: every allowed cluster change, then a failure, is undone (ADD)" {
+  cluster_conf
+  run_hostile overlay
+  expect_error 100
+  grep -q "hostile mode overlay did its work and gives up" <<<"$output"
+  grep -Eq "rolled_back=[1-9]" "$W/wasm-cni.log"
+}
+
+@test "reconcile: a failing, looping, panicking or attacking reconcile leaves the node as it was" {
+  cluster_conf
+  local what before after
+  for what in overlay loop panic fdb-not-peer neigh-uplink uplink-route-wrong-gw; do
+    jq --arg g "$HOSTILE" --arg r "$what" '.guest = $g | .reconcile = $r | .timeoutMs = 500' \
+      "$W/good.json" > "$W/rec.json"
+    before=$(snapshot)
+    reconcile "$W/rec.json"
+    after=$(snapshot)
+    [ "$status" -ne 0 ] || { echo "$what: reconcile succeeded: $output" >&2; false; }
+    if [ "$before" != "$after" ]; then
+      diff <(echo "$before") <(echo "$after") >&2 || true
+      echo "reconcile $what changed the node" >&2; false
+    fi
+    case $what in
+      loop) grep -q "deadline of 500 ms" <<<"$output" ;;
+      panic) grep -q "panics on purpose" <<<"$output" ;;
+      overlay) grep -q "gives up" <<<"$output" ;;
+      *) grep -q "denied" <<<"$output" ;;
+    esac || { echo "$what: $output" >&2; false; }
+  done
+  ping_from "$T-a" 200.200.1.1
+}
+
+@test "cluster: once the VXLAN link exists, a pod's call may not delete it; its entries stay" {
+  cluster_conf
+  jq --arg g "$HOSTILE" '.guest = $g | .reconcile = "overlay-ok"' "$W/good.json" > "$W/rec.json"
+  reconcile "$W/rec.json"
+  [ "$status" -eq 0 ] || { echo "$output" >&2; false; }
+  bridge -n "$NODE" fdb show dev wcni.1 | grep -q "0e:cc:0a:00:00:04 dst 10.0.0.4"
+  ip -n "$NODE" neigh show dev wcni.1 | grep -q "200.200.2.0 lladdr 0e:cc:0a:00:00:04 PERMANENT"
+  ip -n "$NODE" route show 200.200.2.128/25 | grep -q "via 10.0.0.4 dev uplink0"
+  jq '.attack = "vxlan-delete"' "$W/good.json" > "$W/attack.json"
+  cp "$W/attack.json" "$W/good.json"
+  run_hostile cluster
+  expect_error 100
+  grep -q "delete vxlan: denied: " <<<"$output" || { echo "$output" >&2; false; }
+  ip -n "$NODE" link show wcni.1 >/dev/null
+}
+
 # IPv6 (contract 0.2.0): what is refused for IPv4 is refused for IPv6, and the work the
 # guest did first is undone. The network is dual-stack for these.
 dual_stack_conf() {

@@ -41,6 +41,10 @@ snapshot() {
     ip -n "$ns" -6 route show table all |
       grep -v '^local\|^multicast\|^anycast\|^fe80::/64 \|^broadcast' || true
     ip netns exec "$ns" nft list ruleset
+    # static unicast forwarding-database and neighbour entries (VXLAN policies); learnt
+    # ones come and go with traffic, multicast ones with the kernel's group memberships
+    bridge -n "$ns" fdb show | grep permanent | grep -v '^33:33:\|^01:00:5e:\|^01:80:c2:' || true
+    ip -n "$ns" neigh show nud permanent
     ip netns exec "$ns" sh -c 'cd /proc/sys/net/ipv4 && echo ip_forward=$(cat ip_forward) &&
       for f in conf/*/forwarding conf/*/rp_filter conf/*/proxy_arp; do echo "$f=$(cat -v "$f")"; done'
     ip netns exec "$ns" sh -c 'cd /proc/sys/net/ipv6 2>/dev/null || exit 0
@@ -55,6 +59,25 @@ snapshot() {
     find "$W/state" -type f ! -name lock ! -name boot_id ! -name records | sort |
       while read -r f; do echo "$f=$(cat -v "$f")"; done
   fi
+}
+
+# A cluster around the node (host-gw, VXLAN): this node is 10.0.0.3 with 200.200.1.0/24,
+# the peer 10.0.0.4 has 200.200.2.0/24 (config in $W/good.json).
+cluster_conf() {
+  jq '.hostNetwork = "10.0.0.0/16" | .peers = [
+        {name: "self", nodeIP: "10.0.0.3", podCIDRs: ["200.200.1.0/24"]},
+        {name: "peer", nodeIP: "10.0.0.4", podCIDRs: ["200.200.2.0/24"]}]' \
+    "$W/good.json" > "$W/cl.json"
+  mv "$W/cl.json" "$W/good.json"
+}
+
+# reconcile CONF [RUNNER]: `wasm-cni reconcile -c CONF` in the node; output and status.
+# shellcheck disable=SC2034  # output and status are read by the .bats files
+reconcile() {
+  set +e
+  output=$(ip netns exec "$NODE" env -i PATH="$PATH" "${2:-$RUNNER}" reconcile -c "$1" 2>&1)
+  status=$?
+  set -e
 }
 
 # Links in the node named with our prefix.

@@ -8,12 +8,15 @@
 //! The later modes (from exact rollback on) take more settings from the config
 //! ("count", "size", "routes", "value", "victim_ip", "how", "ip", "result_*"), and
 //! report a host error as `<step>: <kind>: <message>`. STATUS and CHECK misbehave only
-//! with "hostile": "status-writes".
+//! with "hostile": "status-writes". The `cluster` interface (host-gw, VXLAN) and the
+//! `reconcile` export are attacked from `cluster.rs`.
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "cni-policy",
+    world: "cni-node-policy",
 });
+
+mod cluster;
 
 use exports::wasm_cni::plugin0_2_0::policy::{
     AddResult, Attachment, CniError, Guest, IpConfig, Request, ResultInterface,
@@ -49,7 +52,12 @@ fn cfg_num(req: &Request, key: &str, default: u64) -> u64 {
 
 /// A string setting with a default.
 fn cfg_or(req: &Request, key: &str, default: &str) -> String {
-    let v = cfg(req, key);
+    cfg_or_in(&req.config, key, default)
+}
+
+/// A string setting of a config text, with a default.
+fn cfg_or_in(config: &str, key: &str, default: &str) -> String {
+    let v = cfg_in(config, key);
     if v.is_empty() {
         default.to_string()
     } else {
@@ -497,6 +505,17 @@ fn add(req: Request) -> Result<AddResult, CniError> {
                 dns: None,
             })
         }
+        // ---- cluster (host-gw, VXLAN): refused changes, and all allowed ones ------------
+        "cluster" => {
+            allowed_work(&req)?;
+            cluster::attack_mode(&req.config)?;
+            Err(gave_up(&mode))
+        }
+        "overlay" => {
+            own_veth_up(&req)?;
+            cluster::overlay(&req.config)?;
+            Err(gave_up(&mode))
+        }
         // ---- IPv6: what is refused for IPv4 is refused for IPv6 ----------------------------
         "ipv6" => {
             // config "attack": which IPv6 change to try after allowed work
@@ -716,6 +735,12 @@ impl Guest for Hostile {
     }
     fn status(config: String) -> Result<(), CniError> {
         read_only_attack(&config)
+    }
+}
+
+impl exports::wasm_cni::plugin0_2_0::node_policy::Guest for Hostile {
+    fn reconcile(config: String) -> Result<(), String> {
+        cluster::reconcile(&config)
     }
 }
 
