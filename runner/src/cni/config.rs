@@ -59,6 +59,8 @@ pub struct NetConf {
 
 /// The default name of a network's VXLAN link (`vxlanLink`).
 pub const DEFAULT_VXLAN_LINK: &str = "wcni.1";
+/// Linux's and flannel's VXLAN port (IANA's is 4789).
+pub const DEFAULT_VXLAN_PORT: u16 = 8472;
 
 /// At most this many `peers` entries: a list a cluster script writes, bounded so
 /// that every grant check over it stays cheap.
@@ -90,6 +92,10 @@ pub struct Cluster {
     pub host_networks: Vec<ipnetwork::IpNetwork>,
     /// `vxlanLink`: the name of the network's one VXLAN link.
     pub vxlan_link: String,
+    /// `vxlanPort`: the only UDP port its VXLAN link may use (the kernel listens on it
+    /// on every address of the node, so a free choice could take a port a service
+    /// needs, e.g. DNS's 53).
+    pub vxlan_port: u16,
 }
 
 impl Default for Cluster {
@@ -99,6 +105,7 @@ impl Default for Cluster {
             node_ips: Vec::new(),
             host_networks: Vec::new(),
             vxlan_link: DEFAULT_VXLAN_LINK.into(),
+            vxlan_port: DEFAULT_VXLAN_PORT,
         }
     }
 }
@@ -201,6 +208,18 @@ impl Cluster {
                 "vxlanLink {vxlan_link:?} is not a valid interface name"
             )));
         }
+        let vxlan_port = match obj.get("vxlanPort") {
+            None | Some(Value::Null) => DEFAULT_VXLAN_PORT,
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| *n != 0)
+                .ok_or_else(|| {
+                    Error::InvalidConfig(format!(
+                        "vxlanPort must be a UDP port number (1..65535), not {v}"
+                    ))
+                })?,
+        };
         if vxlan_link == bridge {
             return Err(Error::InvalidConfig(format!(
                 "vxlanLink {vxlan_link:?} is the bridge's name; the VXLAN link is a link of its own"
@@ -292,6 +311,7 @@ impl Cluster {
             node_ips,
             host_networks,
             vxlan_link,
+            vxlan_port,
         })
     }
 

@@ -157,6 +157,11 @@ impl Grants {
         self.cluster = cluster;
     }
 
+    /// How many nodes the config's `peers` lists (this one included).
+    pub fn listed_nodes(&self) -> usize {
+        self.cluster.peers.len()
+    }
+
     /// The name the network's VXLAN link must have.
     pub fn vxlan_link(&self) -> &str {
         &self.cluster.vxlan_link
@@ -321,7 +326,7 @@ impl Grants {
 
     /// May this call create the network's VXLAN link `name` from `local`? (vni and port
     /// ranges are the gate's argument check.)
-    pub fn create_vxlan(&self, name: &str, local: IpAddr) -> OpResult<()> {
+    pub fn create_vxlan(&self, name: &str, port: u16, local: IpAddr) -> OpResult<()> {
         let what = format!("create VXLAN link {name:?}");
         self.node_level(&what)?;
         if name != self.cluster.vxlan_link {
@@ -333,6 +338,12 @@ impl Grants {
         if !crate::cni::env::valid_ifname(name) {
             return Err(OpError::invalid(format!(
                 "{name:?} is not a valid interface name"
+            )));
+        }
+        if port != self.cluster.vxlan_port {
+            return Err(OpError::denied(format!(
+                "{what}: UDP port {port}: the network's VXLAN port is {} (config vxlanPort); the kernel listens on it on every address of the node",
+                self.cluster.vxlan_port
             )));
         }
         if self.uplink() == Some(name) || name == "lo" {

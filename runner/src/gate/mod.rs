@@ -232,6 +232,14 @@ impl Gate {
         self.gate(what, check)
     }
 
+    /// Routes (and FDB and neighbour entries) one call may add: `limits.routes`, plus
+    /// 8 per node in `peers`, since a dual-stack VXLAN sync makes 7 objects per peer
+    /// (the operator's list, not the guest, sets how many).
+    fn routes_limit(&self) -> u64 {
+        let per_node = 8 * self.grants.listed_nodes() as u64;
+        self.limits.routes.saturating_add(per_node)
+    }
+
     /// One more of something a call may do at most `max` times.
     fn count(used: &mut u64, max: u64, what: &str, key: &str) -> OpResult<()> {
         if *used >= max {
@@ -625,7 +633,8 @@ impl Gate {
         let r = Self::route_spec(dst, gw, link)?;
         let what = format!("add route to {dst}");
         self.route_check(&what, ns, &r, true)?;
-        Self::count(&mut self.used.routes, self.limits.routes, &what, "routes")?;
+        let max = self.routes_limit();
+        Self::count(&mut self.used.routes, max, &what, "routes")?;
         self.node.add_route(ns, &r)?;
         self.record(Undo::RemoveRoute { ns, route: r });
         Ok(())
@@ -880,7 +889,7 @@ impl Gate {
         let mac = mac.map(|m| unicast_mac(&what, m)).transpose();
         let check = self
             .learn_node()
-            .and_then(|_| self.grants.create_vxlan(name, local))
+            .and_then(|_| self.grants.create_vxlan(name, port, local))
             .and_then(|_| mac.as_ref().map(|_| ()).map_err(Clone::clone));
         self.gate_change(&what, check)?;
         let mac = mac?;
@@ -929,7 +938,8 @@ impl Gate {
         })?;
         let entry = FdbEntry { mac: mac?, remote };
         // FDB and neighbour entries count as routes: each is one forwarding decision
-        Self::count(&mut self.used.routes, self.limits.routes, &what, "routes")?;
+        let max = self.routes_limit();
+        Self::count(&mut self.used.routes, max, &what, "routes")?;
         self.node.add_fdb(link, &entry)?;
         self.record(Undo::RemoveFdb {
             link: link.into(),
@@ -967,7 +977,8 @@ impl Gate {
             s.grants.neighbor_address(&what, address)
         })?;
         let entry = NeighborEntry { address, mac: mac? };
-        Self::count(&mut self.used.routes, self.limits.routes, &what, "routes")?;
+        let max = self.routes_limit();
+        Self::count(&mut self.used.routes, max, &what, "routes")?;
         self.node.add_neighbor(link, &entry)?;
         self.record(Undo::RemoveNeighbor {
             link: link.into(),

@@ -710,14 +710,29 @@ fn other_attachments_keep_their_addresses_and_keys() {
 fn per_call_limits() {
     let mut sb = gate_over(node(), false);
     sb.limits.routes = 2;
-    sb.route_add(Ns::Host, "200.200.20.0/24", None, Some("cni0"))
+    // plus 8 per node the config's peers list
+    let max = 2 + 8 * sb.grants.listed_nodes() as u64;
+    for i in 0..max {
+        sb.route_add(
+            Ns::Host,
+            &format!("200.200.{}.0/24", 20 + i),
+            None,
+            Some("cni0"),
+        )
         .unwrap();
-    sb.route_add(Ns::Host, "200.200.21.0/24", None, Some("cni0"))
-        .unwrap();
+    }
     let e = sb
-        .route_add(Ns::Host, "200.200.22.0/24", None, Some("cni0"))
+        .route_add(
+            Ns::Host,
+            &format!("200.200.{}.0/24", 20 + max),
+            None,
+            Some("cni0"),
+        )
         .unwrap_err();
-    assert!(e.message.contains("per-call limit of 2"), "{e}");
+    assert!(
+        e.message.contains(&format!("per-call limit of {max}")),
+        "{e}"
+    );
     sb.limits.store_keys = 3; // the node has 2
     sb.store_put("a", "1").unwrap();
     let e = sb.store_put("b", "1").unwrap_err();
@@ -1466,9 +1481,37 @@ fn reconcile_grants_the_host_namespace_without_an_attachment() {
 }
 
 #[test]
+fn the_vxlan_link_uses_the_configured_port_only() {
+    let mut sb = gate_over(node(), false);
+    let e = sb
+        .create_vxlan(VX, 1, 53, "10.0.0.2", None, None)
+        .unwrap_err();
+    assert_eq!(e.kind, OpKind::Denied, "{e}");
+    assert!(
+        e.message.contains("the network's VXLAN port is 8472"),
+        "{e}"
+    );
+    // the configured port passes the gate (the node has the link already)
+    let e = sb
+        .create_vxlan(VX, 1, 8472, "10.0.0.2", None, None)
+        .unwrap_err();
+    assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
+}
+
+#[test]
 fn fdb_and_neighbour_adds_count_as_routes() {
     let mut sb = gate_over(node(), false);
     sb.limits.routes = 2;
+    let max = 2 + 8 * sb.grants.listed_nodes() as u64;
+    for i in 0..max - 2 {
+        sb.route_add(
+            Ns::Host,
+            &format!("200.200.{}.0/24", 100 + i),
+            None,
+            Some("cni0"),
+        )
+        .unwrap();
+    }
     sb.fdb_add(VX, "0e:cc:0a:00:00:03", "10.0.0.3").unwrap();
     sb.neighbor_add(VX, "200.200.2.0", "0e:cc:0a:00:00:03")
         .unwrap();
@@ -1477,7 +1520,7 @@ fn fdb_and_neighbour_adds_count_as_routes() {
         .unwrap_err();
     assert!(
         e.message
-            .contains("per-call limit of 2 reached (limits.routes)"),
+            .contains(&format!("per-call limit of {max} reached (limits.routes)")),
         "{e}"
     );
 }
