@@ -470,8 +470,8 @@ stub_registry() {
   peers='[{"name": "master", "nodeIP": ["10.0.0.2", "fd00:10:240::2"], "podCIDRs": ["200.200.0.0/24", "fd00:200:200::/64"]},
   {"name": "worker-1", "nodeIP": ["10.0.0.3", "fd00:10:240::3"], "podCIDRs": ["200.200.1.0/24", "fd00:200:200:1::/64"]}]'
   printf '%s\n' "$peers" >"$BATS_TEST_TMPDIR/peers.json"
-  DUAL=(--mtu 1500 --host-network 10.0.0.0/16,fd00:10:240::/64 --pod-network 200.200.0.0/16,fd00:200:200::/56
-    --pod-subnet 200.200.1.0/24,fd00:200:200:1::/64)
+  DUAL=(--mtu 1500 --host-network "10.0.0.0/16,fd00:10:240::/64" --pod-network "200.200.0.0/16,fd00:200:200::/56"
+    --pod-subnet "200.200.1.0/24,fd00:200:200:1::/64")
   for arg in "$peers" "$BATS_TEST_TMPDIR/peers.json"; do
     run --separate-stderr "$NODE_SCRIPT" conflist --guest /g.wasm "${DUAL[@]}" --node-ip fd00:10:240::3,10.0.0.3 --peers "$arg"
     assert_status 0
