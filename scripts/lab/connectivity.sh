@@ -47,7 +47,8 @@ reach() {
             *) REACH="$src tunnels $cidr to $(node_ip "$dst" 4) ($(internode_policy))" ;;
         esac
     elif route_present "$dst" "$fam"; then REACH="router routes $cidr"
-    else REACH="no route to $cidr at $src (not a peer) or the router"; return 1; fi
+    elif [[ $(internode_policy) == none ]]; then REACH="router: no route to $cidr"; return 1
+    else REACH="$dst is no peer of $src, router: no route to $cidr"; return 1; fi
 }
 
 # expect KIND SRC_NODE DST_NODE [FAM] -> sets EXP (pass|FAIL) and WHY. The same rules
@@ -115,8 +116,8 @@ check() {  # fam src_label dst_label dst_ip kind src_node dst_node -- command...
 # run in the pod's network namespace: busybox's ping cannot forbid fragmenting). It
 # passes only if every hop between the pods carries that packet whole: a pod MTU above
 # what a VXLAN tunnel carries fails here. Expected as the pod-pod-other row.
-pod_mtu_check() {
-    local fam=$1 src=$2 dst=$3 ip=$4 sn dn sb mtu payload res=FAIL status=OK
+pod_mtu_check() {  # fam src_pod src_ip dst_pod dst_ip
+    local fam=$1 src=$2 sip=$3 dst=$4 ip=$5 sn dn sb mtu payload res=FAIL status=OK
     sn=${POD_NODE[$src]} dn=${POD_NODE[$dst]}
     expect pod-pod-other "$sn" "$dn" "$fam"
     sb=$(pm "$sn" container inspect -f '{{.NetworkSettings.SandboxKey}}' "$src" 2>/dev/null) || sb=""
@@ -133,10 +134,10 @@ pod_mtu_check() {
     local fmt; fmt=$(row_format)
     if dual_stack; then
         # shellcheck disable=SC2059 # the format is ours
-        MTU_ROWS+=("$(printf "$fmt" "$src" "$dst($ip)" "IPv$fam" pod-pod-mtu "$EXP" "$res" "$status" "$WHY")")
+        MTU_ROWS+=("$(printf "$fmt" "$src($sip)" "$dst($ip)" "IPv$fam" pod-pod-mtu "$EXP" "$res" "$status" "$WHY")")
     else
         # shellcheck disable=SC2059
-        MTU_ROWS+=("$(printf "$fmt" "$src" "$dst($ip)" pod-pod-mtu "$EXP" "$res" "$status" "$WHY")")
+        MTU_ROWS+=("$(printf "$fmt" "$src($sip)" "$dst($ip)" pod-pod-mtu "$EXP" "$res" "$status" "$WHY")")
     fi
 }
 
@@ -190,7 +191,7 @@ cmd_test() {
         done
         for pod in "${PODS[@]}"; do
             local remote; remote=$(first_pod_on "$(other_worker "${POD_NODE[$pod]}")")
-            pod_mtu_check "$fam" "$pod" "$remote" "${IP[$fam/$remote]}"
+            pod_mtu_check "$fam" "$pod" "${IP[$fam/$pod]:-?}" "$remote" "${IP[$fam/$remote]}"
         done
     done
     local fmt; fmt=$(row_format)
