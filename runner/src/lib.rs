@@ -6,7 +6,8 @@
 //!   `session`, prints exactly one JSON document (or nothing, for a successful
 //!   DEL/CHECK/GC/STATUS, as the spec says). `supervisor` stops a call from outside
 //!   (deadline, signals, panic).
-//! - `session`: one guest call through the gate, shared by the plugin and `simulate`.
+//! - `session`: one guest call through the gate, shared by the plugin, `reconcile`
+//!   (the node-level `node-policy.reconcile` of `wasm-cni reconcile`) and `simulate`.
 //! - `wasm`: the engine, the cache, the bindings of the WIT world, `guest check`.
 //! - `gate`: every import of the guest passes here: `grants` (what this call may
 //!   touch), then the change, recorded in the `journal` with its exact undo.
@@ -25,6 +26,7 @@ pub(crate) mod gate;
 pub(crate) mod mac;
 pub(crate) mod node;
 mod plugin;
+pub mod reconcile;
 pub(crate) mod session;
 mod supervisor;
 

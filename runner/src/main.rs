@@ -27,7 +27,7 @@ enum Cmd {
     /// Run a guest on one CNI request against a simulated node (no root, no kernel
     /// changes) and print every host call it made, with the answers, and its result.
     Simulate {
-        /// ADD, DEL, CHECK, GC or STATUS.
+        /// ADD, DEL, CHECK, GC, STATUS or RECONCILE (the node-policy export).
         command: String,
         /// CNI_CONTAINERID.
         #[arg(default_value = "pod-1")]
@@ -53,6 +53,14 @@ enum Cmd {
         /// Print the simulated node after the call.
         #[arg(long)]
         show_node: bool,
+    },
+    /// Bring this node in line with the network config (a node joined or left the
+    /// cluster): run the guest's node-policy `reconcile` under the network's lock, with
+    /// its changes undone if it fails. A guest without that export has nothing to do.
+    Reconcile {
+        /// The network config: a .conflist (its wasm-cni entry) or a .conf.
+        #[arg(short, long)]
+        config: PathBuf,
     },
     /// Same as `guest check`, printing only the verdict (kept for scripts).
     #[command(hide = true)]
@@ -114,6 +122,7 @@ fn main() {
             what: GuestCmd::Pull { args },
         } => ("guest pull", 2, registry_tool("pull", args)),
         Cmd::Validate { file } => ("validate", 1, validate(&file)),
+        Cmd::Reconcile { config } => ("reconcile", 1, reconcile(&config)),
         Cmd::Simulate {
             command,
             container_id,
@@ -176,6 +185,15 @@ fn registry_tool(what: &str, args: Vec<OsString>) -> Result<i32> {
             tool.display()
         )
     })
+}
+
+/// The one-line summary on stdout; a failure is the error on stderr (exit 1). A panic
+/// is rolled back by the supervisor, as in a CNI call.
+fn reconcile(config: &Path) -> Result<i32> {
+    let run = || wasm_cni::reconcile::run(config);
+    let summary = std::panic::catch_unwind(run).unwrap_or_else(|_| wasm_cni::panicked())?;
+    print(&format!("{summary}\n"));
+    Ok(0)
 }
 
 fn validate(file: &Path) -> Result<i32> {

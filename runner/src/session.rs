@@ -22,10 +22,24 @@ pub(crate) struct CallOutcome {
     pub phases: wasm::Phases,
 }
 
+/// What a session runs: a CNI command, or the node-level `reconcile`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verb {
+    Cni(Command),
+    Reconcile,
+}
+
+impl Verb {
+    /// The calls that journal their changes and undo them on failure.
+    fn journaled(self) -> bool {
+        matches!(self, Verb::Cni(Command::Add) | Verb::Reconcile)
+    }
+}
+
 /// A planned call: what to ask the guest, and the gate (grants, journal, limits) over
 /// the node it may change.
 pub(crate) struct Session {
-    command: Command,
+    verb: Verb,
     /// Taken by `run`: a session makes one call.
     call: Option<wasm::Call>,
     gate: gate::Shared,
@@ -49,20 +63,57 @@ impl Session {
         guest: (&Path, &str),
     ) -> Session {
         let (grants, call) = plan(env, conf, has_netns);
-        let journal = (env.command == Command::Add).then(Journal::default);
+        let verb = Verb::Cni(env.command);
+        let mut s = Self::over(verb, grants, call, conf, node, log, guest);
+        s.container_netns = env
+            .netns
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        s
+    }
+
+    /// Plan `node-policy.reconcile` for the network of `conf`: the host namespace
+    /// only, no attachment, journaled like an ADD.
+    pub fn reconcile(
+        conf: &NetConf,
+        node: Box<dyn Node>,
+        log: CallLog,
+        guest: (&Path, &str),
+    ) -> Session {
+        let mut grants = Grants::new(
+            grants::Scope::Node,
+            false,
+            &conf.bridge,
+            &conf.link_prefix,
+            conf.pod_networks.clone(),
+        );
+        grants.set_cluster(conf.cluster.clone());
+        let call = wasm::Call::Reconcile {
+            config: conf.raw.clone(),
+        };
+        Self::over(Verb::Reconcile, grants, call, conf, node, log, guest)
+    }
+
+    fn over(
+        verb: Verb,
+        grants: Grants,
+        call: wasm::Call,
+        conf: &NetConf,
+        node: Box<dyn Node>,
+        log: CallLog,
+        guest: (&Path, &str),
+    ) -> Session {
+        let journal = verb.journaled().then(Journal::default);
         let mut g = Gate::new(grants, node, journal, log, grants::table_name(&conf.name));
         g.limits = conf.limits.clone();
         g.guest = guest.1.to_string();
         Session {
-            command: env.command,
+            verb,
             call: Some(call),
             gate: gate::shared(g),
             guest_path: guest.0.to_path_buf(),
-            container_netns: env
-                .netns
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+            container_netns: String::new(),
             timeout: Duration::from_millis(conf.timeout_ms),
             memory_mib: conf.memory_limit_mib,
         }
@@ -114,8 +165,8 @@ impl Session {
             }
         }
         supervisor::guest_returned();
-        let result = match (self.command, result) {
-            (Command::Add, Ok(wasm::Reply::Added(r))) => match g.check_result(&r) {
+        let result = match (self.verb, result) {
+            (Verb::Cni(Command::Add), Ok(wasm::Reply::Added(r))) => match g.check_result(&r) {
                 Err(m) => Err(Error::GuestFault(format!(
                     "returned an invalid result: {m}"
                 ))),
@@ -123,11 +174,11 @@ impl Session {
                     Error::Internal(format!("recording the attachment's addresses: {e}"))
                 }),
             },
-            (Command::Del, Ok(reply)) => g
+            (Verb::Cni(Command::Del), Ok(reply)) => g
                 .release()
                 .map(|_| reply)
                 .map_err(|e| Error::Internal(format!("releasing the attachment's addresses: {e}"))),
-            (Command::Gc, Ok(reply)) => g
+            (Verb::Cni(Command::Gc), Ok(reply)) => g
                 .release_stale(valid.as_deref().unwrap_or_default())
                 .map(|_| reply)
                 .map_err(|e| {
@@ -136,8 +187,11 @@ impl Session {
             (_, other) => other,
         };
         let t = Instant::now();
-        let (result, rolled_back) = settle(self.command, result, &mut g);
-        let result = result.map_err(|e| status_code(self.command, e));
+        let (result, rolled_back) = settle(self.verb, result, &mut g);
+        let result = match self.verb {
+            Verb::Cni(cmd) => result.map_err(|e| status_code(cmd, e)),
+            Verb::Reconcile => result,
+        };
         let rollback_us = t.elapsed().as_micros();
         if rolled_back.is_none() {
             if let Err(e) = g.save_usage() {
@@ -206,15 +260,15 @@ pub(crate) fn command_in_version(cmd: Command, conf: &NetConf) -> Result<()> {
     }
 }
 
-/// A failed ADD is undone (the journal, newest first). Returns the outcome and how
-/// many steps were rolled back.
+/// A failed ADD or RECONCILE is undone (the journal, newest first). Returns the
+/// outcome and how many steps were rolled back.
 fn settle(
-    cmd: Command,
+    verb: Verb,
     result: Result<wasm::Reply>,
     gate: &mut Gate,
 ) -> (Result<wasm::Reply>, Option<usize>) {
     match result {
-        Err(e) if cmd == Command::Add => {
+        Err(e) if verb.journaled() => {
             let (n, failures) = gate.rollback();
             let e = if failures.is_empty() {
                 e
@@ -251,6 +305,7 @@ fn plan(env: &Env, conf: &NetConf, has_netns: bool) -> (Grants, wasm::Call) {
         grants.set_read_only("CHECK");
     }
     grants.set_requested_mac(conf.requested.mac);
+    grants.set_cluster(conf.cluster.clone());
     let request = || wasm::Request {
         container_id: env.container_id.clone(),
         ifname: env.ifname.clone(),

@@ -41,12 +41,13 @@ pub struct Outcome {
     pub session_error: Option<Error>,
 }
 
-/// A fresh node for this network: eth0 in `myHostNetwork` (a CIDR, or a list with one
+/// A fresh node for this network: eth0 in `hostNetwork`, else `myHostNetwork` (a CIDR, or a list with one
 /// per family; its second address) with the default route via the first, like the
 /// lab's nodes; 10.0.0.2/24 otherwise. An IPv6 host network makes the node dual-stack.
 fn fresh_world(raw: &str) -> World {
     let v: Option<serde_json::Value> = serde_json::from_str(raw).ok();
-    let hosts: Vec<IpNetwork> = match v.as_ref().and_then(|v| v.get("myHostNetwork")) {
+    let key = |k: &str| v.as_ref().and_then(|v| v.get(k)).filter(|x| !x.is_null());
+    let hosts: Vec<IpNetwork> = match key("hostNetwork").or_else(|| key("myHostNetwork")) {
         Some(serde_json::Value::String(s)) => s.parse().ok().into_iter().collect(),
         Some(serde_json::Value::Array(a)) => {
             a.iter().filter_map(|x| x.as_str()?.parse().ok()).collect()
@@ -125,9 +126,14 @@ fn save_world(p: &Path, w: &World) -> Result<()> {
 pub fn run(o: &Options) -> Result<Outcome> {
     let raw = std::fs::read_to_string(&o.config)
         .map_err(|e| Error::io(o.config.display().to_string(), e))?;
+    let cmd = o.command.to_uppercase();
+    if cmd == "RECONCILE" {
+        let raw = crate::reconcile::network_config(&raw)?;
+        let (world, origin) = load_world(o.session.as_deref(), &raw)?;
+        return reconcile(o, raw, world, origin);
+    }
     let (mut world, origin) = load_world(o.session.as_deref(), &raw)?;
     let attachment = format!("{}/{}", o.container_id, o.ifname);
-    let cmd = o.command.to_uppercase();
     // like a runtime: CHECK and DEL get the cached ADD result as prevResult
     let mut prev_note = "";
     let raw = match world.results.get(&attachment) {
@@ -163,7 +169,7 @@ pub fn run(o: &Options) -> Result<Outcome> {
     }
     if env.command == Command::Version {
         return Err(Error::InvalidConfig(
-            "simulate runs ADD, DEL, CHECK, GC or STATUS (VERSION never reaches a guest)".into(),
+            "simulate runs ADD, DEL, CHECK, GC, STATUS or RECONCILE (VERSION never reaches a guest)".into(),
         ));
     }
     command_in_version(env.command, &conf)?;
@@ -216,14 +222,7 @@ pub fn run(o: &Options) -> Result<Outcome> {
             None => origin.to_string(),
         }
     );
-    let transcript = g.transcript.take().unwrap_or_default();
-    let _ = writeln!(text, "host calls: {}", transcript.len());
-    for (i, line) in transcript.iter().enumerate() {
-        let _ = writeln!(text, "{:>4}  {line}", i + 1);
-    }
-    if let Some(n) = rolled_back {
-        let _ = writeln!(text, "rolled back: {n} change(s) undone, newest first");
-    }
+    transcript(&mut text, &mut g, rolled_back);
     let ok = result.is_ok();
     let mut added = None;
     let deleted = ok && env.command == Command::Del;
@@ -257,6 +256,92 @@ pub fn run(o: &Options) -> Result<Outcome> {
     if let Some(doc) = added {
         world.results.insert(attachment, doc);
     }
+    if o.show_node {
+        let _ = write!(text, "node after the call:\n{}", sim::describe(&world));
+    }
+    let session_error = o.session.as_ref().and_then(|p| save_world(p, &world).err());
+    Ok(Outcome {
+        text,
+        ok,
+        session_error,
+    })
+}
+
+/// The host calls the guest made, with their answers, and the rollback.
+fn transcript(text: &mut String, g: &mut gate::Gate, rolled_back: Option<usize>) {
+    let transcript = g.transcript.take().unwrap_or_default();
+    let _ = writeln!(text, "host calls: {}", transcript.len());
+    for (i, line) in transcript.iter().enumerate() {
+        let _ = writeln!(text, "{:>4}  {line}", i + 1);
+    }
+    if let Some(n) = rolled_back {
+        let _ = writeln!(text, "rolled back: {n} change(s) undone, newest first");
+    }
+}
+
+/// `simulate RECONCILE`: the guest's node-policy `reconcile` on the model (`raw`: the
+/// network config, taken from a .conflist as `wasm-cni reconcile` takes it).
+fn reconcile(o: &Options, raw: String, world: World, origin: &str) -> Result<Outcome> {
+    let mut conf = NetConf::parse(raw)?;
+    if let Some(g) = &o.guest {
+        conf.guest = g.clone();
+    }
+    let engine = wasm::engine::engine()?;
+    let guest = wasm::engine::load(
+        &engine,
+        &conf.guest,
+        &cache_dir(),
+        conf.guest_digest.as_deref(),
+    )?;
+    let mut text = format!(
+        "# RECONCILE; guest {}; session {}\n",
+        conf.guest.display(),
+        match &o.session {
+            Some(p) => format!("{} ({origin})", p.display()),
+            None => origin.to_string(),
+        }
+    );
+    if !wasm::has_node_policy(&engine, &guest.component, &conf.guest)? {
+        let _ = writeln!(
+            text,
+            "guest {} has no node-policy export: nothing to reconcile",
+            conf.guest.display()
+        );
+        return Ok(Outcome {
+            text,
+            ok: true,
+            session_error: None,
+        });
+    }
+    let model = Model {
+        world,
+        container: None,
+    };
+    let mut session = Session::reconcile(
+        &conf,
+        Box::new(model),
+        CallLog::discard(),
+        (&conf.guest, &guest.digest),
+    );
+    gate::lock(session.gate()).transcript = Some(Vec::new());
+    let done = session.run(&engine, &guest.component);
+    let mut g = session.into_gate()?;
+    transcript(&mut text, &mut g, done.rolled_back);
+    let ok = done.result.is_ok();
+    match done.result {
+        Ok(_) => {
+            let _ = writeln!(text, "result: reconciled");
+        }
+        Err(e) => {
+            let _ = writeln!(text, "error: {e}");
+        }
+    }
+    let world = g
+        .node
+        .into_any()
+        .downcast::<Model>()
+        .map(|m| m.world)
+        .map_err(|_| Error::Internal("the simulated node is not the model".into()))?;
     if o.show_node {
         let _ = write!(text, "node after the call:\n{}", sim::describe(&world));
     }

@@ -50,8 +50,267 @@ pub struct NetConf {
     /// The addresses and MAC the runtime asks for (`runtimeConfig.ips`/`mac`), and,
     /// after `with_args`, CNI_ARGS `IP=`/`MAC=` merged in.
     pub requested: super::requested::Requested,
+    /// The cluster: other nodes, this node's IPs, the host network, the VXLAN link's
+    /// name (`peers`, `nodeIP`, `hostNetwork`/`myHostNetwork`, `vxlanLink`).
+    pub cluster: Cluster,
     /// The config text exactly as received; the guest gets this.
     pub raw: String,
+}
+
+/// The default name of a network's VXLAN link (`vxlanLink`).
+pub const DEFAULT_VXLAN_LINK: &str = "wcni.1";
+
+/// At most this many `peers` entries: a list a cluster script writes, bounded so
+/// that every grant check over it stays cheap.
+pub const MAX_PEERS: usize = 1024;
+
+/// One entry of `peers`: a node of the cluster (this one included, as the scripts
+/// write it; the runner drops the entry whose IPs are this node's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// `name`, may be empty.
+    pub name: String,
+    /// `nodeIP`: at most one per family, IPv4 first.
+    pub ips: Vec<std::net::IpAddr>,
+    /// `podCIDRs`: at most one per family, IPv4 first, each inside the pod network of
+    /// its family.
+    pub pod_cidrs: Vec<ipnetwork::IpNetwork>,
+}
+
+/// The cluster keys the runner reads (the grants of `cluster` and of routes through
+/// the uplink). Every one is optional: a network without them grants none of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    /// `peers`, validated, in config order (this node's entry still in).
+    pub peers: Vec<Peer>,
+    /// `nodeIP`: this node's IPs (none: the uplink's first global address of each
+    /// family), IPv4 first.
+    pub node_ips: Vec<std::net::IpAddr>,
+    /// `hostNetwork`, else `myHostNetwork`: one CIDR per family.
+    pub host_networks: Vec<ipnetwork::IpNetwork>,
+    /// `vxlanLink`: the name of the network's one VXLAN link.
+    pub vxlan_link: String,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            peers: Vec::new(),
+            node_ips: Vec::new(),
+            host_networks: Vec::new(),
+            vxlan_link: DEFAULT_VXLAN_LINK.into(),
+        }
+    }
+}
+
+/// The texts of a key that is one string or a list of them.
+fn one_or_list<'a>(v: Option<&'a Value>, key: &str, what: &str) -> Result<Vec<&'a str>> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![s.as_str()]),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .ok_or_else(|| Error::InvalidConfig(format!("{key}: {x} is not {what} string")))
+            })
+            .collect(),
+        Some(other) => Err(Error::InvalidConfig(format!(
+            "{key} must be {what} string or a list of them (one per family), not {other}"
+        ))),
+    }
+}
+
+/// IPs of a node (`nodeIP`): each parses, a usable unicast address, at most one per
+/// family; IPv4 first.
+fn node_ips(v: Option<&Value>, key: &str) -> Result<Vec<std::net::IpAddr>> {
+    use std::net::IpAddr;
+    let mut out: Vec<IpAddr> = Vec::new();
+    for t in one_or_list(v, key, "an IP address")? {
+        let ip: IpAddr = t
+            .parse()
+            .map_err(|_| Error::InvalidConfig(format!("{key}: {t:?} is not an IP address")))?;
+        let unusable = match ip {
+            IpAddr::V4(a) => {
+                a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast()
+            }
+            IpAddr::V6(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast(),
+        };
+        if unusable {
+            return Err(Error::InvalidConfig(format!(
+                "{key}: {ip} is not a node's unicast address"
+            )));
+        }
+        if out.iter().any(|o| o.is_ipv4() == ip.is_ipv4()) {
+            return Err(Error::InvalidConfig(format!(
+                "{key}: {ip} is a second {} address; give at most one per family",
+                if ip.is_ipv4() { "IPv4" } else { "IPv6" }
+            )));
+        }
+        out.push(ip);
+    }
+    out.sort_by_key(|ip| ip.is_ipv6());
+    Ok(out)
+}
+
+/// `hostNetwork` / `myHostNetwork`: one CIDR or a list, at most one per family.
+fn host_networks(v: Option<&Value>, key: &str) -> Result<Vec<ipnetwork::IpNetwork>> {
+    use ipnetwork::IpNetwork;
+    let mut out: Vec<IpNetwork> = Vec::new();
+    for t in one_or_list(v, key, "a CIDR")? {
+        let n: IpNetwork = t.parse().map_err(|e| {
+            Error::InvalidConfig(format!("{key}: host network {t:?} is not a CIDR: {e}"))
+        })?;
+        if out.iter().any(|o| o.is_ipv4() == n.is_ipv4()) {
+            return Err(Error::InvalidConfig(format!(
+                "{key}: host network {t} is a second {} network; give at most one per family",
+                if n.is_ipv4() { "IPv4" } else { "IPv6" }
+            )));
+        }
+        out.push(n);
+    }
+    Ok(out)
+}
+
+/// Does `a` share an address with `b`?
+fn overlap(a: ipnetwork::IpNetwork, b: ipnetwork::IpNetwork) -> bool {
+    a.is_ipv4() == b.is_ipv4() && (a.contains(b.network()) || b.contains(a.network()))
+}
+
+impl Cluster {
+    fn parse(
+        obj: &Map<String, Value>,
+        pods: &[ipnetwork::IpNetwork],
+        bridge: &str,
+    ) -> Result<Cluster> {
+        let vxlan_link = string(obj, "vxlanLink")?.unwrap_or_else(|| DEFAULT_VXLAN_LINK.into());
+        if !super::env::valid_ifname(&vxlan_link) {
+            return Err(Error::InvalidConfig(format!(
+                "vxlanLink {vxlan_link:?} is not a valid interface name"
+            )));
+        }
+        if vxlan_link == bridge {
+            return Err(Error::InvalidConfig(format!(
+                "vxlanLink {vxlan_link:?} is the bridge's name; the VXLAN link is a link of its own"
+            )));
+        }
+        let host_networks = match obj.get("hostNetwork") {
+            None | Some(Value::Null) => host_networks(obj.get("myHostNetwork"), "myHostNetwork")?,
+            v => host_networks(v, "hostNetwork")?,
+        };
+        let node_ips = node_ips(obj.get("nodeIP"), "nodeIP")?;
+        let list = match obj.get("peers") {
+            None | Some(Value::Null) => &[][..],
+            Some(Value::Array(a)) => a.as_slice(),
+            Some(other) => {
+                return Err(Error::InvalidConfig(format!(
+                    "peers must be a list of {{name, nodeIP, podCIDRs}}, not {other}"
+                )))
+            }
+        };
+        if list.len() > MAX_PEERS {
+            return Err(Error::InvalidConfig(format!(
+                "peers: {} entries, at most {MAX_PEERS}",
+                list.len()
+            )));
+        }
+        let mut peers: Vec<Peer> = Vec::with_capacity(list.len());
+        for (i, entry) in list.iter().enumerate() {
+            let p = Self::peer(i, entry, pods)?;
+            let me = format!("peers[{i}] ({:?})", p.name);
+            for (j, q) in peers.iter().enumerate() {
+                let other = format!("peers[{j}] ({:?})", q.name);
+                if let Some(ip) = p.ips.iter().find(|ip| q.ips.contains(ip)) {
+                    return Err(Error::InvalidConfig(format!(
+                        "{me}: nodeIP {ip} is also the node IP of {other}"
+                    )));
+                }
+                for c in &p.pod_cidrs {
+                    if let Some(d) = q.pod_cidrs.iter().find(|d| overlap(*c, **d)) {
+                        return Err(Error::InvalidConfig(format!(
+                            "{me}: podCIDR {c} overlaps {d} of {other}"
+                        )));
+                    }
+                }
+            }
+            peers.push(p);
+        }
+        Ok(Cluster {
+            peers,
+            node_ips,
+            host_networks,
+            vxlan_link,
+        })
+    }
+
+    fn peer(i: usize, v: &Value, pods: &[ipnetwork::IpNetwork]) -> Result<Peer> {
+        let obj = v.as_object().ok_or_else(|| {
+            Error::InvalidConfig(format!(
+                "peers[{i}] must be an object {{name, nodeIP, podCIDRs}}, not {v}"
+            ))
+        })?;
+        let name = match obj.get("name") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) if s.len() <= 253 && !s.chars().any(char::is_control) => {
+                s.clone()
+            }
+            Some(other) => {
+                return Err(Error::InvalidConfig(format!(
+                    "peers[{i}]: name must be a node name (a string of at most 253 characters), not {other}"
+                )))
+            }
+        };
+        let me = format!("peers[{i}] ({name:?})");
+        let wrap = |e: Error| match e {
+            Error::InvalidConfig(m) => Error::InvalidConfig(format!("{me}: {m}")),
+            other => other,
+        };
+        let ips = node_ips(obj.get("nodeIP"), "nodeIP").map_err(wrap)?;
+        if ips.is_empty() {
+            return Err(Error::InvalidConfig(format!("{me}: nodeIP is missing")));
+        }
+        let mut pod_cidrs: Vec<ipnetwork::IpNetwork> = Vec::new();
+        for t in one_or_list(obj.get("podCIDRs"), "podCIDRs", "a CIDR").map_err(wrap)? {
+            let n: ipnetwork::IpNetwork = t.parse().map_err(|e| {
+                Error::InvalidConfig(format!("{me}: podCIDR {t:?} is not a CIDR: {e}"))
+            })?;
+            if n.network() != n.ip() {
+                return Err(Error::InvalidConfig(format!(
+                    "{me}: podCIDR {t} is not a network (host bits are set)"
+                )));
+            }
+            let inside = pods.iter().any(|p| {
+                p.is_ipv4() == n.is_ipv4() && p.contains(n.network()) && n.prefix() >= p.prefix()
+            });
+            if !inside {
+                return Err(Error::InvalidConfig(format!(
+                    "{me}: podCIDR {t} is not inside the {} pod network ({})",
+                    if n.is_ipv4() { "IPv4" } else { "IPv6" },
+                    if pods.is_empty() {
+                        "none configured".to_string()
+                    } else {
+                        pods.iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                )));
+            }
+            if pod_cidrs.iter().any(|o| o.is_ipv4() == n.is_ipv4()) {
+                return Err(Error::InvalidConfig(format!(
+                    "{me}: podCIDR {t} is a second {} CIDR; give at most one per family",
+                    if n.is_ipv4() { "IPv4" } else { "IPv6" }
+                )));
+            }
+            pod_cidrs.push(n);
+        }
+        pod_cidrs.sort_by_key(|n| n.is_ipv6());
+        Ok(Peer {
+            name,
+            ips,
+            pod_cidrs,
+        })
+    }
 }
 
 /// Bounds on what one call may create and write, and on the network's store and log
@@ -311,7 +570,9 @@ impl NetConf {
                 ))
             })?),
         };
+        let cluster = Cluster::parse(obj, &pod_networks, &bridge)?;
         Ok(NetConf {
+            cluster,
             guest: path("guest", DEFAULT_GUEST)?,
             guest_digest,
             cache_dir: path("cacheDir", DEFAULT_CACHE_DIR)?,
@@ -535,6 +796,89 @@ mod tests {
         for cmd in ["GC", "STATUS"] {
             let c = parse(raw).unwrap().with_args(&env(cmd, "")).unwrap();
             assert_eq!(c.requested, Default::default(), "{cmd}");
+        }
+    }
+
+    #[test]
+    fn cluster_keys() {
+        let base =
+            r#""cniVersion":"1.0.0","name":"n","podNetwork":["200.200.0.0/16","fd00:200::/48"]"#;
+        let c = parse(&format!(
+            r#"{{{base},"myHostNetwork":["10.0.0.0/16","fd00:10::/64"],"nodeIP":["fd00:10::3","10.0.0.3"],
+            "peers":[{{"name":"w1","nodeIP":"10.0.0.3","podCIDRs":["fd00:200:0:1::/64","200.200.1.0/24"]}},
+                     {{"nodeIP":["10.0.0.4","fd00:10::4"],"podCIDRs":["200.200.2.0/24"]}}]}}"#
+        ))
+        .unwrap()
+        .cluster;
+        assert_eq!(c.vxlan_link, "wcni.1");
+        assert_eq!(c.node_ips[0].to_string(), "10.0.0.3", "IPv4 first");
+        assert_eq!(c.host_networks.len(), 2);
+        assert_eq!(c.peers.len(), 2);
+        assert_eq!(c.peers[0].name, "w1");
+        assert_eq!(c.peers[0].pod_cidrs[0].to_string(), "200.200.1.0/24");
+        assert_eq!(c.peers[1].ips.len(), 2);
+        // hostNetwork wins over myHostNetwork; none of the keys: nothing granted
+        let c = parse(&format!(
+            r#"{{{base},"hostNetwork":"10.1.0.0/16","myHostNetwork":"10.0.0.0/16","vxlanLink":"vx0"}}"#
+        ))
+        .unwrap()
+        .cluster;
+        assert_eq!(c.host_networks[0].to_string(), "10.1.0.0/16");
+        assert_eq!(c.vxlan_link, "vx0");
+        assert_eq!(
+            parse(&format!("{{{base}}}")).unwrap().cluster,
+            Cluster::default()
+        );
+        let peer = |p: &str| format!(r#"{{{base},"peers":[{p}]}}"#);
+        let many: Vec<String> = (0..=MAX_PEERS)
+            .map(|i| format!(r#"{{"nodeIP":"10.{}.{}.1"}}"#, i / 256, i % 256))
+            .collect();
+        for (raw, names) in [
+            (peer(r#"{"name":"a","nodeIP":"10.0.0.x"}"#), "peers[0] (\"a\"): nodeIP"),
+            (peer(r#"{"name":"a"}"#), "nodeIP is missing"),
+            (
+                peer(r#"{"nodeIP":["10.0.0.3","10.0.0.4"]}"#),
+                "second IPv4 address",
+            ),
+            (peer(r#"{"nodeIP":"224.0.0.1"}"#), "unicast"),
+            (
+                peer(r#"{"nodeIP":"10.0.0.3","podCIDRs":["10.9.0.0/24"]}"#),
+                "not inside the IPv4 pod network",
+            ),
+            (
+                peer(r#"{"nodeIP":"10.0.0.3","podCIDRs":["200.200.1.1/24"]}"#),
+                "host bits",
+            ),
+            (
+                peer(r#"{"nodeIP":"10.0.0.3","podCIDRs":["200.200.1.0/24","200.200.2.0/24"]}"#),
+                "second IPv4 CIDR",
+            ),
+            (
+                peer(
+                    r#"{"name":"a","nodeIP":"10.0.0.3","podCIDRs":["200.200.0.0/23"]},
+                       {"name":"b","nodeIP":"10.0.0.4","podCIDRs":["200.200.1.0/24"]}"#,
+                ),
+                "peers[1] (\"b\"): podCIDR 200.200.1.0/24 overlaps 200.200.0.0/23 of peers[0] (\"a\")",
+            ),
+            (
+                peer(r#"{"nodeIP":"10.0.0.3"},{"nodeIP":"10.0.0.3"}"#),
+                "also the node IP of peers[0]",
+            ),
+            (peer(r#""10.0.0.3""#), "peers[0] must be an object"),
+            (format!(r#"{{{base},"peers":{{}}}}"#), "peers must be a list"),
+            (format!(r#"{{{base},"peers":[{}]}}"#, many.join(",")), "at most 1024"),
+            (format!(r#"{{{base},"nodeIP":"x"}}"#), "nodeIP: \"x\""),
+            (
+                format!(r#"{{{base},"hostNetwork":["10.0.0.0/8","10.1.0.0/16"]}}"#),
+                "second IPv4 network",
+            ),
+            (format!(r#"{{{base},"myHostNetwork":"x"}}"#), "myHostNetwork"),
+            (format!(r#"{{{base},"vxlanLink":"a/b"}}"#), "vxlanLink"),
+            (format!(r#"{{{base},"vxlanLink":"cni0"}}"#), "the bridge's name"),
+        ] {
+            let e = parse(&raw).unwrap_err();
+            assert_eq!(e.code(), 7, "{names}: {e}");
+            assert!(e.to_string().contains(names), "{names}: {e}");
         }
     }
 

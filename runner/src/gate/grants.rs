@@ -6,19 +6,31 @@
 //! - container namespace: only the call's CNI_NETNS; links named CNI_IFNAME or created
 //!   in this call;
 //! - host namespace: links created in this call; the attachment's own host link
-//!   (`host_link`); the configured bridge (not deleted, unless created in this call); in
-//!   GC, prefixed links of attachments that are not valid; never `lo` or the uplink;
+//!   (`host_link`); the configured bridge and the network's VXLAN link (config
+//!   `vxlanLink`; neither deleted, unless created in this call); in GC, prefixed links
+//!   of attachments that are not valid; never `lo` or the uplink (see routes below);
 //! - addresses and routes: on links it may change, inside the pod network of their
 //!   family (plus the container's default route via a pod-network gateway); the same
 //!   rules for IPv4 and IPv6, with no exception for link-local (`169.254.0.0/16`,
 //!   `fe80::/10`): a guest may add them only inside a pod network, which the config may
 //!   not make link-local;
+//! - routes through the uplink (the host link of the default route), the only change
+//!   that may name it: added only to a peer's pod CIDR via that peer's node IP of the
+//!   family, in the host network (host-gw); removed only inside a pod network, not
+//!   over this node's pod CIDRs, via a gateway in the host network (a departed peer's);
+//! - the VXLAN link: created only by `cluster.create-vxlan`, only under the configured
+//!   name (so one per network), from one of this node's IPs; its FDB entries only to a
+//!   peer's node IP inside the host network, its neighbour entries only for pod-network
+//!   addresses; unicast MACs only;
 //! - firewall: only the network's own tables (by construction), for pod-network sources;
 //! - sysctls: the allow-list below, on links it may change; store keys: checked syntax,
 //!   in the network's own directory (by construction); a key created by one
 //!   attachment's call is deleted only by that attachment's calls or by GC;
+//! - RECONCILE (`Scope::Node`): the host namespace only, as an ADD without its
+//!   attachment (bridge, VXLAN link, uplink routes, store keys it does not own);
 //! - CHECK and STATUS change nothing (read-only grants).
 
+use crate::cni::config::{Cluster, Peer};
 use crate::mac::Mac;
 use crate::node::{stable_hash, Family, Ns, OpError, OpResult, SysctlKey};
 use ipnetwork::IpNetwork;
@@ -37,6 +49,9 @@ pub enum Scope {
     Gc { valid: Vec<(String, String)> },
     /// STATUS: nothing on links.
     Status,
+    /// RECONCILE (`wasm-cni reconcile`): node-level work in the host namespace, no
+    /// attachment.
+    Node,
 }
 
 /// The host link name of an attachment: prefix + FNV-1a over (container id, ifname) in
@@ -94,6 +109,10 @@ pub struct Grants {
     /// The MAC the runtime asked for (`request.mac`): the only one `create-veth` may
     /// give a container end.
     requested_mac: Option<Mac>,
+    /// The config's cluster keys (peers, node IPs, host network, VXLAN link name).
+    cluster: Cluster,
+    /// This node's IPs (config `nodeIP`, else the uplink's), learnt on first need.
+    node_ips: Option<Vec<IpAddr>>,
 }
 
 impl Grants {
@@ -127,7 +146,232 @@ impl Grants {
             read_only,
             attachment,
             requested_mac: None,
+            cluster: Cluster::default(),
+            node_ips: None,
         }
+    }
+
+    /// The config's cluster keys for this call.
+    pub fn set_cluster(&mut self, cluster: Cluster) {
+        self.cluster = cluster;
+    }
+
+    /// The name the network's VXLAN link must have.
+    pub fn vxlan_link(&self) -> &str {
+        &self.cluster.vxlan_link
+    }
+
+    /// The uplink: the first host link with a default route, once learnt.
+    pub fn uplink(&self) -> Option<&str> {
+        self.uplinks
+            .as_ref()
+            .and_then(|u| u.first())
+            .map(String::as_str)
+    }
+
+    pub fn uplinks_known(&self) -> bool {
+        self.uplinks.is_some()
+    }
+
+    /// The IPs the config gives this node (`nodeIP`; empty: learn the uplink's).
+    pub fn configured_node_ips(&self) -> &[IpAddr] {
+        &self.cluster.node_ips
+    }
+
+    pub fn node_ips_known(&self) -> bool {
+        self.node_ips.is_some()
+    }
+
+    /// This node's IPs, IPv4 first, as learnt by the gate.
+    pub fn set_node_ips(&mut self, mut ips: Vec<IpAddr>) {
+        ips.sort_by_key(IpAddr::is_ipv6);
+        self.node_ips = Some(ips);
+    }
+
+    /// This node's IPs, or why they are unknown.
+    pub fn node_ips(&self) -> OpResult<&[IpAddr]> {
+        match self.node_ips.as_deref() {
+            Some(ips) if !ips.is_empty() => Ok(ips),
+            _ => Err(OpError::failed(format!(
+                "this node's IP is unknown: the config has no nodeIP and the uplink ({}) has no global address",
+                self.uplink().unwrap_or("none: no default route in the host namespace")
+            ))),
+        }
+    }
+
+    /// Is this `peers` entry this node (one of its IPs is one of this node's)?
+    fn is_me(&self, p: &Peer) -> bool {
+        self.node_ips
+            .as_ref()
+            .is_some_and(|mine| p.ips.iter().any(|ip| mine.contains(ip)))
+    }
+
+    /// The other nodes: the config's `peers` without this node's entry.
+    pub fn peers(&self) -> OpResult<Vec<&Peer>> {
+        self.node_ips()?;
+        Ok(self
+            .cluster
+            .peers
+            .iter()
+            .filter(|p| !self.is_me(p))
+            .collect())
+    }
+
+    /// This node's pod CIDRs: those of its own `peers` entry (none if not listed).
+    pub fn own_pod_cidrs(&self) -> Vec<IpNetwork> {
+        self.cluster
+            .peers
+            .iter()
+            .filter(|p| self.is_me(p))
+            .flat_map(|p| p.pod_cidrs.iter().copied())
+            .collect()
+    }
+
+    /// Is `ip` inside the host network of its family (`hostNetwork`/`myHostNetwork`)?
+    fn host_network_of(&self, what: &str, ip: IpAddr) -> OpResult<()> {
+        let family = Family::of_ip(ip);
+        match self
+            .cluster
+            .host_networks
+            .iter()
+            .find(|n| Family::of(n) == family)
+        {
+            Some(n) if n.contains(ip) => Ok(()),
+            Some(n) => Err(OpError::denied(format!(
+                "{what}: {ip} is outside the host network {n}"
+            ))),
+            None => Err(OpError::denied(format!(
+                "{what}: {ip} is outside the host network (the config has no {} hostNetwork or myHostNetwork)",
+                family.name()
+            ))),
+        }
+    }
+
+    /// A route through the uplink (`link` is `uplink()`): added only to a peer's pod
+    /// CIDR via that peer's node IP, in the host network (host-gw); removed only inside
+    /// a pod network, never over this node's own pod CIDRs, via a host-network gateway
+    /// (a departed peer's route).
+    pub fn uplink_route(&self, dst: IpNetwork, gw: Option<IpAddr>, adding: bool) -> OpResult<()> {
+        let uplink = self.uplink().unwrap_or_default();
+        let what = format!("route to {dst} through the uplink {uplink:?}");
+        let Some(gw) = gw else {
+            return Err(OpError::denied(format!(
+                "{what}: a route through the uplink must name a gateway (a peer's node IP)"
+            )));
+        };
+        self.host_network_of(&format!("{what} via {gw}: the gateway"), gw)?;
+        let within = |c: &IpNetwork| {
+            Family::of(c) == Family::of(&dst)
+                && c.contains(dst.network())
+                && dst.prefix() >= c.prefix()
+        };
+        if adding {
+            let peers = self.peers()?;
+            let Some(owner) = peers.iter().find(|p| p.pod_cidrs.iter().any(within)) else {
+                return Err(OpError::denied(format!(
+                    "{what}: only a peer's pod CIDR may be routed through the uplink, and {dst} lies in none"
+                )));
+            };
+            if !owner.ips.contains(&gw) {
+                return Err(OpError::denied(format!(
+                    "{what} via {gw}: {dst} belongs to peer {:?}, whose node IP is {}",
+                    owner.name,
+                    owner
+                        .ips
+                        .iter()
+                        .find(|ip| Family::of_ip(**ip) == Family::of(&dst))
+                        .map_or_else(
+                            || format!("not {}", Family::of(&dst).name()),
+                            |ip| ip.to_string()
+                        )
+                )));
+            }
+            return Ok(());
+        }
+        let pods = self.pod_network(&what, Family::of(&dst))?;
+        if !(pods.contains(dst.network()) && dst.prefix() >= pods.prefix()) {
+            return Err(OpError::denied(format!(
+                "{what}: outside the pod network {pods}"
+            )));
+        }
+        if let Some(own) = self.own_pod_cidrs().into_iter().find(|c| {
+            Family::of(c) == Family::of(&dst)
+                && (c.contains(dst.network()) || dst.contains(c.network()))
+        }) {
+            return Err(OpError::denied(format!(
+                "{what}: it overlaps this node's own pod CIDR {own}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// May this call create the network's VXLAN link `name` from `local`? (vni and port
+    /// ranges are the gate's argument check.)
+    pub fn create_vxlan(&self, name: &str, local: IpAddr) -> OpResult<()> {
+        let what = format!("create VXLAN link {name:?}");
+        if !matches!(self.scope, Scope::Attachment { .. } | Scope::Node) {
+            return Err(OpError::denied(format!(
+                "{what}: only ADD and RECONCILE create node links"
+            )));
+        }
+        if name != self.cluster.vxlan_link {
+            return Err(OpError::denied(format!(
+                "{what}: the network has one VXLAN link, named {:?} (config vxlanLink)",
+                self.cluster.vxlan_link
+            )));
+        }
+        if !crate::cni::env::valid_ifname(name) {
+            return Err(OpError::invalid(format!(
+                "{name:?} is not a valid interface name"
+            )));
+        }
+        if self.uplink() == Some(name) || name == "lo" {
+            return Err(OpError::denied(format!("{what}: it is the node's uplink")));
+        }
+        let mine = self.node_ips()?;
+        if !mine.contains(&local) {
+            return Err(OpError::denied(format!(
+                "{what}: local address {local} is not one of this node's IPs ({})",
+                mine.iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// FDB and neighbour entries go on the network's VXLAN link only.
+    pub fn vxlan_entries(&self, what: &str, link: &str) -> OpResult<()> {
+        if link != self.cluster.vxlan_link {
+            return Err(OpError::denied(format!(
+                "{what}: link {link:?} is not the network's VXLAN link ({:?}); FDB and neighbour entries go on it only",
+                self.cluster.vxlan_link
+            )));
+        }
+        Ok(())
+    }
+
+    /// An FDB entry's remote: a peer's node IP, inside the host network.
+    pub fn fdb_remote(&self, what: &str, remote: IpAddr) -> OpResult<()> {
+        self.host_network_of(&format!("{what}: VXLAN remote"), remote)?;
+        if !self.peers()?.iter().any(|p| p.ips.contains(&remote)) {
+            return Err(OpError::denied(format!(
+                "{what}: VXLAN remote {remote} is not a peer's node IP"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A neighbour entry's address: inside a pod network.
+    pub fn neighbor_address(&self, what: &str, address: IpAddr) -> OpResult<()> {
+        let pods = self.pod_network(what, Family::of_ip(address))?;
+        if !pods.contains(address) {
+            return Err(OpError::denied(format!(
+                "{what}: {address} is outside the pod network {pods}"
+            )));
+        }
+        Ok(())
     }
 
     /// The runtime's `request.mac` for this call.
@@ -319,10 +563,18 @@ impl Grants {
                 {
                     return deny("it is the node's uplink");
                 }
-                if name == self.bridge && matches!(self.scope, Scope::Attachment { .. }) {
+                let node_level = matches!(self.scope, Scope::Attachment { .. } | Scope::Node);
+                if name == self.bridge && node_level {
                     return match op {
                         LinkOp::Delete => deny("the node bridge is shared by all pods; only a call that created it may delete it"),
                         _ => Ok(()),
+                    };
+                }
+                if name == self.cluster.vxlan_link && node_level {
+                    return match op {
+                        LinkOp::Delete => deny("the network's VXLAN link serves every pod; only a call that created it may delete it"),
+                        LinkOp::Create => deny("the network's VXLAN link is created by cluster.create-vxlan only"),
+                        LinkOp::Change => Ok(()),
                     };
                 }
                 if self.host_link.as_deref() == Some(name) {

@@ -1,10 +1,11 @@
-//! The effects one ADD applied, so that a failed ADD can be undone in reverse.
+//! The effects one ADD (or RECONCILE) applied, so that a failed call can be undone in
+//! reverse.
 //!
 //! Each entry restores the exact prior state of one object (snapshotted before the
 //! change), not the inverse of the request: a removed route comes back with the
 //! kernel's own attributes, a rewritten firewall table comes back as it was listed.
 
-use crate::node::{Family, Ns, RouteSpec, SavedAddress, SavedRoute};
+use crate::node::{Family, FdbEntry, NeighborEntry, Ns, RouteSpec, SavedAddress, SavedRoute};
 use ipnetwork::IpNetwork;
 
 /// One applied effect, described by how to undo it.
@@ -78,6 +79,26 @@ pub enum Undo {
         old: Option<String>,
         owner: Option<String>,
     },
+    /// An FDB entry this call added to host link `link`.
+    RemoveFdb {
+        link: String,
+        entry: FdbEntry,
+    },
+    /// An FDB entry this call removed.
+    RestoreFdb {
+        link: String,
+        entry: FdbEntry,
+    },
+    /// A neighbour entry this call added.
+    RemoveNeighbor {
+        link: String,
+        entry: NeighborEntry,
+    },
+    /// A neighbour entry this call removed, as the node had it.
+    RestoreNeighbor {
+        link: String,
+        entry: NeighborEntry,
+    },
     /// The network's firewall table of `family` (`ip` or `ip6`) as listed before the
     /// call's first change to it (none: it did not exist).
     RestoreTable {
@@ -104,6 +125,11 @@ impl Journal {
             }
         }
         self.entries.push(u);
+    }
+
+    /// How many steps the journal holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
 
     /// The undo steps, newest first.

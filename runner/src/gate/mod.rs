@@ -9,10 +9,12 @@
 
 use crate::calllog::CallLog;
 use crate::cni::config::Limits;
+use crate::cni::config::Peer;
 use crate::cni::output::AddResult;
+use crate::mac::{Mac, MacError};
 use crate::node::{
-    network_of, Family, LinkInfo, Node, Ns, OpError, OpKind, OpResult, RouteSpec, StoreUsage,
-    SysctlKey, SysctlValue,
+    network_of, Family, FdbEntry, LinkInfo, NeighborEntry, Node, Ns, OpError, OpKind, OpResult,
+    RouteSpec, StoreUsage, SysctlKey, SysctlValue, VxlanSpec,
 };
 use grants::{Grants, LinkOp};
 use journal::{Journal, Undo};
@@ -47,7 +49,7 @@ pub(crate) struct Gate {
     pub grants: Grants,
     /// The real node (`node::Kernel`) or the simulator's model.
     pub node: Box<dyn Node>,
-    /// Present for ADD: what to undo if the call fails.
+    /// Present for ADD and RECONCILE: what to undo if the call fails.
     pub journal: Option<Journal>,
     pub log: CallLog,
     /// The digest of the guest making the call (recorded with an ADD's addresses).
@@ -102,6 +104,25 @@ fn network(text: &str) -> OpResult<IpNetwork> {
 fn addr(text: &str) -> OpResult<IpAddr> {
     text.parse()
         .map_err(|_| OpError::invalid(format!("{text:?} is not an IP address")))
+}
+
+/// A MAC a node entry may hold: a typo is an invalid argument; a multicast or all-zero
+/// one is refused (an all-zero FDB entry floods every frame to its remote).
+fn unicast_mac(what: &str, text: &str) -> OpResult<Mac> {
+    text.parse().map_err(|e: MacError| match e {
+        MacError::Syntax(_) => OpError::invalid(format!("{what}: {e}")),
+        MacError::Multicast(_) | MacError::Zero(_) => OpError::denied(format!("{what}: {e}")),
+    })
+}
+
+/// Is `ip` a global address (what a node IP learnt from the uplink may be)?
+fn global(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => !(a.is_link_local() || a.is_loopback() || a.is_unspecified()),
+        IpAddr::V6(a) => {
+            (a.segments()[0] & 0xffc0) != 0xfe80 && !(a.is_loopback() || a.is_unspecified())
+        }
+    }
 }
 
 /// A refusal because the prior state could not be put back exactly.
@@ -573,8 +594,16 @@ impl Gate {
             None => Ok(()),
         }
         .and_then(|_| {
-            self.grants
-                .route(ns, r.destination, r.gateway, r.link.as_deref())
+            let via_uplink =
+                ns == Ns::Host && r.link.is_some() && r.link.as_deref() == self.grants.uplink();
+            if via_uplink {
+                // the one thing a call may do on the uplink (host-gw), by its own rules
+                self.learn_node()?;
+                self.grants.uplink_route(r.destination, r.gateway, adding)
+            } else {
+                self.grants
+                    .route(ns, r.destination, r.gateway, r.link.as_deref())
+            }
         })
         .and_then(|_| {
             if adding && ns == Ns::Host {
@@ -774,6 +803,195 @@ impl Gate {
         self.node.sysctl_set(ns, &key, value)?;
         self.record(Undo::RestoreSysctls { ns, values: saved });
         Ok(())
+    }
+
+    // ---- cluster ------------------------------------------------------------------
+
+    /// Learn the uplink and this node's IPs (config `nodeIP`, else the uplink's first
+    /// global address of each family), the first time a cluster grant needs them.
+    fn learn_node(&mut self) -> OpResult<()> {
+        if !self.grants.uplinks_known() {
+            let up = self.node.default_route_links(Ns::Host)?;
+            self.grants.set_uplinks(up);
+        }
+        if self.grants.node_ips_known() {
+            return Ok(());
+        }
+        let mut ips = self.grants.configured_node_ips().to_vec();
+        if ips.is_empty() {
+            if let Some(up) = self.grants.uplink().map(str::to_string) {
+                for a in self.node.list_addresses(Ns::Host, &up)? {
+                    let ip = a.ip();
+                    if global(ip) && !ips.iter().any(|o| o.is_ipv4() == ip.is_ipv4()) {
+                        ips.push(ip);
+                    }
+                }
+            }
+        }
+        self.grants.set_node_ips(ips);
+        Ok(())
+    }
+
+    /// This node: its uplink, its IPs (IPv4 first), the VXLAN link's name.
+    pub fn this_node(&mut self) -> OpResult<(LinkInfo, Vec<IpAddr>, String)> {
+        let check = self.learn_node();
+        self.gate("cluster this-node", check)?;
+        let uplink = self.grants.uplink().map(str::to_string).ok_or_else(|| {
+            OpError::not_found("this node has no uplink: the host namespace has no default route")
+        })?;
+        let ips = self.grants.node_ips()?.to_vec();
+        let info = self.current(Ns::Host, &uplink)?;
+        Ok((info, ips, self.grants.vxlan_link().to_string()))
+    }
+
+    /// The config's peers without this node, in config order.
+    pub fn peers(&mut self) -> OpResult<Vec<Peer>> {
+        let check = self.learn_node();
+        self.gate("cluster peers", check)?;
+        Ok(self.grants.peers()?.into_iter().cloned().collect())
+    }
+
+    pub fn create_vxlan(
+        &mut self,
+        name: &str,
+        vni: u32,
+        port: u16,
+        local: &str,
+        mtu: Option<u32>,
+        mac: Option<&str>,
+    ) -> OpResult<LinkInfo> {
+        let what = format!("create VXLAN link {name}");
+        if !(1..=16_777_215).contains(&vni) {
+            return Err(OpError::invalid(format!(
+                "{what}: VNI {vni} is out of range (1..16777215)"
+            )));
+        }
+        if port == 0 {
+            return Err(OpError::invalid(format!(
+                "{what}: UDP port 0 (8472 is the Linux and flannel default, 4789 the IANA one)"
+            )));
+        }
+        if let Some(m) = mtu.filter(|m| !(68..=65535).contains(m)) {
+            return Err(OpError::invalid(format!(
+                "{what}: mtu {m} is out of range (68..65535)"
+            )));
+        }
+        let local = addr(local)?;
+        let mac = mac.map(|m| unicast_mac(&what, m)).transpose();
+        let check = self
+            .learn_node()
+            .and_then(|_| self.grants.create_vxlan(name, local))
+            .and_then(|_| mac.as_ref().map(|_| ()).map_err(Clone::clone));
+        self.gate_change(&what, check)?;
+        let mac = mac?;
+        Self::count(&mut self.used.links, self.limits.links, &what, "links")?;
+        let spec = VxlanSpec {
+            name: name.into(),
+            vni,
+            port,
+            local,
+            mtu,
+            mac,
+        };
+        let r = self.node.create_vxlan(&spec);
+        self.after_create(Ns::Host, name, &r);
+        r
+    }
+
+    /// The gate of an FDB or neighbour change on `link` (`extra`: the entry's own
+    /// grant check).
+    fn entry_check(
+        &mut self,
+        what: &str,
+        link: &str,
+        mac: Option<&OpResult<Mac>>,
+        extra: impl FnOnce(&mut Self) -> OpResult<()>,
+    ) -> OpResult<()> {
+        let check = self
+            .grants
+            .vxlan_entries(what, link)
+            .and_then(|_| match mac {
+                Some(Err(e)) => Err(e.clone()),
+                _ => Ok(()),
+            })
+            .and_then(|_| extra(self));
+        self.gate_change(what, check)
+    }
+
+    pub fn fdb_add(&mut self, link: &str, mac: &str, remote: &str) -> OpResult<()> {
+        let what = format!("add FDB entry {mac} -> {remote} on {link}");
+        let remote = addr(remote)?;
+        let mac = unicast_mac(&what, mac);
+        self.entry_check(&what, link, Some(&mac), |s| {
+            s.learn_node()?;
+            s.grants.fdb_remote(&what, remote)
+        })?;
+        let entry = FdbEntry { mac: mac?, remote };
+        // FDB and neighbour entries count as routes: each is one forwarding decision
+        Self::count(&mut self.used.routes, self.limits.routes, &what, "routes")?;
+        self.node.add_fdb(link, &entry)?;
+        self.record(Undo::RemoveFdb {
+            link: link.into(),
+            entry,
+        });
+        Ok(())
+    }
+
+    pub fn fdb_remove(&mut self, link: &str, mac: &str, remote: &str) -> OpResult<()> {
+        let what = format!("remove FDB entry {mac} -> {remote} from {link}");
+        let remote = addr(remote)?;
+        let mac = unicast_mac(&what, mac);
+        self.entry_check(&what, link, Some(&mac), |_| Ok(()))?;
+        let entry = FdbEntry { mac: mac?, remote };
+        self.node.remove_fdb(link, &entry)?;
+        self.record(Undo::RestoreFdb {
+            link: link.into(),
+            entry,
+        });
+        Ok(())
+    }
+
+    pub fn fdb_list(&mut self, link: &str) -> OpResult<Vec<FdbEntry>> {
+        let what = format!("list FDB entries of {link}");
+        let check = self.grants.vxlan_entries(&what, link);
+        self.gate(&what, check)?;
+        self.node.list_fdb(link)
+    }
+
+    pub fn neighbor_add(&mut self, link: &str, address: &str, mac: &str) -> OpResult<()> {
+        let what = format!("add neighbour {address} at {mac} on {link}");
+        let address = addr(address)?;
+        let mac = unicast_mac(&what, mac);
+        self.entry_check(&what, link, Some(&mac), |s| {
+            s.grants.neighbor_address(&what, address)
+        })?;
+        let entry = NeighborEntry { address, mac: mac? };
+        Self::count(&mut self.used.routes, self.limits.routes, &what, "routes")?;
+        self.node.add_neighbor(link, &entry)?;
+        self.record(Undo::RemoveNeighbor {
+            link: link.into(),
+            entry,
+        });
+        Ok(())
+    }
+
+    pub fn neighbor_remove(&mut self, link: &str, address: &str) -> OpResult<()> {
+        let what = format!("remove neighbour {address} from {link}");
+        let address = addr(address)?;
+        self.entry_check(&what, link, None, |_| Ok(()))?;
+        let entry = self.node.remove_neighbor(link, address)?;
+        self.record(Undo::RestoreNeighbor {
+            link: link.into(),
+            entry,
+        });
+        Ok(())
+    }
+
+    pub fn neighbor_list(&mut self, link: &str) -> OpResult<Vec<NeighborEntry>> {
+        let what = format!("list neighbours of {link}");
+        let check = self.grants.vxlan_entries(&what, link);
+        self.gate(&what, check)?;
+        self.node.list_neighbors(link)
     }
 
     // ---- store --------------------------------------------------------------------
@@ -1115,6 +1333,18 @@ impl Gate {
                 table,
                 saved,
             } => self.node.restore_table(*family, table, saved.as_deref()),
+            Undo::RemoveFdb { link, entry } => self.node.remove_fdb(link, entry),
+            Undo::RestoreFdb { link, entry } => match self.node.add_fdb(link, entry) {
+                Err(e) if e.kind == OpKind::AlreadyExists => Ok(()),
+                other => other,
+            },
+            Undo::RemoveNeighbor { link, entry } => {
+                self.node.remove_neighbor(link, entry.address).map(|_| ())
+            }
+            Undo::RestoreNeighbor { link, entry } => match self.node.add_neighbor(link, entry) {
+                Err(e) if e.kind == OpKind::AlreadyExists => Ok(()),
+                other => other,
+            },
         }
     }
 

@@ -792,6 +792,27 @@ impl Node for FailAfterCreate {
     fn holders(&mut self) -> OpResult<Vec<String>> {
         self.0.holders()
     }
+    fn create_vxlan(&mut self, spec: &crate::node::VxlanSpec) -> OpResult<LinkInfo> {
+        self.0.create_vxlan(spec)
+    }
+    fn list_fdb(&mut self, link: &str) -> OpResult<Vec<crate::node::FdbEntry>> {
+        self.0.list_fdb(link)
+    }
+    fn add_fdb(&mut self, link: &str, e: &crate::node::FdbEntry) -> OpResult<()> {
+        self.0.add_fdb(link, e)
+    }
+    fn remove_fdb(&mut self, link: &str, e: &crate::node::FdbEntry) -> OpResult<()> {
+        self.0.remove_fdb(link, e)
+    }
+    fn list_neighbors(&mut self, link: &str) -> OpResult<Vec<crate::node::NeighborEntry>> {
+        self.0.list_neighbors(link)
+    }
+    fn add_neighbor(&mut self, link: &str, e: &crate::node::NeighborEntry) -> OpResult<()> {
+        self.0.add_neighbor(link, e)
+    }
+    fn remove_neighbor(&mut self, link: &str, a: IpAddr) -> OpResult<crate::node::NeighborEntry> {
+        self.0.remove_neighbor(link, a)
+    }
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
         Box::new(self.0)
     }

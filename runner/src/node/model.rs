@@ -1,5 +1,6 @@
 //! An in-memory node for `wasm-cni simulate`: links, addresses, routes, sysctls,
-//! firewall rules and the store, answering like the kernel for what it covers
+//! firewall rules, the VXLAN link with its FDB, neighbours and the store, answering
+//! like the kernel for what it covers
 //! (EEXIST on a second create, ENODEV for a missing link, ENETDOWN for a route on a down
 //! link, ENETUNREACH for a gateway no route reaches). It is serialized to the session
 //! file between calls, so ADD pod-1, ADD pod-2, DEL pod-1 build on each other.
@@ -7,10 +8,11 @@
 //! Deterministic on purpose: link indexes count up, MACs are a hash of namespace and
 //! name, nothing depends on time, so the same session gives byte-for-byte the same output.
 
+use crate::mac::Mac;
 use crate::node::PlainRoute as Route;
 use crate::node::{
-    stable_hash, Family, LinkInfo, Node, Ns, OpError, OpResult, RouteSpec, SavedAddress,
-    SavedRoute, StoreUsage, SysctlKey, SysctlValue,
+    stable_hash, Family, FdbEntry, LinkInfo, NeighborEntry, Node, Ns, OpError, OpResult, RouteSpec,
+    SavedAddress, SavedRoute, StoreUsage, SysctlKey, SysctlValue, VxlanSpec,
 };
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,29 @@ pub enum Kind {
     Device,
     Bridge,
     Veth,
+    Vxlan,
+}
+
+/// A VXLAN link's tunnel settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vxlan {
+    pub vni: u32,
+    pub port: u16,
+    pub local: String,
+}
+
+/// A permanent FDB entry of a VXLAN link, as text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fdb {
+    pub mac: String,
+    pub remote: String,
+}
+
+/// A permanent neighbour entry, as text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Neighbor {
+    pub address: String,
+    pub mac: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -43,6 +68,25 @@ pub struct Link {
     /// Addresses, CIDR text, in the order added.
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// A VXLAN link's tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<Vxlan>,
+    /// A VXLAN link's permanent FDB entries, in the order added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fdb: Vec<Fdb>,
+    /// Permanent neighbour entries, in the order added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub neighbors: Vec<Neighbor>,
+}
+
+impl Link {
+    /// The kernel flushes a link's neighbours of `family` (permanent ones too) when it
+    /// stops doing IP of that family there: link down, last IPv4 address removed,
+    /// IPv6 disabled or MTU below 1280.
+    fn flush_neighbors(&mut self, family: Option<Family>) {
+        self.neighbors
+            .retain(|n| family.is_some_and(|f| (f == Family::V6) != n.address.contains(':')));
+    }
 }
 
 /// One network namespace.
@@ -196,6 +240,9 @@ impl World {
                 master: None,
                 peer: None,
                 addresses: Vec::new(),
+                vxlan: None,
+                fdb: Vec::new(),
+                neighbors: Vec::new(),
             },
         );
         n.links.get_mut(name).expect("just inserted")
@@ -307,6 +354,13 @@ impl Model {
         }
     }
 
+    /// IPv6 is off on a host link: disabled, or an MTU below IPv6's minimum.
+    fn ipv6_off(&mut self, name: &str) -> OpResult<bool> {
+        let off = SysctlKey::per_link(Family::V6, name, "disable_ipv6");
+        let disabled = self.sysctl_get(Ns::Host, &off).is_ok_and(|v| v == "1");
+        Ok(disabled || self.link(Ns::Host, name)?.mtu < 1280)
+    }
+
     fn exists(&mut self, ns: Ns, name: &str) -> OpResult<()> {
         if self.space(ns)?.links.contains_key(name) {
             return Err(OpError::from_errno(
@@ -330,45 +384,194 @@ fn route_text(r: &RouteSpec) -> String {
 }
 
 impl Node for Model {
-    fn create_vxlan(&mut self, spec: &crate::node::VxlanSpec) -> OpResult<LinkInfo> {
-        Err(crate::node::OpError::failed(format!(
-            "link {:?}: VXLAN is not implemented yet",
-            spec.name
-        )))
+    fn create_vxlan(&mut self, spec: &VxlanSpec) -> OpResult<LinkInfo> {
+        let name = spec.name.as_str();
+        self.exists(Ns::Host, name)?;
+        if spec.vni >= 1 << 24 {
+            return Err(OpError::from_errno(
+                libc::ERANGE,
+                format!(
+                    "create VXLAN link {name:?}: VNI {} is over 16777215 (ERANGE)",
+                    spec.vni
+                ),
+            ));
+        }
+        if let Some(m) = spec.mtu.filter(|m| !(68..=65535).contains(m)) {
+            return Err(OpError::from_errno(
+                libc::EINVAL,
+                format!("create VXLAN link {name:?}: MTU {m} is outside 68..65535 (EINVAL)"),
+            ));
+        }
+        // port 0 is the kernel's default port
+        let port = if spec.port == 0 { 8472 } else { spec.port };
+        let family = Family::of_ip(spec.local);
+        // the kernel takes one VXLAN link per VNI, port and family in a namespace
+        let taken = self.space(Ns::Host)?.links.iter().find(|(_, l)| {
+            l.vxlan.as_ref().is_some_and(|v| {
+                v.vni == spec.vni
+                    && v.port == port
+                    && v.local.parse().is_ok_and(|ip| Family::of_ip(ip) == family)
+            })
+        });
+        if let Some((other, _)) = taken {
+            return Err(OpError::from_errno(
+                libc::EEXIST,
+                format!(
+                    "create VXLAN link {name:?}: {other:?} has VNI {} on port {port} already (EEXIST)",
+                    spec.vni
+                ),
+            ));
+        }
+        // the runner's default MTU leaves room for the encapsulation on a 1500 uplink
+        let mtu = spec.mtu.unwrap_or(match family {
+            Family::V4 => 1450,
+            Family::V6 => 1430,
+        });
+        let l = self.world.add_link(HOST, name, Kind::Vxlan, mtu);
+        l.vxlan = Some(Vxlan {
+            vni: spec.vni,
+            port,
+            local: spec.local.to_string(),
+        });
+        if let Some(m) = spec.mac {
+            l.mac = m.to_string();
+        }
+        let l = l.clone();
+        Ok(Self::info(name, &l, &BTreeMap::new()))
     }
-    fn list_fdb(&mut self, link: &str) -> OpResult<Vec<crate::node::FdbEntry>> {
-        Err(crate::node::OpError::failed(format!(
-            "link {link:?}: FDB is not implemented yet"
-        )))
+
+    fn list_fdb(&mut self, link: &str) -> OpResult<Vec<FdbEntry>> {
+        Ok(self
+            .link(Ns::Host, link)?
+            .fdb
+            .iter()
+            .filter_map(|f| {
+                Some(FdbEntry {
+                    mac: f.mac.parse().ok()?,
+                    remote: f.remote.parse().ok()?,
+                })
+            })
+            .collect())
     }
-    fn add_fdb(&mut self, link: &str, _e: &crate::node::FdbEntry) -> OpResult<()> {
-        Err(crate::node::OpError::failed(format!(
-            "link {link:?}: FDB is not implemented yet"
-        )))
+
+    fn add_fdb(&mut self, link: &str, entry: &FdbEntry) -> OpResult<()> {
+        let (mac, remote) = (entry.mac.to_string(), entry.remote);
+        let what = format!("FDB entry {mac} dst {remote} on {link:?}");
+        let l = self.link(Ns::Host, link)?;
+        // the kernel's answer differs per link type; the gate allows FDB entries only
+        // on the network's VXLAN link, so the model keeps them only there
+        let Some(v) = &l.vxlan else {
+            return Err(OpError::from_errno(
+                libc::EOPNOTSUPP,
+                format!("{what}: {link:?} is not a VXLAN link (EOPNOTSUPP)"),
+            ));
+        };
+        let local_v6 = v.local.contains(':');
+        if local_v6 != remote.is_ipv6() {
+            return Err(OpError::from_errno(
+                libc::EAFNOSUPPORT,
+                format!(
+                    "{what}: the remote is not of the family of the link's local address {} (EAFNOSUPPORT)",
+                    v.local
+                ),
+            ));
+        }
+        // the kernel keys the table by MAC: a second remote for it is refused too
+        if let Some(f) = l.fdb.iter().find(|f| f.mac == mac) {
+            return Err(OpError::from_errno(
+                libc::EEXIST,
+                format!(
+                    "{what}: {link:?} has an entry for {mac} (dst {}) (EEXIST)",
+                    f.remote
+                ),
+            ));
+        }
+        l.fdb.push(Fdb {
+            mac,
+            remote: remote.to_string(),
+        });
+        Ok(())
     }
-    fn remove_fdb(&mut self, link: &str, _e: &crate::node::FdbEntry) -> OpResult<()> {
-        Err(crate::node::OpError::failed(format!(
-            "link {link:?}: FDB is not implemented yet"
-        )))
+
+    fn remove_fdb(&mut self, link: &str, entry: &FdbEntry) -> OpResult<()> {
+        let want = Fdb {
+            mac: entry.mac.to_string(),
+            remote: entry.remote.to_string(),
+        };
+        let l = self.link(Ns::Host, link)?;
+        let before = l.fdb.len();
+        l.fdb.retain(|f| *f != want);
+        if l.fdb.len() == before {
+            return Err(OpError::from_errno(
+                libc::ENOENT,
+                format!(
+                    "FDB entry {} dst {} on {link:?}: not found (ENOENT)",
+                    want.mac, want.remote
+                ),
+            ));
+        }
+        Ok(())
     }
-    fn list_neighbors(&mut self, link: &str) -> OpResult<Vec<crate::node::NeighborEntry>> {
-        Err(crate::node::OpError::failed(format!(
-            "link {link:?}: neighbours are not implemented yet"
-        )))
+
+    fn list_neighbors(&mut self, link: &str) -> OpResult<Vec<NeighborEntry>> {
+        let mut v: Vec<NeighborEntry> = self
+            .link(Ns::Host, link)?
+            .neighbors
+            .iter()
+            .filter_map(|n| {
+                Some(NeighborEntry {
+                    address: n.address.parse().ok()?,
+                    mac: n.mac.parse().ok()?,
+                })
+            })
+            .collect();
+        v.sort_by_key(|n| n.address.is_ipv6());
+        Ok(v)
     }
-    fn add_neighbor(&mut self, link: &str, _e: &crate::node::NeighborEntry) -> OpResult<()> {
-        Err(crate::node::OpError::failed(format!(
-            "link {link:?}: neighbours are not implemented yet"
-        )))
+
+    fn add_neighbor(&mut self, link: &str, entry: &NeighborEntry) -> OpResult<()> {
+        let (address, mac) = (entry.address.to_string(), entry.mac.to_string());
+        let what = format!("neighbour {address} lladdr {mac} on {link:?}");
+        if entry.address.is_ipv6() && self.ipv6_off(link)? {
+            return Err(OpError::from_errno(
+                libc::EINVAL,
+                format!("{what}: IPv6 is disabled on the link (EINVAL)"),
+            ));
+        }
+        let l = self.link(Ns::Host, link)?;
+        if let Some(n) = l.neighbors.iter().find(|n| n.address == address) {
+            return Err(OpError::from_errno(
+                libc::EEXIST,
+                format!(
+                    "{what}: {link:?} has an entry for {address} (lladdr {}) (EEXIST)",
+                    n.mac
+                ),
+            ));
+        }
+        l.neighbors.push(Neighbor { address, mac });
+        Ok(())
     }
-    fn remove_neighbor(
-        &mut self,
-        link: &str,
-        _a: std::net::IpAddr,
-    ) -> OpResult<crate::node::NeighborEntry> {
-        Err(crate::node::OpError::failed(format!(
-            "link {link:?}: neighbours are not implemented yet"
-        )))
+
+    fn remove_neighbor(&mut self, link: &str, address: IpAddr) -> OpResult<NeighborEntry> {
+        let text = address.to_string();
+        let l = self.link(Ns::Host, link)?;
+        let not_found = || {
+            OpError::from_errno(
+                libc::ENOENT,
+                format!("neighbour {text} on {link:?}: not found (ENOENT)"),
+            )
+        };
+        let i = l
+            .neighbors
+            .iter()
+            .position(|n| n.address == text)
+            .ok_or_else(not_found)?;
+        let n = l.neighbors.remove(i);
+        let mac: Mac = n
+            .mac
+            .parse()
+            .map_err(|e| OpError::failed(format!("neighbour {text} on {link:?}: {e}")))?;
+        Ok(NeighborEntry { address, mac })
     }
 
     fn get_link(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>> {
@@ -438,8 +641,9 @@ impl Node for Model {
         let l = self.link(ns, name)?;
         l.up = false;
         // the kernel flushes a link's IPv6 addresses when it goes down (keep_addr_on_down
-        // is 0), and the IPv6 routes through it
+        // is 0), and the IPv6 routes through it, and its neighbours of both families
         l.addresses.retain(|a| !a.contains(':'));
+        l.flush_neighbors(None);
         self.space(ns)?
             .routes
             .retain(|r| !(r.link == name && r.destination.contains(':')));
@@ -450,9 +654,10 @@ impl Node for Model {
         let l = self.link(ns, name)?;
         l.mtu = mtu;
         if mtu < 1280 {
-            // too small for IPv6: the kernel drops the link's IPv6 addresses, and
-            // the routes through it
+            // too small for IPv6: the kernel drops the link's IPv6 addresses,
+            // neighbours and the routes through it
             l.addresses.retain(|a| !a.contains(':'));
+            l.flush_neighbors(Some(Family::V6));
             self.space(ns)?
                 .routes
                 .retain(|r| !(r.link == name && r.destination.contains(':')));
@@ -519,6 +724,10 @@ impl Node for Model {
                 libc::EADDRNOTAVAIL,
                 format!("address {text} is not on {link:?} (EADDRNOTAVAIL)"),
             ));
+        }
+        if addr.is_ipv4() && !l.addresses.iter().any(|a| !a.contains(':')) {
+            // the last IPv4 address gone, the kernel stops IPv4 on the link
+            l.flush_neighbors(Some(Family::V4));
         }
         Ok(SavedAddress::Plain(text))
     }
@@ -819,10 +1028,11 @@ impl Node for Model {
             space.sysctls.insert(key.as_str().into(), value.into());
         }
         if key.family() == Family::V6 && key.leaf() == "disable_ipv6" && value == "1" {
-            // the kernel drops the link's IPv6 addresses and routes
+            // the kernel drops the link's IPv6 addresses, neighbours and routes
             let link = key.link().unwrap_or_default().to_string();
             if let Some(l) = space.links.get_mut(&link) {
                 l.addresses.retain(|a| !a.contains(':'));
+                l.flush_neighbors(Some(Family::V6));
             }
             space
                 .routes
@@ -985,11 +1195,25 @@ pub fn describe(w: &World) -> String {
             if let Some((pns, pname)) = &l.peer {
                 line.push_str(&format!(" peer {pname}@{pns}"));
             }
+            if let Some(v) = &l.vxlan {
+                line.push_str(&format!(" vni {} port {} local {}", v.vni, v.port, v.local));
+            }
             if !l.addresses.is_empty() {
                 line.push_str(&format!(" addr {}", l.addresses.join(" ")));
             }
             out.push_str(&line);
             out.push('\n');
+        }
+        for (name, l) in &ns.links {
+            for f in &l.fdb {
+                out.push_str(&format!("  fdb {} dst {} dev {name}\n", f.mac, f.remote));
+            }
+            for n in &l.neighbors {
+                out.push_str(&format!(
+                    "  neigh {} lladdr {} dev {name}\n",
+                    n.address, n.mac
+                ));
+            }
         }
         for r in World::routes_of(ns) {
             let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
@@ -1122,13 +1346,219 @@ mod tests {
         assert_eq!(m.get_link(Ns::Host, "wc1").unwrap(), None);
     }
 
+    fn vxlan(name: &str, vni: u32, local: &str) -> VxlanSpec {
+        VxlanSpec {
+            name: name.into(),
+            vni,
+            port: 8472,
+            local: local.parse().unwrap(),
+            mtu: None,
+            mac: None,
+        }
+    }
+
+    fn fdb(mac: &str, remote: &str) -> FdbEntry {
+        FdbEntry {
+            mac: mac.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+        }
+    }
+
+    fn neigh(address: &str, mac: &str) -> NeighborEntry {
+        NeighborEntry {
+            address: address.parse().unwrap(),
+            mac: mac.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_vxlan_link_is_a_host_link_down_with_the_encapsulation_mtu() {
+        let mut m = model();
+        let l = m.create_vxlan(&vxlan("wcni.1", 1, "10.0.0.2")).unwrap();
+        assert_eq!((l.mtu, l.up, l.master), (1450, false, None));
+        assert_eq!(l.mac, mac_for(HOST, "wcni.1"));
+        assert_eq!(m.get_link(Ns::Host, "wcni.1").unwrap(), Some(l));
+        // the name is taken, by it or by another link
+        let e = m.create_vxlan(&vxlan("wcni.1", 2, "10.0.0.2")).unwrap_err();
+        assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
+        let e = m.create_vxlan(&vxlan("eth0", 2, "10.0.0.2")).unwrap_err();
+        assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
+        // one link per VNI, port and family, as the kernel has it
+        let e = m.create_vxlan(&vxlan("vx2", 1, "10.0.0.9")).unwrap_err();
+        assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
+        assert!(e.message.contains("\"wcni.1\""), "{e}");
+        let mut v6 = vxlan("vx6", 1, "fd00:10::2");
+        v6.mac = Some("0e:cc:00:00:00:02".parse().unwrap());
+        let l6 = m.create_vxlan(&v6).unwrap();
+        assert_eq!((l6.mtu, l6.mac.as_str()), (1430, "0e:cc:00:00:00:02"));
+        let mut big = vxlan("vx3", 1 << 24, "10.0.0.2");
+        assert_eq!(
+            m.create_vxlan(&big).unwrap_err().kind,
+            OpKind::InvalidArgument
+        );
+        big.vni = 3;
+        big.mtu = Some(9000);
+        assert_eq!(m.create_vxlan(&big).unwrap().mtu, 9000);
+        // addresses and routes on it behave as on any link
+        m.add_address(Ns::Host, "wcni.1", "200.200.1.0/32".parse().unwrap())
+            .unwrap();
+        let r = route("200.200.2.0/32", None, Some("wcni.1"));
+        assert_eq!(
+            m.add_route(Ns::Host, &r).unwrap_err().kind,
+            OpKind::Failed,
+            "down"
+        );
+        m.set_up(Ns::Host, "wcni.1").unwrap();
+        m.add_route(Ns::Host, &r).unwrap();
+        m.add_route(
+            Ns::Host,
+            &route("200.200.2.0/24", Some("200.200.2.0"), Some("wcni.1")),
+        )
+        .unwrap();
+        assert_eq!(m.list_routes(Ns::Host, Some("wcni.1")).unwrap().len(), 2);
+        let key = SysctlKey::per_link(Family::V6, "wcni.1", "accept_ra");
+        assert_eq!(m.sysctl_get(Ns::Host, &key).unwrap(), "0");
+    }
+
+    #[test]
+    fn fdb_entries_answer_like_the_kernel() {
+        let mut m = model();
+        m.create_vxlan(&vxlan("wcni.1", 1, "10.0.0.2")).unwrap();
+        m.create_bridge("cni0", None).unwrap();
+        let a = fdb("0e:cc:0a:00:00:04", "10.0.0.4");
+        m.add_fdb("wcni.1", &a).unwrap();
+        let e = m.add_fdb("wcni.1", &a).unwrap_err();
+        assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
+        assert!(e.message.contains("0e:cc:0a:00:00:04"), "{e}");
+        // keyed by MAC: another remote for it is refused too
+        let e = m
+            .add_fdb("wcni.1", &fdb("0e:cc:0a:00:00:04", "10.0.0.5"))
+            .unwrap_err();
+        assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
+        // the remote's family is the local address's
+        let e = m
+            .add_fdb("wcni.1", &fdb("0e:cc:0a:00:00:05", "fd00:10::5"))
+            .unwrap_err();
+        assert_eq!(e.errno, Some(libc::EAFNOSUPPORT), "{e}");
+        assert_eq!(e.kind, OpKind::Failed, "{e}");
+        let e = m.add_fdb("nope", &a).unwrap_err();
+        assert_eq!(e.kind, OpKind::NotFound, "{e}");
+        assert!(e.message.contains("nope"), "{e}");
+        assert_eq!(m.add_fdb("cni0", &a).unwrap_err().kind, OpKind::Failed);
+        let b = fdb("0e:cc:0a:00:00:06", "10.0.0.6");
+        m.add_fdb("wcni.1", &b).unwrap();
+        assert_eq!(m.list_fdb("wcni.1").unwrap(), vec![a, b]);
+        // an entry survives the link going down (the kernel keeps permanent ones)
+        m.set_up(Ns::Host, "wcni.1").unwrap();
+        m.set_down(Ns::Host, "wcni.1").unwrap();
+        assert_eq!(m.list_fdb("wcni.1").unwrap().len(), 2);
+        // removal is of the exact entry
+        let e = m
+            .remove_fdb("wcni.1", &fdb("0e:cc:0a:00:00:04", "10.0.0.9"))
+            .unwrap_err();
+        assert_eq!(e.kind, OpKind::NotFound, "{e}");
+        m.remove_fdb("wcni.1", &a).unwrap();
+        assert_eq!(
+            m.remove_fdb("wcni.1", &a).unwrap_err().kind,
+            OpKind::NotFound
+        );
+        assert_eq!(m.list_fdb("wcni.1").unwrap(), vec![b]);
+        assert!(describe(&m.world).contains("  fdb 0e:cc:0a:00:00:06 dst 10.0.0.6 dev wcni.1\n"));
+        // the entries go with the link
+        m.delete_link(Ns::Host, "wcni.1").unwrap();
+        assert_eq!(m.list_fdb("wcni.1").unwrap_err().kind, OpKind::NotFound);
+        m.create_vxlan(&vxlan("wcni.1", 1, "10.0.0.2")).unwrap();
+        assert!(m.list_fdb("wcni.1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn neighbours_answer_like_the_kernel() {
+        let mut m = model();
+        m.create_vxlan(&vxlan("wcni.1", 1, "10.0.0.2")).unwrap();
+        let v4 = neigh("200.200.2.0", "0e:cc:0a:00:00:04");
+        let v6 = neigh("fd00:200:200:2::", "0e:cc:0a:00:00:04");
+        m.add_neighbor("wcni.1", &v6).unwrap();
+        m.add_neighbor("wcni.1", &v4).unwrap();
+        for dup in [v4, neigh("200.200.2.0", "0e:cc:0a:00:00:05")] {
+            let e = m.add_neighbor("wcni.1", &dup).unwrap_err();
+            assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
+            assert!(e.message.contains("200.200.2.0"), "{e}");
+        }
+        let e = m.add_neighbor("nope", &v4).unwrap_err();
+        assert_eq!(e.kind, OpKind::NotFound, "{e}");
+        // IPv4 first
+        assert_eq!(m.list_neighbors("wcni.1").unwrap(), vec![v4, v6]);
+        let e = m
+            .remove_neighbor("wcni.1", "200.200.9.0".parse().unwrap())
+            .unwrap_err();
+        assert_eq!(e.kind, OpKind::NotFound, "{e}");
+        assert_eq!(
+            m.remove_neighbor("wcni.1", v6.address).unwrap(),
+            v6,
+            "the entry as it was"
+        );
+        assert_eq!(m.list_neighbors("wcni.1").unwrap(), vec![v4]);
+        assert!(describe(&m.world)
+            .contains("  neigh 200.200.2.0 lladdr 0e:cc:0a:00:00:04 dev wcni.1\n"));
+        // the kernel drops the link's neighbours when it goes down...
+        m.add_neighbor("wcni.1", &v6).unwrap();
+        m.set_up(Ns::Host, "wcni.1").unwrap();
+        m.set_down(Ns::Host, "wcni.1").unwrap();
+        assert!(m.list_neighbors("wcni.1").unwrap().is_empty());
+        // ...its IPv4 ones with its last IPv4 address...
+        m.add_address(Ns::Host, "wcni.1", "200.200.1.0/32".parse().unwrap())
+            .unwrap();
+        m.add_neighbor("wcni.1", &v4).unwrap();
+        m.add_neighbor("wcni.1", &v6).unwrap();
+        m.remove_address(Ns::Host, "wcni.1", "200.200.1.0/32".parse().unwrap())
+            .unwrap();
+        assert_eq!(m.list_neighbors("wcni.1").unwrap(), vec![v6]);
+        // ...and its IPv6 ones when IPv6 stops there; none can be added then
+        m.add_neighbor("wcni.1", &v4).unwrap();
+        m.set_mtu(Ns::Host, "wcni.1", 1200).unwrap();
+        assert_eq!(m.list_neighbors("wcni.1").unwrap(), vec![v4]);
+        let e = m.add_neighbor("wcni.1", &v6).unwrap_err();
+        assert_eq!(e.kind, OpKind::InvalidArgument, "{e}");
+        m.set_mtu(Ns::Host, "wcni.1", 1450).unwrap();
+        m.add_neighbor("wcni.1", &v6).unwrap();
+        let off = SysctlKey::per_link(Family::V6, "wcni.1", "disable_ipv6");
+        m.sysctl_set(Ns::Host, &off, "1").unwrap();
+        assert_eq!(m.list_neighbors("wcni.1").unwrap(), vec![v4]);
+        assert_eq!(
+            m.add_neighbor("wcni.1", &v6).unwrap_err().kind,
+            OpKind::InvalidArgument
+        );
+        // neighbours of any link; they go with it
+        m.create_bridge("cni0", None).unwrap();
+        m.add_neighbor("cni0", &v4).unwrap();
+        m.delete_link(Ns::Host, "cni0").unwrap();
+        m.create_bridge("cni0", None).unwrap();
+        assert!(m.list_neighbors("cni0").unwrap().is_empty());
+    }
+
     #[test]
     fn survives_the_session_file() {
         let mut m = model();
         m.create_bridge("cni0", Some(1400)).unwrap();
         m.store_put("last", "200.200.1.2").unwrap();
+        m.create_vxlan(&vxlan("wcni.1", 7, "10.0.0.2")).unwrap();
+        m.add_fdb("wcni.1", &fdb("0e:cc:0a:00:00:04", "10.0.0.4"))
+            .unwrap();
+        m.add_neighbor("wcni.1", &neigh("200.200.2.0", "0e:cc:0a:00:00:04"))
+            .unwrap();
         let text = serde_json::to_string(&m.world).unwrap();
         let back: World = serde_json::from_str(&text).unwrap();
         assert_eq!(describe(&back), describe(&m.world));
+        assert!(describe(&back).contains(" vxlan "), "{}", describe(&back));
+        let mut again = Model {
+            world: back,
+            container: None,
+        };
+        assert_eq!(again.list_fdb("wcni.1").unwrap().len(), 1);
+        assert_eq!(again.list_neighbors("wcni.1").unwrap().len(), 1);
+        // a session file of an older runner, without the new fields, still loads
+        let old = r#"{"namespaces":{"host":{"links":{"cni0":{"index":1,"kind":"bridge","mac":"02:00:00:00:00:01","mtu":1500,"up":false}},"routes":[],"sysctls":{}}},"next_index":2,"firewall":{},"store":{}}"#;
+        let w: World = serde_json::from_str(old).unwrap();
+        assert!(w.namespaces["host"].links["cni0"].fdb.is_empty());
     }
 }

@@ -21,8 +21,8 @@ fn versions_text() -> String {
 
 /// The policy functions a guest must export.
 pub const POLICY_FUNCS: [&str; 5] = ["add", "del", "check", "gc", "status"];
-/// The interfaces of our package a guest may import.
-pub const HOST_INTERFACES: [&str; 8] = [
+/// The interfaces of our package a guest may import (`cluster` since 0.2.0).
+pub const HOST_INTERFACES: [&str; 9] = [
     "types",
     "links",
     "addresses",
@@ -31,6 +31,7 @@ pub const HOST_INTERFACES: [&str; 8] = [
     "sysctl",
     "store",
     "log",
+    "cluster",
 ];
 
 /// `pkg/iface@version` split into its parts.
@@ -241,7 +242,7 @@ pub fn check_into(path: &Path, cache_dir: Option<&Path>) -> Result<Report> {
         let (pkg, iface, v) = split_name(name);
         let funcs = names(&engine, &e.ty).join(", ");
         if pkg == PACKAGE {
-            if !HOST_INTERFACES.contains(&iface) {
+            if !HOST_INTERFACES.contains(&iface) || (iface == "cluster" && world == World::V0_1) {
                 return Err(refuse(
                     path,
                     format!("imports {name}, which {PACKAGE} {ours} does not have"),
@@ -312,6 +313,18 @@ pub fn check_into(path: &Path, cache_dir: Option<&Path>) -> Result<Report> {
         format!("  digest {}", engine::digest(&wasm)),
         format!("  export {policy_name}: {}", funcs.join(", ")),
     ];
+    let node_export = exports
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .find(|n| super::exports_node_policy(world, [*n]));
+    lines.push(match node_export {
+        Some(n) => format!("  export {n}: reconcile (run by `wasm-cni reconcile`)"),
+        None => format!(
+            "  no {}@{} export: `wasm-cni reconcile` has nothing to run for it",
+            super::NODE_POLICY,
+            WORLDS[0].version()
+        ),
+    });
     if world != WORLDS[0] {
         lines.push(format!(
             "  served by the {ours} adapter: addresses.list and routes.list answer IPv4 \

@@ -9,8 +9,9 @@
 //! Adding a version: a `mod vN` with its `bindgen!`, `same_in_every_version!(vN)`, the
 //! interfaces that changed written out beside v1/v2, and its world in `wasm::World`.
 
+use crate::cni::config::Peer;
 use crate::gate::{lock, Gate, Shared};
-use crate::node::{Family, LinkInfo, Ns, OpError, OpKind};
+use crate::node::{Family, FdbEntry, LinkInfo, NeighborEntry, Ns, OpError, OpKind};
 use std::fmt::Debug;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -23,6 +24,27 @@ pub mod v2 {
         // names would then be versioned in both modules
         path: "../wit/world.wit",
         world: "wasm-cni:plugin/cni-policy@0.2.0",
+    });
+}
+
+/// The 0.2.0 world `cni-node-policy`: `cni-policy` plus the `node-policy` export. Its
+/// imports are `v2`'s (mapped with `with`, so one set of Host impls serves both); only
+/// the `node-policy` export's bindings are used from here.
+pub mod v2n {
+    wasmtime::component::bindgen!({
+        path: "../wit/world.wit",
+        world: "wasm-cni:plugin/cni-node-policy@0.2.0",
+        with: {
+            "wasm-cni:plugin/types": super::v2::wasm_cni::plugin::types,
+            "wasm-cni:plugin/links": super::v2::wasm_cni::plugin::links,
+            "wasm-cni:plugin/addresses": super::v2::wasm_cni::plugin::addresses,
+            "wasm-cni:plugin/routes": super::v2::wasm_cni::plugin::routes,
+            "wasm-cni:plugin/firewall": super::v2::wasm_cni::plugin::firewall,
+            "wasm-cni:plugin/sysctl": super::v2::wasm_cni::plugin::sysctl,
+            "wasm-cni:plugin/store": super::v2::wasm_cni::plugin::store,
+            "wasm-cni:plugin/log": super::v2::wasm_cni::plugin::log,
+            "wasm-cni:plugin/cluster": super::v2::wasm_cni::plugin::cluster,
+        },
     });
 }
 
@@ -387,6 +409,107 @@ impl State {
         self.timed("store.list", || quoted(prefix), |s| s.store_list(prefix))
     }
 
+    fn op_this_node<N: Debug>(
+        &mut self,
+        to: impl FnOnce(LinkInfo, Vec<String>, String) -> N,
+    ) -> OpAnswer<N> {
+        self.timed("cluster.this-node", String::new, |s| {
+            let (uplink, ips, vxlan) = s.this_node()?;
+            Ok(to(
+                uplink,
+                ips.iter().map(|i| i.to_string()).collect(),
+                vxlan,
+            ))
+        })
+    }
+    fn op_peers<P: Debug>(&mut self, to: impl Fn(Peer) -> P) -> OpAnswer<Vec<P>> {
+        self.timed("cluster.peers", String::new, |s| {
+            Ok(s.peers()?.into_iter().map(to).collect())
+        })
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn op_create_vxlan<L: Debug>(
+        &mut self,
+        name: &str,
+        vni: u32,
+        port: u16,
+        local: &str,
+        mtu: Option<u32>,
+        mac: Option<&str>,
+        to: impl FnOnce(LinkInfo) -> L,
+    ) -> OpAnswer<L> {
+        self.timed(
+            "cluster.create-vxlan",
+            || {
+                format!(
+                    "{}, {vni}, {port}, {}, {}, {}",
+                    quoted(name),
+                    quoted(local),
+                    or_none(&mtu),
+                    mac.map_or("none".into(), quoted)
+                )
+            },
+            |s| s.create_vxlan(name, vni, port, local, mtu, mac).map(to),
+        )
+    }
+    fn op_fdb_add(&mut self, link: &str, mac: &str, remote: &str) -> OpAnswer<()> {
+        self.timed(
+            "cluster.fdb-add",
+            || fdb_args(link, mac, remote),
+            |s| s.fdb_add(link, mac, remote),
+        )
+    }
+    fn op_fdb_remove(&mut self, link: &str, mac: &str, remote: &str) -> OpAnswer<()> {
+        self.timed(
+            "cluster.fdb-remove",
+            || fdb_args(link, mac, remote),
+            |s| s.fdb_remove(link, mac, remote),
+        )
+    }
+    fn op_fdb_list<F: Debug>(
+        &mut self,
+        link: &str,
+        to: impl Fn(FdbEntry) -> F,
+    ) -> OpAnswer<Vec<F>> {
+        self.timed(
+            "cluster.fdb-list",
+            || quoted(link),
+            |s| Ok(s.fdb_list(link)?.into_iter().map(to).collect()),
+        )
+    }
+    fn op_neighbor_add(&mut self, link: &str, address: &str, mac: &str) -> OpAnswer<()> {
+        self.timed(
+            "cluster.neighbor-add",
+            || {
+                format!(
+                    "{}, {{address: {}, mac: {}}}",
+                    quoted(link),
+                    quoted(address),
+                    quoted(mac)
+                )
+            },
+            |s| s.neighbor_add(link, address, mac),
+        )
+    }
+    fn op_neighbor_remove(&mut self, link: &str, address: &str) -> OpAnswer<()> {
+        self.timed(
+            "cluster.neighbor-remove",
+            || format!("{}, {}", quoted(link), quoted(address)),
+            |s| s.neighbor_remove(link, address),
+        )
+    }
+    fn op_neighbor_list<N: Debug>(
+        &mut self,
+        link: &str,
+        to: impl Fn(NeighborEntry) -> N,
+    ) -> OpAnswer<Vec<N>> {
+        self.timed(
+            "cluster.neighbor-list",
+            || quoted(link),
+            |s| Ok(s.neighbor_list(link)?.into_iter().map(to).collect()),
+        )
+    }
+
     /// `level` as the log shows it: DEBUG, INFO, WARN, ERROR.
     fn op_log(&mut self, level: &str, message: String) {
         let m = super::truncate(message, 4096);
@@ -421,6 +544,14 @@ fn or_none<T: std::fmt::Display>(v: &Option<T>) -> String {
 }
 fn quoted_or_none(v: &Option<String>) -> String {
     v.as_deref().map_or("none".into(), quoted)
+}
+fn fdb_args(link: &str, mac: &str, remote: &str) -> String {
+    format!(
+        "{}, {{mac: {}, remote: {}}}",
+        quoted(link),
+        quoted(mac),
+        quoted(remote)
+    )
 }
 fn route_args(n: Ns, r: &RouteText) -> String {
     format!(
@@ -752,6 +883,92 @@ impl v1::wasm_cni::plugin::routes::Host for State {
     }
 }
 
+// 0.2.0 `cluster`: the cluster's nodes, the VXLAN link and its entries.
+impl v2::wasm_cni::plugin::cluster::Host for State {
+    fn this_node(
+        &mut self,
+    ) -> Result<v2::wasm_cni::plugin::cluster::Node, v2::wasm_cni::plugin::types::HostError> {
+        let node = |uplink: LinkInfo, ips, vxlan_link| v2::wasm_cni::plugin::cluster::Node {
+            uplink: uplink.into(),
+            ips,
+            vxlan_link,
+        };
+        Ok(self.op_this_node(node)?)
+    }
+    fn peers(
+        &mut self,
+    ) -> Result<Vec<v2::wasm_cni::plugin::cluster::Peer>, v2::wasm_cni::plugin::types::HostError>
+    {
+        let peer = |p: Peer| v2::wasm_cni::plugin::cluster::Peer {
+            name: p.name,
+            ips: p.ips.iter().map(|i| i.to_string()).collect(),
+            pod_cidrs: p.pod_cidrs.iter().map(|c| c.to_string()).collect(),
+        };
+        Ok(self.op_peers(peer)?)
+    }
+    fn create_vxlan(
+        &mut self,
+        name: String,
+        vni: u32,
+        port: u16,
+        local: String,
+        mtu: Option<u32>,
+        mac: Option<String>,
+    ) -> Result<v2::wasm_cni::plugin::types::LinkInfo, v2::wasm_cni::plugin::types::HostError> {
+        Ok(self.op_create_vxlan(&name, vni, port, &local, mtu, mac.as_deref(), Into::into)?)
+    }
+    fn fdb_add(
+        &mut self,
+        link: String,
+        e: v2::wasm_cni::plugin::cluster::FdbEntry,
+    ) -> Result<(), v2::wasm_cni::plugin::types::HostError> {
+        Ok(self.op_fdb_add(&link, &e.mac, &e.remote)?)
+    }
+    fn fdb_remove(
+        &mut self,
+        link: String,
+        e: v2::wasm_cni::plugin::cluster::FdbEntry,
+    ) -> Result<(), v2::wasm_cni::plugin::types::HostError> {
+        Ok(self.op_fdb_remove(&link, &e.mac, &e.remote)?)
+    }
+    fn fdb_list(
+        &mut self,
+        link: String,
+    ) -> Result<Vec<v2::wasm_cni::plugin::cluster::FdbEntry>, v2::wasm_cni::plugin::types::HostError>
+    {
+        let entry = |e: FdbEntry| v2::wasm_cni::plugin::cluster::FdbEntry {
+            mac: e.mac.to_string(),
+            remote: e.remote.to_string(),
+        };
+        Ok(self.op_fdb_list(&link, entry)?)
+    }
+    fn neighbor_add(
+        &mut self,
+        link: String,
+        e: v2::wasm_cni::plugin::cluster::Neighbor,
+    ) -> Result<(), v2::wasm_cni::plugin::types::HostError> {
+        Ok(self.op_neighbor_add(&link, &e.address, &e.mac)?)
+    }
+    fn neighbor_remove(
+        &mut self,
+        link: String,
+        address: String,
+    ) -> Result<(), v2::wasm_cni::plugin::types::HostError> {
+        Ok(self.op_neighbor_remove(&link, &address)?)
+    }
+    fn neighbor_list(
+        &mut self,
+        link: String,
+    ) -> Result<Vec<v2::wasm_cni::plugin::cluster::Neighbor>, v2::wasm_cni::plugin::types::HostError>
+    {
+        let entry = |e: NeighborEntry| v2::wasm_cni::plugin::cluster::Neighbor {
+            address: e.address.to_string(),
+            mac: e.mac.to_string(),
+        };
+        Ok(self.op_neighbor_list(&link, entry)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Families;
@@ -773,81 +990,5 @@ mod tests {
             assert!(!Families::Ipv4Only.shows(t), "{t}");
             assert!(Families::Both.shows(t), "{t}");
         }
-    }
-}
-
-// Placeholder until the cluster interface is wired to the gate (issue 15 in progress):
-// every call is refused, so a guest importing it gets a clear error.
-impl v2::wasm_cni::plugin::cluster::Host for State {
-    fn this_node(
-        &mut self,
-    ) -> Result<v2::wasm_cni::plugin::cluster::Node, v2::wasm_cni::plugin::types::HostError> {
-        Err(not_yet())
-    }
-    fn peers(
-        &mut self,
-    ) -> Result<Vec<v2::wasm_cni::plugin::cluster::Peer>, v2::wasm_cni::plugin::types::HostError>
-    {
-        Err(not_yet())
-    }
-    fn create_vxlan(
-        &mut self,
-        _: String,
-        _: u32,
-        _: u16,
-        _: String,
-        _: Option<u32>,
-        _: Option<String>,
-    ) -> Result<v2::wasm_cni::plugin::types::LinkInfo, v2::wasm_cni::plugin::types::HostError> {
-        Err(not_yet())
-    }
-    fn fdb_add(
-        &mut self,
-        _: String,
-        _: v2::wasm_cni::plugin::cluster::FdbEntry,
-    ) -> Result<(), v2::wasm_cni::plugin::types::HostError> {
-        Err(not_yet())
-    }
-    fn fdb_remove(
-        &mut self,
-        _: String,
-        _: v2::wasm_cni::plugin::cluster::FdbEntry,
-    ) -> Result<(), v2::wasm_cni::plugin::types::HostError> {
-        Err(not_yet())
-    }
-    fn fdb_list(
-        &mut self,
-        _: String,
-    ) -> Result<Vec<v2::wasm_cni::plugin::cluster::FdbEntry>, v2::wasm_cni::plugin::types::HostError>
-    {
-        Err(not_yet())
-    }
-    fn neighbor_add(
-        &mut self,
-        _: String,
-        _: v2::wasm_cni::plugin::cluster::Neighbor,
-    ) -> Result<(), v2::wasm_cni::plugin::types::HostError> {
-        Err(not_yet())
-    }
-    fn neighbor_remove(
-        &mut self,
-        _: String,
-        _: String,
-    ) -> Result<(), v2::wasm_cni::plugin::types::HostError> {
-        Err(not_yet())
-    }
-    fn neighbor_list(
-        &mut self,
-        _: String,
-    ) -> Result<Vec<v2::wasm_cni::plugin::cluster::Neighbor>, v2::wasm_cni::plugin::types::HostError>
-    {
-        Err(not_yet())
-    }
-}
-
-fn not_yet() -> v2::wasm_cni::plugin::types::HostError {
-    v2::wasm_cni::plugin::types::HostError {
-        kind: v2::wasm_cni::plugin::types::ErrorKind::Failed,
-        message: "the cluster interface is not implemented yet".into(),
     }
 }

@@ -10,9 +10,10 @@ pub(crate) mod host;
 use crate::cni::output::{AddResult, Dns, Interface, IpConfig, Route};
 use crate::error::{Error, Result};
 use crate::gate::{Gate, Shared};
-use host::{v1, v2, MemoryLimits, State};
+use host::{v1, v2, v2n, MemoryLimits, State};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use v2n::exports::wasm_cni::plugin::node_policy;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -60,6 +61,28 @@ impl World {
     }
 }
 
+/// The node-level export (`wasm-cni reconcile`), served in 0.2.x.
+pub const NODE_POLICY: &str = "wasm-cni:plugin/node-policy";
+
+/// Does a component of `world` export `node-policy` (of a version compatible with the
+/// world's)? A 0.1.0 guest never does.
+pub fn exports_node_policy<'a>(world: World, names: impl IntoIterator<Item = &'a str>) -> bool {
+    world == World::V0_2
+        && names.into_iter().any(|n| {
+            n.strip_prefix(NODE_POLICY)
+                .and_then(|rest| rest.strip_prefix('@'))
+                .is_some_and(|v| check::compatible(v, World::V0_2.version()))
+        })
+}
+
+/// Whether the compiled guest exports `node-policy`.
+pub(crate) fn has_node_policy(engine: &Engine, component: &Component, path: &Path) -> Result<bool> {
+    let world = world_of(engine, component, path)?;
+    let ty = component.component_type();
+    let names: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    Ok(exports_node_policy(world, names.iter().map(String::as_str)))
+}
+
 /// The supported worlds, for messages: `A or B`.
 pub fn worlds_text() -> String {
     WORLDS.map(World::name).join(" or ")
@@ -89,6 +112,10 @@ pub(crate) enum Call {
         valid: Vec<(String, String)>,
     },
     Status {
+        config: String,
+    },
+    /// `node-policy.reconcile` (the guest must export it).
+    Reconcile {
         config: String,
     },
 }
@@ -142,22 +169,39 @@ pub(crate) fn world_of(engine: &Engine, component: &Component, path: &Path) -> R
     })
 }
 
-/// A guest ready to instantiate, through its version's bindings.
+/// A guest ready to instantiate, through its version's bindings (0.2.0: with the
+/// `node-policy` export's, when it has one).
 enum GuestPre {
-    V0_2(v2::CniPolicyPre<State>),
+    V0_2 {
+        pre: wasmtime::component::InstancePre<State>,
+        policy: v2::CniPolicyIndices,
+        node: Option<node_policy::GuestIndices>,
+    },
     V0_1(v1::CniPolicyPre<State>),
 }
 
 /// An instantiated guest, through its version's bindings.
 enum Guest {
-    V0_2(v2::CniPolicy),
+    V0_2 {
+        policy: v2::CniPolicy,
+        node: Option<node_policy::Guest>,
+    },
     V0_1(v1::CniPolicy),
 }
 
 impl GuestPre {
     fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Guest> {
         Ok(match self {
-            GuestPre::V0_2(p) => Guest::V0_2(p.instantiate(store)?),
+            GuestPre::V0_2 { pre, policy, node } => {
+                let instance = pre.instantiate(&mut *store)?;
+                Guest::V0_2 {
+                    policy: policy.load(&mut *store, &instance)?,
+                    node: node
+                        .as_ref()
+                        .map(|n| n.load(&mut *store, &instance))
+                        .transpose()?,
+                }
+            }
             GuestPre::V0_1(p) => Guest::V0_1(p.instantiate(store)?),
         })
     }
@@ -172,7 +216,18 @@ fn pre(engine: &Engine, component: &Component, path: &Path) -> Result<GuestPre> 
     };
     let ip = l.instantiate_pre(component).map_err(guest_err)?;
     Ok(match world {
-        World::V0_2 => GuestPre::V0_2(v2::CniPolicyPre::new(ip).map_err(guest_err)?),
+        World::V0_2 => {
+            let node = if has_node_policy(engine, component, path)? {
+                Some(node_policy::GuestIndices::new(&ip).map_err(guest_err)?)
+            } else {
+                None
+            };
+            GuestPre::V0_2 {
+                policy: v2::CniPolicyIndices::new(&ip).map_err(guest_err)?,
+                pre: ip,
+                node,
+            }
+        }
         World::V0_1 => GuestPre::V0_1(v1::CniPolicyPre::new(ip).map_err(guest_err)?),
     })
 }
@@ -393,6 +448,10 @@ macro_rules! call_policy {
                 p.call_gc(&mut *store, config, &v).map(done)
             }
             Call::Status { config } => p.call_status(&mut *store, config).map(done),
+            // `run` calls it through the node-policy export, never through `policy`
+            Call::Reconcile { .. } => Ok(Err(Error::Internal(
+                "reconcile is not a policy function".into(),
+            ))),
         };
         raw
     }};
@@ -510,16 +569,26 @@ pub(crate) fn run(
         phases.instantiate_us = t.elapsed().as_micros();
         let t = Instant::now();
         let out = inst.and_then(|inst| {
-            let raw = match &inst {
-                Guest::V0_2(g) => call_policy!(
+            let raw = match (&inst, &call) {
+                (Guest::V0_2 { node: Some(n), .. }, Call::Reconcile { config }) => {
+                    n.call_reconcile(&mut store, config).map(|r| {
+                        r.map(|_| None)
+                            .map_err(|m| policy_error(100, m, String::new()))
+                    })
+                }
+                (_, Call::Reconcile { .. }) => Ok(Err(Error::Guest {
+                    path: guest_path.display().to_string(),
+                    reason: format!("has no {NODE_POLICY} export: nothing to reconcile"),
+                })),
+                (Guest::V0_2 { policy, .. }, _) => call_policy!(
                     v2,
-                    g.wasm_cni_plugin_policy(),
+                    policy.wasm_cni_plugin_policy(),
                     &mut store,
                     &call,
                     container_netns,
                     request_v2
                 ),
-                Guest::V0_1(g) => call_policy!(
+                (Guest::V0_1(g), _) => call_policy!(
                     v1,
                     g.wasm_cni_plugin_policy(),
                     &mut store,

@@ -11,8 +11,8 @@ pub(crate) mod sysctl;
 mod tests;
 
 use super::{
-    Family, LinkInfo, Node, Ns, OpKind, OpResult, RouteSpec, SavedAddress, SavedRoute, StoreUsage,
-    SysctlKey, SysctlValue,
+    Family, FdbEntry, LinkInfo, NeighborEntry, Node, Ns, OpKind, OpResult, RouteSpec, SavedAddress,
+    SavedRoute, StoreUsage, SysctlKey, SysctlValue, VxlanSpec,
 };
 use ipnetwork::IpNetwork;
 use netlink::Netlink;
@@ -62,45 +62,28 @@ impl Kernel {
 }
 
 impl Node for Kernel {
-    fn create_vxlan(&mut self, spec: &crate::node::VxlanSpec) -> OpResult<LinkInfo> {
-        Err(crate::node::OpError::failed(format!(
-            "link {:?}: VXLAN is not implemented yet",
-            spec.name
-        )))
+    fn create_vxlan(&mut self, spec: &VxlanSpec) -> OpResult<LinkInfo> {
+        let l = self.nl(Ns::Host)?.create_vxlan(spec)?;
+        self.no_router_advertisements(&spec.name)?;
+        Ok(l)
     }
-    fn list_fdb(&mut self, link: &str) -> OpResult<Vec<crate::node::FdbEntry>> {
-        Err(crate::node::OpError::failed(format!(
-            "link {link:?}: FDB is not implemented yet"
-        )))
+    fn list_fdb(&mut self, link: &str) -> OpResult<Vec<FdbEntry>> {
+        self.nl(Ns::Host)?.list_fdb(link)
     }
-    fn add_fdb(&mut self, link: &str, _e: &crate::node::FdbEntry) -> OpResult<()> {
-        Err(crate::node::OpError::failed(format!(
-            "link {link:?}: FDB is not implemented yet"
-        )))
+    fn add_fdb(&mut self, link: &str, entry: &FdbEntry) -> OpResult<()> {
+        self.nl(Ns::Host)?.add_fdb(link, entry)
     }
-    fn remove_fdb(&mut self, link: &str, _e: &crate::node::FdbEntry) -> OpResult<()> {
-        Err(crate::node::OpError::failed(format!(
-            "link {link:?}: FDB is not implemented yet"
-        )))
+    fn remove_fdb(&mut self, link: &str, entry: &FdbEntry) -> OpResult<()> {
+        self.nl(Ns::Host)?.remove_fdb(link, entry)
     }
-    fn list_neighbors(&mut self, link: &str) -> OpResult<Vec<crate::node::NeighborEntry>> {
-        Err(crate::node::OpError::failed(format!(
-            "link {link:?}: neighbours are not implemented yet"
-        )))
+    fn list_neighbors(&mut self, link: &str) -> OpResult<Vec<NeighborEntry>> {
+        self.nl(Ns::Host)?.list_neighbors(link)
     }
-    fn add_neighbor(&mut self, link: &str, _e: &crate::node::NeighborEntry) -> OpResult<()> {
-        Err(crate::node::OpError::failed(format!(
-            "link {link:?}: neighbours are not implemented yet"
-        )))
+    fn add_neighbor(&mut self, link: &str, entry: &NeighborEntry) -> OpResult<()> {
+        self.nl(Ns::Host)?.add_neighbor(link, entry)
     }
-    fn remove_neighbor(
-        &mut self,
-        link: &str,
-        _a: std::net::IpAddr,
-    ) -> OpResult<crate::node::NeighborEntry> {
-        Err(crate::node::OpError::failed(format!(
-            "link {link:?}: neighbours are not implemented yet"
-        )))
+    fn remove_neighbor(&mut self, link: &str, address: IpAddr) -> OpResult<NeighborEntry> {
+        self.nl(Ns::Host)?.remove_neighbor(link, address)
     }
 
     fn get_link(&mut self, ns: Ns, name: &str) -> OpResult<Option<LinkInfo>> {

@@ -6,18 +6,24 @@
 //! runtime driven by `block_on` from the (synchronous) host functions.
 
 use super::netns::Namespaces;
-use crate::node::{Family, LinkInfo, Ns, OpError, OpKind, OpResult, RouteSpec};
+use crate::mac::Mac;
+use crate::node::{
+    Family, FdbEntry, LinkInfo, NeighborEntry, Ns, OpError, OpKind, OpResult, RouteSpec, VxlanSpec,
+};
 use futures::stream::TryStreamExt;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
     RouteType,
 };
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
@@ -213,6 +219,241 @@ impl Netlink {
         let host = self.must_link(Ns::Host, host_name)?;
         let cont = self.must_link(Ns::Container, peer)?;
         Ok((host, cont))
+    }
+
+    /// The network's VXLAN link in the host namespace: down, address learning off (the
+    /// FDB is what the policy writes), no lower device (the kernel routes the UDP by
+    /// `local`), MTU and MAC set in the same request.
+    pub fn create_vxlan(&mut self, spec: &VxlanSpec) -> OpResult<LinkInfo> {
+        let h = self.handle(Ns::Host)?;
+        let name = spec.name.as_str();
+        let mut b = LinkVxlan::new(name, spec.vni)
+            .port(spec.port)
+            .learning(false)
+            .down();
+        b = match spec.local {
+            IpAddr::V4(a) => b.local(a),
+            IpAddr::V6(a) => b.local6(a),
+        };
+        // without a lower device the kernel gives it 1500, too much for a 1500 uplink
+        // once encapsulated: the default leaves room for the outer headers
+        let mtu = spec.mtu.unwrap_or(match spec.local {
+            IpAddr::V4(_) => 1450,
+            IpAddr::V6(_) => 1430,
+        });
+        b = b.mtu(mtu);
+        if let Some(m) = spec.mac {
+            b = b.address(m.0.to_vec());
+        }
+        let msg = b.build();
+        self.block_on(async move { h.link().add(msg).execute().await })?
+            .map_err(|e| {
+                nl_err(e, || {
+                    format!(
+                        "create VXLAN link {name:?} (VNI {}, port {}, local {})",
+                        spec.vni, spec.port, spec.local
+                    )
+                })
+            })?;
+        self.must_link(Ns::Host, name)
+    }
+
+    /// Every AF_BRIDGE (FDB) entry of host link `index`: the kernel dumps the whole
+    /// table (an index filter needs strict checking on the socket), so it is filtered
+    /// here.
+    fn fdb_dump(&mut self, index: u32, link: &str) -> OpResult<Vec<NeighbourMessage>> {
+        let h = self.handle(Ns::Host)?;
+        let all = self
+            .block_on(async move {
+                h.neighbours()
+                    .get()
+                    .set_address_family(AddressFamily::Bridge)
+                    .execute()
+                    .try_collect::<Vec<_>>()
+                    .await
+            })?
+            .map_err(|e| nl_err(e, || format!("list the FDB of {link:?}")))?;
+        Ok(all
+            .into_iter()
+            .filter(|m| m.header.ifindex == index)
+            .collect())
+    }
+
+    /// The permanent FDB entries with a remote (what `bridge fdb add ... dst IP self
+    /// permanent` makes), in the kernel's order.
+    pub fn list_fdb(&mut self, link: &str) -> OpResult<Vec<FdbEntry>> {
+        let l = self.must_link(Ns::Host, link)?;
+        Ok(self
+            .fdb_dump(l.index, link)?
+            .iter()
+            .filter(|m| has_state(m, NUD_PERMANENT))
+            .filter_map(|m| {
+                Some(FdbEntry {
+                    mac: neighbour_mac(m)?,
+                    remote: neighbour_ip(m)?,
+                })
+            })
+            .collect())
+    }
+
+    /// An FDB request for `entry` on host link `index`, as `bridge fdb add MAC dev L dst
+    /// IP self permanent` sends it: NTF_SELF (the VXLAN link's own table, not a
+    /// bridge's), NUD_NOARP|NUD_PERMANENT, NDA_LLADDR and NDA_DST.
+    fn fdb_message(index: u32, entry: &FdbEntry) -> NeighbourMessage {
+        let mut m = NeighbourMessage::default();
+        m.header.family = AddressFamily::Bridge;
+        m.header.ifindex = index;
+        m.header.state = NeighbourState::from(NUD_NOARP | NUD_PERMANENT);
+        m.header.flags = NeighbourFlags::Own;
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(entry.mac.0.to_vec()));
+        m.attributes
+            .push(NeighbourAttribute::Destination(neighbour_address(
+                entry.remote,
+            )));
+        m
+    }
+
+    pub fn add_fdb(&mut self, link: &str, entry: &FdbEntry) -> OpResult<()> {
+        let l = self.must_link(Ns::Host, link)?;
+        let h = self.handle(Ns::Host)?;
+        let msg = Self::fdb_message(l.index, entry);
+        self.block_on(async move {
+            let mut req = h.neighbours().add_bridge(l.index, &entry.mac.0);
+            *req.message_mut() = msg;
+            req.execute().await
+        })?
+        .map_err(|e| {
+            nl_err(e, || {
+                format!(
+                    "add FDB entry {} dst {} to {link:?}",
+                    entry.mac, entry.remote
+                )
+            })
+        })
+    }
+
+    /// Remove the exact entry: the kernel finds it by MAC and answers success for a
+    /// remote the MAC does not have, removing nothing, so it is looked up first.
+    pub fn remove_fdb(&mut self, link: &str, entry: &FdbEntry) -> OpResult<()> {
+        let what = || format!("FDB entry {} dst {} on {link:?}", entry.mac, entry.remote);
+        if !self.list_fdb(link)?.contains(entry) {
+            return Err(OpError::not_found(format!("{}: not found", what())));
+        }
+        let l = self.must_link(Ns::Host, link)?;
+        let h = self.handle(Ns::Host)?;
+        let msg = Self::fdb_message(l.index, entry);
+        self.block_on(async move { h.neighbours().del(msg).execute().await })?
+            .map_err(|e| nl_err(e, || format!("remove {}", what())))
+    }
+
+    /// Every IPv4 and IPv6 neighbour entry of host link `index`, in any state.
+    fn neighbour_dump(&mut self, index: u32, link: &str) -> OpResult<Vec<NeighbourMessage>> {
+        let h = self.handle(Ns::Host)?;
+        let all = self
+            .block_on(async move {
+                let mut req = h.neighbours().get();
+                // the kernel filters a neighbour dump by NDA_IFINDEX
+                req.message_mut()
+                    .attributes
+                    .push(NeighbourAttribute::IfIndex(index));
+                req.execute().try_collect::<Vec<_>>().await
+            })?
+            .map_err(|e| nl_err(e, || format!("list the neighbours of {link:?}")))?;
+        Ok(all
+            .into_iter()
+            .filter(|m| {
+                m.header.ifindex == index
+                    && matches!(m.header.family, AddressFamily::Inet | AddressFamily::Inet6)
+            })
+            .collect())
+    }
+
+    /// The permanent neighbour entries, IPv4 first.
+    pub fn list_neighbors(&mut self, link: &str) -> OpResult<Vec<NeighborEntry>> {
+        let l = self.must_link(Ns::Host, link)?;
+        let mut out: Vec<NeighborEntry> = self
+            .neighbour_dump(l.index, link)?
+            .iter()
+            .filter(|m| has_state(m, NUD_PERMANENT))
+            .filter_map(|m| {
+                Some(NeighborEntry {
+                    address: neighbour_ip(m)?,
+                    mac: neighbour_mac(m)?,
+                })
+            })
+            .collect();
+        out.sort_by_key(|n| n.address.is_ipv6());
+        Ok(out)
+    }
+
+    /// A permanent entry (`ip neigh add ADDRESS lladdr MAC dev L nud permanent`). An
+    /// entry the kernel made itself for that address (resolving it, before the policy
+    /// set it) is not one a list shows: it is replaced, not reported as existing.
+    pub fn add_neighbor(&mut self, link: &str, entry: &NeighborEntry) -> OpResult<()> {
+        let l = self.must_link(Ns::Host, link)?;
+        let what = || {
+            format!(
+                "add neighbour {} lladdr {} to {link:?}",
+                entry.address, entry.mac
+            )
+        };
+        let add = |this: &mut Self, replace: bool| {
+            let h = this.handle(Ns::Host)?;
+            this.block_on(async move {
+                let mut req = h
+                    .neighbours()
+                    .add(l.index, entry.address)
+                    .link_layer_address(&entry.mac.0)
+                    .state(NeighbourState::Permanent);
+                if replace {
+                    req = req.replace();
+                }
+                req.execute().await
+            })?
+            .map_err(|e| nl_err(e, what))
+        };
+        match add(self, false) {
+            Err(e) if e.kind == OpKind::AlreadyExists => {
+                let transient = self
+                    .neighbour_dump(l.index, link)?
+                    .iter()
+                    .find(|m| neighbour_ip(m) == Some(entry.address))
+                    .is_some_and(|m| !has_state(m, NUD_PERMANENT | NUD_NOARP));
+                if transient {
+                    add(self, true)
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
+    }
+
+    /// Remove the permanent entry of `address`; returns it as it was.
+    pub fn remove_neighbor(&mut self, link: &str, address: IpAddr) -> OpResult<NeighborEntry> {
+        let Some(entry) = self
+            .list_neighbors(link)?
+            .into_iter()
+            .find(|n| n.address == address)
+        else {
+            return Err(OpError::not_found(format!(
+                "neighbour {address} on {link:?}: not found"
+            )));
+        };
+        let l = self.must_link(Ns::Host, link)?;
+        let h = self.handle(Ns::Host)?;
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = match address {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        msg.header.ifindex = l.index;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(neighbour_address(address)));
+        self.block_on(async move { h.neighbours().del(msg).execute().await })?
+            .map_err(|e| nl_err(e, || format!("remove neighbour {address} from {link:?}")))?;
+        Ok(entry)
     }
 
     fn set(&mut self, which: Ns, what: String, msg: LinkMessage) -> OpResult<()> {
@@ -673,6 +914,51 @@ fn address_of(m: &AddressMessage) -> Option<IpAddr> {
         }
     }
     addr
+}
+
+/// Neighbour states (a bit set; the parser's enum names single bits only).
+const NUD_NOARP: u16 = 0x40;
+const NUD_PERMANENT: u16 = 0x80;
+
+/// The entry's state has one of the `bits`.
+fn has_state(m: &NeighbourMessage, bits: u16) -> bool {
+    u16::from(m.header.state) & bits != 0
+}
+
+fn neighbour_address(ip: IpAddr) -> NeighbourAddress {
+    match ip {
+        IpAddr::V4(a) => NeighbourAddress::Inet(a),
+        IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+    }
+}
+
+/// A neighbour message's NDA_DST (the neighbour's address; an FDB entry's remote,
+/// which the parser leaves as bytes: an AF_BRIDGE message does not say its family).
+fn neighbour_ip(m: &NeighbourMessage) -> Option<IpAddr> {
+    m.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
+        NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
+        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+            if let Ok(v4) = <[u8; 4]>::try_from(b.as_slice()) {
+                Some(IpAddr::from(v4))
+            } else {
+                <[u8; 16]>::try_from(b.as_slice()).ok().map(IpAddr::from)
+            }
+        }
+        _ => None,
+    })
+}
+
+/// A neighbour message's NDA_LLADDR, if it is a unicast MAC (an FDB's all-zero
+/// default entry and multicast entries are not a policy's).
+fn neighbour_mac(m: &NeighbourMessage) -> Option<Mac> {
+    m.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(b) => {
+            let b: [u8; 6] = b.as_slice().try_into().ok()?;
+            Mac(b).to_string().parse().ok()
+        }
+        _ => None,
+    })
 }
 
 /// In `fe80::/10`, the IPv6 link-local range the kernel gives every link itself.

@@ -10,7 +10,9 @@ use super::Kernel;
 use crate::calllog::CallLog;
 use crate::gate::grants::{Grants, Scope};
 use crate::gate::Gate;
-use crate::node::{Family, Node, Ns, OpKind, RouteSpec, SysctlKey};
+use crate::node::{
+    Family, FdbEntry, NeighborEntry, Node, Ns, OpKind, RouteSpec, SysctlKey, VxlanSpec,
+};
 use ipnetwork::IpNetwork;
 use nix::sched::{setns, CloneFlags};
 use std::fs::File;
@@ -411,6 +413,31 @@ fn the_simulator_answers_like_the_kernel() {
             Err(e) => format!("{:?}", e.kind),
         }
     }
+    fn vxlan(name: &str, vni: u32, local: &str, mac: Option<&str>) -> VxlanSpec {
+        VxlanSpec {
+            name: name.into(),
+            vni,
+            port: 8472,
+            local: local.parse().unwrap(),
+            mtu: None,
+            mac: mac.map(|m| m.parse().unwrap()),
+        }
+    }
+    fn fdb(mac: &str, remote: &str) -> FdbEntry {
+        FdbEntry {
+            mac: mac.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+        }
+    }
+    fn neigh(address: &str, mac: &str) -> NeighborEntry {
+        NeighborEntry {
+            address: address.parse().unwrap(),
+            mac: mac.parse().unwrap(),
+        }
+    }
+    const VX: &str = "wcni.1";
+    const MAC_A: &str = "0e:cc:0a:00:00:04";
+    const MAC_B: &str = "0e:cc:0a:00:00:06";
     type Step = (&'static str, fn(&mut dyn Node) -> String);
     let steps: Vec<Step> = vec![
         ("create bridge", |n| {
@@ -619,6 +646,180 @@ fn the_simulator_answers_like_the_kernel() {
         ("the bridge is still there", |n| {
             outcome(n.get_link(Ns::Host, "cni0"), |l| l.is_some())
         }),
+        // the VXLAN link, its FDB and neighbours
+        ("create the VXLAN link", |n| {
+            match n.create_vxlan(&vxlan(VX, 1, "10.0.0.2", Some("0e:cc:0a:00:00:02"))) {
+                Ok(l) => format!(
+                    "mtu {} up {} mac {} master {:?}",
+                    l.mtu, l.up, l.mac, l.master
+                ),
+                Err(e) => format!("{:?}", e.kind),
+            }
+        }),
+        ("create it again", |n| {
+            outcome(n.create_vxlan(&vxlan(VX, 1, "10.0.0.2", None)), |_| true)
+        }),
+        ("a VXLAN link with a taken name", |n| {
+            outcome(n.create_vxlan(&vxlan("cni0", 2, "10.0.0.2", None)), |_| {
+                true
+            })
+        }),
+        ("a second VXLAN link with the same VNI and port", |n| {
+            outcome(n.create_vxlan(&vxlan("wcvx2", 1, "10.0.0.9", None)), |_| {
+                true
+            })
+        }),
+        ("a VNI over 24 bits", |n| {
+            outcome(
+                n.create_vxlan(&vxlan("wcvx3", 1 << 24, "10.0.0.2", None)),
+                |_| true,
+            )
+        }),
+        ("an IPv6 VXLAN link: the IPv6 default MTU", |n| {
+            let mtu = n
+                .create_vxlan(&vxlan("wcvx6", 1, "fd00:10::2", None))
+                .map(|l| l.mtu);
+            let del = outcome(n.delete_link(Ns::Host, "wcvx6"), |_| false);
+            format!("{:?} / {del}", mtu.map_err(|e| e.kind))
+        }),
+        ("the VXLAN link takes no router advertisements", |n| {
+            let k = SysctlKey::per_link(Family::V6, VX, "accept_ra");
+            format!("{:?}", n.sysctl_get(Ns::Host, &k).map_err(|e| e.kind))
+        }),
+        ("FDB entry", |n| {
+            outcome(n.add_fdb(VX, &fdb(MAC_A, "10.0.0.4")), |_| false)
+        }),
+        ("FDB entry again", |n| {
+            outcome(n.add_fdb(VX, &fdb(MAC_A, "10.0.0.4")), |_| false)
+        }),
+        ("FDB entry, its MAC with another remote", |n| {
+            outcome(n.add_fdb(VX, &fdb(MAC_A, "10.0.0.5")), |_| false)
+        }),
+        ("FDB entry, an IPv6 remote on an IPv4 link", |n| {
+            outcome(n.add_fdb(VX, &fdb(MAC_B, "fd00:10::6")), |_| false)
+        }),
+        ("FDB entry on a missing link", |n| {
+            outcome(n.add_fdb("nope", &fdb(MAC_B, "10.0.0.6")), |_| false)
+        }),
+        ("another FDB entry, then the list", |n| {
+            let a = outcome(n.add_fdb(VX, &fdb(MAC_B, "10.0.0.6")), |_| false);
+            format!("{a} / {}", listed(n.list_fdb(VX)))
+        }),
+        ("remove an FDB entry with the wrong remote", |n| {
+            outcome(n.remove_fdb(VX, &fdb(MAC_A, "10.0.0.9")), |_| false)
+        }),
+        ("remove an FDB entry, twice", |n| {
+            let a = outcome(n.remove_fdb(VX, &fdb(MAC_A, "10.0.0.4")), |_| false);
+            let b = outcome(n.remove_fdb(VX, &fdb(MAC_A, "10.0.0.4")), |_| false);
+            format!("{a} / {b} / {}", listed(n.list_fdb(VX)))
+        }),
+        ("neighbours of both families", |n| {
+            let a = outcome(n.add_neighbor(VX, &neigh("200.200.2.0", MAC_A)), |_| false);
+            let b = outcome(
+                n.add_neighbor(VX, &neigh("fd00:200:200:2::", MAC_A)),
+                |_| false,
+            );
+            format!("{a} / {b} / {:?}", n.list_neighbors(VX).map_err(|e| e.kind))
+        }),
+        ("a neighbour again, with the same or another MAC", |n| {
+            let a = outcome(n.add_neighbor(VX, &neigh("200.200.2.0", MAC_A)), |_| false);
+            let b = outcome(n.add_neighbor(VX, &neigh("200.200.2.0", MAC_B)), |_| false);
+            format!("{a} / {b}")
+        }),
+        ("a neighbour on a missing link", |n| {
+            outcome(n.add_neighbor("nope", &neigh("200.200.2.0", MAC_A)), |_| {
+                false
+            })
+        }),
+        ("remove a missing neighbour", |n| {
+            let a = "200.200.9.0".parse().unwrap();
+            outcome(n.remove_neighbor(VX, a), |_| false)
+        }),
+        ("remove a neighbour: the entry as it was", |n| {
+            let a = "fd00:200:200:2::".parse().unwrap();
+            format!("{:?}", n.remove_neighbor(VX, a).map_err(|e| e.kind))
+        }),
+        (
+            "a scope-link route to the peer's gateway, its podCIDR via it",
+            |n| {
+                let up = outcome(n.set_up(Ns::Host, VX), |_| false);
+                let addr = outcome(n.add_address(Ns::Host, VX, net("200.200.1.0/32")), |_| {
+                    false
+                });
+                let a = n.add_route(Ns::Host, &route("200.200.2.0/32", None, Some(VX)));
+                let b = n.add_route(
+                    Ns::Host,
+                    &route("200.200.2.0/24", Some("200.200.2.0"), Some(VX)),
+                );
+                format!(
+                    "{up} / {addr} / {} / {} / {}",
+                    outcome(a, |_| false),
+                    outcome(b, |_| false),
+                    listed(n.list_routes(Ns::Host, Some(VX)))
+                )
+            },
+        ),
+        ("the link down drops its neighbours, not its FDB", |n| {
+            let a = outcome(
+                n.add_neighbor(VX, &neigh("fd00:200:200:2::", MAC_A)),
+                |_| false,
+            );
+            let down = outcome(n.set_down(Ns::Host, VX), |_| false);
+            format!(
+                "{a} / {down} / {} / {}",
+                listed(n.list_neighbors(VX)),
+                listed(n.list_fdb(VX))
+            )
+        }),
+        ("its last IPv4 address gone, its IPv4 neighbours go", |n| {
+            let a = outcome(n.add_neighbor(VX, &neigh("200.200.2.0", MAC_A)), |_| false);
+            let b = outcome(
+                n.add_neighbor(VX, &neigh("fd00:200:200:2::", MAC_A)),
+                |_| false,
+            );
+            let rm = n.remove_address(Ns::Host, VX, net("200.200.1.0/32"));
+            format!(
+                "{a} / {b} / {} / {}",
+                outcome(rm, |_| false),
+                listed(n.list_neighbors(VX))
+            )
+        }),
+        ("an MTU too small for IPv6 drops the IPv6 neighbours", |n| {
+            let a = outcome(n.add_neighbor(VX, &neigh("200.200.2.0", MAC_A)), |_| false);
+            let mtu = outcome(n.set_mtu(Ns::Host, VX, 1200), |_| false);
+            let b = outcome(
+                n.add_neighbor(VX, &neigh("fd00:200:200:3::", MAC_A)),
+                |_| false,
+            );
+            let back = outcome(n.set_mtu(Ns::Host, VX, 1450), |_| false);
+            format!(
+                "{a} / {mtu} / {b} / {back} / {}",
+                listed(n.list_neighbors(VX))
+            )
+        }),
+        (
+            "deleting the VXLAN link takes its entries and routes",
+            |n| {
+                let up = outcome(n.set_up(Ns::Host, VX), |_| false);
+                let r = outcome(
+                    n.add_route(Ns::Host, &route("200.200.3.0/32", None, Some(VX))),
+                    |_| false,
+                );
+                let del = outcome(n.delete_link(Ns::Host, VX), |_| false);
+                let gone = format!(
+                    "{} / {}",
+                    listed(n.list_fdb(VX)),
+                    listed(n.list_neighbors(VX))
+                );
+                let again = outcome(n.create_vxlan(&vxlan(VX, 1, "10.0.0.2", None)), |_| true);
+                format!(
+                    "{up} / {r} / {del} / {gone} / {again} / {} / {} / {}",
+                    listed(n.list_fdb(VX)),
+                    listed(n.list_neighbors(VX)),
+                    listed(n.list_routes(Ns::Host, Some(VX)))
+                )
+            },
+        ),
     ];
     let mut differ = Vec::new();
     for (what, step) in &steps {
@@ -725,4 +926,162 @@ fn host_links_the_runner_creates_take_no_router_advertisements() {
     );
     let (_, failures) = g.rollback();
     assert!(failures.is_empty(), "{failures:?}");
+}
+
+/// The VXLAN link, FDB entries and neighbours are what `ip` and `bridge` make and show:
+/// the same messages both ways, entries of other links and the kernel's own transient
+/// neighbours left out.
+#[test]
+fn vxlan_fdb_and_neighbours_as_the_tools_see_them() {
+    let ns = Netns::new("vx");
+    let dir = tempfile::tempdir().unwrap();
+    let mut k = Kernel::new(Some(ns.pod_path()), Store::open(dir.path()).unwrap()).unwrap();
+    let tool = |cmd: &str, args: &[&str]| {
+        let out = Command::new(cmd)
+            .arg("-n")
+            .arg(&ns.names[0])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd} {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let spec = VxlanSpec {
+        name: "wcni.1".into(),
+        vni: 42,
+        port: 4789,
+        local: "10.0.0.2".parse().unwrap(),
+        mtu: Some(1400),
+        mac: Some("0e:cc:0a:00:00:02".parse().unwrap()),
+    };
+    let l = k.create_vxlan(&spec).unwrap();
+    assert_eq!(
+        (l.mtu, l.up, l.mac.as_str()),
+        (1400, false, "0e:cc:0a:00:00:02")
+    );
+    let detail = tool("ip", &["-d", "link", "show", "wcni.1"]);
+    for want in [
+        "vxlan id 42 ",
+        "local 10.0.0.2 ",
+        "dstport 4789 ",
+        "nolearning",
+        "mtu 1400 ",
+    ] {
+        assert!(detail.contains(want), "{want:?} in {detail}");
+    }
+    assert!(!detail.contains(" dev "), "no lower device: {detail}");
+
+    let a = FdbEntry {
+        mac: "0e:cc:0a:00:00:04".parse().unwrap(),
+        remote: "10.0.0.4".parse().unwrap(),
+    };
+    k.add_fdb("wcni.1", &a).unwrap();
+    assert_eq!(
+        tool("bridge", &["fdb", "show", "dev", "wcni.1"]).trim(),
+        "0e:cc:0a:00:00:04 dst 10.0.0.4 self permanent"
+    );
+    // an entry the tool adds is listed as the same entry; a bridge's are not the
+    // VXLAN link's
+    tool(
+        "bridge",
+        &[
+            "fdb",
+            "add",
+            "0e:cc:0a:00:00:05",
+            "dev",
+            "wcni.1",
+            "dst",
+            "10.0.0.5",
+            "self",
+            "permanent",
+        ],
+    );
+    k.create_bridge("cni0", None).unwrap();
+    let b = FdbEntry {
+        mac: "0e:cc:0a:00:00:05".parse().unwrap(),
+        remote: "10.0.0.5".parse().unwrap(),
+    };
+    let mut listed = k.list_fdb("wcni.1").unwrap();
+    listed.sort_by_key(|e| e.mac.0);
+    assert_eq!(listed, vec![a, b]);
+    assert!(k.list_fdb("cni0").unwrap().is_empty());
+    k.remove_fdb("wcni.1", &b).unwrap();
+    assert!(!tool("bridge", &["fdb", "show", "dev", "wcni.1"]).contains("0e:cc:0a:00:00:05"));
+
+    let n4 = NeighborEntry {
+        address: "200.200.2.0".parse().unwrap(),
+        mac: a.mac,
+    };
+    let n6 = NeighborEntry {
+        address: "fd00:200:200:2::".parse().unwrap(),
+        mac: a.mac,
+    };
+    k.add_neighbor("wcni.1", &n6).unwrap();
+    k.add_neighbor("wcni.1", &n4).unwrap();
+    let shown = tool("ip", &["neigh", "show", "dev", "wcni.1"]);
+    for want in [
+        "200.200.2.0 lladdr 0e:cc:0a:00:00:04 PERMANENT",
+        "fd00:200:200:2:: lladdr 0e:cc:0a:00:00:04 PERMANENT",
+    ] {
+        assert!(shown.contains(want), "{want:?} in {shown}");
+    }
+    assert_eq!(
+        k.list_neighbors("wcni.1").unwrap(),
+        vec![n4, n6],
+        "IPv4 first"
+    );
+    // a neighbour of another link is not this link's
+    k.add_neighbor("cni0", &n4).unwrap();
+    assert_eq!(k.list_neighbors("cni0").unwrap(), vec![n4]);
+    assert_eq!(k.list_neighbors("wcni.1").unwrap().len(), 2);
+    // an entry the kernel keeps while resolving (here: stale) is not listed, cannot be
+    // removed as a policy's, and a permanent one replaces it
+    tool(
+        "ip",
+        &[
+            "neigh",
+            "add",
+            "200.200.3.0",
+            "lladdr",
+            "0e:cc:0a:00:00:09",
+            "dev",
+            "wcni.1",
+            "nud",
+            "stale",
+        ],
+    );
+    assert_eq!(k.list_neighbors("wcni.1").unwrap().len(), 2);
+    let addr3 = "200.200.3.0".parse().unwrap();
+    assert_eq!(
+        k.remove_neighbor("wcni.1", addr3).unwrap_err().kind,
+        OpKind::NotFound
+    );
+    let n3 = NeighborEntry {
+        address: addr3,
+        mac: a.mac,
+    };
+    k.add_neighbor("wcni.1", &n3).unwrap();
+    assert!(
+        tool("ip", &["neigh", "show", "dev", "wcni.1"])
+            .contains("200.200.3.0 lladdr 0e:cc:0a:00:00:04 PERMANENT"),
+        "replaced"
+    );
+    // a permanent one is not replaced
+    let e = k
+        .add_neighbor(
+            "wcni.1",
+            &NeighborEntry {
+                address: addr3,
+                mac: b.mac,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
+    assert!(
+        e.message.contains("200.200.3.0") && e.message.contains("wcni.1"),
+        "{e}"
+    );
+    assert_eq!(k.remove_neighbor("wcni.1", addr3).unwrap(), n3);
+    assert!(!tool("ip", &["neigh", "show", "dev", "wcni.1"]).contains("200.200.3.0"));
+    drop(ns);
 }
