@@ -57,7 +57,12 @@ fi
     OUTSIDE_IP=192.0.2.10
     CGROUP_PARENT=/wasm-cni-$LAB_PREFIX
     APT_PACKAGES=(containernetworking-plugins podman runc conmon busybox-static iproute2
-                  iputils-ping jq bats shellcheck nftables iptables uidmap)
+                  iputils-ping jq bats shellcheck nftables iptables uidmap python3)
+    # the cluster's DNS: a resolver (scripts/lab/dns.py) on the master's node IP, as
+    # cluster DNS runs on a node of the course's cluster; it answers DNS_NAME with the
+    # outside host's address(es)
+    DNS_NODE=master
+    DNS_NAME=outside.lab
 
     NODES=(master worker-1 worker-2)
     declare -A NODE_IP=([master]=10.0.0.2 [worker-1]=10.0.0.3 [worker-2]=10.0.0.4)
@@ -138,7 +143,7 @@ source "$HERE/connectivity.sh"
 
 check_prereqs() {
     local c
-    for c in ip nsenter podman runc conmon jq; do
+    for c in ip nsenter podman runc conmon jq python3; do
         command -v "$c" >/dev/null || die "$c missing: run '$0 run' (bootstrap) or apt-get install ${APT_PACKAGES[*]}"
     done
     [[ -x $REF_CNI_DIR/loopback ]] || die "$REF_CNI_DIR/loopback missing: apt-get install containernetworking-plugins"
@@ -183,6 +188,7 @@ cmd_up() {
     # podman's libcni keeps its result cache in /var/lib/cni; remember whether it was ours
     [[ -e /var/lib/cni || -e $LAB_DIR/created-var-lib-cni ]] || touch "$LAB_DIR/created-var-lib-cni"
     topology_up
+    dns_up
     say "inter-node routes (router):"
     routes_up
     if [[ $plugin == wasm-cni && $LAB_GUEST == oci://* && -z $LAB_GUEST_DIGEST ]]; then
@@ -235,6 +241,7 @@ cmd_down() {
             rm -f /var/lib/cni/results/"$NETWORK-$id"-* 2>/dev/null || true
         done <"$LAB_DIR/containers"
     fi
+    dns_down
     for node in outside router "${NODES[@]}"; do
         if ns_exists "$node"; then ip netns del "$(ns_of "$node")"; say "  netns $(ns_of "$node"): removed"; fi
     done
@@ -369,6 +376,9 @@ cmd_status() {
     fi
     say "families: $LAB_FAMILIES"
     say "inter-node routes: $(routes_state)"
+    local dpid
+    if dpid=$(dns_pid); then say "resolver: on $DNS_NODE, $DNS_NAME (pid $dpid, log $LAB_DIR/dns.log)"
+    else say "resolver: not running"; fi
     local node fam_opt=-4
     dual_stack && fam_opt=""
     for node in router outside "${NODES[@]}"; do

@@ -83,16 +83,17 @@ node_state() {
 }
 
 # lab_test_all_pass [ROWS]: `lab.sh test` exits 0 with all ROWS rows (default 24, the
-# single-stack table) passing, as expected, and the path MTU checks (one per pod and
-# family: ROWS/6) too
+# single-stack table) passing, as expected, and the path MTU and DNS checks (one per
+# pod and family each: ROWS/6) too
 lab_test_all_pass() {
     local rows=${1:-24}
     run "$LAB" test
     echo "$output"
     [ "$status" -eq 0 ]
-    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq $((rows + rows / 6)) ]
+    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq $((rows + 2 * rows / 6)) ]
     [ "$(grep -cE ' pod-pod-mtu +pass +pass +OK ' <<<"$output")" -eq $((rows / 6)) ]
-    [[ $output == *"RESULT: all $rows checks as expected (and the $((rows / 6)) path MTU checks)"* ]]
+    [ "$(grep -cE ' pod-dns +pass +pass +OK ' <<<"$output")" -eq $((rows / 6)) ]
+    [[ $output == *"RESULT: all $rows checks as expected (and the $((rows / 6)) path MTU checks, the $((rows / 6)) DNS checks)"* ]]
 }
 
 # node_net NODE: what an inter-node policy sets up on a node: its routes (both
@@ -182,6 +183,7 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     echo "$output"
     [ "$status" -eq 0 ]
     [[ $output == *"pod-1 on worker-1: already running"* ]]
+    [[ $output == *"resolver (master, port 53 of 10.0.0.2, outside.lab -> 192.0.2.10): already running"* ]]
     [[ $output != *created* && $output != *started* && $output != *added* ]]
 }
 
@@ -224,6 +226,8 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [ "$(grep -cE ' pod-outside +pass +pass +OK ' <<<"$output")" -eq 4 ]
     [ "$(grep -cE ' (pod-pod-same|pod-node-own|node-pod-same) +pass +pass +OK ' <<<"$output")" -eq 10 ]
     [ "$(grep -cE ' pod-pod-mtu +FAIL +FAIL +OK ' <<<"$output")" -eq 4 ]
+    # the cluster's DNS on the master answers, but the answer finds no way back
+    [ "$(grep -cE ' pod-dns +FAIL +FAIL +OK ' <<<"$output")" -eq 4 ]
 }
 
 @test "routes up restores cross-node connectivity" {
@@ -562,6 +566,7 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [ "$(grep -cE ' pod-node-other +FAIL +FAIL +OK ' <<<"$output")" -eq 4 ]
     [ "$(grep -cE ' node-pod-other +FAIL +FAIL +OK ' <<<"$output")" -eq 2 ]
     [ "$(grep -cE ' pod-pod-mtu +FAIL +FAIL +OK ' <<<"$output")" -eq 4 ]
+    [ "$(grep -cE ' pod-dns +FAIL +FAIL +OK ' <<<"$output")" -eq 4 ]
     [[ $output == *"RESULT: all 24 checks as expected"* ]]
     run "$LAB" routes up
     [ "$status" -eq 0 ]
@@ -722,6 +727,9 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     done
     for sb in $sandboxes; do [ ! -e "$sb" ]; done
     [ -z "$(compgen -G "/sys/fs/cgroup/*/wasm-cni-$LAB_PREFIX")" ]
+    # the resolver is stopped
+    [[ $output == *"resolver on master: stopped"* ]]
+    ! pgrep -f "$(dirname "$LAB")/lab/dns.py" || false
     run "$LAB" down
     [ "$status" -eq 0 ]
 }

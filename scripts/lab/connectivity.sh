@@ -87,6 +87,7 @@ expect() {
 
 ROWS=()
 MTU_ROWS=()
+DNS_ROWS=()
 MISMATCHES=0
 # The table: single-stack as the course prints it; dual-stack with a family column
 # (and room for IPv6 addresses).
@@ -138,6 +139,32 @@ pod_mtu_check() {  # fam src_pod src_ip dst_pod dst_ip
     else
         # shellcheck disable=SC2059
         MTU_ROWS+=("$(printf "$fmt" "$src($sip)" "$dst($ip)" pod-pod-mtu "$EXP" "$res" "$status" "$WHY")")
+    fi
+}
+
+# pod_dns_check FAM SRC_POD SRC_IP: the pod resolves DNS_NAME (A, or AAAA for IPv6)
+# with the lab's resolver on DNS_NODE's address of that family (busybox nslookup, at
+# most 2 s). Its queries are not masqueraded (the resolver is in myHostNetwork), so the
+# answer needs the way back from DNS_NODE to the pod's podCIDR: expected as the pod ->
+# other node row towards DNS_NODE.
+pod_dns_check() {
+    local fam=$1 src=$2 sip=$3 sn server want out res=FAIL status=OK type=a
+    sn=${POD_NODE[$src]}
+    server=$(node_ip "$DNS_NODE" "$fam") want=$OUTSIDE_IP
+    [[ $fam == 6 ]] && type=aaaa want=$OUTSIDE_IP6
+    expect pod-node-other "$sn" "$DNS_NODE" "$fam"
+    out=$(pm "$sn" exec "$src" timeout 2 nslookup -type="$type" "$DNS_NAME" "$server" 2>&1) || true
+    # (the answer section, not the "Server:"/"Address:" lines naming the resolver)
+    sed -n '/^Name:/,$p' <<<"$out" | grep -qF "$want" && res=pass
+    [[ $res == "$EXP" ]] || { status=MISMATCH; MISMATCHES=$((MISMATCHES + 1)); }
+    WHY="$DNS_NAME -> $want; $WHY"
+    local fmt; fmt=$(row_format)
+    if dual_stack; then
+        # shellcheck disable=SC2059 # the format is ours
+        DNS_ROWS+=("$(printf "$fmt" "$src($sip)" "$DNS_NODE($server):53" "IPv$fam" pod-dns "$EXP" "$res" "$status" "$WHY")")
+    else
+        # shellcheck disable=SC2059
+        DNS_ROWS+=("$(printf "$fmt" "$src($sip)" "$DNS_NODE($server):53" pod-dns "$EXP" "$res" "$status" "$WHY")")
     fi
 }
 
@@ -193,6 +220,7 @@ cmd_test() {
             local remote; remote=$(first_pod_on "$(other_worker "${POD_NODE[$pod]}")")
             pod_mtu_check "$fam" "$pod" "${IP[$fam/$pod]:-?}" "$remote" "${IP[$fam/$remote]}"
         done
+        for pod in "${PODS[@]}"; do pod_dns_check "$fam" "$pod" "${IP[$fam/$pod]:-?}"; done
     done
     local fmt; fmt=$(row_format)
     # shellcheck disable=SC2059
@@ -201,6 +229,8 @@ cmd_test() {
     printf '%s\n' "${ROWS[@]}"
     say "path MTU (pod to a pod on the other node, the largest packet the pod's MTU allows, don't fragment):"
     printf '%s\n' "${MTU_ROWS[@]}"
+    say "DNS (the cluster's resolver on $DNS_NODE, scripts/lab/dns.py, asked for $DNS_NAME):"
+    printf '%s\n' "${DNS_ROWS[@]}"
     if [[ $state != up && $(internode_policy) != none ]]; then
         say "note: without the router's inter-node routes, the $(internode_policy) guest routes between the"
         say "      nodes listed as peers itself (lab.sh peers shows them)."
@@ -216,5 +246,5 @@ cmd_test() {
         fi
     fi
     if ((MISMATCHES)); then say "RESULT: $MISMATCHES mismatch(es)"; return 1; fi
-    say "RESULT: all ${#ROWS[@]} checks as expected (and the ${#MTU_ROWS[@]} path MTU checks)"
+    say "RESULT: all ${#ROWS[@]} checks as expected (and the ${#MTU_ROWS[@]} path MTU checks, the ${#DNS_ROWS[@]} DNS checks)"
 }
