@@ -5,6 +5,8 @@
 #   dist/bin/wasm-cni-registry `wasm-cni guest push|pull` (wasm-cni execs it from its own directory)
 #   dist/guests/default.wasm   the default policy (guest/default; install as /opt/cni/wasm/default.wasm)
 #   dist/guests/routed.wasm    the routed point-to-point policy (guest/routed)
+#   dist/guests/host-gw.wasm   the default policy + routes to the other nodes' pods (guest/host-gw)
+#   dist/guests/vxlan.wasm     the default policy + a VXLAN overlay to the other nodes (guest/vxlan)
 #   dist/guests/js-bridge.wasm the default policy in JavaScript (guest/js-bridge; npm)
 #   dist/guests/c-bridge.wasm  the default policy in C (guest/c-bridge)
 #   dist/guests/py-routed.wasm the routed policy in Python (guest/py-routed)
@@ -47,7 +49,8 @@ if [ "${1:-}" = --test-artifacts ]; then
   mv -f dist/test/.native-floor.tmp dist/test/native-floor
 fi
 cargo build --release --locked -p wasm-cni
-cargo build --release --locked -p wasm-cni-guest -p wasm-cni-routed-guest --target wasm32-wasip2
+cargo build --release --locked -p wasm-cni-guest -p wasm-cni-routed-guest \
+  -p wasm-cni-host-gw-guest -p wasm-cni-vxlan-guest --target wasm32-wasip2
 
 mkdir -p dist/bin dist/guests
 # Copy to a temporary name and rename: a running runner mmaps its binary, and the
@@ -62,6 +65,8 @@ put_guest() {  # built.wasm name
 }
 put_guest target/wasm32-wasip2/release/wasm_cni_guest.wasm default
 put_guest target/wasm32-wasip2/release/wasm_cni_routed_guest.wasm routed
+put_guest target/wasm32-wasip2/release/wasm_cni_host_gw_guest.wasm host-gw
+put_guest target/wasm32-wasip2/release/wasm_cni_vxlan_guest.wasm vxlan
 if [ -z "${SKIP_JS_GUEST:-}" ]; then
   guest/js-bridge/build.sh dist/guests/js-bridge.wasm
 fi

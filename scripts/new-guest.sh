@@ -40,7 +40,7 @@ case $lang in
   python) starter=py-routed; edit=app.py ;;
   *) echo "new-guest: --lang is rust, js, c or python, not '$lang'" >&2; exit 2 ;;
 esac
-case $name in kit|routed|js-bridge|c-bridge|py-routed|default) echo "new-guest: '$name' is taken by a shipped guest" >&2; exit 1 ;; esac
+case $name in kit|routed|js-bridge|c-bridge|py-routed|default|host-gw|vxlan) echo "new-guest: '$name' is taken by a shipped guest" >&2; exit 1 ;; esac
 # a package name the workspace already resolves (a dependency such as `log` or
 # `serde`, or a member) would make `cargo build -p NAME` ambiguous
 if grep -qx "name = \"$name\"" "$repo/Cargo.lock"; then

@@ -2,15 +2,22 @@
 //! [`Node`](crate::policy::Node) (the host calls of the shared commands and of a policy
 //! written against it) and records every call, in the order made, in the form
 //! `wasm-cni simulate` prints them. It models what a policy's logic depends on (links
-//! per namespace, addresses, routes, sysctls, firewall rules, the store), not the
-//! kernel: `simulate` and the runner's tests do that.
+//! per namespace, addresses, routes, sysctls, firewall rules, the store; for the
+//! inter-node policies this node, its peers, the VXLAN link, FDB and neighbour
+//! entries), not the kernel: `simulate` and the runner's tests do that. It does keep
+//! the two kernel rules a policy's order of calls depends on: a route's destination is
+//! added once, and its gateway must be reachable on its link (a connected address or a
+//! gateway-less route there).
 
+use crate::bindings::plugin::cluster::{FdbEntry, Neighbor, Node as ThisNode, Peer};
 use crate::bindings::plugin::links::VethPair;
 use crate::bindings::plugin::routes::Route;
 use crate::bindings::plugin::types::{ErrorKind, HostError, LinkInfo, Netns};
+use crate::config::Net;
 use crate::ipam::Store;
 use crate::policy::Node;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 /// A store in memory.
 #[derive(Default, Debug)]
@@ -79,6 +86,17 @@ pub struct FakeNode {
     /// Operations that fail (`"links.delete"`, `"store.list"`, ...): host calls with
     /// `denied`, store calls with an I/O error.
     pub fail: BTreeSet<&'static str>,
+    /// What `cluster.this-node` answers (`None`: `not-found`, as a runner without an
+    /// uplink would). [`FakeNode::cluster`] sets it and makes its uplink.
+    pub this_node: Option<ThisNode>,
+    /// What `cluster.peers` answers.
+    pub peers: Vec<Peer>,
+    /// VXLAN links made by `create-vxlan`: name -> (vni, port, local).
+    pub vxlans: BTreeMap<String, (u32, u16, String)>,
+    /// FDB entries per VXLAN link: (mac, remote), in the order added.
+    pub fdb: BTreeMap<String, Vec<(String, String)>>,
+    /// Neighbour entries per VXLAN link: (address, mac), in the order added.
+    pub neighbors: BTreeMap<String, Vec<(String, String)>>,
     next_index: u32,
 }
 
@@ -99,6 +117,11 @@ impl Default for FakeNode {
             store: MapStore::default(),
             log: Vec::new(),
             fail: BTreeSet::new(),
+            this_node: None,
+            peers: Vec::new(),
+            vxlans: BTreeMap::new(),
+            fdb: BTreeMap::new(),
+            neighbors: BTreeMap::new(),
             next_index: 2,
         }
     }
@@ -112,6 +135,97 @@ impl FakeNode {
             .map(String::as_str)
             .filter(|c| !c.starts_with("store."))
             .collect()
+    }
+
+    /// The calls that change something (no look-ups, lists, store reads or log lines):
+    /// what a second, idempotent run must not make.
+    pub fn changes(&self) -> Vec<&str> {
+        const READS: [&str; 10] = [
+            "links.get(",
+            "addresses.list(",
+            "routes.list(",
+            "sysctl.get(",
+            "cluster.this-node(",
+            "cluster.peers(",
+            "cluster.fdb-list(",
+            "cluster.neighbor-list(",
+            "store.get(",
+            "store.list(",
+        ];
+        self.calls
+            .iter()
+            .map(String::as_str)
+            .filter(|c| !READS.iter().any(|r| c.starts_with(r)) && !c.starts_with("log.write("))
+            .collect()
+    }
+
+    /// The container namespace holds one pod at a time: empty it for the next pod's
+    /// ADD (the host side stays), and forget the calls made so far.
+    pub fn next_pod(&mut self) {
+        self.links.retain(|(ns, _), _| *ns == "host");
+        self.addresses.retain(|(ns, _), _| *ns == "host");
+        self.routes.retain(|(ns, ..)| *ns == "host");
+        self.calls.clear();
+    }
+
+    /// Make this node part of a cluster: an uplink `uplink` (up, MTU `mtu`, with
+    /// `addresses` in CIDR form, e.g. `10.0.0.3/24`), this node's IPs (those addresses
+    /// without prefix), and the VXLAN link name `vxlan_link`.
+    pub fn cluster(&mut self, uplink: &str, mtu: u32, addresses: &[&str], vxlan_link: &str) {
+        let mut link = self.add_link(Netns::Host, uplink, true);
+        link.mtu = mtu;
+        self.links
+            .insert(("host", uplink.to_string()), link.clone());
+        self.addresses.insert(
+            ("host", uplink.to_string()),
+            addresses.iter().map(|a| a.to_string()).collect(),
+        );
+        self.this_node = Some(ThisNode {
+            uplink: link,
+            ips: addresses
+                .iter()
+                .map(|a| a.split('/').next().unwrap_or(a).to_string())
+                .collect(),
+            vxlan_link: vxlan_link.to_string(),
+        });
+    }
+
+    /// A peer as `cluster.peers` gives it: `ips` and `pod_cidrs` IPv4 first.
+    pub fn peer(name: &str, ips: &[&str], pod_cidrs: &[&str]) -> Peer {
+        Peer {
+            name: name.to_string(),
+            ips: ips.iter().map(|s| s.to_string()).collect(),
+            pod_cidrs: pod_cidrs.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The host routes through `link`, as `dst via gw` or `dst` text, in order.
+    pub fn routes_on(&self, link: &str) -> Vec<String> {
+        self.routes
+            .iter()
+            .filter(|(ns, _, _, l)| *ns == "host" && l.as_deref() == Some(link))
+            .map(|(_, d, g, _)| match g {
+                Some(g) => format!("{d} via {g}"),
+                None => d.clone(),
+            })
+            .collect()
+    }
+
+    /// Is `gw` reachable on `link` in `ns`: inside one of its addresses' networks, or
+    /// covered by a route through it without a gateway.
+    fn reachable(&self, ns: &'static str, link: &str, gw: &str) -> bool {
+        let Ok(gw) = gw.parse::<IpAddr>() else {
+            return false;
+        };
+        let covers = |cidr: &str| Net::parse(cidr, false).is_ok_and(|n| n.contains(gw));
+        let connected = self
+            .addresses
+            .get(&(ns, link.to_string()))
+            .is_some_and(|list| list.iter().any(|a| covers(a)));
+        connected
+            || self.routes.iter().any(|(n, d, g, l)| {
+                *n == ns && g.is_none() && l.as_deref() == Some(link) && covers(d)
+            })
     }
 
     /// A host link, as if made earlier (e.g. another pod's, or the bridge).
@@ -250,6 +364,11 @@ impl Node for FakeNode {
         self.link(ns, name)?;
         self.links.remove(&(ns_name(ns), name.to_string()));
         self.addresses.remove(&(ns_name(ns), name.to_string()));
+        if ns == Netns::Host {
+            self.vxlans.remove(name);
+            self.fdb.remove(name);
+            self.neighbors.remove(name);
+        }
         self.routes
             .retain(|(n, _, _, l)| !(*n == ns_name(ns) && l.as_deref() == Some(name)));
         Ok(())
@@ -310,6 +429,27 @@ impl Node for FakeNode {
                     format!("route to {}: link {link:?} is down", route.destination),
                 ));
             }
+            if let Some(gw) = &route.gateway {
+                if !self.reachable(ns_name(ns), link, gw) {
+                    return Err(error(
+                        ErrorKind::Failed,
+                        format!(
+                            "route to {} via {gw}: Network is unreachable",
+                            route.destination
+                        ),
+                    ));
+                }
+            }
+        }
+        if self
+            .routes
+            .iter()
+            .any(|(n, d, ..)| *n == ns_name(ns) && *d == route.destination)
+        {
+            return Err(error(
+                ErrorKind::AlreadyExists,
+                format!("route to {}: exists", route.destination),
+            ));
         }
         self.routes.push((
             ns_name(ns),
@@ -317,6 +457,44 @@ impl Node for FakeNode {
             route.gateway.clone(),
             route.link.clone(),
         ));
+        Ok(())
+    }
+
+    fn route_remove(&mut self, ns: Netns, route: &Route) -> Result<(), HostError> {
+        self.call(
+            "routes.remove",
+            format!(
+                "{}, {:?} via {} dev {}",
+                ns_name(ns),
+                route.destination,
+                opt(&route.gateway),
+                opt(&route.link)
+            ),
+        )?;
+        let at = self.routes.iter().position(|(n, d, g, l)| {
+            *n == ns_name(ns)
+                && *d == route.destination
+                && (route.gateway.is_none() || *g == route.gateway)
+                && (route.link.is_none() || *l == route.link)
+        });
+        match at {
+            Some(i) => {
+                self.routes.remove(i);
+                Ok(())
+            }
+            None => Err(error(
+                ErrorKind::NotFound,
+                format!("route to {}: not found", route.destination),
+            )),
+        }
+    }
+
+    fn set_mtu(&mut self, ns: Netns, name: &str, mtu: u32) -> Result<(), HostError> {
+        self.call("links.set-mtu", format!("{}, {name:?}, {mtu}", ns_name(ns)))?;
+        self.link(ns, name)?;
+        if let Some(l) = self.links.get_mut(&(ns_name(ns), name.to_string())) {
+            l.mtu = mtu;
+        }
         Ok(())
     }
 
@@ -345,9 +523,13 @@ impl Node for FakeNode {
     fn sysctl_set(&mut self, ns: Netns, key: &str, value: &str) -> Result<(), HostError> {
         self.call("sysctl.set", format!("{}, {key:?}, {value:?}", ns_name(ns)))?;
         // a link's key: the link must be there (`net.ipv6.conf.<link>.accept_dad`)
-        let parts: Vec<&str> = key.split('.').collect();
-        if let ["net", _, "conf", link, _] = parts.as_slice() {
-            if *link != "all" && *link != "default" {
+        // (link names may hold dots, `wcni.1`: the leaf is after the last one)
+        let per_link = key
+            .strip_prefix("net.ipv4.conf.")
+            .or_else(|| key.strip_prefix("net.ipv6.conf."))
+            .and_then(|rest| rest.rsplit_once('.'));
+        if let Some((link, _)) = per_link {
+            if link != "all" && link != "default" {
                 self.link(ns, link)?;
             }
         }
@@ -372,5 +554,160 @@ impl Node for FakeNode {
     fn info(&mut self, msg: &str) {
         self.calls.push(format!("log.write(info, {msg:?})"));
         self.log.push(msg.to_string());
+    }
+
+    fn warn(&mut self, msg: &str) {
+        self.calls.push(format!("log.write(warn, {msg:?})"));
+        self.log.push(msg.to_string());
+    }
+
+    fn this_node(&mut self) -> Result<ThisNode, HostError> {
+        self.call("cluster.this-node", String::new())?;
+        self.this_node
+            .clone()
+            .ok_or_else(|| error(ErrorKind::NotFound, "no uplink: no default route".into()))
+    }
+
+    fn peers(&mut self) -> Result<Vec<Peer>, HostError> {
+        self.call("cluster.peers", String::new())?;
+        Ok(self.peers.clone())
+    }
+
+    fn create_vxlan(
+        &mut self,
+        name: &str,
+        vni: u32,
+        port: u16,
+        local: &str,
+        mtu: Option<u32>,
+        mac: Option<&str>,
+    ) -> Result<LinkInfo, HostError> {
+        self.call(
+            "cluster.create-vxlan",
+            format!(
+                "{name:?}, {vni}, {port}, {local:?}, {}, {}",
+                opt(&mtu),
+                opt(&mac)
+            ),
+        )?;
+        if self.link(Netns::Host, name).is_ok() {
+            return Err(error(
+                ErrorKind::AlreadyExists,
+                format!("link {name:?} exists"),
+            ));
+        }
+        let mut info = self.add_link(Netns::Host, name, false);
+        if let Some(mtu) = mtu {
+            info.mtu = mtu;
+        }
+        if let Some(mac) = mac {
+            info.mac = mac.to_string();
+        }
+        self.links.insert(("host", name.to_string()), info.clone());
+        self.vxlans
+            .insert(name.to_string(), (vni, port, local.to_string()));
+        Ok(info)
+    }
+
+    fn fdb_add(&mut self, link: &str, entry: &FdbEntry) -> Result<(), HostError> {
+        self.call(
+            "cluster.fdb-add",
+            format!("{link:?}, {:?} -> {:?}", entry.mac, entry.remote),
+        )?;
+        self.link(Netns::Host, link)?;
+        let list = self.fdb.entry(link.to_string()).or_default();
+        let e = (entry.mac.clone(), entry.remote.clone());
+        if list.contains(&e) {
+            return Err(error(
+                ErrorKind::AlreadyExists,
+                format!("fdb {} dst {} on {link:?}: exists", e.0, e.1),
+            ));
+        }
+        list.push(e);
+        Ok(())
+    }
+
+    fn fdb_remove(&mut self, link: &str, entry: &FdbEntry) -> Result<(), HostError> {
+        self.call(
+            "cluster.fdb-remove",
+            format!("{link:?}, {:?} -> {:?}", entry.mac, entry.remote),
+        )?;
+        let list = self.fdb.entry(link.to_string()).or_default();
+        let before = list.len();
+        list.retain(|(m, r)| !(*m == entry.mac && *r == entry.remote));
+        if list.len() == before {
+            return Err(error(
+                ErrorKind::NotFound,
+                format!(
+                    "fdb {} dst {} on {link:?}: not found",
+                    entry.mac, entry.remote
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn fdb_list(&mut self, link: &str) -> Result<Vec<FdbEntry>, HostError> {
+        self.call("cluster.fdb-list", format!("{link:?}"))?;
+        self.link(Netns::Host, link)?;
+        Ok(self
+            .fdb
+            .get(link)
+            .into_iter()
+            .flatten()
+            .map(|(mac, remote)| FdbEntry {
+                mac: mac.clone(),
+                remote: remote.clone(),
+            })
+            .collect())
+    }
+
+    fn neighbor_add(&mut self, link: &str, entry: &Neighbor) -> Result<(), HostError> {
+        self.call(
+            "cluster.neighbor-add",
+            format!("{link:?}, {:?} at {:?}", entry.address, entry.mac),
+        )?;
+        self.link(Netns::Host, link)?;
+        let list = self.neighbors.entry(link.to_string()).or_default();
+        if list.iter().any(|(a, _)| *a == entry.address) {
+            return Err(error(
+                ErrorKind::AlreadyExists,
+                format!("neighbour {} on {link:?}: exists", entry.address),
+            ));
+        }
+        list.push((entry.address.clone(), entry.mac.clone()));
+        Ok(())
+    }
+
+    fn neighbor_remove(&mut self, link: &str, address: &str) -> Result<(), HostError> {
+        self.call("cluster.neighbor-remove", format!("{link:?}, {address:?}"))?;
+        let list = self.neighbors.entry(link.to_string()).or_default();
+        let before = list.len();
+        list.retain(|(a, _)| a != address);
+        if list.len() == before {
+            return Err(error(
+                ErrorKind::NotFound,
+                format!("neighbour {address} on {link:?}: not found"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn neighbor_list(&mut self, link: &str) -> Result<Vec<Neighbor>, HostError> {
+        self.call("cluster.neighbor-list", format!("{link:?}"))?;
+        self.link(Netns::Host, link)?;
+        let mut out: Vec<Neighbor> = self
+            .neighbors
+            .get(link)
+            .into_iter()
+            .flatten()
+            .map(|(address, mac)| Neighbor {
+                address: address.clone(),
+                mac: mac.clone(),
+            })
+            .collect();
+        // IPv4 first, as the runner answers
+        out.sort_by_key(|n| n.address.contains(':'));
+        Ok(out)
     }
 }

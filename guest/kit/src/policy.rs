@@ -10,6 +10,7 @@
 //! plain form that uses the runner (`allocate(&cfg, req)`), for policies that call the
 //! host functions directly, as the starter does.
 
+use crate::bindings::plugin::cluster::{self, FdbEntry, Neighbor, Node as ThisNode, Peer};
 use crate::bindings::plugin::links::VethPair;
 use crate::bindings::plugin::routes::Route;
 use crate::bindings::plugin::types::{ErrorKind, HostError, LinkInfo, Netns};
@@ -90,6 +91,21 @@ impl<P: Policy> Guest for P {
     }
 }
 
+/// A policy that also keeps the node in line with the cluster (host-gw, VXLAN): the
+/// world `cni-node-policy`, exported with `wasm_cni_guest_kit::export_node!(MyPolicy)`.
+pub trait NodePolicy: Policy {
+    /// `node-policy.reconcile`: bring the node in line with `config` (what
+    /// `wasm-cni reconcile -c CONFLIST` runs after the peers list changed). An error is
+    /// a message naming what failed; the runner undoes the call's changes.
+    fn reconcile(config: &str) -> Result<(), String>;
+}
+
+impl<P: NodePolicy> crate::node_bindings::node_policy::Guest for P {
+    fn reconcile(config: String) -> Result<(), String> {
+        P::reconcile(&config)
+    }
+}
+
 /// A CNI error with a code and a message.
 pub fn cni(code: u32, message: impl Into<String>) -> CniError {
     CniError {
@@ -145,12 +161,34 @@ pub trait Node: ipam::Store {
     fn address_add(&mut self, ns: Netns, link: &str, address: &str) -> Result<(), HostError>;
     fn address_list(&mut self, ns: Netns, link: &str) -> Result<Vec<String>, HostError>;
     fn route_add(&mut self, ns: Netns, route: &Route) -> Result<(), HostError>;
+    fn route_remove(&mut self, ns: Netns, route: &Route) -> Result<(), HostError>;
     fn route_list(&mut self, ns: Netns, link: Option<&str>) -> Result<Vec<Route>, HostError>;
+    fn set_mtu(&mut self, ns: Netns, name: &str, mtu: u32) -> Result<(), HostError>;
     fn sysctl_get(&mut self, ns: Netns, key: &str) -> Result<String, HostError>;
     fn sysctl_set(&mut self, ns: Netns, key: &str, value: &str) -> Result<(), HostError>;
     fn allow_forward(&mut self, network: &str) -> Result<(), HostError>;
     fn masquerade(&mut self, source: &str, except: &[String]) -> Result<(), HostError>;
     fn info(&mut self, msg: &str);
+    /// `log.write(warn, ..)`.
+    fn warn(&mut self, msg: &str);
+    // interface `cluster`
+    fn this_node(&mut self) -> Result<ThisNode, HostError>;
+    fn peers(&mut self) -> Result<Vec<Peer>, HostError>;
+    fn create_vxlan(
+        &mut self,
+        name: &str,
+        vni: u32,
+        port: u16,
+        local: &str,
+        mtu: Option<u32>,
+        mac: Option<&str>,
+    ) -> Result<LinkInfo, HostError>;
+    fn fdb_add(&mut self, link: &str, entry: &FdbEntry) -> Result<(), HostError>;
+    fn fdb_remove(&mut self, link: &str, entry: &FdbEntry) -> Result<(), HostError>;
+    fn fdb_list(&mut self, link: &str) -> Result<Vec<FdbEntry>, HostError>;
+    fn neighbor_add(&mut self, link: &str, entry: &Neighbor) -> Result<(), HostError>;
+    fn neighbor_remove(&mut self, link: &str, address: &str) -> Result<(), HostError>;
+    fn neighbor_list(&mut self, link: &str) -> Result<Vec<Neighbor>, HostError>;
 }
 
 /// The runner: its host functions, and its store as IPAM sees it.
@@ -208,8 +246,14 @@ impl Node for Runner {
     fn route_add(&mut self, ns: Netns, route: &Route) -> Result<(), HostError> {
         routes::add(ns, route)
     }
+    fn route_remove(&mut self, ns: Netns, route: &Route) -> Result<(), HostError> {
+        routes::remove(ns, route)
+    }
     fn route_list(&mut self, ns: Netns, link: Option<&str>) -> Result<Vec<Route>, HostError> {
         routes::list(ns, link)
+    }
+    fn set_mtu(&mut self, ns: Netns, name: &str, mtu: u32) -> Result<(), HostError> {
+        links::set_mtu(ns, name, mtu)
     }
     fn sysctl_get(&mut self, ns: Netns, key: &str) -> Result<String, HostError> {
         sysctl::get(ns, key)
@@ -225,6 +269,44 @@ impl Node for Runner {
     }
     fn info(&mut self, msg: &str) {
         info(msg)
+    }
+    fn warn(&mut self, msg: &str) {
+        log::write(log::Level::Warn, msg)
+    }
+    fn this_node(&mut self) -> Result<ThisNode, HostError> {
+        cluster::this_node()
+    }
+    fn peers(&mut self) -> Result<Vec<Peer>, HostError> {
+        cluster::peers()
+    }
+    fn create_vxlan(
+        &mut self,
+        name: &str,
+        vni: u32,
+        port: u16,
+        local: &str,
+        mtu: Option<u32>,
+        mac: Option<&str>,
+    ) -> Result<LinkInfo, HostError> {
+        cluster::create_vxlan(name, vni, port, local, mtu, mac)
+    }
+    fn fdb_add(&mut self, link: &str, entry: &FdbEntry) -> Result<(), HostError> {
+        cluster::fdb_add(link, entry)
+    }
+    fn fdb_remove(&mut self, link: &str, entry: &FdbEntry) -> Result<(), HostError> {
+        cluster::fdb_remove(link, entry)
+    }
+    fn fdb_list(&mut self, link: &str) -> Result<Vec<FdbEntry>, HostError> {
+        cluster::fdb_list(link)
+    }
+    fn neighbor_add(&mut self, link: &str, entry: &Neighbor) -> Result<(), HostError> {
+        cluster::neighbor_add(link, entry)
+    }
+    fn neighbor_remove(&mut self, link: &str, address: &str) -> Result<(), HostError> {
+        cluster::neighbor_remove(link, address)
+    }
+    fn neighbor_list(&mut self, link: &str) -> Result<Vec<Neighbor>, HostError> {
+        cluster::neighbor_list(link)
     }
 }
 

@@ -94,6 +94,7 @@ fn node() -> World {
         .unwrap();
     m.add_address(Ns::Host, &own(), "fd00:200:1::200/128".parse().unwrap())
         .unwrap();
+    with_cluster(&mut m);
     m.world
 }
 
@@ -115,12 +116,68 @@ fn gate_over(w: World, read_only: bool) -> Gate {
     if read_only {
         g.set_read_only("CHECK");
     }
+    g.set_cluster(cluster());
     let model = Model {
         world: w,
         container: Some(POD.into()),
     };
     let journal = (!read_only).then(Journal::default);
     Gate::new(g, Box::new(model), journal, CallLog::discard(), "t".into())
+}
+
+/// The cluster of the tests: this node (10.0.0.2, fd00:10::2, found on eth0, the
+/// uplink), peer w2 on the host network, peer `far` outside it; the host network is
+/// 10.0.0.0/24 and fd00:10::/64.
+fn cluster() -> crate::cni::config::Cluster {
+    let raw = r#"{"cniVersion":"1.0.0","name":"n","podNetwork":["200.200.0.0/16","fd00:200::/40"],
+        "myHostNetwork":["10.0.0.0/24","fd00:10::/64"],
+        "peers":[{"name":"me","nodeIP":["10.0.0.2","fd00:10::2"],"podCIDRs":["200.200.1.0/24","fd00:200:1::/64"]},
+                 {"name":"w2","nodeIP":["10.0.0.3","fd00:10::3"],"podCIDRs":["200.200.2.0/24","fd00:200:2::/64"]},
+                 {"name":"far","nodeIP":"192.168.9.9","podCIDRs":["200.200.3.0/24"]}]}"#;
+    crate::cni::NetConf::parse(raw.into()).unwrap().cluster
+}
+
+const VX: &str = "wcni.1";
+
+/// What a node running the VXLAN policy has (on top of `node()`'s pod network): an
+/// IPv6 address on the uplink, the VXLAN link (up, with this node's VTEP address),
+/// and the entries and routes of a departed peer (10.0.0.4) on it and on the uplink.
+fn with_cluster(m: &mut Model) {
+    m.add_address(Ns::Host, "eth0", "fd00:10::2/64".parse().unwrap())
+        .unwrap();
+    let spec = crate::node::VxlanSpec {
+        name: VX.into(),
+        vni: 1,
+        port: 8472,
+        local: "10.0.0.2".parse().unwrap(),
+        mtu: Some(1450),
+        mac: Some("0e:cc:0a:00:00:02".parse().unwrap()),
+    };
+    m.create_vxlan(&spec).unwrap();
+    m.set_up(Ns::Host, VX).unwrap();
+    m.add_address(Ns::Host, VX, "200.200.1.0/32".parse().unwrap())
+        .unwrap();
+    let gone: crate::mac::Mac = "0e:cc:0a:00:00:04".parse().unwrap();
+    m.add_fdb(
+        VX,
+        &crate::node::FdbEntry {
+            mac: gone,
+            remote: "10.0.0.4".parse().unwrap(),
+        },
+    )
+    .unwrap();
+    m.add_neighbor(
+        VX,
+        &crate::node::NeighborEntry {
+            address: "200.200.4.0".parse().unwrap(),
+            mac: gone,
+        },
+    )
+    .unwrap();
+    m.add_route(Ns::Host, &route("200.200.4.0/32", None, VX))
+        .unwrap();
+    m.add_route(Ns::Host, &route("200.200.5.0/24", Some("10.0.0.4"), "eth0"))
+        .unwrap();
 }
 
 /// The whole node as comparable text: every field, with the orders the kernel does
@@ -140,6 +197,8 @@ fn text(sb: &mut Gate) -> String {
         ns.routes.sort_by_key(|r| format!("{r:?}"));
         for l in ns.links.values_mut() {
             l.addresses.sort();
+            l.fdb.sort_by_key(|f| format!("{f:?}"));
+            l.neighbors.sort_by_key(|n| format!("{n:?}"));
         }
     }
     sb.node = Box::new(Model {
@@ -245,6 +304,55 @@ fn ops() -> Vec<(&'static str, Op)> {
             s.create_veth(&own(), "eth0", None, None)?;
             s.set_mtu(Ns::Host, &own(), 1000)
         }),
+        // the cluster: the VXLAN link and its entries, routes through the uplink
+        ("cluster.create-vxlan", |s| {
+            s.create_vxlan(
+                VX,
+                1,
+                8472,
+                "10.0.0.2",
+                Some(1450),
+                Some("0e:cc:0a:00:00:02"),
+            )
+            .map(|_| ())
+        }),
+        ("cluster.fdb-add", |s| {
+            s.fdb_add(VX, "0e:cc:0a:00:00:03", "10.0.0.3")
+        }),
+        ("cluster.fdb-remove", |s| {
+            s.fdb_remove(VX, "0e:cc:0a:00:00:04", "10.0.0.4")
+        }),
+        ("cluster.neighbor-add", |s| {
+            s.neighbor_add(VX, "200.200.2.0", "0e:cc:0a:00:00:03")
+        }),
+        ("cluster.neighbor-remove", |s| {
+            s.neighbor_remove(VX, "200.200.4.0")
+        }),
+        ("routes.add (through the uplink to a peer)", |s| {
+            s.route_add(Ns::Host, "200.200.2.0/24", Some("10.0.0.3"), Some("eth0"))
+        }),
+        ("routes.add (IPv6, through the uplink to a peer)", |s| {
+            s.route_add(
+                Ns::Host,
+                "fd00:200:2::/64",
+                Some("fd00:10::3"),
+                Some("eth0"),
+            )
+        }),
+        (
+            "routes.remove (through the uplink, a departed peer's)",
+            |s| s.route_remove(Ns::Host, "200.200.5.0/24", Some("10.0.0.4"), Some("eth0")),
+        ),
+        ("routes.add (on the VXLAN link)", |s| {
+            s.route_add(Ns::Host, "200.200.2.0/32", None, Some(VX))?;
+            s.route_add(Ns::Host, "200.200.2.0/24", Some("200.200.2.0"), Some(VX))
+        }),
+        ("addresses.add (on the VXLAN link)", |s| {
+            s.address_add(Ns::Host, VX, "fd00:200:1::/128")
+        }),
+        ("sysctl.set (on the VXLAN link)", |s| {
+            s.sysctl_set(Ns::Host, "net.ipv6.conf.wcni.1.accept_dad", "0")
+        }),
     ]
 }
 
@@ -254,6 +362,7 @@ fn every_change_is_undone_exactly() {
         let w = if name.contains("bridge")
             || name == "links.delete"
             || name == "links.create-veth"
+            || name == "cluster.create-vxlan"
             || name.contains("fresh node")
         {
             fresh()
@@ -347,6 +456,47 @@ fn refused_ops() -> Vec<(&'static str, Op)> {
         ("links.set-mtu (below IPv6's minimum, fresh node)", |s| {
             s.set_mtu(Ns::Host, "eth0", 1000)
         }),
+        ("cluster.create-vxlan", |s| {
+            // a second VXLAN link: any other name
+            s.create_vxlan("vx2", 2, 8472, "10.0.0.2", None, None)
+                .map(|_| ())
+        }),
+        ("cluster.fdb-add", |s| {
+            s.fdb_add(VX, "0e:cc:c0:a8:09:09", "192.168.9.9")
+        }),
+        ("cluster.fdb-remove", |s| {
+            s.fdb_remove("cni0", "0e:cc:0a:00:00:04", "10.0.0.4")
+        }),
+        ("cluster.neighbor-add", |s| {
+            s.neighbor_add(VX, "10.0.0.3", "0e:cc:0a:00:00:03")
+        }),
+        ("cluster.neighbor-remove", |s| {
+            s.neighbor_remove("eth0", "10.0.0.1")
+        }),
+        ("routes.add (through the uplink to a peer)", |s| {
+            s.route_add(Ns::Host, "200.200.2.0/24", Some("10.0.0.1"), Some("eth0"))
+        }),
+        ("routes.add (IPv6, through the uplink to a peer)", |s| {
+            s.route_add(
+                Ns::Host,
+                "fd00:200:9::/64",
+                Some("fd00:10::3"),
+                Some("eth0"),
+            )
+        }),
+        (
+            "routes.remove (through the uplink, a departed peer's)",
+            |s| s.route_remove(Ns::Host, "0.0.0.0/0", Some("10.0.0.1"), Some("eth0")),
+        ),
+        ("routes.add (on the VXLAN link)", |s| {
+            s.route_add(Ns::Host, "10.9.0.0/24", None, Some(VX))
+        }),
+        ("addresses.add (on the VXLAN link)", |s| {
+            s.address_add(Ns::Host, VX, "10.0.0.9/32")
+        }),
+        ("sysctl.set (on the VXLAN link)", |s| {
+            s.sysctl_set(Ns::Host, "net.ipv6.conf.wcni.1.accept_ra", "1")
+        }),
     ]
 }
 
@@ -375,7 +525,16 @@ fn a_refused_change_changes_nothing_and_journals_nothing() {
 #[test]
 fn no_mutating_host_function_is_left_out() {
     let wit = include_str!("../../../wit/world.wit");
-    let read_only = ["get", "list", "%list", "attachment-link"];
+    let read_only = [
+        "get",
+        "list",
+        "%list",
+        "attachment-link",
+        "this-node",
+        "peers",
+        "fdb-list",
+        "neighbor-list",
+    ];
     let mut iface = "";
     let mut missing = Vec::new();
     let tested: Vec<&str> = ops().iter().map(|(n, _)| *n).collect();
@@ -390,6 +549,7 @@ fn no_mutating_host_function_is_left_out() {
                 "firewall",
                 "sysctl",
                 "store",
+                "cluster",
             ];
             if mutating.contains(&iface) && !read_only.contains(&f) {
                 let name = format!("{iface}.{}", f.trim_start_matches('%'));
@@ -1074,4 +1234,261 @@ fn ipv6_text_tricks_at_the_boundary_get_nothing_more() {
         assert!(e.message.contains(why), "{why}: {e}");
     }
     assert_eq!(text(&mut sb), before);
+}
+
+/// A reconcile's gate (`Scope::Node`: the host namespace, no attachment) over `w`.
+fn node_gate_over(w: World) -> Gate {
+    let mut g = Grants::new(
+        Scope::Node,
+        false,
+        "cni0",
+        "wc",
+        vec![
+            "200.200.0.0/16".parse().unwrap(),
+            "fd00:200::/40".parse().unwrap(),
+        ],
+    );
+    g.set_cluster(cluster());
+    let model = Model {
+        world: w,
+        container: None,
+    };
+    Gate::new(
+        g,
+        Box::new(model),
+        Some(Journal::default()),
+        CallLog::discard(),
+        "t".into(),
+    )
+}
+
+#[test]
+fn this_node_and_its_peers() {
+    let mut sb = gate_over(node(), true);
+    let (uplink, ips, vxlan) = sb.this_node().unwrap();
+    assert_eq!(uplink.name, "eth0");
+    let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
+    assert_eq!(ips, ["10.0.0.2", "fd00:10::2"], "the uplink's, IPv4 first");
+    assert_eq!(vxlan, VX);
+    let names: Vec<String> = sb.peers().unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["w2", "far"], "this node's own entry is dropped");
+    // a configured nodeIP wins over the uplink's: then w2 is this node
+    let mut c = cluster();
+    c.node_ips = vec!["10.0.0.3".parse().unwrap()];
+    // (on a node without pods: node()'s live pod addresses are in 200.200.1.0/24)
+    let mut sb = gate_over(fresh(), false);
+    sb.grants.set_cluster(c);
+    let names: Vec<String> = sb.peers().unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["me", "far"]);
+    // and the uplink may then route to "me"'s pod CIDR, never to its own
+    sb.route_add(Ns::Host, "200.200.1.0/24", Some("10.0.0.2"), Some("eth0"))
+        .unwrap();
+    let e = sb
+        .route_remove(Ns::Host, "200.200.2.0/24", Some("10.0.0.1"), Some("eth0"))
+        .unwrap_err();
+    assert!(e.message.contains("own pod CIDR 200.200.2.0/24"), "{e}");
+}
+
+#[test]
+fn each_cluster_refusal_names_its_reason() {
+    type Named = (&'static str, Op);
+    let cases: Vec<Named> = vec![
+        // FDB: the remote, the link, the MAC
+        ("outside the host network 10.0.0.0/24", |s| {
+            s.fdb_add(VX, "0e:cc:c0:a8:09:09", "192.168.9.9")
+        }),
+        ("VXLAN remote 10.0.0.77 is not a peer's node IP", |s| {
+            s.fdb_add(VX, "0e:cc:0a:00:00:4d", "10.0.0.77")
+        }),
+        ("link \"cni0\" is not the network's VXLAN link", |s| {
+            s.fdb_add("cni0", "0e:cc:0a:00:00:03", "10.0.0.3")
+        }),
+        ("link \"eth0\" is not the network's VXLAN link", |s| {
+            s.neighbor_add("eth0", "200.200.2.0", "0e:cc:0a:00:00:03")
+        }),
+        ("multicast MAC", |s| {
+            s.fdb_add(VX, "01:00:5e:00:00:01", "10.0.0.3")
+        }),
+        ("all-zero MAC", |s| {
+            s.fdb_add(VX, "00:00:00:00:00:00", "10.0.0.3")
+        }),
+        ("multicast MAC", |s| {
+            s.neighbor_add(VX, "200.200.2.0", "ff:ff:ff:ff:ff:ff")
+        }),
+        ("10.0.0.3 is outside the pod network", |s| {
+            s.neighbor_add(VX, "10.0.0.3", "0e:cc:0a:00:00:03")
+        }),
+        // routes through the uplink
+        ("200.200.9.0/24 lies in none", |s| {
+            s.route_add(Ns::Host, "200.200.9.0/24", Some("10.0.0.3"), Some("eth0"))
+        }),
+        ("8.8.8.0/24 lies in none", |s| {
+            s.route_add(Ns::Host, "8.8.8.0/24", Some("10.0.0.3"), Some("eth0"))
+        }),
+        ("200.200.1.0/24 lies in none", |s| {
+            // this node's own pod CIDR is no peer's
+            s.route_add(Ns::Host, "200.200.1.0/24", Some("10.0.0.2"), Some("eth0"))
+        }),
+        ("belongs to peer \"w2\", whose node IP is 10.0.0.3", |s| {
+            s.route_add(Ns::Host, "200.200.2.0/24", Some("10.0.0.1"), Some("eth0"))
+        }),
+        ("192.168.9.9 is outside the host network", |s| {
+            s.route_add(
+                Ns::Host,
+                "200.200.3.0/24",
+                Some("192.168.9.9"),
+                Some("eth0"),
+            )
+        }),
+        ("must name a gateway", |s| {
+            s.route_add(Ns::Host, "200.200.2.0/24", None, Some("eth0"))
+        }),
+        ("overlaps this node's own pod CIDR 200.200.1.0/24", |s| {
+            s.route_remove(Ns::Host, "200.200.0.0/16", Some("10.0.0.4"), Some("eth0"))
+        }),
+        ("outside the pod network", |s| {
+            s.route_remove(Ns::Host, "0.0.0.0/0", Some("10.0.0.1"), Some("eth0"))
+        }),
+        ("it is the node's uplink", |s| {
+            s.address_add(Ns::Host, "eth0", "200.200.1.9/32")
+        }),
+        ("it is the node's uplink", |s| {
+            s.set_mtu(Ns::Host, "eth0", 1400)
+        }),
+        // the VXLAN link: one, by its configured name, from this node's IP
+        ("the network has one VXLAN link, named \"wcni.1\"", |s| {
+            s.create_vxlan("vx2", 1, 8472, "10.0.0.2", None, None)
+                .map(|_| ())
+        }),
+        (
+            "local address 10.0.0.3 is not one of this node's IPs",
+            |s| {
+                s.create_vxlan(VX, 1, 8472, "10.0.0.3", None, None)
+                    .map(|_| ())
+            },
+        ),
+        ("multicast MAC", |s| {
+            s.create_vxlan(VX, 1, 8472, "10.0.0.2", None, Some("03:00:00:00:00:01"))
+                .map(|_| ())
+        }),
+        ("created by cluster.create-vxlan only", |s| {
+            s.create_bridge(VX, None).map(|_| ())
+        }),
+        ("only a call that created it may delete it", |s| {
+            s.delete_link(Ns::Host, VX)
+        }),
+    ];
+    for (why, op) in cases {
+        let w = if why.contains("VXLAN link, named") || why.contains("local address") {
+            fresh()
+        } else {
+            node()
+        };
+        let mut sb = gate_over(w, false);
+        let before = text(&mut sb);
+        let e = op(&mut sb).expect_err(why);
+        assert_eq!(e.kind, OpKind::Denied, "{why}: {e}");
+        assert!(e.message.contains(why), "{why}: {e}");
+        assert_eq!(text(&mut sb), before, "{why}");
+        assert_eq!(sb.rollback().0, 0, "{why}: journaled a refusal");
+    }
+    // the arguments themselves
+    let mut sb = gate_over(fresh(), false);
+    for (vni, port, what) in [
+        (0, 8472, "VNI 0"),
+        (1 << 24, 8472, "VNI"),
+        (1, 0, "UDP port 0"),
+    ] {
+        let e = sb
+            .create_vxlan(VX, vni, port, "10.0.0.2", None, None)
+            .unwrap_err();
+        assert_eq!(e.kind, OpKind::InvalidArgument, "{e}");
+        assert!(e.message.contains(what), "{e}");
+    }
+    let e = sb.fdb_add(VX, "0e:cc", "10.0.0.3").unwrap_err();
+    assert_eq!(e.kind, OpKind::InvalidArgument, "{e}");
+}
+
+#[test]
+fn a_second_vxlan_link_is_refused_once_one_exists() {
+    let mut sb = gate_over(fresh(), false);
+    sb.create_vxlan(VX, 1, 8472, "10.0.0.2", None, None)
+        .unwrap();
+    let e = sb
+        .create_vxlan(VX, 1, 8472, "10.0.0.2", None, None)
+        .unwrap_err();
+    assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
+    let e = sb
+        .create_vxlan("wcni.2", 2, 8472, "10.0.0.2", None, None)
+        .unwrap_err();
+    assert_eq!(e.kind, OpKind::Denied, "{e}");
+    // the call that created it may delete it again
+    sb.delete_link(Ns::Host, VX).unwrap();
+}
+
+#[test]
+fn reconcile_grants_the_host_namespace_without_an_attachment() {
+    // every cluster change, and the bridge's and the VXLAN link's, is undone exactly
+    for (name, op) in ops() {
+        if !(name.starts_with("cluster.") || name.contains("uplink") || name.contains("VXLAN")) {
+            continue;
+        }
+        let w = if name == "cluster.create-vxlan" {
+            fresh()
+        } else {
+            node()
+        };
+        let mut sb = node_gate_over(w);
+        let before = text(&mut sb);
+        op(&mut sb).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_ne!(text(&mut sb), before, "{name} changed nothing");
+        let (steps, failures) = sb.rollback();
+        assert!(failures.is_empty() && steps > 0, "{name}: {failures:?}");
+        assert_eq!(text(&mut sb), before, "{name} was not undone exactly");
+    }
+    let mut sb = node_gate_over(node());
+    sb.address_add(Ns::Host, "cni0", "200.200.1.2/32").unwrap();
+    sb.set_up(Ns::Host, VX).unwrap();
+    for (what, e) in [
+        ("container", sb.link_get(Ns::Container, "eth0").map(|_| ())),
+        ("pod link", sb.set_up(Ns::Host, &own())),
+        ("bridge delete", sb.delete_link(Ns::Host, "cni0")),
+        (
+            "another attachment's key",
+            sb.store_delete("ip/200.200.1.5").map(|_| ()),
+        ),
+    ] {
+        assert!(e.is_err(), "{what}");
+    }
+    // a key it creates has no owner: any later call may delete it
+    sb.store_put("cluster/digest", "x").unwrap();
+    assert_eq!(sb.node.store_owner("cluster/digest").unwrap(), None);
+}
+
+#[test]
+fn fdb_and_neighbour_adds_count_as_routes() {
+    let mut sb = gate_over(node(), false);
+    sb.limits.routes = 2;
+    sb.fdb_add(VX, "0e:cc:0a:00:00:03", "10.0.0.3").unwrap();
+    sb.neighbor_add(VX, "200.200.2.0", "0e:cc:0a:00:00:03")
+        .unwrap();
+    let e = sb
+        .route_add(Ns::Host, "200.200.2.0/24", Some("10.0.0.3"), Some("eth0"))
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("per-call limit of 2 reached (limits.routes)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn fdb_and_neighbour_lists_are_of_the_vxlan_link_only() {
+    let mut sb = gate_over(node(), true);
+    let fdb = sb.fdb_list(VX).unwrap();
+    assert_eq!(fdb.len(), 1);
+    assert_eq!(fdb[0].remote.to_string(), "10.0.0.4");
+    assert_eq!(sb.neighbor_list(VX).unwrap().len(), 1);
+    assert_eq!(sb.fdb_list("eth0").unwrap_err().kind, OpKind::Denied);
+    assert_eq!(sb.neighbor_list("cni0").unwrap_err().kind, OpKind::Denied);
 }

@@ -48,6 +48,14 @@ impl OpError {
         Self::new(OpKind::Failed, m)
     }
 
+    /// The same error, its message led by the operation it failed (`what: message`).
+    pub fn context(self, what: impl std::fmt::Display) -> Self {
+        OpError {
+            message: format!("{what}: {}", self.message),
+            ..self
+        }
+    }
+
     /// The kind of an OS error number (positive errno).
     pub fn kind_of_errno(errno: i32) -> OpKind {
         match errno {

@@ -457,7 +457,9 @@ impl Node for Model {
     fn add_fdb(&mut self, link: &str, entry: &FdbEntry) -> OpResult<()> {
         let (mac, remote) = (entry.mac.to_string(), entry.remote);
         let what = format!("FDB entry {mac} dst {remote} on {link:?}");
-        let l = self.link(Ns::Host, link)?;
+        let l = self
+            .link(Ns::Host, link)
+            .map_err(|e| e.context(format!("add FDB entry {mac} dst {remote}")))?;
         // the kernel's answer differs per link type; the gate allows FDB entries only
         // on the network's VXLAN link, so the model keeps them only there
         let Some(v) = &l.vxlan else {
@@ -498,7 +500,9 @@ impl Node for Model {
             mac: entry.mac.to_string(),
             remote: entry.remote.to_string(),
         };
-        let l = self.link(Ns::Host, link)?;
+        let l = self
+            .link(Ns::Host, link)
+            .map_err(|e| e.context(format!("remove FDB entry {} dst {}", want.mac, want.remote)))?;
         let before = l.fdb.len();
         l.fdb.retain(|f| *f != want);
         if l.fdb.len() == before {
@@ -532,13 +536,14 @@ impl Node for Model {
     fn add_neighbor(&mut self, link: &str, entry: &NeighborEntry) -> OpResult<()> {
         let (address, mac) = (entry.address.to_string(), entry.mac.to_string());
         let what = format!("neighbour {address} lladdr {mac} on {link:?}");
-        if entry.address.is_ipv6() && self.ipv6_off(link)? {
+        let ctx = |e: OpError| e.context(format!("add neighbour {address} lladdr {mac}"));
+        if entry.address.is_ipv6() && self.ipv6_off(link).map_err(ctx)? {
             return Err(OpError::from_errno(
                 libc::EINVAL,
                 format!("{what}: IPv6 is disabled on the link (EINVAL)"),
             ));
         }
-        let l = self.link(Ns::Host, link)?;
+        let l = self.link(Ns::Host, link).map_err(ctx)?;
         if let Some(n) = l.neighbors.iter().find(|n| n.address == address) {
             return Err(OpError::from_errno(
                 libc::EEXIST,
@@ -554,7 +559,9 @@ impl Node for Model {
 
     fn remove_neighbor(&mut self, link: &str, address: IpAddr) -> OpResult<NeighborEntry> {
         let text = address.to_string();
-        let l = self.link(Ns::Host, link)?;
+        let l = self
+            .link(Ns::Host, link)
+            .map_err(|e| e.context(format!("remove neighbour {text}")))?;
         let not_found = || {
             OpError::from_errno(
                 libc::ENOENT,
@@ -1443,7 +1450,10 @@ mod tests {
         assert_eq!(e.kind, OpKind::Failed, "{e}");
         let e = m.add_fdb("nope", &a).unwrap_err();
         assert_eq!(e.kind, OpKind::NotFound, "{e}");
-        assert!(e.message.contains("nope"), "{e}");
+        assert!(
+            e.message.contains("nope") && e.message.contains("0e:cc:0a:00:00:04"),
+            "{e}"
+        );
         assert_eq!(m.add_fdb("cni0", &a).unwrap_err().kind, OpKind::Failed);
         let b = fdb("0e:cc:0a:00:00:06", "10.0.0.6");
         m.add_fdb("wcni.1", &b).unwrap();

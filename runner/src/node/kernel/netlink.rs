@@ -315,7 +315,9 @@ impl Netlink {
     }
 
     pub fn add_fdb(&mut self, link: &str, entry: &FdbEntry) -> OpResult<()> {
-        let l = self.must_link(Ns::Host, link)?;
+        let l = self
+            .must_link(Ns::Host, link)
+            .map_err(|e| e.context(format!("add FDB entry {} dst {}", entry.mac, entry.remote)))?;
         let h = self.handle(Ns::Host)?;
         let msg = Self::fdb_message(l.index, entry);
         self.block_on(async move {
@@ -337,7 +339,10 @@ impl Netlink {
     /// remote the MAC does not have, removing nothing, so it is looked up first.
     pub fn remove_fdb(&mut self, link: &str, entry: &FdbEntry) -> OpResult<()> {
         let what = || format!("FDB entry {} dst {} on {link:?}", entry.mac, entry.remote);
-        if !self.list_fdb(link)?.contains(entry) {
+        let have = self
+            .list_fdb(link)
+            .map_err(|e| e.context(format!("remove {}", what())))?;
+        if !have.contains(entry) {
             return Err(OpError::not_found(format!("{}: not found", what())));
         }
         let l = self.must_link(Ns::Host, link)?;
@@ -391,13 +396,15 @@ impl Netlink {
     /// entry the kernel made itself for that address (resolving it, before the policy
     /// set it) is not one a list shows: it is replaced, not reported as existing.
     pub fn add_neighbor(&mut self, link: &str, entry: &NeighborEntry) -> OpResult<()> {
-        let l = self.must_link(Ns::Host, link)?;
         let what = || {
             format!(
                 "add neighbour {} lladdr {} to {link:?}",
                 entry.address, entry.mac
             )
         };
+        let l = self
+            .must_link(Ns::Host, link)
+            .map_err(|e| e.context(what()))?;
         let add = |this: &mut Self, replace: bool| {
             let h = this.handle(Ns::Host)?;
             this.block_on(async move {
@@ -433,7 +440,8 @@ impl Netlink {
     /// Remove the permanent entry of `address`; returns it as it was.
     pub fn remove_neighbor(&mut self, link: &str, address: IpAddr) -> OpResult<NeighborEntry> {
         let Some(entry) = self
-            .list_neighbors(link)?
+            .list_neighbors(link)
+            .map_err(|e| e.context(format!("remove neighbour {address}")))?
             .into_iter()
             .find(|n| n.address == address)
         else {

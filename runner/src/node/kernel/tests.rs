@@ -976,6 +976,16 @@ fn vxlan_fdb_and_neighbours_as_the_tools_see_them() {
         remote: "10.0.0.4".parse().unwrap(),
     };
     k.add_fdb("wcni.1", &a).unwrap();
+    // errors name the link and the entry
+    for e in [
+        k.add_fdb("nope", &a).unwrap_err(),
+        k.add_fdb("wcni.1", &a).unwrap_err(),
+    ] {
+        assert!(
+            e.message.contains("0e:cc:0a:00:00:04") && e.message.contains("10.0.0.4"),
+            "{e}"
+        );
+    }
     assert_eq!(
         tool("bridge", &["fdb", "show", "dev", "wcni.1"]).trim(),
         "0e:cc:0a:00:00:04 dst 10.0.0.4 self permanent"

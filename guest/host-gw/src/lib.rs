@@ -1,0 +1,367 @@
+//! The host-gw policy (flannel's `host-gw` backend): the default bridge policy for the
+//! pods of this node, and for every other node of the cluster, and each address
+//! family, a route on this node to that node's pod CIDR via that node's IP, through
+//! the uplink:
+//!
+//! ```text
+//! 200.200.2.0/24   via 10.0.0.4    dev eth0     (worker-2's pods)
+//! fd00:200:2::/64  via fd00:10::4  dev eth0
+//! ```
+//!
+//! Pod traffic to another node leaves unencapsulated, addressed to the pod, with the
+//! other node's MAC: every node must be on one L2 segment with the others (the kernel
+//! refuses a gateway that is not on a connected network). On a cloud VPC that routes
+//! by destination (GCP), the VPC drops such packets unless it has the same routes:
+//! use the VXLAN policy there.
+//!
+//! The peers come from the runner (`cluster.peers`: the config's `peers` without this
+//! node). [`sync`] brings the uplink's routes in line with them: it adds the missing
+//! ones and removes the routes through the uplink, inside the pod network, that no
+//! peer owns any more (a node left, or changed its IP). `wasm-cni reconcile -c
+//! CONFLIST` runs it (`node-policy.reconcile`); ADD runs it too when the peers changed
+//! since the last sync (a digest in the store, `node/peers`).
+
+use std::net::IpAddr;
+use wasm_cni_guest_kit::internode::{self, Changes, Me, PeerNode};
+use wasm_cni_guest_kit::prelude::*;
+
+/// The host-gw policy.
+pub struct HostGw;
+
+/// The routes this node wants on the uplink: each peer's pod CIDR via its IP of the
+/// CIDR's family, in peer order, IPv4 first. A CIDR of a family the peer has no IP of
+/// cannot be routed: logged and skipped.
+pub fn wanted(node: &mut impl Node, cfg: &Config, peers: &[PeerNode]) -> Vec<(Net, IpAddr)> {
+    let mut out = Vec::new();
+    for peer in peers {
+        for cidr in internode::routable_cidrs(node, cfg, peer) {
+            match peer.ip(cidr.family()) {
+                Some(gw) => out.push((cidr, gw)),
+                None => node.warn(&format!(
+                    "peer {}: no {} node IP to route {cidr} through: skipped",
+                    peer.label(),
+                    cidr.family()
+                )),
+            }
+        }
+    }
+    out
+}
+
+fn uplink_route(dst: Net, gw: IpAddr, uplink: &str) -> Route {
+    Route {
+        destination: dst.to_string(),
+        gateway: Some(gw.to_string()),
+        link: Some(uplink.to_string()),
+    }
+}
+
+/// Bring the uplink's peer routes in line with `peers`: remove first (a peer whose IP
+/// changed gets its destination back through the new gateway), then add what is
+/// missing. Routes outside the pod network, or without a gateway, are not touched.
+pub fn sync(
+    node: &mut impl Node,
+    cfg: &Config,
+    me: &Me,
+    peers: &[PeerNode],
+) -> Result<Changes, CniError> {
+    let uplink = me.uplink.name.as_str();
+    let want = wanted(node, cfg, peers);
+    let have: Vec<(Net, Option<IpAddr>)> = node
+        .route_list(Netns::Host, Some(uplink))
+        .map_err(step("list uplink routes"))?
+        .iter()
+        .filter_map(internode::route_key)
+        .collect();
+    let mut changes = Changes::default();
+    for (dst, gw) in &have {
+        let Some(gw) = *gw else { continue };
+        if internode::peer_destination(cfg, *dst) && !want.contains(&(*dst, gw)) {
+            node.route_remove(Netns::Host, &uplink_route(*dst, gw, uplink))
+                .map_err(step("remove a departed peer's route"))?;
+            changes.removed += 1;
+        }
+    }
+    for (dst, gw) in &want {
+        if !have.contains(&(*dst, Some(*gw))) {
+            node.route_add(Netns::Host, &uplink_route(*dst, *gw, uplink))
+                .map_err(step("add peer route"))?;
+            changes.added += 1;
+        }
+    }
+    Ok(changes)
+}
+
+/// What the store's `node/peers` holds after a sync for these inputs.
+pub fn state(cfg: &Config, me: &Me, peers: &[PeerNode]) -> String {
+    format!(
+        "host-gw v1 {}",
+        internode::digest(&internode::describe(cfg, me, peers))
+    )
+}
+
+/// ADD: the peers' routes when the peers changed since the last sync, then the bridge
+/// policy's ADD.
+pub fn add(node: &mut impl Node, req: &Request) -> Result<AddResult, CniError> {
+    let cfg = parse_config(&req.config)?;
+    let me = internode::this_node(node)?;
+    let peers = internode::peers(node)?;
+    let state = state(&cfg, &me, &peers);
+    internode::sync_lazily(node, &state, true, |n| sync(n, &cfg, &me, &peers))?;
+    bridge::add_with(node, req, &cfg)
+}
+
+/// `node-policy.reconcile`: the full sync, whatever the store says.
+pub fn reconcile(node: &mut impl Node, config: &str) -> Result<Changes, String> {
+    let cfg = parse_config(config).map_err(|e| e.message)?;
+    let me = internode::this_node(node).map_err(|e| e.message)?;
+    let peers = internode::peers(node).map_err(|e| e.message)?;
+    let state = state(&cfg, &me, &peers);
+    internode::reconcile_with(node, &state, |n| sync(n, &cfg, &me, &peers))
+}
+
+impl Policy for HostGw {
+    fn add(req: &Request) -> Result<AddResult, CniError> {
+        add(&mut Runner, req)
+    }
+
+    fn check(req: &Request) -> Result<(), CniError> {
+        bridge::check(&mut Runner, req)
+    }
+
+    fn node_problem(cfg: &Config) -> Result<Option<String>, CniError> {
+        bridge::node_problem(&mut Runner, cfg)
+    }
+}
+
+impl NodePolicy for HostGw {
+    fn reconcile(config: &str) -> Result<(), String> {
+        reconcile(&mut Runner, config).map(|_| ())
+    }
+}
+
+// Only the wasm build exports the component (world `cni-node-policy`); natively the
+// crate is a plain library whose tests run the policy on the kit's fake node.
+#[cfg(target_arch = "wasm32")]
+wasm_cni_guest_kit::export_node!(HostGw);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_cni_guest_kit::fake::FakeNode;
+
+    const DUAL: &str = r#"{"cniVersion":"1.0.0","name":"lab",
+        "myHostNetwork":["10.0.0.0/16","fd00:10::/64"],
+        "myPodNetwork":["200.200.0.0/16","fd00:200::/32"],
+        "myPodSubnet":["200.200.1.0/24","fd00:200:1::/64"]}"#;
+
+    const V4: &str = r#"{"cniVersion":"1.0.0","name":"lab","myHostNetwork":"10.0.0.0/16",
+        "myPodNetwork":"200.200.0.0/16","myPodSubnet":"200.200.1.0/24"}"#;
+
+    fn w2() -> Peer {
+        FakeNode::peer(
+            "worker-2",
+            &["10.0.0.4", "fd00:10::4"],
+            &["200.200.2.0/24", "fd00:200:2::/64"],
+        )
+    }
+
+    fn w3() -> Peer {
+        FakeNode::peer(
+            "worker-3",
+            &["10.0.0.5", "fd00:10::5"],
+            &["200.200.3.0/24", "fd00:200:3::/64"],
+        )
+    }
+
+    /// This node (10.0.0.3) with its uplink's own routes: the default route, and one
+    /// outside the pod network, which no sync may touch.
+    fn node(peers: Vec<Peer>) -> FakeNode {
+        let mut n = FakeNode::default();
+        n.cluster("eth0", 1500, &["10.0.0.3/16", "fd00:10::3/64"], "wcni.1");
+        for (dst, gw) in [("0.0.0.0/0", "10.0.0.1"), ("192.168.7.0/24", "10.0.0.9")] {
+            n.routes
+                .push(("host", dst.into(), Some(gw.into()), Some("eth0".into())));
+        }
+        n.peers = peers;
+        n
+    }
+
+    fn request(cid: &str, config: &str) -> Request {
+        Request {
+            container_id: cid.into(),
+            ifname: "eth0".into(),
+            host_link: format!("wc-{cid}"),
+            has_netns: true,
+            args: Vec::new(),
+            ips: Vec::new(),
+            mac: None,
+            config: config.into(),
+        }
+    }
+
+    #[test]
+    fn first_sync_routes_every_peer_of_both_families_via_its_node_ip() {
+        let mut n = node(vec![w2(), w3()]);
+        let c = reconcile(&mut n, DUAL).unwrap();
+        assert_eq!(
+            c,
+            Changes {
+                added: 4,
+                removed: 0
+            }
+        );
+        assert_eq!(
+            n.routes_on("eth0"),
+            [
+                "0.0.0.0/0 via 10.0.0.1",
+                "192.168.7.0/24 via 10.0.0.9",
+                "200.200.2.0/24 via 10.0.0.4",
+                "fd00:200:2::/64 via fd00:10::4",
+                "200.200.3.0/24 via 10.0.0.5",
+                "fd00:200:3::/64 via fd00:10::5",
+            ]
+        );
+        assert!(n
+            .changes()
+            .contains(&r#"routes.add(host, "200.200.2.0/24" via "10.0.0.4" dev "eth0")"#));
+        assert!(n.store.0["node/peers"].starts_with("host-gw v1 "));
+    }
+
+    #[test]
+    fn a_second_sync_changes_nothing() {
+        let mut n = node(vec![w2(), w3()]);
+        reconcile(&mut n, DUAL).unwrap();
+        n.calls.clear();
+        let c = reconcile(&mut n, DUAL).unwrap();
+        assert_eq!(c, Changes::default());
+        let state = n.store.0["node/peers"].clone();
+        assert_eq!(
+            n.changes(),
+            [format!("store.put(\"node/peers\", {state:?})").as_str()]
+        );
+    }
+
+    #[test]
+    fn a_departed_peer_loses_exactly_its_routes() {
+        let mut n = node(vec![w2(), w3()]);
+        reconcile(&mut n, DUAL).unwrap();
+        n.calls.clear();
+        n.peers = vec![w3()];
+        let c = reconcile(&mut n, DUAL).unwrap();
+        assert_eq!(
+            c,
+            Changes {
+                added: 0,
+                removed: 2
+            }
+        );
+        let changes = n.changes();
+        assert_eq!(
+            changes[..2],
+            [
+                r#"routes.remove(host, "200.200.2.0/24" via "10.0.0.4" dev "eth0")"#,
+                r#"routes.remove(host, "fd00:200:2::/64" via "fd00:10::4" dev "eth0")"#,
+            ]
+        );
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert_eq!(
+            n.routes_on("eth0"),
+            [
+                "0.0.0.0/0 via 10.0.0.1",
+                "192.168.7.0/24 via 10.0.0.9",
+                "200.200.3.0/24 via 10.0.0.5",
+                "fd00:200:3::/64 via fd00:10::5",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_peer_and_a_moved_peer_get_their_routes() {
+        let mut n = node(vec![w2()]);
+        reconcile(&mut n, DUAL).unwrap();
+        n.calls.clear();
+        // worker-2 moved to another IP; worker-3 joined
+        let mut moved = w2();
+        moved.ips = vec!["10.0.0.14".into(), "fd00:10::14".into()];
+        n.peers = vec![moved, w3()];
+        let c = reconcile(&mut n, DUAL).unwrap();
+        assert_eq!(
+            c,
+            Changes {
+                added: 4,
+                removed: 2
+            }
+        );
+        assert_eq!(
+            n.routes_on("eth0")[2..],
+            [
+                "200.200.2.0/24 via 10.0.0.14",
+                "fd00:200:2::/64 via fd00:10::14",
+                "200.200.3.0/24 via 10.0.0.5",
+                "fd00:200:3::/64 via fd00:10::5",
+            ]
+        );
+    }
+
+    #[test]
+    fn ipv4_only_nodes_and_peers_without_an_ipv6_ip() {
+        let mut n = node(vec![FakeNode::peer(
+            "old",
+            &["10.0.0.6"],
+            &["200.200.6.0/24", "fd00:200:6::/64"],
+        )]);
+        reconcile(&mut n, DUAL).unwrap();
+        assert_eq!(n.routes_on("eth0")[2..], ["200.200.6.0/24 via 10.0.0.6"]);
+        assert!(n.log.contains(
+            &"peer \"old\": no IPv6 node IP to route fd00:200:6::/64 through: skipped".into()
+        ));
+        // an IPv4-only network routes no IPv6 CIDR (outside its pod network)
+        let mut n = node(vec![w2()]);
+        reconcile(&mut n, V4).unwrap();
+        assert_eq!(n.routes_on("eth0")[2..], ["200.200.2.0/24 via 10.0.0.4"]);
+    }
+
+    #[test]
+    fn add_syncs_lazily_then_wires_the_pod_as_the_default_policy_does() {
+        let mut n = node(vec![w2(), w3()]);
+        let r = add(&mut n, &request("a", DUAL)).unwrap();
+        assert_eq!(r.ips[0].address, "200.200.1.2/24");
+        assert_eq!(n.routes_on("eth0").len(), 6);
+        assert!(n.links.contains_key(&("host", "cni0".to_string())));
+        // the next pod: one store read, no route calls
+        n.next_pod();
+        add(&mut n, &request("b", DUAL)).unwrap();
+        let calls = n.calls.clone();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("routes.list(host") || c.starts_with("routes.add(host")),
+            "{calls:?}"
+        );
+        assert!(calls.contains(&r#"store.get("node/peers")"#.to_string()));
+        // a peer left: the next ADD removes its routes
+        n.peers = vec![w3()];
+        n.next_pod();
+        add(&mut n, &request("c", DUAL)).unwrap();
+        assert_eq!(n.routes_on("eth0").len(), 4);
+    }
+
+    #[test]
+    fn a_failed_route_fails_add_and_records_no_state() {
+        let mut n = node(vec![w2()]);
+        n.fail.insert("routes.add");
+        let e = add(&mut n, &request("a", DUAL)).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (HOST_FAILED, "add peer route: routes.add: denied")
+        );
+        assert!(!n.store.0.contains_key("node/peers"));
+        let e = reconcile(&mut n, DUAL).unwrap_err();
+        assert_eq!(e, "add peer route: routes.add: denied");
+        assert_eq!(
+            reconcile(&mut n, "{}").unwrap_err(),
+            "missing field \"myHostNetwork\" (a CIDR)"
+        );
+    }
+}
