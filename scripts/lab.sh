@@ -285,13 +285,13 @@ cmd_guest() {  # FILE.wasm|default|host-gw|vxlan|oci://REF [--insecure] [--ca-fi
         case $a in
             --insecure) LAB_PULL_OPTS+=(--insecure) ;;
             --ca-file|--registry-config)
-                (($#)) || die "usage: $0 guest FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
+                (($#)) || die "usage: $0 guest FILE.wasm|default|host-gw|vxlan|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
                 LAB_PULL_OPTS+=("$a" "$1"); shift ;;
-            *) [[ -z $file ]] || die "usage: $0 guest FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
+            *) [[ -z $file ]] || die "usage: $0 guest FILE.wasm|default|host-gw|vxlan|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
                file=$a ;;
         esac
     done
-    [[ -n $file ]] || die "usage: $0 guest FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
+    [[ -n $file ]] || die "usage: $0 guest FILE.wasm|default|host-gw|vxlan|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
     [[ $file == oci://* || ${#LAB_PULL_OPTS[@]} -eq 0 || -n ${LAB_REGISTRY_INSECURE:-}${LAB_REGISTRY_CA:-}${LAB_REGISTRY_CONFIG:-} ]] ||
         die "--insecure, --ca-file and --registry-config are for 'guest oci://REF'"
     [[ -f $LAB_DIR/plugin && $(cat "$LAB_DIR/plugin") == wasm-cni ]] ||
