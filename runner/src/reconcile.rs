@@ -55,6 +55,14 @@ pub fn network_config(text: &str) -> Result<String> {
     serde_json::to_string(&Value::Object(conf)).map_err(|e| Error::Internal(e.to_string()))
 }
 
+/// What a run did, for the log line (the same keys as a CNI call's).
+#[derive(Default)]
+struct Stats {
+    host_calls: u32,
+    changes: usize,
+    rolled_back: Option<usize>,
+}
+
 /// Run it: Ok is the one-line summary (also when the guest has nothing to reconcile),
 /// Err the failure (its changes undone).
 pub fn run(file: &Path) -> Result<String> {
@@ -64,16 +72,28 @@ pub fn run(file: &Path) -> Result<String> {
     let conf = NetConf::parse(network_config(&text)?)?;
     supervisor::start();
     let log = CallLog::open(&conf.log_file, "RECONCILE", "", conf.limits.log_file_bytes);
-    let r = execute(&conf, &log);
+    let mut stats = Stats::default();
+    let r = execute(&conf, &log, &mut stats);
     let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let counts = format!(
+        "host_calls={} changes={}{}",
+        stats.host_calls,
+        stats.changes,
+        stats
+            .rolled_back
+            .map_or_else(String::new, |n| format!(" rolled_back={n}"))
+    );
     match &r {
-        Ok(summary) => log.line("INFO", &format!("ok {ms:.2}ms: {summary}")),
-        Err(e) => log.line("ERROR", &format!("failed {ms:.2}ms: {e}")),
+        Ok(summary) => log.line("INFO", &format!("ok {ms:.2}ms {counts}: {summary}")),
+        Err(e) => log.line(
+            "ERROR",
+            &format!("failed code={} {ms:.2}ms {counts}: {e}", e.code()),
+        ),
     }
     r
 }
 
-fn execute(conf: &NetConf, log: &CallLog) -> Result<String> {
+fn execute(conf: &NetConf, log: &CallLog, stats: &mut Stats) -> Result<String> {
     let engine = wasm::engine::engine()?;
     let guest = wasm::engine::load(
         &engine,
@@ -107,14 +127,19 @@ fn execute(conf: &NetConf, log: &CallLog) -> Result<String> {
     supervisor::watch(session.gate().clone(), session.timeout());
     let done = session.run(&engine, &guest.component);
     let g = gate::lock(session.gate());
-    let (calls, changes) = (g.calls, g.journal.as_ref().map_or(0, |j| j.len()));
+    stats.host_calls = g.calls;
+    // after a rollback the journal is gone: what stays is nothing
+    stats.changes = g.journal.as_ref().map_or(0, |j| j.len());
+    stats.rolled_back = done.rolled_back;
     drop(g);
     drop(lock);
     match (done.result, done.rolled_back) {
         (Ok(_), _) => Ok(format!(
-            "network {:?} reconciled by guest {}: {calls} host call(s), {changes} change(s)",
+            "network {:?} reconciled by guest {}: {} host call(s), {} change(s)",
             conf.name,
-            conf.guest.display()
+            conf.guest.display(),
+            stats.host_calls,
+            stats.changes
         )),
         (Err(e), Some(n)) => Err(Error::Policy {
             code: e.code(),

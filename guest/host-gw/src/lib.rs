@@ -29,18 +29,27 @@ use wasm_cni_guest_kit::prelude::*;
 pub struct HostGw;
 
 /// The routes this node wants on the uplink: each peer's pod CIDR via its IP of the
-/// CIDR's family, in peer order, IPv4 first. A CIDR of a family the peer has no IP of
-/// cannot be routed: logged and skipped.
-pub fn wanted(node: &mut impl Node, cfg: &Config, peers: &[PeerNode]) -> Vec<(Net, IpAddr)> {
+/// CIDR's family, in peer order, IPv4 first. A CIDR of a family the peer, or this
+/// node, has no IP of cannot be routed over the uplink: logged and skipped.
+pub fn wanted(
+    node: &mut impl Node,
+    cfg: &Config,
+    me: &Me,
+    peers: &[PeerNode],
+) -> Vec<(Net, IpAddr)> {
     let mut out = Vec::new();
     for peer in peers {
         for cidr in internode::routable_cidrs(node, cfg, peer) {
-            match peer.ip(cidr.family()) {
-                Some(gw) => out.push((cidr, gw)),
-                None => node.warn(&format!(
-                    "peer {}: no {} node IP to route {cidr} through: skipped",
-                    peer.label(),
-                    cidr.family()
+            let family = cidr.family();
+            match (peer.ip(family), me.ip(family)) {
+                (Some(gw), Some(_)) => out.push((cidr, gw)),
+                (None, _) => node.warn(&format!(
+                    "peer {}: no {family} node IP to route {cidr} through: skipped",
+                    peer.label()
+                )),
+                (Some(_), None) => node.warn(&format!(
+                    "this node has no {family} IP: peer {}'s {cidr} is not routed",
+                    peer.label()
                 )),
             }
         }
@@ -59,14 +68,17 @@ fn uplink_route(dst: Net, gw: IpAddr, uplink: &str) -> Route {
 /// Bring the uplink's peer routes in line with `peers`: remove first (a peer whose IP
 /// changed gets its destination back through the new gateway), then add what is
 /// missing. Routes outside the pod network, or without a gateway, are not touched.
+/// A route the kernel refuses is an error when `strict` (reconcile), a warning and
+/// [`Changes::skipped`] otherwise (ADD: a pod must not fail for another node's route).
 pub fn sync(
     node: &mut impl Node,
     cfg: &Config,
     me: &Me,
     peers: &[PeerNode],
+    strict: bool,
 ) -> Result<Changes, CniError> {
     let uplink = me.uplink.name.as_str();
-    let want = wanted(node, cfg, peers);
+    let want = wanted(node, cfg, me, peers);
     let have: Vec<(Net, Option<IpAddr>)> = node
         .route_list(Netns::Host, Some(uplink))
         .map_err(step("list uplink routes"))?
@@ -76,17 +88,37 @@ pub fn sync(
     let mut changes = Changes::default();
     for (dst, gw) in &have {
         let Some(gw) = *gw else { continue };
-        if internode::peer_destination(cfg, *dst) && !want.contains(&(*dst, gw)) {
+        // a gateway outside the host network is no peer's: not this policy's route
+        let ours = cfg.host_network.containing(gw).is_some();
+        if ours && internode::peer_destination(cfg, *dst) && !want.contains(&(*dst, gw)) {
             node.route_remove(Netns::Host, &uplink_route(*dst, gw, uplink))
                 .map_err(step("remove a departed peer's route"))?;
             changes.removed += 1;
         }
     }
     for (dst, gw) in &want {
-        if !have.contains(&(*dst, Some(*gw))) {
-            node.route_add(Netns::Host, &uplink_route(*dst, *gw, uplink))
-                .map_err(step("add peer route"))?;
-            changes.added += 1;
+        if have.contains(&(*dst, Some(*gw))) {
+            continue;
+        }
+        match node.route_add(Netns::Host, &uplink_route(*dst, *gw, uplink)) {
+            Ok(()) => changes.added += 1,
+            // The kernel refuses a gateway that is not on a connected network: this
+            // node and that peer do not share a segment (GCP gives every VM a /32).
+            // A pod's ADD goes on without the route (traffic to that node takes the
+            // node's default route, e.g. a VPC with inter-node-routes.sh); reconcile
+            // reports it, so the operator learns host-gw cannot work here.
+            Err(e) if e.kind == ErrorKind::Failed => {
+                let why = format!(
+                    "route {dst} via {gw} on {uplink} refused by the kernel ({}): host-gw needs every node on this node's network segment; use the VXLAN policy, or routes in the network itself (docs/gcp.md)",
+                    e.message
+                );
+                if strict {
+                    return Err(cni(HOST_FAILED, why));
+                }
+                node.warn(&why);
+                changes.skipped += 1;
+            }
+            Err(e) => return Err(step("add peer route")(e)),
         }
     }
     Ok(changes)
@@ -107,7 +139,7 @@ pub fn add(node: &mut impl Node, req: &Request) -> Result<AddResult, CniError> {
     let me = internode::this_node(node)?;
     let peers = internode::peers(node)?;
     let state = state(&cfg, &me, &peers);
-    internode::sync_lazily(node, &state, true, |n| sync(n, &cfg, &me, &peers))?;
+    internode::sync_lazily(node, &state, true, |n| sync(n, &cfg, &me, &peers, false))?;
     bridge::add_with(node, req, &cfg)
 }
 
@@ -117,7 +149,7 @@ pub fn reconcile(node: &mut impl Node, config: &str) -> Result<Changes, String> 
     let me = internode::this_node(node).map_err(|e| e.message)?;
     let peers = internode::peers(node).map_err(|e| e.message)?;
     let state = state(&cfg, &me, &peers);
-    internode::reconcile_with(node, &state, |n| sync(n, &cfg, &me, &peers))
+    internode::reconcile_with(node, &state, |n| sync(n, &cfg, &me, &peers, true))
 }
 
 impl Policy for HostGw {
@@ -179,7 +211,12 @@ mod tests {
     fn node(peers: Vec<Peer>) -> FakeNode {
         let mut n = FakeNode::default();
         n.cluster("eth0", 1500, &["10.0.0.3/16", "fd00:10::3/64"], "wcni.1");
-        for (dst, gw) in [("0.0.0.0/0", "10.0.0.1"), ("192.168.7.0/24", "10.0.0.9")] {
+        for (dst, gw) in [
+            ("0.0.0.0/0", "10.0.0.1"),
+            ("192.168.7.0/24", "10.0.0.9"),
+            // inside the pod network, but via a router outside the host network
+            ("200.200.99.0/24", "172.16.0.1"),
+        ] {
             n.routes
                 .push(("host", dst.into(), Some(gw.into()), Some("eth0".into())));
         }
@@ -208,7 +245,8 @@ mod tests {
             c,
             Changes {
                 added: 4,
-                removed: 0
+                removed: 0,
+                skipped: 0
             }
         );
         assert_eq!(
@@ -216,6 +254,7 @@ mod tests {
             [
                 "0.0.0.0/0 via 10.0.0.1",
                 "192.168.7.0/24 via 10.0.0.9",
+                "200.200.99.0/24 via 172.16.0.1",
                 "200.200.2.0/24 via 10.0.0.4",
                 "fd00:200:2::/64 via fd00:10::4",
                 "200.200.3.0/24 via 10.0.0.5",
@@ -253,7 +292,8 @@ mod tests {
             c,
             Changes {
                 added: 0,
-                removed: 2
+                removed: 2,
+                skipped: 0
             }
         );
         let changes = n.changes();
@@ -270,6 +310,7 @@ mod tests {
             [
                 "0.0.0.0/0 via 10.0.0.1",
                 "192.168.7.0/24 via 10.0.0.9",
+                "200.200.99.0/24 via 172.16.0.1",
                 "200.200.3.0/24 via 10.0.0.5",
                 "fd00:200:3::/64 via fd00:10::5",
             ]
@@ -290,11 +331,12 @@ mod tests {
             c,
             Changes {
                 added: 4,
-                removed: 2
+                removed: 2,
+                skipped: 0
             }
         );
         assert_eq!(
-            n.routes_on("eth0")[2..],
+            n.routes_on("eth0")[3..],
             [
                 "200.200.2.0/24 via 10.0.0.14",
                 "fd00:200:2::/64 via fd00:10::14",
@@ -312,14 +354,22 @@ mod tests {
             &["200.200.6.0/24", "fd00:200:6::/64"],
         )]);
         reconcile(&mut n, DUAL).unwrap();
-        assert_eq!(n.routes_on("eth0")[2..], ["200.200.6.0/24 via 10.0.0.6"]);
+        assert_eq!(n.routes_on("eth0")[3..], ["200.200.6.0/24 via 10.0.0.6"]);
         assert!(n.log.contains(
             &"peer \"old\": no IPv6 node IP to route fd00:200:6::/64 through: skipped".into()
+        ));
+        // a node without an IPv6 IP routes no IPv6 CIDR
+        let mut n = node(vec![w2()]);
+        n.this_node.as_mut().unwrap().ips.truncate(1);
+        reconcile(&mut n, DUAL).unwrap();
+        assert_eq!(n.routes_on("eth0")[3..], ["200.200.2.0/24 via 10.0.0.4"]);
+        assert!(n.log.contains(
+            &"this node has no IPv6 IP: peer \"worker-2\"'s fd00:200:2::/64 is not routed".into()
         ));
         // an IPv4-only network routes no IPv6 CIDR (outside its pod network)
         let mut n = node(vec![w2()]);
         reconcile(&mut n, V4).unwrap();
-        assert_eq!(n.routes_on("eth0")[2..], ["200.200.2.0/24 via 10.0.0.4"]);
+        assert_eq!(n.routes_on("eth0")[3..], ["200.200.2.0/24 via 10.0.0.4"]);
     }
 
     #[test]
@@ -327,7 +377,7 @@ mod tests {
         let mut n = node(vec![w2(), w3()]);
         let r = add(&mut n, &request("a", DUAL)).unwrap();
         assert_eq!(r.ips[0].address, "200.200.1.2/24");
-        assert_eq!(n.routes_on("eth0").len(), 6);
+        assert_eq!(n.routes_on("eth0").len(), 7);
         assert!(n.links.contains_key(&("host", "cni0".to_string())));
         // the next pod: one store read, no route calls
         n.next_pod();
@@ -344,7 +394,7 @@ mod tests {
         n.peers = vec![w3()];
         n.next_pod();
         add(&mut n, &request("c", DUAL)).unwrap();
-        assert_eq!(n.routes_on("eth0").len(), 4);
+        assert_eq!(n.routes_on("eth0").len(), 5);
     }
 
     #[test]
@@ -363,5 +413,30 @@ mod tests {
             reconcile(&mut n, "{}").unwrap_err(),
             "missing field \"myHostNetwork\" (a CIDR)"
         );
+    }
+
+    #[test]
+    fn a_peer_off_this_nodes_segment_fails_reconcile_but_not_a_pods_add() {
+        // GCP: every VM has a /32, so no peer's IP is on a connected network
+        let mut n = FakeNode::default();
+        n.cluster("eth0", 1460, &["10.0.0.3/32"], "wcni.1");
+        n.peers = vec![w2()];
+        let e = reconcile(&mut n, V4).unwrap_err();
+        assert!(
+            e.contains("200.200.2.0/24 via 10.0.0.4 on eth0 refused by the kernel"),
+            "{e}"
+        );
+        assert!(
+            e.contains("host-gw needs every node on this node's network segment"),
+            "{e}"
+        );
+        assert!(!n.store.0.contains_key("node/peers"));
+        // a pod still gets its network; the state is not recorded, so the next ADD retries
+        add(&mut n, &request("c1", V4)).unwrap();
+        assert!(!n.store.0.contains_key("node/peers"));
+        assert!(n
+            .routes_on("eth0")
+            .iter()
+            .all(|r| !r.starts_with("200.200.2.0/24")));
     }
 }

@@ -226,6 +226,9 @@ pub struct Changes {
     pub added: usize,
     /// Objects removed (departed peers' routes, FDB and neighbour entries).
     pub removed: usize,
+    /// Objects the kernel refused and a lenient sync (ADD's) skipped with a warning;
+    /// the state is then not stored, so the next ADD tries again.
+    pub skipped: usize,
 }
 
 /// ADD's lazy sync: when `current` (the policy's objects it can see cheaply are there)
@@ -246,6 +249,13 @@ pub fn sync_lazily<N: Node>(
         return Ok(());
     }
     let changes = sync(node)?;
+    if changes.skipped > 0 {
+        node.warn(&format!(
+            "peers synced in part: {} added, {} removed, {} refused (see the warnings above); the next ADD tries again",
+            changes.added, changes.removed, changes.skipped
+        ));
+        return Ok(());
+    }
     node.put(STATE_KEY, state)
         .map_err(store_step("record peers state"))?;
     node.info(&format!(

@@ -2,10 +2,12 @@
 //! policy (ADD, CHECK, and what STATUS should look at):
 //!
 //! - `bindings`: the world `cni-policy` of `wit/world.wit` (`wasm-cni:plugin@0.2.0`:
-//!   host functions and types).
+//!   host functions and types); `node_bindings`: the `node-policy` export that makes
+//!   a guest exporting it with [`export_node!`] a `cni-node-policy` component.
 //! - `policy`:   the [`Policy`](policy::Policy) trait a guest implements, the commands
 //!   that are the same in every policy (DEL, GC, STATUS), error codes and helpers, and
-//!   the host calls as a trait ([`Node`](policy::Node)).
+//!   the host calls as a trait ([`Node`](policy::Node)); [`NodePolicy`](policy::NodePolicy)
+//!   for a policy that also reconciles the node with the cluster.
 //! - `config`:   the network config fields (`myPodSubnet`, `myPodNetwork`, ...), a CIDR
 //!   or one per address family, validated.
 //! - `ipam`:     round-robin address management over the runner's store, per family.

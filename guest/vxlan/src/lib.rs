@@ -182,7 +182,10 @@ pub fn plan(
             continue;
         };
         let mac = vtep_mac(remote);
-        p.fdb.push((mac.clone(), remote));
+        // two entries of one node (the runner allows it) share one FDB entry
+        if !p.fdb.contains(&(mac.clone(), remote)) {
+            p.fdb.push((mac.clone(), remote));
+        }
         for cidr in internode::routable_cidrs(node, cfg, peer) {
             let gw = cidr.network();
             p.neighbors.push((gw, mac.clone()));

@@ -165,7 +165,8 @@ fn first_sync_makes_the_link_and_each_peers_entries_dual_stack() {
         c,
         Changes {
             added: 10,
-            removed: 0
+            removed: 0,
+            skipped: 0
         }
     );
     assert_eq!(n.vxlans["wcni.1"], (1, 8472, "10.0.0.3".to_string()));
@@ -210,7 +211,8 @@ fn a_departed_peer_loses_exactly_its_routes_neighbours_and_fdb_entry() {
         c,
         Changes {
             added: 0,
-            removed: 7
+            removed: 7,
+            skipped: 0
         }
     );
     let changes = n.changes();
@@ -268,7 +270,8 @@ fn a_new_peer_gets_its_entries_and_a_moved_one_is_repointed() {
         c,
         Changes {
             added: 10,
-            removed: 3
+            removed: 3,
+            skipped: 0
         }
     );
     let (fdb, neigh, routes) = entries(&n);

@@ -194,8 +194,15 @@ impl Cluster {
                 "vxlanLink {vxlan_link:?} is the bridge's name; the VXLAN link is a link of its own"
             )));
         }
+        let has_peers = obj.get("peers").is_some_and(|p| !p.is_null());
         let host_networks = match obj.get("hostNetwork") {
-            None | Some(Value::Null) => host_networks(obj.get("myHostNetwork"), "myHostNetwork")?,
+            // `myHostNetwork` is the guests' key (masquerade exceptions), checked by them
+            // as before; the runner reads it only for a cluster, where the grants of
+            // uplink routes and VXLAN remotes depend on it
+            None | Some(Value::Null) if has_peers => {
+                host_networks(obj.get("myHostNetwork"), "myHostNetwork")?
+            }
+            None | Some(Value::Null) => Vec::new(),
             v => host_networks(v, "hostNetwork")?,
         };
         let node_ips = node_ips(obj.get("nodeIP"), "nodeIP")?;
@@ -829,6 +836,9 @@ mod tests {
             parse(&format!("{{{base}}}")).unwrap().cluster,
             Cluster::default()
         );
+        // without peers, myHostNetwork stays the guest's to check (it grants nothing)
+        let c = parse(&format!(r#"{{{base},"myHostNetwork":"ten/16"}}"#)).unwrap();
+        assert!(c.cluster.host_networks.is_empty());
         let peer = |p: &str| format!(r#"{{{base},"peers":[{p}]}}"#);
         let many: Vec<String> = (0..=MAX_PEERS)
             .map(|i| format!(r#"{{"nodeIP":"10.{}.{}.1"}}"#, i / 256, i % 256))
@@ -872,7 +882,10 @@ mod tests {
                 format!(r#"{{{base},"hostNetwork":["10.0.0.0/8","10.1.0.0/16"]}}"#),
                 "second IPv4 network",
             ),
-            (format!(r#"{{{base},"myHostNetwork":"x"}}"#), "myHostNetwork"),
+            (
+                format!(r#"{{{base},"myHostNetwork":"x","peers":[]}}"#),
+                "myHostNetwork",
+            ),
             (format!(r#"{{{base},"vxlanLink":"a/b"}}"#), "vxlanLink"),
             (format!(r#"{{{base},"vxlanLink":"cni0"}}"#), "the bridge's name"),
         ] {

@@ -320,9 +320,8 @@ pub fn check_into(path: &Path, cache_dir: Option<&Path>) -> Result<Report> {
     lines.push(match node_export {
         Some(n) => format!("  export {n}: reconcile (run by `wasm-cni reconcile`)"),
         None => format!(
-            "  no {}@{} export: `wasm-cni reconcile` has nothing to run for it",
-            super::NODE_POLICY,
-            WORLDS[0].version()
+            "  no {} export: `wasm-cni reconcile` has nothing to run for it",
+            super::NODE_POLICY
         ),
     });
     if world != WORLDS[0] {
