@@ -27,6 +27,9 @@ setup() {
   export WASM_CNI_RUNNER="$STUBS/fake-wasm-cni"
   GOOD="$BATS_TEST_TMPDIR/deny-all.wasm"
   printf '\0asm\x0d\x00\x01\x00deny-all' >"$GOOD"
+  printf '\0asm\x0d\x00\x01\x00host-gw' >"$DIST/guests/host-gw.wasm"
+  printf '\0asm\x0d\x00\x01\x00vxlan' >"$DIST/guests/vxlan.wasm"
+  export HOST_GW_GUEST_WASM="$DIST/guests/host-gw.wasm" VXLAN_GUEST_WASM="$DIST/guests/vxlan.wasm"
 }
 
 # sim_nodes: simulated nodes as GCP's Ubuntu VMs are: nft installed, uplink ens4 with
@@ -77,6 +80,25 @@ expected_on_node() {
 
 networks() { echo "--host-network 10.0.0.0/16 --pod-network 200.200.0.0/16 --pod-subnet $(cidr_of "$1")"; }
 
+# the InternalIPv4 of each node in fixtures/nodes.json (the kubectl stub's 'get nodes -o json')
+ip_of() {
+  case "$1" in
+    my-k8s-master) echo 10.0.0.2 ;;
+    my-k8s-worker-1) echo 10.0.0.3 ;;
+    my-k8s-worker-2) echo 10.0.0.4 ;;
+  esac
+}
+
+# the peers list written from fixtures/nodes.json: sorted by name; my-k8s-worker-2 is
+# dual-stack (its InternalIPs listed IPv6 first, the IPv6 one not in canonical form):
+# both addresses, IPv4 first, canonical; its IPv6 podCIDR is left out (POD_NETWORK is IPv4)
+PEERS3='[{"name": "my-k8s-master", "nodeIP": "10.0.0.2", "podCIDRs": ["200.200.0.0/24"]}, {"name": "my-k8s-worker-1", "nodeIP": "10.0.0.3", "podCIDRs": ["200.200.1.0/24"]}, {"name": "my-k8s-worker-2", "nodeIP": ["10.0.0.4", "fd00:10::4"], "podCIDRs": ["200.200.2.0/24"]}]'
+
+peer_args() { echo "--peers wasm-cni-install/peers.json --node-ip $(ip_of "$1")"; }
+
+GET_NODES="kubectl --context=my-k8s get nodes -o json"
+reconcile_call() { echo "gcloud compute ssh $1 $P $Z --quiet --command=sudo /opt/cni/bin/wasm-cni reconcile -c /etc/cni/net.d/10-wasm-cni.conflist"; }
+
 # expected_up [sim]: with "sim", the nodes run install-cni.sh, whose runner check shows
 expected_up() {
   echo "$LOCAL_CHECK"
@@ -90,13 +112,24 @@ expected_up() {
   done
 }
 
-expected_guest() { # NAME|default
+# expected_guest NAME|default [sim] [SOURCE]: the calls of 'guest FILE' (SOURCE, default
+# <T>/NAME) or 'guest default'; with "sim", the node-side runner's calls too
+expected_guest() {
   expected_prelude
+  [[ "$1" == default ]] || echo "$GET_NODES"
   for node in $NODES; do
     if [[ "$1" == default ]]; then
       expected_on_node "$node" "" "guest --default $(networks "$node")"
     else
-      expected_on_node "$node" "<T>/$1 " "guest --file wasm-cni-install/$1 $(networks "$node")"
+      expected_on_node "$node" "${3:-<T>/$1} <MKTEMP>/peers.json " \
+        "guest --file wasm-cni-install/$1 $(networks "$node") $(peer_args "$node")"
+      if [[ "${2:-}" == sim ]]; then
+        echo "fake-wasm-cni guest check --cache-dir <T>/nodes/$node/root/var/cache/wasm-cni wasm-cni-install/$1"
+      fi
+      reconcile_call "$node"
+      if [[ "${2:-}" == sim ]]; then
+        echo "fake-wasm-cni reconcile -c <T>/nodes/$node/root/etc/cni/net.d/10-wasm-cni.conflist"
+      fi
     fi
   done
 }
@@ -111,11 +144,11 @@ pin_of() {
 }
 
 @test "cni-plugin: usage on no/unknown/incomplete arguments, exit 2" {
-  for args in "" "install" "up now" "guest" "guest a.wasm b.wasm"; do
+  for args in "" "install" "up now" "guest" "guest a.wasm b.wasm" "peers now"; do
     # shellcheck disable=SC2086
     run --separate-stderr "$SCRIPT" $args
     assert_status 2
-    assert_contains "$stderr" "usage: cni-plugin.sh up|down|guest FILE.wasm|guest oci://REF|guest default"
+    assert_contains "$stderr" "usage: cni-plugin.sh up|down|guest FILE.wasm|guest oci://REF|guest host-gw|guest vxlan|guest default|peers"
   done
   assert_no_calls
 }
@@ -364,23 +397,19 @@ pin_of() {
   run --separate-stderr "$SCRIPT" guest "$GOOD"
   assert_status 0
   assert_contains "$output" "ok: $GOOD implements wasm-cni:plugin/cni-policy@0.2.0"
-  {
-    echo "fake-wasm-cni guest check <T>/deny-all.wasm"
-    expected_guest deny-all.wasm | while read -r line; do
-      echo "$line"
-      # the node-side install-cni.sh validates again with the node's runner
-      if [[ "$line" == *"install-cni.sh guest --file"* ]]; then
-        node=${line#gcloud compute ssh }
-        echo "fake-wasm-cni guest check --cache-dir <T>/nodes/${node%% *}/root/var/cache/wasm-cni wasm-cni-install/deny-all.wasm"
-      fi
-    done
-  } | assert_calls
+  # the node-side install-cni.sh validates again with the node's runner, then the
+  # node reconciles
+  { echo "fake-wasm-cni guest check <T>/deny-all.wasm"; expected_guest deny-all.wasm sim; } | assert_calls
   for node in $NODES; do
     root="$STUB_SIM_NODES/$node/root"
     cmp "$GOOD" "$root/opt/cni/wasm/deny-all.wasm"
     run jq -r '.plugins[0] | "\(.guest) \(.guestDigest) \(.myPodSubnet)"' "$(conflist_of "$node")"
     [ "$output" = "/opt/cni/wasm/deny-all.wasm $(pin_of "$root/opt/cni/wasm/deny-all.wasm") $(cidr_of "$node")" ]
+    # a guest of the user's gets the peers list too: it may have a node-level part
+    run jq -c '.plugins[0] | [.nodeIP, .peers]' "$(conflist_of "$node")"
+    [ "$output" = "[\"$(ip_of "$node")\",$(jq -c . <<<"$PEERS3")]" ]
   done
+  assert_tmp_clean
 }
 
 @test "cni-plugin guest default: points every node back at default.wasm" {
@@ -442,13 +471,17 @@ stub_registry() {
   assert_contains "$output" "every node now uses registry.example:5000/guests/routed:v1 ($V1_PIN, pinned in its conflist)"
   {
     expected_prelude
+    echo "$GET_NODES"
     first=1
     for node in $NODES; do
       pin=""
       ((first)) || pin=" --guest-digest $V1_PIN"
-      expected_on_node "$node" "" "guest --ref registry.example:5000/guests/routed:v1$pin $(networks "$node")"
+      expected_on_node "$node" "<MKTEMP>/peers.json " \
+        "guest --ref registry.example:5000/guests/routed:v1$pin $(networks "$node") $(peer_args "$node")"
       echo "fake-wasm-cni guest pull registry.example:5000/guests/routed:v1 -o <MKTEMP>/guest.wasm"
       echo "fake-wasm-cni guest check --cache-dir <T>/nodes/$node/root/var/cache/wasm-cni <MKTEMP>/guest.wasm"
+      reconcile_call "$node"
+      echo "fake-wasm-cni reconcile -c <T>/nodes/$node/root/etc/cni/net.d/10-wasm-cni.conflist"
       first=0
     done
   } | assert_calls
@@ -480,7 +513,8 @@ stub_registry() {
     run --separate-stderr "$SCRIPT" guest oci://registry.example:5000/guests/routed:v1
   assert_status 0
   for node in $NODES; do
-    grep -qF "gcloud compute scp $P $Z --quiet $BATS_TEST_TMPDIR/ca.pem $BATS_TEST_TMPDIR/config.json $REPO/scripts/node/install-cni.sh $node:wasm-cni-install/" "$STUB_LOG"
+    grep -qF "gcloud compute scp $P $Z --quiet $BATS_TEST_TMPDIR/ca.pem $BATS_TEST_TMPDIR/config.json $TMPDIR/" "$STUB_LOG"
+    grep -qF "/peers.json $REPO/scripts/node/install-cni.sh $node:wasm-cni-install/" "$STUB_LOG"
     [ ! -e "$STUB_SIM_NODES/$node/home/wasm-cni-install" ]
     [ "$(jq -r '.plugins[0].guestDigest' "$(conflist_of "$node")")" = "$V1_PIN" ]
   done
