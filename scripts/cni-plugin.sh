@@ -15,7 +15,15 @@
 #                GUEST_REGISTRY_INSECURE=1 (plain HTTP), GUEST_REGISTRY_CA=PEM,
 #                GUEST_REGISTRY_CONFIG=FILE (docker-style auths; copied to each node for
 #                the pull only, in a 0700 staging directory removed afterwards).
+#   guest host-gw|vxlan: as guest FILE with the built-in host-gw or VXLAN policy
+#                (dist/guests/host-gw.wasm, vxlan.wasm), installed as /opt/cni/wasm/<name>.wasm.
 #   guest default: points every node back at /opt/cni/wasm/default.wasm.
+#   peers:       rewrites every node's peers list (nodes joined or left), keeping its guest.
+# guest FILE|host-gw|vxlan|oci://REF and peers write into every node's conflist the
+# cluster's nodes ("peers": name, InternalIPs, podCIDRs of each, from `kubectl get
+# nodes -o json`; this node included, the runner drops its own entry) and this node's
+# "nodeIP", then run `wasm-cni reconcile -c <conflist>` on the node, so that a node-level
+# policy (routes to the other nodes, the VXLAN link and its entries) follows at once.
 # Every conflist written pins its guest ("guestDigest": sha256 of the installed file).
 # The node side is scripts/node/install-cni.sh. Every variable below can be
 # overridden from the environment.
@@ -32,6 +40,8 @@ WORKERS="${WORKERS:-my-k8s-worker-1 my-k8s-worker-2}"
 KUBE_CONTEXT="${KUBE_CONTEXT:-my-k8s}"
 RUNNER_BIN="${RUNNER_BIN:-$repo/dist/bin/wasm-cni}"                # uploaded to the nodes
 DEFAULT_GUEST_WASM="${DEFAULT_GUEST_WASM:-$repo/dist/guests/default.wasm}"
+HOST_GW_GUEST_WASM="${HOST_GW_GUEST_WASM:-$repo/dist/guests/host-gw.wasm}"  # 'guest host-gw'
+VXLAN_GUEST_WASM="${VXLAN_GUEST_WASM:-$repo/dist/guests/vxlan.wasm}"        # 'guest vxlan'
 # what `wasm-cni guest pull` runs on a node: the one next to RUNNER_BIN (uploaded with it when present)
 REGISTRY_BIN="${REGISTRY_BIN:-$(dirname "$RUNNER_BIN")/wasm-cni-registry}"
 WASM_CNI_RUNNER="${WASM_CNI_RUNNER:-$repo/dist/bin/wasm-cni}"      # runs 'guest check' locally
@@ -49,13 +59,18 @@ GUEST_REGISTRY_CONFIG="${GUEST_REGISTRY_CONFIG:-}"
 source "$repo/scripts/lib/common.sh"
 
 usage() {
-  usage_exit "usage: $SCRIPT_NAME up|down|guest FILE.wasm|guest oci://REF|guest default
+  usage_exit "usage: $SCRIPT_NAME up|down|guest FILE.wasm|guest oci://REF|guest host-gw|guest vxlan|guest default|peers
   up             install wasm-cni + default guest and a conflist on $MASTER $WORKERS
   down           remove them (node settings made by the plugin stay until reboot)
   guest FILE     check FILE.wasm locally (wasm-cni guest check), upload it, point every node's conflist at it
   guest oci://REF  every node pulls REF (host[:port]/repository[:tag][@sha256:HEX]), checks, pins and
                  precompiles it (GUEST_REGISTRY_INSECURE=1, GUEST_REGISTRY_CA=PEM, GUEST_REGISTRY_CONFIG=FILE)
-  guest default  point every node back at /opt/cni/wasm/default.wasm"
+  guest host-gw  the built-in host-gw policy ($HOST_GW_GUEST_WASM), as guest FILE
+  guest vxlan    the built-in VXLAN policy ($VXLAN_GUEST_WASM), as guest FILE
+  guest default  point every node back at /opt/cni/wasm/default.wasm
+  peers          rewrite every node's peers list from the cluster's nodes (after nodes join or leave)
+  guest FILE|oci://REF|host-gw|vxlan and peers write the peers list (kubectl get nodes) into
+  every conflist, then run 'wasm-cni reconcile' on each node"
 }
 
 read -r -a NODES <<<"$MASTER $WORKERS"
@@ -117,6 +132,158 @@ networks() { # NODE_INDEX
   if [[ -n "$POD_MTU" ]]; then printf -- ' --mtu %s' "$POD_MTU"; fi
 }
 
+# work_dir: WORK, this run's temporary directory (the peers list, a node's output),
+# removed when the script exits.
+WORK=""
+work_dir() {
+  [[ -z "$WORK" ]] || return 0
+  WORK="$(mktemp -d "${TMPDIR:-/tmp}/cni-plugin.XXXXXX")"
+  # shellcheck disable=SC2064 # the directory is known now
+  trap "rm -rf -- '$WORK'" EXIT
+}
+
+CONFLIST=/etc/cni/net.d/10-wasm-cni.conflist # where install-cni.sh writes it on a node
+NODE_RUNNER=/opt/cni/bin/wasm-cni
+
+# read_peers: $WORK/peers.json = the peers list of every conflist: each node of the
+# cluster (kubectl get nodes -o json) with its name, InternalIP(s) (one per family) and
+# podCIDRs; NODE_IPS[i] = the InternalIP(s) of NODES[i] ("IPV4" or "IPV4,IPV6"), its
+# conflist's nodeIP. Checked here as the runner checks it (it refuses, code 7, the whole
+# configuration otherwise), before any node is touched: every podCIDR of a family that
+# POD_NETWORK has lies inside it, every InternalIP of a family that HOST_NETWORK has
+# lies inside it (the runner allows routes and VXLAN remotes only there), no two nodes
+# share an address or overlapping podCIDRs, one podCIDR per family, at most 1024 nodes.
+# A podCIDR of a family POD_NETWORK lacks (the IPv6 one of a dual-stack node: these
+# scripts' networks are IPv4) is left out, said so: the runner would refuse it. A node's
+# addresses of both families go into the list; its nodeIP takes those of the families
+# HOST_NETWORK has (install-cni.sh wants each inside it).
+NODE_IPS=()
+read_peers() {
+  need_cmd python3 "The peers list is built with python3 (3.7 or later); install it."
+  work_dir
+  local rc=0 line name ips i
+  local -A ips_of=()
+  log "reading the cluster's nodes (kubectl get nodes) for the peers list"
+  kubectl --context="$KUBE_CONTEXT" get nodes -o json >"$WORK/nodes.json" 2>"$WORK/err" || rc=$?
+  ((rc == 0)) ||
+    die "reading the cluster's nodes failed (kubectl get nodes, context $KUBE_CONTEXT, exit $rc): $(tail -n 3 "$WORK/err"); no node was changed."
+  python3 - "$WORK/nodes.json" "$POD_NETWORK" "$HOST_NETWORK" "$WORK/peers.json" >"$WORK/ips" 2>"$WORK/err" <<'PY' || rc=$?
+import ipaddress, json, re, sys
+
+nodes_file, pod_networks, host_networks, out = sys.argv[1:5]
+
+
+def fail(msg):
+    print(msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def odd_shape(kind, value, tb):  # a field of an unexpected type: one line, no traceback
+    print("kubectl's answer has an unexpected shape (%s: %s)" % (kind.__name__, value), file=sys.stderr)
+
+
+sys.excepthook = odd_shape
+try:
+    with open(nodes_file) as f:
+        doc = json.load(f)
+except ValueError as e:
+    fail("kubectl's answer is not JSON (%s)" % e)
+items = doc.get("items") if isinstance(doc, dict) else None
+if not isinstance(items, list) or not items:
+    fail("kubectl's answer lists no nodes")
+if len(items) > 1024:
+    fail("the cluster has %d nodes: a peers list holds at most 1024" % len(items))
+pods = [ipaddress.ip_network(n) for n in pod_networks.split(",")]
+hosts = [ipaddress.ip_network(n) for n in host_networks.split(",")]
+peers, seen_ips, seen_cidrs = [], {}, []
+for item in items:
+    item = item if isinstance(item, dict) else {}
+    name = (item.get("metadata") or {}).get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", name):
+        fail("a node has no usable name (%r)" % (name,))
+    ips = {}
+    for a in (item.get("status") or {}).get("addresses") or []:
+        if not isinstance(a, dict) or a.get("type") != "InternalIP":
+            continue
+        try:
+            ip = ipaddress.ip_address(a.get("address"))
+        except ValueError:
+            fail("node %s: InternalIP %r is not an IP address" % (name, a.get("address")))
+        if ip.version in ips:
+            fail("node %s has two IPv%d InternalIPs (%s, %s): a peer has one per family" % (name, ip.version, ips[ip.version], ip))
+        same = [h for h in hosts if h.version == ip.version]
+        if same and not any(ip in h for h in same):
+            fail("node %s: InternalIP %s is outside HOST_NETWORK %s (the runner allows routes and VXLAN remotes only inside the host network)" % (name, ip, host_networks))
+        if ip in seen_ips:
+            fail("nodes %s and %s have the same InternalIP %s" % (seen_ips[ip], name, ip))
+        seen_ips[ip] = name
+        ips[ip.version] = ip
+    own = [str(ips[v]) for v in sorted(ips) if any(h.version == v for h in hosts)]
+    if not own:
+        fail("node %s has no InternalIP address in HOST_NETWORK %s (status.addresses)" % (name, host_networks))
+    spec = item.get("spec") or {}
+    cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+    kept = []
+    for c in cidrs:
+        try:
+            net = ipaddress.ip_network(c)
+        except (TypeError, ValueError):
+            fail("node %s: podCIDR %r is not a CIDR (a network: no host bits set)" % (name, c))
+        if any(ipaddress.ip_network(k).version == net.version for k in kept):
+            fail("node %s has two IPv%d podCIDRs (%s): a peer has one per family" % (name, net.version, ", ".join(cidrs)))
+        same = [p for p in pods if p.version == net.version]
+        if not same:
+            print("note: node %s: podCIDR %s left out of the peers list (POD_NETWORK %s has no IPv%d network)" % (name, net, pod_networks, net.version), file=sys.stderr)
+            continue
+        if not any(net.subnet_of(p) for p in same):
+            fail("node %s: podCIDR %s is not inside POD_NETWORK %s" % (name, net, pod_networks))
+        for other, owner in seen_cidrs:
+            if net.overlaps(other):
+                fail("node %s's podCIDR %s overlaps node %s's %s" % (name, net, owner, other))
+        seen_cidrs.append((net, name))
+        kept.append(str(net))
+    if not kept:
+        fail("node %s has no podCIDR in POD_NETWORK %s yet (spec.podCIDRs: %s)" % (name, pod_networks, cidrs or "none"))
+    addrs = [str(ips[v]) for v in sorted(ips)]
+    kept.sort(key=lambda k: ipaddress.ip_network(k).version)
+    peers.append({"name": name, "nodeIP": addrs[0] if len(addrs) == 1 else addrs, "podCIDRs": kept})
+    print("%s\t%s" % (name, ",".join(own)))
+peers.sort(key=lambda p: p["name"])
+with open(out, "w") as f:
+    json.dump(peers, f)
+    f.write("\n")
+PY
+  ((rc == 0)) || die "cannot build the peers list from the cluster's nodes: $(grep -v '^note: ' "$WORK/err"); no node was changed."
+  while IFS= read -r line; do log "${line#note: }"; done <"$WORK/err"
+  while IFS=$'\t' read -r name ips; do ips_of[$name]=$ips; done <"$WORK/ips"
+  NODE_IPS=()
+  for i in "${!NODES[@]}"; do
+    [[ -n "${ips_of[${NODES[i]}]:-}" ]] ||
+      die "${NODES[i]} (MASTER/WORKERS) is not a node of the cluster (kubectl get nodes): if it left, drop it from WORKERS; no node was changed."
+    NODE_IPS+=("${ips_of[${NODES[i]}]}")
+    unset "ips_of[${NODES[i]}]"
+  done
+  for name in "${!ips_of[@]}"; do
+    warn "node $name is in the peers list but not in MASTER/WORKERS: this script does not write its conflist (add it to WORKERS)."
+  done
+  log "peers list: $(wc -l <"$WORK/ips" | tr -d ' ') nodes"
+}
+
+# peer_args NODE_INDEX: install-cni.sh's options for the peers list (staged as
+# $REMOTE_DIR/peers.json) and the node's own address(es) (its "nodeIP": the runner
+# drops the peers entry that holds it).
+peer_args() {
+  printf -- ' --peers %s/peers.json --node-ip %s' "$REMOTE_DIR" "${NODE_IPS[$1]}"
+}
+
+# reconcile_on NODE DONE_NODES: the node's runner brings its node-level state (routes
+# to the other nodes, VXLAN link, FDB and neighbour entries) in line with the conflist
+# just written; a guest without a node-level part has nothing to do.
+reconcile_on() {
+  run_step "wasm-cni reconcile on $1 (its conflist is already rewritten; nodes done before it: ${2:-none})" \
+    gcloud_ssh "$1" "sudo $NODE_RUNNER reconcile -c $CONFLIST"
+}
+
 up() {
   need_file "$RUNNER_BIN" "the runner"
   need_file "$DEFAULT_GUEST_WASM" "the default guest"
@@ -171,8 +338,9 @@ ref_guest() {
     path=${!var}
     [[ -n "$path" ]] || continue
     [[ -f "$path" ]] || die "$var='$path': no such file."
-    [[ "$(basename "$path")" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ && "$(basename "$path")" != install-cni.sh ]] ||
-      die "$var='$path': the file name must match [A-Za-z0-9._-]*."
+    [[ "$(basename "$path")" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ && "$(basename "$path")" != install-cni.sh &&
+      "$(basename "$path")" != peers.json ]] ||
+      die "$var='$path': the file name must match [A-Za-z0-9._-]* (and not be install-cni.sh or peers.json, staged next to it)."
     files+=("$path")
     if [[ "$f" == CA ]]; then opts+=" --ca-file"; else opts+=" --registry-config"; fi
     opts+=" $REMOTE_DIR/$(basename "$path")"
@@ -180,48 +348,74 @@ ref_guest() {
   need_project
   need_context
   wait_pod_cidrs "${NODES[@]}"
-  NODE_OUT="$(mktemp "${TMPDIR:-/tmp}/cni-plugin-node.XXXXXX")"
-  # shellcheck disable=SC2064 # the file is known now
-  trap "rm -f -- '$NODE_OUT'" EXIT
+  read_peers
+  NODE_OUT="$WORK/node-out"
   for i in "${!NODES[@]}"; do
     node=${NODES[i]}
     log "$node: pulling $ref${digest:+ (pinned: $digest)}"
     on_node "$node" "pulling $ref (nodes already switched: ${done_nodes[*]:-none})" \
-      "guest --ref $ref${digest:+ --guest-digest $digest}$opts $(networks "$i")" "${files[@]}"
+      "guest --ref $ref${digest:+ --guest-digest $digest}$opts $(networks "$i")$(peer_args "$i")" \
+      "${files[@]}" "$WORK/peers.json"
     if [[ -z "$digest" ]]; then
       digest="$(tr -d '\r' <"$NODE_OUT" | sed -n "s#^==> pulled .*: \(sha256:[0-9a-f]\{64\}\)\$#\1#p" | tail -1)"
       [[ -n "$digest" ]] ||
         die "$node did not report the digest it pulled (is install-cni.sh current?); nodes switched: $node."
     fi
+    reconcile_on "$node" "${done_nodes[*]:-}"
     done_nodes+=("$node")
   done
   log "every node now uses $ref ($digest, pinned in its conflist) for new CNI calls"
 }
 
 guest() {
-  local file=$1 name="" done_nodes=() i node args
-  if [[ "$file" == oci://* ]]; then
-    ref_guest "$file"
-    return
-  fi
-  if [[ "$file" != default ]]; then
-    [[ -f "$file" ]] || die "refusing '$file': no such file."
-    name="$(basename "$file")"
-    [[ "$name" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*\.wasm$ ]] ||
-      die "refusing '$file': the file name must match [A-Za-z0-9._-]*.wasm."
-    [[ "$name" != default.wasm ]] ||
-      die "refusing '$file': default.wasm would replace the default guest; rename it."
-    check_guest "$file"
-  fi
+  local what=$1 file="" name="" done_nodes=() i node args
+  case "$what" in
+    oci://*)
+      ref_guest "$what"
+      return
+      ;;
+    default) ;;
+    host-gw | vxlan)
+      # the built-in ones: uploaded at each switch, so a node always runs this build's
+      file=$HOST_GW_GUEST_WASM
+      [[ "$what" == host-gw ]] || file=$VXLAN_GUEST_WASM
+      need_file "$file" "the $what guest"
+      name="$what.wasm"
+      ;;
+    *)
+      file=$what
+      if [[ ! -f "$file" && "$file" != */* && "$file" != *.wasm ]]; then
+        die "refusing '$file': not a guest name (host-gw, vxlan, default), a .wasm file or an oci:// reference."
+      fi
+      [[ -f "$file" ]] || die "refusing '$file': no such file."
+      name="$(basename "$file")"
+      [[ "$name" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*\.wasm$ ]] ||
+        die "refusing '$file': the file name must match [A-Za-z0-9._-]*.wasm."
+      [[ "$name" != default.wasm ]] ||
+        die "refusing '$file': default.wasm would replace the default guest; rename it."
+      [[ "$name" != host-gw.wasm && "$name" != vxlan.wasm ]] ||
+        die "refusing '$file': $name is a built-in guest's name ('guest ${name%.wasm}'); rename it."
+      ;;
+  esac
+  [[ -z "$file" ]] || check_guest "$file"
   need_project
   need_context
   wait_pod_cidrs "${NODES[@]}"
+  # the default guest has no node-level part: its conflist gets no peers list
+  [[ -z "$name" ]] || read_peers
+  if [[ "$what" == host-gw || "$what" == vxlan ]] && [[ "$(basename "$file")" != "$name" ]]; then
+    # HOST_GW_GUEST_WASM / VXLAN_GUEST_WASM may name another file: staged as NAME
+    cp -- "$file" "$WORK/$name"
+    file="$WORK/$name"
+  fi
   for i in "${!NODES[@]}"; do
     node=${NODES[i]}
     if [[ -n "$name" ]]; then
       log "$node: switching to guest /opt/cni/wasm/$name"
-      args="guest --file $REMOTE_DIR/$name $(networks "$i")"
-      on_node "$node" "switching to $name (nodes already switched: ${done_nodes[*]:-none})" "$args" "$file"
+      args="guest --file $REMOTE_DIR/$name $(networks "$i")$(peer_args "$i")"
+      on_node "$node" "switching to $name (nodes already switched: ${done_nodes[*]:-none})" "$args" \
+        "$file" "$WORK/peers.json"
+      reconcile_on "$node" "${done_nodes[*]:-}"
     else
       log "$node: switching back to the default guest"
       args="guest --default $(networks "$i")"
@@ -232,13 +426,33 @@ guest() {
   log "every node now uses ${name:-default.wasm} for new CNI calls"
 }
 
+# peers: every node's conflist gets the cluster's current peers list (its guest kept),
+# then the node reconciles.
+peers() {
+  need_project
+  need_context
+  wait_pod_cidrs "${NODES[@]}"
+  read_peers
+  local i node done_nodes=()
+  for i in "${!NODES[@]}"; do
+    node=${NODES[i]}
+    log "$node: new peers list"
+    # install-cni.sh peers: only the conflist's "peers" and "nodeIP" change (its guest,
+    # pin and networks stay), then it runs the node's `wasm-cni reconcile`
+    on_node "$node" "writing the peers list and reconciling (nodes already done: ${done_nodes[*]:-none})" \
+      "peers$(peer_args "$i")" "$WORK/peers.json"
+    done_nodes+=("$node")
+  done
+  log "every node has the new peers list and has reconciled"
+}
+
 need_file() {
   [[ -f "$1" ]] || die "$2 '$1' is missing. Build it with scripts/build.sh."
 }
 
 main() {
   case "${1:-}" in
-    up | down) [[ $# -eq 1 ]] || usage ;;
+    up | down | peers) [[ $# -eq 1 ]] || usage ;;
     guest) [[ $# -eq 2 && -n "$2" ]] || usage ;;
     *) usage ;;
   esac

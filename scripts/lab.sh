@@ -57,7 +57,12 @@ fi
     OUTSIDE_IP=192.0.2.10
     CGROUP_PARENT=/wasm-cni-$LAB_PREFIX
     APT_PACKAGES=(containernetworking-plugins podman runc conmon busybox-static iproute2
-                  iputils-ping jq bats shellcheck nftables iptables uidmap)
+                  iputils-ping jq bats shellcheck nftables iptables uidmap python3)
+    # the cluster's DNS: a resolver (scripts/lab/dns.py) on the master's node IP, as
+    # cluster DNS runs on a node of the course's cluster; it answers DNS_NAME with the
+    # outside host's address(es)
+    DNS_NODE=master
+    DNS_NAME=outside.lab
 
     NODES=(master worker-1 worker-2)
     declare -A NODE_IP=([master]=10.0.0.2 [worker-1]=10.0.0.3 [worker-2]=10.0.0.4)
@@ -138,7 +143,7 @@ source "$HERE/connectivity.sh"
 
 check_prereqs() {
     local c
-    for c in ip nsenter podman runc conmon jq; do
+    for c in ip nsenter podman runc conmon jq python3; do
         command -v "$c" >/dev/null || die "$c missing: run '$0 run' (bootstrap) or apt-get install ${APT_PACKAGES[*]}"
     done
     [[ -x $REF_CNI_DIR/loopback ]] || die "$REF_CNI_DIR/loopback missing: apt-get install containernetworking-plugins"
@@ -183,6 +188,7 @@ cmd_up() {
     # podman's libcni keeps its result cache in /var/lib/cni; remember whether it was ours
     [[ -e /var/lib/cni || -e $LAB_DIR/created-var-lib-cni ]] || touch "$LAB_DIR/created-var-lib-cni"
     topology_up
+    dns_up
     say "inter-node routes (router):"
     routes_up
     if [[ $plugin == wasm-cni && $LAB_GUEST == oci://* && -z $LAB_GUEST_DIGEST ]]; then
@@ -193,6 +199,10 @@ cmd_up() {
     say "node files ($LAB_DIR/nodes/*):"
     local node
     for node in "${NODES[@]}"; do node_files "$node" "$plugin"; done
+    if [[ $plugin == wasm-cni ]]; then
+        say "reconcile (every node, its conflist's peers):"
+        for node in "${NODES[@]}"; do reconcile_node "$node"; done
+    fi
     say "pods:"
     pods_up
     say "lab is up: '$0 test' checks connectivity, '$0 down' removes everything"
@@ -231,6 +241,7 @@ cmd_down() {
             rm -f /var/lib/cni/results/"$NETWORK-$id"-* 2>/dev/null || true
         done <"$LAB_DIR/containers"
     fi
+    dns_down
     for node in outside router "${NODES[@]}"; do
         if ns_exists "$node"; then ip netns del "$(ns_of "$node")"; say "  netns $(ns_of "$node"): removed"; fi
     done
@@ -252,9 +263,6 @@ cmd_down() {
     say "lab is down"
 }
 
-# What a policy set up on a node that the next policy must not find: the default
-# policy's bridge, links of ours a failed DEL left, the network's nftables table, and
-# the store (addresses, node setup fingerprint).
 # need_ref oci://REF: a registry reference install-cni.sh would take
 need_ref() {
     [[ ${1#oci://} =~ ^[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]+)?/[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(@sha256:[0-9a-f]{64})?$ ]] ||
@@ -267,20 +275,23 @@ ipv4_only_guest() {
     dual_stack && [[ ${1%%$'\n'*} == *@0.1.0 ]]
 }
 
-cmd_guest() {  # FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]
+# the guests `guest NAME` names: dist/guests/NAME.wasm
+SHIPPED_GUESTS=(default host-gw vxlan)
+
+cmd_guest() {  # FILE.wasm|default|host-gw|vxlan|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]
     local file="" a
     while (($#)); do
         a=$1; shift
         case $a in
             --insecure) LAB_PULL_OPTS+=(--insecure) ;;
             --ca-file|--registry-config)
-                (($#)) || die "usage: $0 guest FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
+                (($#)) || die "usage: $0 guest FILE.wasm|default|host-gw|vxlan|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
                 LAB_PULL_OPTS+=("$a" "$1"); shift ;;
-            *) [[ -z $file ]] || die "usage: $0 guest FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
+            *) [[ -z $file ]] || die "usage: $0 guest FILE.wasm|default|host-gw|vxlan|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
                file=$a ;;
         esac
     done
-    [[ -n $file ]] || die "usage: $0 guest FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
+    [[ -n $file ]] || die "usage: $0 guest FILE.wasm|default|host-gw|vxlan|oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]"
     [[ $file == oci://* || ${#LAB_PULL_OPTS[@]} -eq 0 || -n ${LAB_REGISTRY_INSECURE:-}${LAB_REGISTRY_CA:-}${LAB_REGISTRY_CONFIG:-} ]] ||
         die "--insecure, --ca-file and --registry-config are for 'guest oci://REF'"
     [[ -f $LAB_DIR/plugin && $(cat "$LAB_DIR/plugin") == wasm-cni ]] ||
@@ -295,7 +306,7 @@ cmd_guest() {  # FILE.wasm|default|oci://REF [--insecure] [--ca-file PEM] [--reg
         pull_everywhere "$file"
         digest=$LAB_GUEST_DIGEST LAB_GUEST_DIGEST=$current
     else
-        [[ $file == default ]] && file=$DIST_DIR/guests/default.wasm
+        [[ " ${SHIPPED_GUESTS[*]} " == *" $file "* && ! -e $file ]] && file=$DIST_DIR/guests/$file.wasm
         [[ -f $file ]] || die "$file: no such file"
         file=$(realpath "$file")
         say "guest check:"
@@ -314,26 +325,60 @@ the lab keeps its current guest ($LAB_GUEST)"
         for pod in $(pods_on "$node"); do
             [[ $(container_state "$node" "$pod") == absent ]] || pm "$node" rm -f -t 0 "$pod" >/dev/null
         done
-        reset_node_policy "$node"
     done
-    say "nodes: old policy state removed (bridge, links, nftables table, store)"
+    # every node, the master too: an inter-node policy's links and routes are there too
+    for node in "${NODES[@]}"; do reset_node_policy "$node"; done
+    say "nodes: old policy state removed (bridge, links, uplink routes, nftables table, store)"
     LAB_GUEST=$file LAB_GUEST_DIGEST=$digest
     printf '%s\n' "$file" >"$LAB_DIR/guest"
     if [[ -n $digest ]]; then printf '%s\n' "$digest" >"$LAB_DIR/guest-digest"
     else rm -f "$LAB_DIR/guest-digest"; fi
     say "node files:"
     for node in "${NODES[@]}"; do node_files "$node" wasm-cni; done
+    say "reconcile (every node, its conflist's peers):"
+    for node in "${NODES[@]}"; do reconcile_node "$node"; done
     say "pods:"
     pods_up
     say "lab: the nodes now run $(node_guest_name)${digest:+ (${file#oci://}, pinned $digest)}; '$0 test' checks connectivity"
 }
 
+# peers [all | none | NODE...]: the nodes every conflist lists as peers (the cluster as
+# `kubectl get nodes` would show it after nodes leave or join), then reconcile on every
+# node: a departed node's routes, FDB and neighbour entries go. No argument: show them.
+cmd_peers() {
+    [[ -f $LAB_DIR/plugin && $(cat "$LAB_DIR/plugin") == wasm-cni ]] ||
+        die "the lab is not up with wasm-cni: run '$0 up' first (peers are wasm-cni's)"
+    if (($# == 0)); then say "peers: $(peer_nodes | tr '\n' ' ')"; return 0; fi
+    local node kept=()
+    case $* in
+        all) rm -f "$LAB_DIR/peers" ;;
+        none) : >"$LAB_DIR/peers" ;;
+        *)
+            for node in "$@"; do
+                [[ -n ${NODE_IP[$node]:-} ]] || die "unknown node '$node' (nodes: ${NODES[*]}; or all, none)"
+                kept+=("$node")
+            done
+            printf '%s\n' "${kept[*]}" >"$LAB_DIR/peers" ;;
+    esac
+    say "peers: $(peer_nodes | tr '\n' ' ')"
+    say "node files:"
+    for node in "${NODES[@]}"; do node_files "$node" wasm-cni; done
+    say "reconcile (every node, its conflist's peers):"
+    for node in "${NODES[@]}"; do reconcile_node "$node"; done
+}
+
 cmd_status() {
     say "lab dir: $LAB_DIR ($( [[ -d $LAB_DIR ]] && echo present || echo absent))"
     say "plugin:  $( [[ -f $LAB_DIR/plugin ]] && cat "$LAB_DIR/plugin" || echo "- (LAB_PLUGIN=$LAB_PLUGIN)")"
-    [[ $(cat "$LAB_DIR/plugin" 2>/dev/null) == wasm-cni ]] && say "guest:   $LAB_GUEST${LAB_GUEST_DIGEST:+ ($LAB_GUEST_DIGEST)}"
+    if [[ $(cat "$LAB_DIR/plugin" 2>/dev/null) == wasm-cni ]]; then
+        say "guest:   $LAB_GUEST${LAB_GUEST_DIGEST:+ ($LAB_GUEST_DIGEST)}"
+        say "inter-node policy: $(internode_policy); peers: $(peer_nodes | tr '\n' ' ')"
+    fi
     say "families: $LAB_FAMILIES"
     say "inter-node routes: $(routes_state)"
+    local dpid
+    if dpid=$(dns_pid); then say "resolver: on $DNS_NODE, $DNS_NAME (pid $dpid, log $LAB_DIR/dns.log)"
+    else say "resolver: not running"; fi
     local node fam_opt=-4
     dual_stack && fam_opt=""
     for node in router outside "${NODES[@]}"; do
@@ -422,17 +467,23 @@ usage: $0 COMMAND
   routes up|down   add/remove the router's inter-node routes (podCIDR via node)
   exec POD|NODE CMD...   run a command in a pod (podman exec) or a lab namespace
   podman NODE ARGS...    podman as that node runs it (e.g. 'podman worker-1 ps -a')
-  guest FILE|default     check FILE (wasm-cni guest check), then re-create the pods
-                   under it: no runner rebuild ('default': dist/guests/default.wasm)
+  guest FILE|default|host-gw|vxlan
+                   check FILE (wasm-cni guest check), then re-create the pods
+                   under it, every node reconciled: no runner rebuild (a name:
+                   dist/guests/NAME.wasm; host-gw and vxlan route between nodes
+                   themselves, so cross-node checks pass with routes down)
   guest oci://REF [--insecure] [--ca-file PEM] [--registry-config FILE]
                    every node pulls REF in its own namespace (checked, pinned,
                    precompiled), then the pods are re-created under it
+  peers [all|none|NODE...]  the nodes every conflist lists as peers (no argument:
+                   show them), then 'wasm-cni reconcile' on every node
   down             remove everything (containers, podman storage, namespaces, lab files)
 environment: LAB_PLUGIN=wasm-cni|reference (default wasm-cni), LAB_FAMILIES=4|4,6
   (IPv4 only, default, or dual-stack; kept by 'up' until 'down'), LAB_GUEST (the guest
   for 'up', default dist/guests/default.wasm), LAB_DIR (default
   /var/lib/wasm-cni-lab), LAB_PREFIX (namespace prefix, default lab), DIST_DIR,
   LAB_MASQ=all|external (override the expected masquerade scope),
+  LAB_INTERNODE=none|host-gw|vxlan (override the guest's expected inter-node policy),
   LAB_REGISTRY_INSECURE=1, LAB_REGISTRY_CA=PEM, LAB_REGISTRY_CONFIG=FILE (oci:// guests)
 EOF
 }
@@ -471,6 +522,7 @@ main() {
         exec) cmd_exec "$@" ;;
         podman) cmd_podman "$@" ;;
         guest) set -E; trap on_guest_error ERR; cmd_guest "$@" ;;
+        peers) cmd_peers "$@" ;;
         routes)
             case ${1:-} in
                 up) say "inter-node routes (router):"; routes_up ;;

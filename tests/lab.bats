@@ -83,13 +83,73 @@ node_state() {
 }
 
 # lab_test_all_pass [ROWS]: `lab.sh test` exits 0 with all ROWS rows (default 24, the
-# single-stack table) passing, as expected
+# single-stack table) passing, as expected, and the path MTU and DNS checks (one per
+# pod and family each: ROWS/6) too
 lab_test_all_pass() {
+    local rows=${1:-24}
     run "$LAB" test
     echo "$output"
     [ "$status" -eq 0 ]
-    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq "${1:-24}" ]
-    [[ $output == *"RESULT: all ${1:-24} checks as expected"* ]]
+    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq $((rows + 2 * rows / 6)) ]
+    [ "$(grep -cE ' pod-pod-mtu +pass +pass +OK ' <<<"$output")" -eq $((rows / 6)) ]
+    [ "$(grep -cE ' pod-dns +pass +pass +OK ' <<<"$output")" -eq $((rows / 6)) ]
+    [[ $output == *"RESULT: all $rows checks as expected (and the $((rows / 6)) path MTU checks, the $((rows / 6)) DNS checks)"* ]]
+}
+
+# node_net NODE: what an inter-node policy sets up on a node: its routes (both
+# families, without the kernel's link-local and multicast ones), and the VXLAN link's
+# FDB and permanent neighbour entries
+node_net() {
+    local n=$LAB_PREFIX-$1
+    ip -n "$n" -4 route show
+    ip -n "$n" -6 route show | grep -vE '^(fe80::|ff00::|multicast )' || true
+    if ip -n "$n" link show wcni.1 >/dev/null 2>&1; then
+        bridge -n "$n" fdb show dev wcni.1
+        ip -n "$n" neigh show dev wcni.1 nud permanent
+    fi
+}
+
+# departed NODE_NET_FILE: the lines of a node_net that are worker-2's (its podCIDRs,
+# its VTEP addresses and MAC 0e:cc:0a:00:00:04, routes via its node IPs)
+departed() {
+    grep -E '(^| )(200\.200\.2\.0|fd00:200:200:2::)( |/)|0e:cc:0a:00:00:04|via (10\.0\.0\.4|fd00:10:240::4) ' "$1" || true
+}
+
+# peers_leave_and_return: `peers master worker-1` (worker-2 leaves the cluster): on
+# master and worker-1 exactly worker-2's routes, FDB and neighbour entries go, nothing
+# else changes, worker-2 is unchanged (it still lists the others); the test table is
+# as expected for that cluster; `peers all` puts every node back as it was
+peers_leave_and_return() {
+    local node
+    for node in master worker-1 worker-2; do node_net "$node" | sort >"$BATS_TEST_TMPDIR/$node.before"; done
+    [ -n "$(departed "$BATS_TEST_TMPDIR/master.before")" ]
+    run "$LAB" peers master worker-1
+    echo "$output"
+    [ "$status" -eq 0 ]
+    for node in master worker-1 worker-2; do
+        jq -e '[.plugins[0].peers[].name] == ["master", "worker-1"]' "$LAB_DIR/nodes/$node/net.d/10-wasm-cni.conflist"
+        node_net "$node" | sort >"$BATS_TEST_TMPDIR/$node.after"
+        echo "$node removed:"; comm -23 "$BATS_TEST_TMPDIR/$node.before" "$BATS_TEST_TMPDIR/$node.after"
+        echo "$node added:"; comm -13 "$BATS_TEST_TMPDIR/$node.before" "$BATS_TEST_TMPDIR/$node.after"
+        [ -z "$(comm -13 "$BATS_TEST_TMPDIR/$node.before" "$BATS_TEST_TMPDIR/$node.after")" ]
+    done
+    for node in master worker-1; do
+        [ "$(comm -23 "$BATS_TEST_TMPDIR/$node.before" "$BATS_TEST_TMPDIR/$node.after")" = \
+          "$(departed "$BATS_TEST_TMPDIR/$node.before")" ]
+    done
+    cmp "$BATS_TEST_TMPDIR/worker-2.before" "$BATS_TEST_TMPDIR/worker-2.after"
+    # worker-1 and worker-2 now disagree: the table says which way traffic still works
+    run "$LAB" test
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"peers: master worker-1)"* ]]
+    [ "$(grep -cE ' pod-pod-other +FAIL +FAIL +OK ' <<<"$output")" -eq "$1" ]
+    run "$LAB" peers all
+    echo "$output"
+    [ "$status" -eq 0 ]
+    for node in master worker-1 worker-2; do
+        diff "$BATS_TEST_TMPDIR/$node.before" <(node_net "$node" | sort)
+    done
 }
 
 # pod_run NODE NAME PODMAN-RUN-OPTIONS...: a lab pod started by hand as lab.sh starts
@@ -123,16 +183,23 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     echo "$output"
     [ "$status" -eq 0 ]
     [[ $output == *"pod-1 on worker-1: already running"* ]]
+    [[ $output == *"resolver (master, port 53 of 10.0.0.2, outside.lab -> 192.0.2.10): already running"* ]]
     [[ $output != *created* && $output != *started* && $output != *added* ]]
 }
 
 @test "test with inter-node routes: everything passes" {
-    run "$LAB" test
-    echo "$output"
-    [ "$status" -eq 0 ]
+    lab_test_all_pass
     [[ $output == *"inter-node routes up"* ]]
     [[ $output != *MISMATCH* ]]
-    [ "$(grep -c ' pass  *pass  *OK ' <<<"$output")" -eq 24 ]
+    # every node's conflist lists the cluster: all three nodes, and the node's own IP
+    for node in master worker-1 worker-2; do
+        jq -e --arg me "$node" '.plugins[0] | .peers == [
+            {name: "master", nodeIP: "10.0.0.2", podCIDRs: ["200.200.0.0/24"]},
+            {name: "worker-1", nodeIP: "10.0.0.3", podCIDRs: ["200.200.1.0/24"]},
+            {name: "worker-2", nodeIP: "10.0.0.4", podCIDRs: ["200.200.2.0/24"]}]
+          and .nodeIP == (.peers[] | select(.name == $me) | .nodeIP)
+          and .myHostNetwork == "10.0.0.0/16"' "$LAB_DIR/nodes/$node/net.d/10-wasm-cni.conflist"
+    done
 }
 
 @test "exec runs a command in a pod" {
@@ -158,6 +225,9 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     # the rest still works: same node, own node, outside (masqueraded by the node)
     [ "$(grep -cE ' pod-outside +pass +pass +OK ' <<<"$output")" -eq 4 ]
     [ "$(grep -cE ' (pod-pod-same|pod-node-own|node-pod-same) +pass +pass +OK ' <<<"$output")" -eq 10 ]
+    [ "$(grep -cE ' pod-pod-mtu +FAIL +FAIL +OK ' <<<"$output")" -eq 4 ]
+    # the cluster's DNS on the master answers, but the answer finds no way back
+    [ "$(grep -cE ' pod-dns +FAIL +FAIL +OK ' <<<"$output")" -eq 4 ]
 }
 
 @test "routes up restores cross-node connectivity" {
@@ -410,6 +480,99 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [[ $output == *"pod-1 on worker-1: already running"* ]]
 }
 
+@test "guest host-gw, routes down: every node routes the others' podCIDRs itself, all 24 checks pass" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    run "$LAB" routes down
+    [ "$status" -eq 0 ]
+    run "$LAB" guest host-gw
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"now run host-gw.wasm"* ]]
+    # reconciled on every node, the master (no pod, no ADD) included
+    for node in master worker-1 worker-2; do
+        [[ $output == *"reconcile (every node"*"  $node: "* ]]
+    done
+    run ip -n "$LAB_PREFIX-master" route show 200.200.2.0/24
+    [[ $output == "200.200.2.0/24 via 10.0.0.4 dev vpc0"* ]]
+    run ip -n "$LAB_PREFIX-worker-1" route show 200.200.2.0/24
+    [[ $output == "200.200.2.0/24 via 10.0.0.4 dev vpc0"* ]]
+    run ip -n "$LAB_PREFIX-worker-1" route show 200.200.0.0/24
+    [[ $output == "200.200.0.0/24 via 10.0.0.2 dev vpc0"* ]]
+    # not its own podCIDR through the uplink
+    [ -z "$(ip -n "$LAB_PREFIX-worker-1" route show 200.200.1.0/24 dev vpc0)" ]
+    lab_test_all_pass
+    [[ $output == *"inter-node routes down"* && $output == *"inter-node: host-gw"* ]]
+}
+
+@test "guest host-gw: worker-2 leaves the peers, reconcile removes exactly its routes; back again" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    # pod-pod-other fails both ways: worker-1 has no route to worker-2's pods
+    peers_leave_and_return 4
+    lab_test_all_pass
+}
+
+@test "guest vxlan, routes down: the overlay carries every cross-node check, MTU 1450 end to end" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    run "$LAB" guest vxlan
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"now run vxlan.wasm"* ]]
+    # host-gw's routes through the uplink are gone with its policy
+    [ -z "$(ip -n "$LAB_PREFIX-worker-1" route show dev vpc0 | grep ' via ' | grep -v '^default')" ]
+    for node in master worker-1 worker-2; do
+        run ip -n "$LAB_PREFIX-$node" -d link show wcni.1
+        echo "$output"
+        [ "$status" -eq 0 ]
+        [[ $output == *" mtu 1450 "* && $output == *"vxlan id 1 "* && $output == *"dstport 8472 "* && $output == *nolearning* ]]
+    done
+    run ip -n "$LAB_PREFIX-worker-1" -d link show wcni.1
+    [[ $output == *"link/ether 0e:cc:0a:00:00:03 "* && $output == *"local 10.0.0.3 "* ]]
+    run bridge -n "$LAB_PREFIX-worker-1" fdb show dev wcni.1
+    echo "$output"
+    [[ $output == *"0e:cc:0a:00:00:04 dst 10.0.0.4 "* && $output == *"0e:cc:0a:00:00:02 dst 10.0.0.2 "* ]]
+    run ip -n "$LAB_PREFIX-worker-1" neigh show dev wcni.1 nud permanent
+    [[ $output == *"200.200.2.0 lladdr 0e:cc:0a:00:00:04 "* ]]
+    run ip -n "$LAB_PREFIX-worker-1" route show 200.200.2.0/24
+    [[ $output == "200.200.2.0/24 via 200.200.2.0 dev wcni.1"* ]]
+    # the pods' MTU leaves room for the VXLAN header
+    run "$LAB" exec pod-1 cat /sys/class/net/eth0/mtu
+    [ "$output" = 1450 ]
+    lab_test_all_pass
+    [[ $output == *"inter-node routes down"* && $output == *"inter-node: vxlan"* ]]
+    [ "$(grep -cE ' pod-pod-mtu +pass +pass +OK +MTU 1450: 1422 bytes \+ DF' <<<"$output")" -eq 4 ]
+}
+
+@test "guest vxlan: worker-2 leaves the peers, reconcile removes exactly its routes, FDB and neighbour entries; back again" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    peers_leave_and_return 4
+    lab_test_all_pass
+}
+
+@test "guest default, routes down: the course's expected failures again, no inter-node state left" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    run "$LAB" guest default
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"nothing to reconcile"* ]]
+    for node in master worker-1 worker-2; do
+        ! ip -n "$LAB_PREFIX-$node" link show wcni.1 2>/dev/null || false
+        [ -z "$(ip -n "$LAB_PREFIX-$node" route show dev vpc0 | grep ' via ' | grep -v '^default')" ]
+    done
+    run "$LAB" test
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ $output == *"inter-node routes down"* && $output == *"inter-node: none"* ]]
+    [ "$(grep -cE ' pod-pod-other +FAIL +FAIL +OK ' <<<"$output")" -eq 4 ]
+    [ "$(grep -cE ' pod-node-other +FAIL +FAIL +OK ' <<<"$output")" -eq 4 ]
+    [ "$(grep -cE ' node-pod-other +FAIL +FAIL +OK ' <<<"$output")" -eq 2 ]
+    [ "$(grep -cE ' pod-pod-mtu +FAIL +FAIL +OK ' <<<"$output")" -eq 4 ]
+    [ "$(grep -cE ' pod-dns +FAIL +FAIL +OK ' <<<"$output")" -eq 4 ]
+    [[ $output == *"RESULT: all 24 checks as expected"* ]]
+    run "$LAB" routes up
+    [ "$status" -eq 0 ]
+    lab_test_all_pass
+}
+
 @test "dual-stack: LAB_FAMILIES=4,6 up gives every pod both families; test prints 48 rows, all as expected" {
     run "$LAB" down
     [ "$status" -eq 0 ]
@@ -441,7 +604,8 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     # no sleep: the test runs right after up
     lab_test_all_pass 48
     [[ $output == *"families 4,6"* ]]
-    [ "$(grep -cE ' IPv6 +[a-z-]+ +pass +pass +OK ' <<<"$output")" -eq 24 ]
+    # (the 24 IPv6 rows of the matrix; the path MTU and DNS tables have 4 each)
+    [ "$(grep -E ' IPv6 +[a-z-]+ +pass +pass +OK ' <<<"$output" | grep -cvE ' (pod-pod-mtu|pod-dns) ')" -eq 24 ]
 }
 
 @test "dual-stack: routes down: the cross-node checks fail, as expected, in both families; routes up restores them" {
@@ -464,6 +628,42 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     run "$LAB" routes up
     [ "$status" -eq 0 ]
     lab_test_all_pass 48
+}
+
+@test "dual-stack: host-gw and vxlan with routes down pass all 48 checks (IPv6 too: over IPv6 node IPs, in the IPv4 tunnel); default fails as expected again" {
+    [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
+    conf=$LAB_DIR/nodes/worker-1/net.d/10-wasm-cni.conflist
+    jq -e '.plugins[0] | .nodeIP == ["10.0.0.3", "fd00:10:240::3"]
+        and .peers[2] == {name: "worker-2", nodeIP: ["10.0.0.4", "fd00:10:240::4"], podCIDRs: ["200.200.2.0/24", "fd00:200:200:2::/64"]}' "$conf"
+    run "$LAB" routes down
+    [ "$status" -eq 0 ]
+    run "$LAB" guest host-gw
+    echo "$output"
+    [ "$status" -eq 0 ]
+    run ip -n "$LAB_PREFIX-worker-1" -6 route show fd00:200:200:2::/64
+    [[ $output == "fd00:200:200:2::/64 via fd00:10:240::4 dev vpc0"* ]]
+    lab_test_all_pass 48
+    peers_leave_and_return 8
+    run "$LAB" guest vxlan
+    echo "$output"
+    [ "$status" -eq 0 ]
+    run ip -n "$LAB_PREFIX-worker-1" -6 route show fd00:200:200:2::/64
+    [[ $output == "fd00:200:200:2::/64 via fd00:200:200:2:: dev wcni.1"* ]]
+    lab_test_all_pass 48
+    [ "$(grep -cE ' IPv6 +pod-pod-mtu +pass +pass +OK +MTU 1450: 1402 bytes \+ DF' <<<"$output")" -eq 4 ]
+    peers_leave_and_return 8
+    run "$LAB" guest default
+    [ "$status" -eq 0 ]
+    run "$LAB" test
+    echo "$output"
+    [ "$status" -eq 0 ]
+    for fam in IPv4 IPv6; do
+        [ "$(grep -cE " $fam +pod-pod-other +FAIL +FAIL +OK " <<<"$output")" -eq 4 ]
+        [ "$(grep -cE " $fam +node-pod-other +FAIL +FAIL +OK " <<<"$output")" -eq 2 ]
+    done
+    [[ $output == *"RESULT: all 48 checks as expected"* ]]
+    run "$LAB" routes up
+    [ "$status" -eq 0 ]
 }
 
 @test "dual-stack: a 0.1.0 guest (IPv4 only) is refused, the lab keeps its guest and pods" {
@@ -528,6 +728,9 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     done
     for sb in $sandboxes; do [ ! -e "$sb" ]; done
     [ -z "$(compgen -G "/sys/fs/cgroup/*/wasm-cni-$LAB_PREFIX")" ]
+    # the resolver is stopped
+    [[ $output == *"resolver on master: stopped"* ]]
+    ! pgrep -f "$(dirname "$LAB")/lab/dns.py" || false
     run "$LAB" down
     [ "$status" -eq 0 ]
 }

@@ -80,10 +80,45 @@ pull_everywhere() {
     LAB_GUEST_DIGEST=$want
 }
 
+# The nodes the conflists list as "peers": every node, or those `lab.sh peers NODE...`
+# kept (in $LAB_DIR/peers), in the lab's order
+peer_nodes() {
+    local node kept=" ${NODES[*]} "
+    [[ -f $LAB_DIR/peers ]] && kept=" $(cat "$LAB_DIR/peers") "
+    for node in "${NODES[@]}"; do [[ $kept == *" $node "* ]] && printf '%s\n' "$node"; done
+    return 0
+}
+
+# peers_json: the conflists' "peers", as scripts/cni-plugin.sh writes them from
+# `kubectl get nodes`: name, nodeIP (a list of both families in dual-stack) and podCIDRs
+peers_json() {
+    local node entries=()
+    for node in $(peer_nodes); do
+        if dual_stack; then
+            entries+=("$(jq -cn --arg n "$node" --arg i4 "${NODE_IP[$node]}" --arg i6 "${NODE_IP6[$node]}" \
+                --arg c4 "${POD_CIDR[$node]}" --arg c6 "${POD_CIDR6[$node]}" \
+                '{name: $n, nodeIP: [$i4, $i6], podCIDRs: [$c4, $c6]}')")
+        else
+            entries+=("$(jq -cn --arg n "$node" --arg i4 "${NODE_IP[$node]}" --arg c4 "${POD_CIDR[$node]}" \
+                '{name: $n, nodeIP: $i4, podCIDRs: [$c4]}')")
+        fi
+    done
+    printf '%s\n' "${entries[@]}" | jq -cs .
+}
+
+# node_ips NODE: its IP(s) as install-cni.sh's --node-ip takes them (IPv4,IPv6)
+node_ips() {
+    local fam out=""
+    for fam in "${FAMILIES[@]}"; do out+=${out:+,}$(node_ip "$1" "$fam"); done
+    printf '%s' "$out"
+}
+
 # The node's conflist, on stdout. wasm-cni's is written by the cluster's writer
 # (scripts/node/install-cni.sh, what scripts/cni-plugin.sh runs on every node), with
 # the runner's cacheDir, stateDir and logFile in the node's directory and the pods'
-# MTU from the node's uplink (vpc0), as install-cni.sh takes it on a real node.
+# MTU from the node's uplink (vpc0), as install-cni.sh takes it on a real node; the
+# cluster as every node's conflist carries it: this node's nodeIP and the peers (all
+# nodes, this one included; the runner drops its own entry).
 write_conflist() {  # node plugin
     local node=$1 plugin=$2 d; d=$(node_dir "$node")
     if [[ $plugin == wasm-cni ]]; then
@@ -97,7 +132,8 @@ write_conflist() {  # node plugin
         dual_stack && nets=(--host-network "$HOST_NET,$HOST_NET6" --pod-network "$POD_NET,$POD_NET6"
                             --pod-subnet "${POD_CIDR[$node]},${POD_CIDR6[$node]}" --ip-masq6)
         "$REPO/scripts/node/install-cni.sh" conflist --guest "$g" --guest-digest "$(sha256_of "$g")" \
-            "${nets[@]}" --mtu "$mtu" --cache-dir "$d/cache" --state-dir "$d/state" --log-file "$d/log/wasm-cni.log"
+            "${nets[@]}" --node-ip "$(node_ips "$node")" --peers "$(peers_json)" \
+            --mtu "$mtu" --cache-dir "$d/cache" --state-dir "$d/state" --log-file "$d/log/wasm-cni.log"
     else
         local sub6=""
         dual_stack && sub6=${POD_CIDR6[$node]}
@@ -167,11 +203,35 @@ node_files() {  # node plugin
 }
 
 
+# reconcile_node NODE: the node's runner brings the node in line with its conflist
+# (`wasm-cni reconcile -c`, in the node's namespace, as scripts/cni-plugin.sh does on a
+# real node after rewriting it): a host-gw or VXLAN guest's routes, VXLAN link, FDB and
+# neighbour entries for the peers, those of departed peers removed. The master, which
+# runs no pod (no ADD to do it lazily), gets its routes only this way.
+reconcile_node() {
+    local node=$1 d out
+    d=$(node_dir "$node")
+    out=$(in_ns "$node" "$d/bin/wasm-cni" reconcile -c "$d/net.d/10-wasm-cni.conflist" 2>&1) ||
+        die "$node: wasm-cni reconcile failed: $out"
+    say "  $node: ${out//$'\n'/ }"
+}
+
+# What a policy set up on a node that the next policy must not find: the default
+# policy's bridge, links of ours a failed DEL left (and the VXLAN link, wcni.1, with its
+# routes, FDB and neighbour entries), host-gw's routes through the uplink (vpc0), the
+# network's nftables table, and the store (addresses, node setup fingerprint).
 reset_node_policy() {  # node
-    local node=$1 n l t fam
+    local node=$1 n l t fam r
     n=$(ns_of "$node")
     for l in $(ip -n "$n" -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}'); do
         [[ $l == cni0 || $l == wc* ]] && ip -n "$n" link del "$l" 2>/dev/null || true
+    done
+    # the lab puts only its default route and the VPC's on vpc0: any other route with a
+    # gateway there is a host-gw policy's
+    for fam in 4 6; do
+        while read -r r; do
+            [[ -n $r ]] && ip -n "$n" -"$fam" route del "${r%% *}" via "$(awk '{for (i = 1; i < NF; i++) if ($i == "via") print $(i + 1)}' <<<"$r")" dev vpc0
+        done < <(ip -n "$n" -"$fam" route show dev vpc0 2>/dev/null | awk '$1 != "default" && / via /')
     done
     # the network's tables of both families (ip, and ip6 for IPv6 rules)
     for fam in ip ip6; do

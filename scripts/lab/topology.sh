@@ -123,6 +123,52 @@ EOF
     done
 }
 
+# ---------------------------------------------------------------- DNS
+
+# dns_pid: the pid of the lab's resolver, if it runs (the pid file's, and that process
+# is dns.py: a recycled pid is never taken for it)
+dns_pid() {
+    local pid
+    [[ -f $LAB_DIR/dns.pid ]] || return 1
+    pid=$(cat "$LAB_DIR/dns.pid")
+    [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$HERE/dns.py" || return 1
+    printf '%s' "$pid"
+}
+
+dns_up() {
+    local addrs=("$(node_ip "$DNS_NODE" 4)") answer=$OUTSIDE_IP where listen=() a
+    if dual_stack; then addrs+=("$(node_ip "$DNS_NODE" 6)") answer+=,$OUTSIDE_IP6; fi
+    for a in "${addrs[@]}"; do listen+=(--listen "$a"); done
+    where="$DNS_NODE, port 53 of ${addrs[*]}, $DNS_NAME -> $answer"
+    if dns_pid >/dev/null; then say "  resolver ($where): already running"; return 0; fi
+    mkdir -p "$LAB_DIR"
+    # its own session, every descriptor elsewhere (a caller reading our output, bats'
+    # fd 3, must not wait for it); `down` stops it. `ip netns exec`, not in_ns: $! must
+    # be the resolver (ip and setsid exec it), not a subshell.
+    ip netns exec "$(ns_of "$DNS_NODE")" setsid python3 "$HERE/dns.py" "${listen[@]}" --name "$DNS_NAME=$answer" \
+        </dev/null >"$LAB_DIR/dns.log" 2>&1 3>&- &
+    printf '%s\n' "$!" >"$LAB_DIR/dns.pid"
+    local i
+    for i in $(seq 50); do
+        in_ns "$DNS_NODE" ss -Hlun "sport = :53" | grep -q . && break
+        kill -0 "$!" 2>/dev/null || die "the resolver did not start: $(cat "$LAB_DIR/dns.log")"
+        sleep 0.1
+    done
+    ((i < 50)) || die "the resolver does not listen on port 53: $(cat "$LAB_DIR/dns.log")"
+    say "  resolver ($where): started"
+}
+
+dns_down() {
+    local pid
+    if pid=$(dns_pid); then
+        kill "$pid"
+        local i
+        for i in $(seq 50); do [[ -e /proc/$pid ]] || break; sleep 0.1; done
+        say "  resolver on $DNS_NODE: stopped"
+    fi
+    rm -f "$LAB_DIR/dns.pid"
+}
+
 # ---------------------------------------------------------------- inter-node routes
 
 route_present() {  # node [4|6] -> 0 if the router routes that node's podCIDR to it

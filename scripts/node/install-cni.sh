@@ -22,6 +22,15 @@
 #   install-cni.sh uninstall
 #       removes the runner (and wasm-cni-registry), /opt/cni/wasm, the conflist and the
 #       guest cache
+#   install-cni.sh peers --peers FILE|JSON [--node-ip IPS]
+#       rewrites the "peers" (and, when given, "nodeIP") of the installed conflist, the
+#       rest unchanged, then runs the runner's reconcile on it (as `reconcile`): the
+#       refresh after nodes join or leave
+#   install-cni.sh reconcile
+#       `wasm-cni reconcile -c /etc/cni/net.d/10-wasm-cni.conflist` with the installed
+#       runner: the guest's node-level policy (host-gw routes, a VXLAN link and its
+#       entries) brought in line with the conflist now, without waiting for a pod; a
+#       guest without that export has nothing to reconcile (exit 0)
 #   install-cni.sh conflist --guest PATH [--guest-digest sha256:HEX] NETWORKS [--cache-dir DIR]
 #           [--state-dir DIR] [--log-file FILE]
 #       prints the conflist that install and guest write, for guest PATH, on stdout and
@@ -37,6 +46,14 @@
 #       leaving the cluster too; off by default, as most dual-stack clusters route IPv6).
 #       --mtu: the pods' MTU (conflist "mtu"); default: the MTU of the node's uplink
 #       (the interface of its default route), 1460 on GCP
+#       --peers FILE|JSON: the cluster's nodes, this one included, as the conflist's
+#       "peers": a JSON list [{"name": N, "nodeIP": IP or [IPV4, IPV6], "podCIDRs":
+#       [CIDR...]}, ...] given inline (starting with '[') or in FILE. Only its shape is
+#       checked here (one JSON list); the runner checks its entries (code 7, naming the
+#       entry). Written on one line, so that `peers` can replace it.
+#       --node-ip IPS: this node's IP(s), "nodeIP" (one IP, or IPV4,IPV6 in the families
+#       of --host-network, each inside it); without it the runner takes the uplink's
+#       first global address of each family
 #   Every conflist declares the "ips" and "mac" capabilities, so that a runtime's
 #   requested addresses and MAC (podman --ip/--ip6/--mac-address) reach the runner as
 #   runtimeConfig.ips/mac.
@@ -76,9 +93,12 @@ usage: $SCRIPT_NAME install --runner FILE --default-guest FILE [--registry-tool 
        $SCRIPT_NAME guest (--file FILE.wasm | --default) NETWORKS
        $SCRIPT_NAME guest --ref [oci://]REF [--guest-digest sha256:HEX] [--insecure] [--ca-file PEM] [--registry-config FILE] NETWORKS
        $SCRIPT_NAME uninstall
+       $SCRIPT_NAME peers --peers FILE|JSON [--node-ip IPS]
+       $SCRIPT_NAME reconcile
        $SCRIPT_NAME conflist --guest PATH [--guest-digest sha256:HEX] NETWORKS [--cache-dir DIR] [--state-dir DIR] [--log-file FILE]
   NETWORKS: --host-network CIDRS --pod-network CIDRS --pod-subnet CIDRS [--ip-masq6] [--mtu N]
-  CIDRS: CIDR, or IPV4CIDR,IPV6CIDR (dual-stack)
+            [--peers FILE|JSON] [--node-ip IPS]
+  CIDRS: CIDR, or IPV4CIDR,IPV6CIDR (dual-stack); IPS: IP, or IPV4,IPV6
   ROOT=DIR prefixes every path written (default: /)
 USAGE
   exit 2
@@ -213,7 +233,7 @@ conflist_json() {
       "capabilities": {"ips": true, "mac": true},
       "myHostNetwork": $(cidrs_json "$HOST_NETWORK"),
       "myPodNetwork": $(cidrs_json "$POD_NETWORK"),
-      "myPodSubnet": $(cidrs_json "$POD_SUBNET"),$masq6
+      "myPodSubnet": $(cidrs_json "$POD_SUBNET"),$masq6$(cluster_lines)
       "mtu": $MTU$runtime
     }
   ]
@@ -224,6 +244,13 @@ JSON
 # cidrs_json CIDRS: one CIDR as a JSON string, two (IPv4,IPv6) as a list of them.
 cidrs_json() {
   if [[ "$1" == *,* ]]; then printf '["%s", "%s"]' "${1%%,*}" "${1#*,}"; else printf '"%s"' "$1"; fi
+}
+
+# cluster_lines: the "nodeIP" and "peers" lines of the conflist (each on one line, with
+# a leading newline and a trailing comma), when given
+cluster_lines() {
+  [[ -z "$NODE_IP" ]] || printf '\n      "nodeIP": %s,' "$(cidrs_json "$NODE_IP")"
+  [[ -z "$PEERS" ]] || printf '\n      "peers": %s,' "$PEERS"
 }
 
 # write_conflist GUEST_PATH: the conflist for the installed guest GUEST_PATH, pinned
@@ -252,12 +279,12 @@ cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
 RUNNER="" GUEST_SRC="" GUEST_FILE="" USE_DEFAULT=0 HOST_NETWORK="" POD_NETWORK="" POD_SUBNET="" MTU=""
 GUEST_PATH="" RUNTIME_CACHE_DIR="" RUNTIME_STATE_DIR="" RUNTIME_LOG_FILE="" GUEST_DIGEST=""
-REGISTRY_TOOL="" REF="" PULL_OPTS=() IP_MASQ6=0
+REGISTRY_TOOL="" REF="" PULL_OPTS=() IP_MASQ6=0 PEERS_ARG="" PEERS="" NODE_IP=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runner | --default-guest | --file | --host-network | --pod-network | --pod-subnet | --mtu | \
       --guest | --cache-dir | --state-dir | --log-file | --guest-digest | --registry-tool | --ref | \
-      --ca-file | --registry-config)
+      --ca-file | --registry-config | --peers | --node-ip)
       [[ $# -ge 2 ]] || usage
       case "$1" in
         --runner) RUNNER=$2 ;;
@@ -275,6 +302,8 @@ while [[ $# -gt 0 ]]; do
         --pod-network) POD_NETWORK=$2 ;;
         --pod-subnet) POD_SUBNET=$2 ;;
         --mtu) MTU=$2 ;;
+        --peers) PEERS_ARG=$2 ;;
+        --node-ip) NODE_IP=$2 ;;
       esac
       shift 2
       ;;
@@ -339,8 +368,59 @@ need_networks() {
   if [[ -z "$MTU" ]]; then
     uplink_mtu
   fi
+  need_cluster "$h4" "$h6"
   [[ "$MTU" =~ ^[0-9]{3,5}$ ]] && ((MTU >= 576 && MTU <= 65535)) ||
     die "MTU '$MTU' is not a number in 576..65535."
+}
+
+# need_ip4 NAME VALUE: VALUE is an IPv4 address (dotted quad)
+need_ip4() {
+  local re='^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$' i
+  [[ "$2" =~ $re ]] || die "$1 '$2' is not an IPv4 address."
+  for i in 1 2 3 4; do ((BASH_REMATCH[i] <= 255)) || die "$1 '$2' is not an IPv4 address."; done
+}
+
+# need_cluster HOST4 HOST6: checks --node-ip (each inside the host network of its
+# family, one per family) and --peers (a JSON list, from FILE unless inline), and
+# sets NODE_IP (IPv4 first) and PEERS (the list on one line).
+need_cluster() {
+  local h4=$1 h6=$2 ip v4="" v6=""
+  local -a parts
+  if [[ -n "$NODE_IP" ]]; then
+    IFS=, read -ra parts <<<"$NODE_IP"
+    [[ "$NODE_IP" != *, && ${#parts[@]} -ge 1 && ${#parts[@]} -le 2 ]] ||
+      die "--node-ip '$NODE_IP' must be one IP, or an IPv4 and an IPv6 one separated by a comma."
+    for ip in "${parts[@]}"; do
+      if [[ "$ip" == *:* ]]; then
+        [[ -z "$v6" ]] || die "--node-ip '$NODE_IP' names two IPv6 addresses (one per family)."
+        expand6 "$ip" >/dev/null || die "--node-ip '$ip' is not an IPv6 address."
+        if [[ -z "$h6" ]] || ! inside6 "$ip/128" "$h6"; then
+          die "--node-ip $ip is not inside --host-network ${h6:-(no IPv6 network)}."
+        fi
+        v6=$ip
+      else
+        [[ -z "$v4" ]] || die "--node-ip '$NODE_IP' names two IPv4 addresses (one per family)."
+        need_ip4 --node-ip "$ip"
+        if [[ -z "$h4" ]] || ! inside "$ip/32" "$h4"; then
+          die "--node-ip $ip is not inside --host-network ${h4:-(no IPv4 network)}."
+        fi
+        v4=$ip
+      fi
+    done
+    NODE_IP=$v4${v4:+${v6:+,}}$v6
+  fi
+  [[ -n "$PEERS_ARG" ]] || return 0
+  if [[ "$PEERS_ARG" == \[* ]]; then
+    PEERS=$PEERS_ARG
+  else
+    [[ -f "$PEERS_ARG" ]] || die "--peers '$PEERS_ARG': no such file (a file, or a JSON list starting with '[')."
+    PEERS="$(cat "$PEERS_ARG")" || die "--peers: cannot read '$PEERS_ARG'."
+  fi
+  # one line (a JSON string holds no raw newline, so this keeps valid JSON valid)
+  PEERS="$(tr -d '\n\r' <<<"$PEERS")"
+  PEERS="${PEERS#"${PEERS%%[![:space:]]*}"}" PEERS="${PEERS%"${PEERS##*[![:space:]]}"}"
+  [[ "$PEERS" == \[*\] && "$PEERS" != *[[:cntrl:]]* ]] ||
+    die "--peers must be a JSON list of nodes ([{\"name\": ..., \"nodeIP\": ..., \"podCIDRs\": [...]}, ...])."
 }
 
 # uplink_mtu: MTU = the MTU of the interface of the node's IPv4 default route
@@ -442,6 +522,47 @@ pull_guest() {
   install_guest "$tmpdir/guest.wasm" "$name"
 }
 
+# installed_host_networks: INSTALLED_H4 and INSTALLED_H6, the installed conflist's
+# myHostNetwork (what --node-ip must lie in), as conflist_json wrote it on one line
+installed_host_networks() {
+  local line c
+  INSTALLED_H4="" INSTALLED_H6=""
+  line="$(grep -m1 '^      "myHostNetwork": ' "$ROOT$CONF_PATH")" ||
+    die "$CONF_PATH has no myHostNetwork line: not written by $SCRIPT_NAME; re-run scripts/cni-plugin.sh up."
+  for c in $(grep -oE '"[0-9a-fA-F.:]+/[0-9]+"' <<<"$line" | tr -d '"'); do
+    if [[ "$c" == *:* ]]; then INSTALLED_H6=$c; else INSTALLED_H4=$c; fi
+  done
+}
+
+# rewrite_cluster_lines: the installed conflist with its "peers" (and, with --node-ip,
+# "nodeIP") lines replaced, or added before "mtu"; every other line as it was. Atomic.
+rewrite_cluster_lines() {
+  local dst="$ROOT$CONF_PATH" tmp
+  tmp="$(mktemp "$dst.XXXXXX")"
+  awk -v peers="$PEERS" -v nodeip="$( [[ -z "$NODE_IP" ]] || cidrs_json "$NODE_IP")" '
+    /^      "peers": / { next }
+    /^      "nodeIP": / { if (nodeip != "") next }
+    /^      "mtu": / {
+      if (nodeip != "") print "      \"nodeIP\": " nodeip ","
+      print "      \"peers\": " peers ","
+    }
+    { print }' "$dst" >"$tmp"
+  grep -q '^      "peers": ' "$tmp" || { rm -f "$tmp"; die "$CONF_PATH has no mtu line: not written by $SCRIPT_NAME; re-run scripts/cni-plugin.sh up."; }
+  chmod 0644 "$tmp"
+  mv -f "$tmp" "$dst"
+  log "wrote the peers${NODE_IP:+ and nodeIP $NODE_IP} of $CONF_PATH"
+}
+
+# reconcile: the installed runner brings the node in line with the installed conflist
+reconcile() {
+  [[ -x "$ROOT$BIN_PATH" && -f "$ROOT$CONF_PATH" ]] ||
+    die "wasm-cni is not installed on this node; run scripts/cni-plugin.sh up first."
+  local out rc=0
+  out="$("$ROOT$BIN_PATH" reconcile -c "$ROOT$CONF_PATH" 2>&1)" || rc=$?
+  ((rc == 0)) || die "wasm-cni reconcile -c $CONF_PATH failed (exit $rc): $out"
+  log "reconcile: $out"
+}
+
 # the conflist-only options; --registry-tool is install's, the pull options guest --ref's
 [[ "$cmd" == conflist || -z "$GUEST_PATH$RUNTIME_CACHE_DIR$RUNTIME_STATE_DIR$RUNTIME_LOG_FILE" ]] || usage
 [[ "$cmd" == install || -z "$REGISTRY_TOOL" ]] || usage
@@ -489,10 +610,22 @@ case "$cmd" in
     fi
     ;;
   uninstall)
-    [[ -z "$RUNNER$GUEST_SRC$GUEST_FILE$REF$HOST_NETWORK$POD_NETWORK$POD_SUBNET$MTU" && "$USE_DEFAULT$IP_MASQ6" == 00 ]] || usage
+    [[ -z "$RUNNER$GUEST_SRC$GUEST_FILE$REF$HOST_NETWORK$POD_NETWORK$POD_SUBNET$MTU$PEERS_ARG$NODE_IP" && "$USE_DEFAULT$IP_MASQ6" == 00 ]] || usage
     rm -f "$ROOT$CONF_PATH" "$ROOT$BIN_PATH" "$ROOT$REGISTRY_TOOL_PATH"
     rm -rf -- "$ROOT$GUEST_DIR" "$ROOT$CACHE_DIR" # constant suffixes: never "/"
     log "removed $CONF_PATH, $BIN_PATH, $REGISTRY_TOOL_PATH, $GUEST_DIR, $CACHE_DIR"
+    ;;
+  peers)
+    [[ -n "$PEERS_ARG" && -z "$RUNNER$GUEST_SRC$GUEST_FILE$REF$HOST_NETWORK$POD_NETWORK$POD_SUBNET$MTU" && "$USE_DEFAULT$IP_MASQ6" == 00 ]] || usage
+    [[ -f "$ROOT$CONF_PATH" ]] || die "$CONF_PATH missing: run scripts/cni-plugin.sh up first."
+    installed_host_networks
+    need_cluster "$INSTALLED_H4" "$INSTALLED_H6"
+    rewrite_cluster_lines
+    reconcile
+    ;;
+  reconcile)
+    [[ -z "$RUNNER$GUEST_SRC$GUEST_FILE$REF$HOST_NETWORK$POD_NETWORK$POD_SUBNET$MTU$PEERS_ARG$NODE_IP" && "$USE_DEFAULT$IP_MASQ6" == 00 ]] || usage
+    reconcile
     ;;
   conflist)
     [[ -n "$GUEST_PATH" && -z "$RUNNER$GUEST_SRC$GUEST_FILE$REF" && "$USE_DEFAULT" == 0 ]] || usage

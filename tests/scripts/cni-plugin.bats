@@ -27,6 +27,9 @@ setup() {
   export WASM_CNI_RUNNER="$STUBS/fake-wasm-cni"
   GOOD="$BATS_TEST_TMPDIR/deny-all.wasm"
   printf '\0asm\x0d\x00\x01\x00deny-all' >"$GOOD"
+  printf '\0asm\x0d\x00\x01\x00host-gw' >"$DIST/guests/host-gw.wasm"
+  printf '\0asm\x0d\x00\x01\x00vxlan' >"$DIST/guests/vxlan.wasm"
+  export HOST_GW_GUEST_WASM="$DIST/guests/host-gw.wasm" VXLAN_GUEST_WASM="$DIST/guests/vxlan.wasm"
 }
 
 # sim_nodes: simulated nodes as GCP's Ubuntu VMs are: nft installed, uplink ens4 with
@@ -77,6 +80,25 @@ expected_on_node() {
 
 networks() { echo "--host-network 10.0.0.0/16 --pod-network 200.200.0.0/16 --pod-subnet $(cidr_of "$1")"; }
 
+# the InternalIPv4 of each node in fixtures/nodes.json (the kubectl stub's 'get nodes -o json')
+ip_of() {
+  case "$1" in
+    my-k8s-master) echo 10.0.0.2 ;;
+    my-k8s-worker-1) echo 10.0.0.3 ;;
+    my-k8s-worker-2) echo 10.0.0.4 ;;
+  esac
+}
+
+# the peers list written from fixtures/nodes.json: sorted by name; my-k8s-worker-2 is
+# dual-stack (its InternalIPs listed IPv6 first, the IPv6 one not in canonical form):
+# both addresses, IPv4 first, canonical; its IPv6 podCIDR is left out (POD_NETWORK is IPv4)
+PEERS3='[{"name": "my-k8s-master", "nodeIP": "10.0.0.2", "podCIDRs": ["200.200.0.0/24"]}, {"name": "my-k8s-worker-1", "nodeIP": "10.0.0.3", "podCIDRs": ["200.200.1.0/24"]}, {"name": "my-k8s-worker-2", "nodeIP": ["10.0.0.4", "fd00:10::4"], "podCIDRs": ["200.200.2.0/24"]}]'
+
+peer_args() { echo "--peers wasm-cni-install/peers.json --node-ip $(ip_of "$1")"; }
+
+GET_NODES="kubectl --context=my-k8s get nodes -o json"
+reconcile_call() { echo "gcloud compute ssh $1 $P $Z --quiet --command=sudo /opt/cni/bin/wasm-cni reconcile -c /etc/cni/net.d/10-wasm-cni.conflist"; }
+
 # expected_up [sim]: with "sim", the nodes run install-cni.sh, whose runner check shows
 expected_up() {
   echo "$LOCAL_CHECK"
@@ -90,13 +112,24 @@ expected_up() {
   done
 }
 
-expected_guest() { # NAME|default
+# expected_guest NAME|default [sim] [SOURCE]: the calls of 'guest FILE' (SOURCE, default
+# <T>/NAME) or 'guest default'; with "sim", the node-side runner's calls too
+expected_guest() {
   expected_prelude
+  [[ "$1" == default ]] || echo "$GET_NODES"
   for node in $NODES; do
     if [[ "$1" == default ]]; then
       expected_on_node "$node" "" "guest --default $(networks "$node")"
     else
-      expected_on_node "$node" "<T>/$1 " "guest --file wasm-cni-install/$1 $(networks "$node")"
+      expected_on_node "$node" "${3:-<T>/$1} <MKTEMP>/peers.json " \
+        "guest --file wasm-cni-install/$1 $(networks "$node") $(peer_args "$node")"
+      if [[ "${2:-}" == sim ]]; then
+        echo "fake-wasm-cni guest check --cache-dir <T>/nodes/$node/root/var/cache/wasm-cni wasm-cni-install/$1"
+      fi
+      reconcile_call "$node"
+      if [[ "${2:-}" == sim ]]; then
+        echo "fake-wasm-cni reconcile -c <T>/nodes/$node/root/etc/cni/net.d/10-wasm-cni.conflist"
+      fi
     fi
   done
 }
@@ -111,11 +144,11 @@ pin_of() {
 }
 
 @test "cni-plugin: usage on no/unknown/incomplete arguments, exit 2" {
-  for args in "" "install" "up now" "guest" "guest a.wasm b.wasm"; do
+  for args in "" "install" "up now" "guest" "guest a.wasm b.wasm" "peers now"; do
     # shellcheck disable=SC2086
     run --separate-stderr "$SCRIPT" $args
     assert_status 2
-    assert_contains "$stderr" "usage: cni-plugin.sh up|down|guest FILE.wasm|guest oci://REF|guest default"
+    assert_contains "$stderr" "usage: cni-plugin.sh up|down|guest FILE.wasm|guest oci://REF|guest host-gw|guest vxlan|guest default|peers"
   done
   assert_no_calls
 }
@@ -364,23 +397,19 @@ pin_of() {
   run --separate-stderr "$SCRIPT" guest "$GOOD"
   assert_status 0
   assert_contains "$output" "ok: $GOOD implements wasm-cni:plugin/cni-policy@0.2.0"
-  {
-    echo "fake-wasm-cni guest check <T>/deny-all.wasm"
-    expected_guest deny-all.wasm | while read -r line; do
-      echo "$line"
-      # the node-side install-cni.sh validates again with the node's runner
-      if [[ "$line" == *"install-cni.sh guest --file"* ]]; then
-        node=${line#gcloud compute ssh }
-        echo "fake-wasm-cni guest check --cache-dir <T>/nodes/${node%% *}/root/var/cache/wasm-cni wasm-cni-install/deny-all.wasm"
-      fi
-    done
-  } | assert_calls
+  # the node-side install-cni.sh validates again with the node's runner, then the
+  # node reconciles
+  { echo "fake-wasm-cni guest check <T>/deny-all.wasm"; expected_guest deny-all.wasm sim; } | assert_calls
   for node in $NODES; do
     root="$STUB_SIM_NODES/$node/root"
     cmp "$GOOD" "$root/opt/cni/wasm/deny-all.wasm"
     run jq -r '.plugins[0] | "\(.guest) \(.guestDigest) \(.myPodSubnet)"' "$(conflist_of "$node")"
     [ "$output" = "/opt/cni/wasm/deny-all.wasm $(pin_of "$root/opt/cni/wasm/deny-all.wasm") $(cidr_of "$node")" ]
+    # a guest of the user's gets the peers list too: it may have a node-level part
+    run jq -c '.plugins[0] | [.nodeIP, .peers]' "$(conflist_of "$node")"
+    [ "$output" = "[\"$(ip_of "$node")\",$(jq -c . <<<"$PEERS3")]" ]
   done
+  assert_tmp_clean
 }
 
 @test "cni-plugin guest default: points every node back at default.wasm" {
@@ -442,13 +471,17 @@ stub_registry() {
   assert_contains "$output" "every node now uses registry.example:5000/guests/routed:v1 ($V1_PIN, pinned in its conflist)"
   {
     expected_prelude
+    echo "$GET_NODES"
     first=1
     for node in $NODES; do
       pin=""
       ((first)) || pin=" --guest-digest $V1_PIN"
-      expected_on_node "$node" "" "guest --ref registry.example:5000/guests/routed:v1$pin $(networks "$node")"
+      expected_on_node "$node" "<MKTEMP>/peers.json " \
+        "guest --ref registry.example:5000/guests/routed:v1$pin $(networks "$node") $(peer_args "$node")"
       echo "fake-wasm-cni guest pull registry.example:5000/guests/routed:v1 -o <MKTEMP>/guest.wasm"
       echo "fake-wasm-cni guest check --cache-dir <T>/nodes/$node/root/var/cache/wasm-cni <MKTEMP>/guest.wasm"
+      reconcile_call "$node"
+      echo "fake-wasm-cni reconcile -c <T>/nodes/$node/root/etc/cni/net.d/10-wasm-cni.conflist"
       first=0
     done
   } | assert_calls
@@ -480,7 +513,8 @@ stub_registry() {
     run --separate-stderr "$SCRIPT" guest oci://registry.example:5000/guests/routed:v1
   assert_status 0
   for node in $NODES; do
-    grep -qF "gcloud compute scp $P $Z --quiet $BATS_TEST_TMPDIR/ca.pem $BATS_TEST_TMPDIR/config.json $REPO/scripts/node/install-cni.sh $node:wasm-cni-install/" "$STUB_LOG"
+    grep -qF "gcloud compute scp $P $Z --quiet $BATS_TEST_TMPDIR/ca.pem $BATS_TEST_TMPDIR/config.json $TMPDIR/" "$STUB_LOG"
+    grep -qF "/peers.json $REPO/scripts/node/install-cni.sh $node:wasm-cni-install/" "$STUB_LOG"
     [ ! -e "$STUB_SIM_NODES/$node/home/wasm-cni-install" ]
     [ "$(jq -r '.plugins[0].guestDigest' "$(conflist_of "$node")")" = "$V1_PIN" ]
   done
@@ -569,4 +603,195 @@ stub_registry() {
   run --separate-stderr "$SCRIPT" guest "$BATS_TEST_TMPDIR/no-del.wasm"
   assert_status 1
   assert_contains "$stderr" "exports add, check, gc, status but not del"
+}
+
+# --- peers: host-gw, vxlan, 'peers' -----------------------------------------------
+
+# assert_peers_written NODE...: each NODE (in this order) got exactly $PEERS as its
+# peers.json (the gcloud stub records what scp copies under that name)
+assert_peers_written() {
+  local expected="" node
+  for node in "$@"; do expected+="$node: $PEERS"$'\n'; done
+  if [[ "$(cat "$STUB_LOG.peers" 2>/dev/null)"$'\n' != "$expected" ]]; then
+    printf -- '--- expected peers\n%s--- written\n%s\n' "$expected" "$(cat "$STUB_LOG.peers" 2>/dev/null)" >&2
+    return 1
+  fi
+}
+
+@test "cni-plugin guest host-gw: the peers list from 'kubectl get nodes -o json' (3 nodes, one dual-stack) to every node, then reconcile on each" {
+  PEERS=$PEERS3
+  run --separate-stderr "$SCRIPT" guest host-gw
+  assert_status 0
+  { echo "fake-wasm-cni guest check <T>/dist/guests/host-gw.wasm"; expected_guest host-gw.wasm "" "<T>/dist/guests/host-gw.wasm"; } | assert_calls
+  assert_peers_written $NODES
+  assert_contains "$output" "node my-k8s-worker-2: podCIDR fd00:200:200:2::/64 left out of the peers list (POD_NETWORK 200.200.0.0/16 has no IPv6 network)"
+  assert_contains "$output" "every node now uses host-gw.wasm for new CNI calls"
+  # the list is sorted by name, whatever the order of kubectl's answer
+  nodes_json '.items |= reverse'
+  : >"$STUB_LOG" && rm "$STUB_LOG.peers"
+  run --separate-stderr "$SCRIPT" guest host-gw
+  assert_status 0
+  assert_peers_written $NODES
+  assert_tmp_clean
+}
+
+@test "cni-plugin guest vxlan: every node's conflist names /opt/cni/wasm/vxlan.wasm, pinned, with the peers and its own nodeIP; each node reconciled it" {
+  sim_nodes
+  run --separate-stderr "$SCRIPT" up
+  assert_status 0
+  : >"$STUB_LOG"
+  run --separate-stderr "$SCRIPT" guest vxlan
+  assert_status 0
+  { echo "fake-wasm-cni guest check <T>/dist/guests/vxlan.wasm"; expected_guest vxlan.wasm sim "<T>/dist/guests/vxlan.wasm"; } | assert_calls
+  for node in $NODES; do
+    root="$STUB_SIM_NODES/$node/root"
+    cmp "$VXLAN_GUEST_WASM" "$root/opt/cni/wasm/vxlan.wasm"
+    run jq -c '.plugins[0] | [.guest, .guestDigest, .myPodSubnet, .nodeIP, .peers]' "$(conflist_of "$node")"
+    [ "$output" = "[\"/opt/cni/wasm/vxlan.wasm\",\"$(pin_of "$VXLAN_GUEST_WASM")\",\"$(cidr_of "$node")\",\"$(ip_of "$node")\",$(jq -c . <<<"$PEERS3")]" ]
+  done
+  assert_tmp_clean
+}
+
+@test "cni-plugin guest host-gw|vxlan: a build that names its file otherwise is staged under the built-in's name" {
+  cp "$HOST_GW_GUEST_WASM" "$BATS_TEST_TMPDIR/hostgw-test-build.wasm"
+  HOST_GW_GUEST_WASM="$BATS_TEST_TMPDIR/hostgw-test-build.wasm" run --separate-stderr "$SCRIPT" guest host-gw
+  assert_status 0
+  [ "$(grep -c "gcloud compute scp $P $Z --quiet $TMPDIR/cni-plugin\.[A-Za-z0-9]*/host-gw.wasm $TMPDIR/cni-plugin\.[A-Za-z0-9]*/peers.json " "$STUB_LOG")" -eq 3 ]
+  [ "$(grep -c "install-cni.sh guest --file wasm-cni-install/host-gw.wasm " "$STUB_LOG")" -eq 3 ]
+  assert_tmp_clean
+}
+
+@test "cni-plugin guest: an unknown guest name, a missing built-in or a file named like a built-in is refused, no call made" {
+  for bad in hostgw vxlan-v2 flannel; do
+    run --separate-stderr "$SCRIPT" guest "$bad"
+    assert_status 1
+    assert_contains "$stderr" "refusing '$bad': not a guest name (host-gw, vxlan, default), a .wasm file or an oci:// reference."
+  done
+  rm "$VXLAN_GUEST_WASM"
+  run --separate-stderr "$SCRIPT" guest vxlan
+  assert_status 1
+  assert_contains "$stderr" "the vxlan guest '$VXLAN_GUEST_WASM' is missing. Build it with scripts/build.sh"
+  cp "$GOOD" "$BATS_TEST_TMPDIR/host-gw.wasm"
+  run --separate-stderr "$SCRIPT" guest "$BATS_TEST_TMPDIR/host-gw.wasm"
+  assert_status 1
+  assert_contains "$stderr" "host-gw.wasm is a built-in guest's name ('guest host-gw'); rename it."
+  assert_no_calls
+}
+
+@test "cni-plugin guest host-gw / peers: kubectl failing to list the nodes stops before any node is touched" {
+  for cmd in "guest host-gw" peers; do
+    : >"$STUB_LOG"
+    # shellcheck disable=SC2086
+    STUB_FAIL="$GET_NODES" STUB_FAIL_MSG='error: You must be logged in to the server (Unauthorized)' \
+      run --separate-stderr "$SCRIPT" $cmd
+    assert_status 1
+    assert_contains "$stderr" "reading the cluster's nodes failed (kubectl get nodes, context my-k8s, exit 1): error: You must be logged in to the server (Unauthorized); no node was changed."
+    [ "$(grep -c "^gcloud compute" "$STUB_LOG")" -eq 0 ]
+    [ "$(tail -1 "$STUB_LOG")" = "$GET_NODES" ]
+  done
+  assert_tmp_clean
+}
+
+# nodes_json JQ-FILTER: fixtures/nodes.json changed by JQ-FILTER, as the kubectl stub's answer
+nodes_json() {
+  export STUB_NODES_JSON="$BATS_TEST_TMPDIR/nodes.json"
+  jq "$1" "$REPO/tests/scripts/fixtures/nodes.json" >"$STUB_NODES_JSON"
+}
+
+@test "cni-plugin guest host-gw: a node list the runner would refuse is refused here, naming the node; no node touched" {
+  local -A cases=(
+    ['.items[1].spec |= {}']="node my-k8s-worker-1 has no podCIDR in POD_NETWORK 200.200.0.0/16 yet (spec.podCIDRs: none)"
+    ['.items[1].spec.podCIDRs = ["200.200.0.128/25"]']="node my-k8s-worker-1's podCIDR 200.200.0.128/25 overlaps node my-k8s-master's 200.200.0.0/24"
+    ['.items[1].spec.podCIDRs = ["10.244.1.0/24"]']="node my-k8s-worker-1: podCIDR 10.244.1.0/24 is not inside POD_NETWORK 200.200.0.0/16"
+    ['.items[1].spec.podCIDRs = ["200.200.1.1/24"]']="node my-k8s-worker-1: podCIDR '200.200.1.1/24' is not a CIDR (a network: no host bits set)"
+    ['.items[1].spec.podCIDRs = ["200.200.1.0/24", "200.200.3.0/24"]']="node my-k8s-worker-1 has two IPv4 podCIDRs (200.200.1.0/24, 200.200.3.0/24): a peer has one per family"
+    ['.items[1].status.addresses[0].address = "192.168.1.3"']="node my-k8s-worker-1: InternalIP 192.168.1.3 is outside HOST_NETWORK 10.0.0.0/16 (the runner allows routes and VXLAN remotes only inside the host network)"
+    ['.items[1].status.addresses[0].address = "10.0.0.2"']="nodes my-k8s-master and my-k8s-worker-1 have the same InternalIP 10.0.0.2"
+    ['.items[1].status.addresses += [{"type": "InternalIP", "address": "10.0.0.33"}]']="node my-k8s-worker-1 has two IPv4 InternalIPs (10.0.0.3, 10.0.0.33): a peer has one per family"
+    ['.items[1].status.addresses = [{"type": "InternalIP", "address": "fd00:10::3"}]']="node my-k8s-worker-1 has no InternalIP address in HOST_NETWORK 10.0.0.0/16 (status.addresses)"
+    ['.items[1].status.addresses[0].address = "10.0.0.300"']="node my-k8s-worker-1: InternalIP '10.0.0.300' is not an IP address"
+    ['.items[1].metadata = ["x"]']="kubectl's answer has an unexpected shape (AttributeError: 'list' object has no attribute 'get')"
+    ['.items = []']="kubectl's answer lists no nodes"
+    ['del(.items[2])']="my-k8s-worker-2 (MASTER/WORKERS) is not a node of the cluster (kubectl get nodes): if it left, drop it from WORKERS; no node was changed."
+  )
+  local filter
+  for filter in "${!cases[@]}"; do
+    nodes_json "$filter"
+    : >"$STUB_LOG"
+    run --separate-stderr "$SCRIPT" guest host-gw
+    assert_status 1
+    assert_contains "$stderr" "${cases[$filter]}"
+    [[ "${cases[$filter]}" == *"no node was changed."* ]] || assert_contains "$stderr" "${cases[$filter]}; no node was changed."
+    [ "$(tail -1 "$STUB_LOG")" = "$GET_NODES" ] # nothing after the read
+  done
+  assert_tmp_clean
+}
+
+@test "cni-plugin peers: after a node leaves, the remaining nodes get the shorter list (guest and pin kept) and reconcile" {
+  sim_nodes
+  run --separate-stderr "$SCRIPT" up
+  assert_status 0
+  run --separate-stderr "$SCRIPT" guest host-gw
+  assert_status 0
+  pin="$(jq -r '.plugins[0].guestDigest' "$(conflist_of my-k8s-master)")"
+  # my-k8s-worker-2 is drained and deleted (kubectl delete node), and dropped from WORKERS
+  nodes_json 'del(.items[2])'
+  export WORKERS=my-k8s-worker-1
+  : >"$STUB_LOG"
+  run --separate-stderr "$SCRIPT" peers
+  assert_status 0
+  assert_contains "$output" "every node has the new peers list and has reconciled"
+  PEERS='[{"name": "my-k8s-master", "nodeIP": "10.0.0.2", "podCIDRs": ["200.200.0.0/24"]}, {"name": "my-k8s-worker-1", "nodeIP": "10.0.0.3", "podCIDRs": ["200.200.1.0/24"]}]'
+  {
+    expected_prelude | grep -v "get node my-k8s-worker-2 "
+    echo "$GET_NODES"
+    for node in my-k8s-master my-k8s-worker-1; do
+      expected_on_node "$node" "<MKTEMP>/peers.json " "peers $(peer_args "$node")"
+      echo "fake-wasm-cni reconcile -c <T>/nodes/$node/root/etc/cni/net.d/10-wasm-cni.conflist"
+    done
+  } | assert_calls
+  for node in my-k8s-master my-k8s-worker-1; do
+    run jq -c '.plugins[0] | [.guest, .guestDigest, .myPodSubnet, .nodeIP, .peers]' "$(conflist_of "$node")"
+    [ "$output" = "[\"/opt/cni/wasm/host-gw.wasm\",\"$pin\",\"$(cidr_of "$node")\",\"$(ip_of "$node")\",$(jq -c . <<<"$PEERS")]" ]
+  done
+  assert_tmp_clean
+}
+
+@test "cni-plugin peers: the exact calls and list, a node not in WORKERS is a peer (with a warning), a failed reconcile names the nodes done" {
+  nodes_json '.items += [{"metadata": {"name": "my-k8s-worker-3"}, "spec": {"podCIDRs": ["200.200.3.0/24"]}, "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.5"}]}}]'
+  run --separate-stderr "$SCRIPT" peers
+  assert_status 0
+  assert_contains "$stderr" "node my-k8s-worker-3 is in the peers list but not in MASTER/WORKERS: this script does not write its conflist (add it to WORKERS)."
+  PEERS="${PEERS3%]}, {\"name\": \"my-k8s-worker-3\", \"nodeIP\": \"10.0.0.5\", \"podCIDRs\": [\"200.200.3.0/24\"]}]"
+  {
+    expected_prelude
+    echo "$GET_NODES"
+    for node in $NODES; do expected_on_node "$node" "<MKTEMP>/peers.json " "peers $(peer_args "$node")"; done
+  } | assert_calls
+  assert_peers_written $NODES
+  # the node-side step (install-cni.sh peers: rewrite, then reconcile) fails on worker-1
+  : >"$STUB_LOG"
+  STUB_FAIL="gcloud compute ssh my-k8s-worker-1 *install-cni.sh peers *" \
+    STUB_FAIL_MSG="install-cni.sh: error: wasm-cni reconcile -c /etc/cni/net.d/10-wasm-cni.conflist failed (exit 1): ..." \
+    run --separate-stderr "$SCRIPT" peers
+  assert_status 1
+  assert_contains "$stderr" "error: writing the peers list and reconciling (nodes already done: my-k8s-master) on my-k8s-worker-1 failed (exit 1)"
+  [ "$(grep "^gcloud" "$STUB_LOG" | grep -c my-k8s-worker-2)" -eq 0 ]
+  assert_tmp_clean
+}
+
+@test "cni-plugin guest host-gw: a failing reconcile stops the rollout, naming the node and the nodes done" {
+  STUB_FAIL="gcloud compute ssh my-k8s-worker-1 * reconcile -c *" STUB_FAIL_MSG="wasm-cni: error: reconcile: ..." \
+    run --separate-stderr "$SCRIPT" guest host-gw
+  assert_status 1
+  assert_contains "$stderr" "error: wasm-cni reconcile on my-k8s-worker-1 (its conflist is already rewritten; nodes done before it: my-k8s-master) failed (exit 1)"
+  [ "$(tail -1 "$STUB_LOG")" = "$(reconcile_call my-k8s-worker-1)" ]
+  assert_tmp_clean
+}
+
+@test "cni-plugin peers: python3 is needed for the peers list, said so before any call to a node" {
+  PATH="$(path_without python3)" run --separate-stderr "$SCRIPT" peers
+  assert_status 1
+  assert_contains "$stderr" "'python3' not found on PATH. The peers list is built with python3"
+  [ "$(grep -c "^gcloud compute" "$STUB_LOG")" -eq 0 ]
 }

@@ -465,3 +465,73 @@ stub_registry() {
   done
   check_unchanged
 }
+
+@test "install-cni --peers/--node-ip: the cluster in the conflist (inline or from a file, one line); bad ones refused" {
+  peers='[{"name": "master", "nodeIP": ["10.0.0.2", "fd00:10:240::2"], "podCIDRs": ["200.200.0.0/24", "fd00:200:200::/64"]},
+  {"name": "worker-1", "nodeIP": ["10.0.0.3", "fd00:10:240::3"], "podCIDRs": ["200.200.1.0/24", "fd00:200:200:1::/64"]}]'
+  printf '%s\n' "$peers" >"$BATS_TEST_TMPDIR/peers.json"
+  DUAL=(--mtu 1500 --host-network "10.0.0.0/16,fd00:10:240::/64" --pod-network "200.200.0.0/16,fd00:200:200::/56"
+    --pod-subnet "200.200.1.0/24,fd00:200:200:1::/64")
+  for arg in "$peers" "$BATS_TEST_TMPDIR/peers.json"; do
+    run --separate-stderr "$NODE_SCRIPT" conflist --guest /g.wasm "${DUAL[@]}" --node-ip fd00:10:240::3,10.0.0.3 --peers "$arg"
+    assert_status 0
+    [ "$(jq -c '.plugins[0].nodeIP' <<<"$output")" = '["10.0.0.3","fd00:10:240::3"]' ]
+    [ "$(jq -c '.plugins[0].peers' <<<"$output")" = "$(jq -c . <<<"$peers")" ]
+    [ "$(grep -c '"peers": ' <<<"$output")" -eq 1 ]
+  done
+  # single-stack: nodeIP a string; neither given: neither key
+  run --separate-stderr "$NODE_SCRIPT" conflist --guest /g.wasm "${NETS[@]}" --mtu 1500 --node-ip 10.0.0.3 --peers '[]'
+  assert_status 0
+  [ "$(jq -c '.plugins[0] | [.nodeIP, .peers]' <<<"$output")" = '["10.0.0.3",[]]' ]
+  run --separate-stderr "$NODE_SCRIPT" conflist --guest /g.wasm "${NETS[@]}" --mtu 1500
+  [ "$(jq -c '.plugins[0] | [has("nodeIP"), has("peers")]' <<<"$output")" = '[false,false]' ]
+  for bad in "--node-ip 10.1.0.3|--node-ip 10.1.0.3 is not inside --host-network 10.0.0.0/16" \
+    "--node-ip 10.0.0.300|--node-ip '10.0.0.300' is not an IPv4 address" \
+    "--node-ip fd00:10:240::3|--node-ip fd00:10:240::3 is not inside --host-network (no IPv6 network)" \
+    "--node-ip 10.0.0.3,10.0.0.4|--node-ip '10.0.0.3,10.0.0.4' names two IPv4 addresses" \
+    "--peers {}|--peers '{}': no such file" \
+    "--peers [{}|--peers must be a JSON list of nodes"; do
+    read -ra args <<<"${bad%%|*}"
+    run --separate-stderr "$NODE_SCRIPT" conflist --guest /g.wasm "${NETS[@]}" --mtu 1500 "${args[@]}"
+    assert_status 1
+    assert_contains "$stderr" "${bad#*|}"
+    [ -z "$output" ]
+  done
+}
+
+@test "install-cni peers: rewrites the installed conflist's peers (and nodeIP), the rest unchanged, then reconciles" {
+  NETS+=(--peers '[{"name": "a", "nodeIP": "10.0.0.2", "podCIDRs": ["200.200.0.0/24"]}]')
+  install_it
+  before=$(cat "$CONF")
+  # the installed runner's reconcile, as a stand-in that logs its call
+  printf '#!/bin/sh\necho "runner $*" >>"$STUB_LOG"\necho "reconciled: 1 route removed"\n' >"$ROOT/opt/cni/bin/wasm-cni"
+  : >"$STUB_LOG"
+  run --separate-stderr "$NODE_SCRIPT" peers --peers '[]' --node-ip 10.0.0.3
+  assert_status 0
+  assert_contains "$output" "wrote the peers and nodeIP 10.0.0.3 of /etc/cni/net.d/10-wasm-cni.conflist"
+  assert_contains "$output" "reconcile: reconciled: 1 route removed"
+  assert_calls <<<"runner reconcile -c <T>/root/etc/cni/net.d/10-wasm-cni.conflist"
+  [ "$(jq -c '.plugins[0] | [.nodeIP, .peers]' "$CONF")" = '["10.0.0.3",[]]' ]
+  [ "$(jq -S '.plugins[0] | del(.peers, .nodeIP)' "$CONF")" = "$(jq -S '.plugins[0] | del(.peers)' <<<"$before")" ]
+  assert_tmp_clean
+  # again: each key once
+  run --separate-stderr "$NODE_SCRIPT" peers --peers "[$(jq -c '.plugins[0].peers[0]' <<<"$before")]"
+  assert_status 0
+  [ "$(grep -c '"peers": ' "$CONF")" -eq 1 ]
+  [ "$(grep -c '"nodeIP": ' "$CONF")" -eq 1 ]
+  [ "$(jq -c '.plugins[0].peers' "$CONF")" = "$(jq -c '.plugins[0].peers' <<<"$before")" ]
+  run --separate-stderr "$NODE_SCRIPT" peers --peers '[]' --node-ip 10.9.0.3
+  assert_status 1
+  assert_contains "$stderr" "--node-ip 10.9.0.3 is not inside --host-network 10.0.0.0/16"
+  # a failing reconcile: reported with the runner's message and exit code
+  printf '#!/bin/sh\necho "guest refused peer worker-9" >&2\nexit 7\n' >"$ROOT/opt/cni/bin/wasm-cni"
+  run --separate-stderr "$NODE_SCRIPT" reconcile
+  assert_status 1
+  assert_contains "$stderr" "wasm-cni reconcile -c /etc/cni/net.d/10-wasm-cni.conflist failed (exit 7): guest refused peer worker-9"
+  run --separate-stderr "$NODE_SCRIPT" reconcile --peers '[]'
+  assert_status 2
+  rm "$CONF"
+  run --separate-stderr "$NODE_SCRIPT" peers --peers '[]'
+  assert_status 1
+  assert_contains "$stderr" "/etc/cni/net.d/10-wasm-cni.conflist missing: run scripts/cni-plugin.sh up first."
+}
