@@ -64,7 +64,7 @@ check "clippy (runner)" cargo clippy --release --locked -p wasm-cni --all-target
 check "clippy (cri-client)" cargo clippy --release --locked -p cri-client --all-targets -- -D warnings
 check "clippy (bench native floor)" cargo clippy --release --locked -p wasm-cni-native-floor --all-targets -- -D warnings
 check "clippy (hostile test guest, wasm32)" cargo clippy --release --locked -p wasm-cni-hostile-guest --target wasm32-wasip2 -- -D warnings
-check "clippy (guests, wasm32)" cargo clippy --release --locked -p wasm-cni-guest -p wasm-cni-routed-guest -p wasm-cni-guest-kit --target wasm32-wasip2 -- -D warnings
+check "clippy (guests, wasm32)" cargo clippy --release --locked -p wasm-cni-guest -p wasm-cni-routed-guest -p wasm-cni-host-gw-guest -p wasm-cni-vxlan-guest -p wasm-cni-guest-kit --target wasm32-wasip2 -- -D warnings
 check "clippy (misfit test guests, wasm32)" cargo clippy --release --locked -p wasm-cni-misfit-guests --features v03 --target wasm32-wasip2 -- -D warnings
 # scripts (a shell #!) and sourced files that name their shell (# shellcheck shell=...);
 # -x follows what a script sources (scripts/lib/common.sh, scripts/lab/*.sh)
@@ -74,7 +74,7 @@ check "shellcheck -S warning (${#shells[@]} scripts)" shellcheck -x -S warning "
 
 stage "unit tests"
 cargo_tests "runner unit tests" cargo test --release --locked -p wasm-cni
-cargo_tests "guest unit tests (native)" cargo test --release --locked -p wasm-cni-guest -p wasm-cni-guest-kit -p wasm-cni-routed-guest
+cargo_tests "guest unit tests (native)" cargo test --release --locked -p wasm-cni-guest -p wasm-cni-guest-kit -p wasm-cni-routed-guest -p wasm-cni-host-gw-guest -p wasm-cni-vxlan-guest
 cargo_tests "cri-client unit tests" cargo test --release --locked -p cri-client
 
 stage "students' kit: guest check, simulate (no root needed)"
