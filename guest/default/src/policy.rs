@@ -32,7 +32,7 @@ impl Policy for Bridge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasm_cni_guest_kit::fake::FakeNode;
+    use wasm_cni_guest_kit::fake::{request, FakeNode};
 
     const CONF: &str = r#"{"cniVersion":"1.0.0","name":"lab","myHostNetwork":"10.0.0.0/16",
         "myPodNetwork":"200.200.0.0/16","myPodSubnet":"200.200.1.0/24"}"#;
@@ -43,28 +43,6 @@ mod tests {
 
     const V6: &str = r#"{"cniVersion":"1.0.0","name":"lab","myHostNetwork":"fd00:10::/64",
         "myPodNetwork":"fd00:200::/32","myPodSubnet":"fd00:200:1::/64","ipMasq6":true}"#;
-
-    fn request(cid: &str, config: &str) -> Request {
-        Request {
-            container_id: cid.into(),
-            ifname: "eth0".into(),
-            host_link: format!("wc-{cid}"),
-            has_netns: true,
-            args: Vec::new(),
-            ips: Vec::new(),
-            mac: None,
-            config: config.into(),
-        }
-    }
-
-    /// The container namespace of the fake holds one pod at a time: a new pod's ADD
-    /// starts with an empty one.
-    fn next_pod(n: &mut FakeNode) {
-        n.links.retain(|(ns, _), _| *ns == "host");
-        n.addresses.retain(|(ns, _), _| *ns == "host");
-        n.routes.retain(|(ns, ..)| *ns == "host");
-        n.calls.clear();
-    }
 
     #[test]
     fn ipv4_add_makes_the_calls_of_contract_0_1() {
@@ -170,7 +148,7 @@ mod tests {
         assert!(r.interfaces[1].sandbox);
 
         // the second pod: the node is set up, the bridge's DAD setting is not touched
-        next_pod(&mut n);
+        n.next_pod();
         add(&mut n, &request("b", DUAL)).unwrap();
         let calls = n.host_calls();
         assert!(

@@ -180,37 +180,15 @@ wasm_cni_guest_kit::export_node!(HostGw);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasm_cni_guest_kit::fake::FakeNode;
-
-    const DUAL: &str = r#"{"cniVersion":"1.0.0","name":"lab",
-        "myHostNetwork":["10.0.0.0/16","fd00:10::/64"],
-        "myPodNetwork":["200.200.0.0/16","fd00:200::/32"],
-        "myPodSubnet":["200.200.1.0/24","fd00:200:1::/64"]}"#;
+    use wasm_cni_guest_kit::fake::{request, FakeNode, CLUSTER_DUAL};
 
     const V4: &str = r#"{"cniVersion":"1.0.0","name":"lab","myHostNetwork":"10.0.0.0/16",
         "myPodNetwork":"200.200.0.0/16","myPodSubnet":"200.200.1.0/24"}"#;
 
-    fn w2() -> Peer {
-        FakeNode::peer(
-            "worker-2",
-            &["10.0.0.4", "fd00:10::4"],
-            &["200.200.2.0/24", "fd00:200:2::/64"],
-        )
-    }
-
-    fn w3() -> Peer {
-        FakeNode::peer(
-            "worker-3",
-            &["10.0.0.5", "fd00:10::5"],
-            &["200.200.3.0/24", "fd00:200:3::/64"],
-        )
-    }
-
     /// This node (10.0.0.3) with its uplink's own routes: the default route, and one
     /// outside the pod network, which no sync may touch.
     fn node(peers: Vec<Peer>) -> FakeNode {
-        let mut n = FakeNode::default();
-        n.cluster("eth0", 1500, &["10.0.0.3/16", "fd00:10::3/64"], "wcni.1");
+        let mut n = FakeNode::in_cluster(peers);
         for (dst, gw) in [
             ("0.0.0.0/0", "10.0.0.1"),
             ("192.168.7.0/24", "10.0.0.9"),
@@ -220,27 +198,13 @@ mod tests {
             n.routes
                 .push(("host", dst.into(), Some(gw.into()), Some("eth0".into())));
         }
-        n.peers = peers;
         n
-    }
-
-    fn request(cid: &str, config: &str) -> Request {
-        Request {
-            container_id: cid.into(),
-            ifname: "eth0".into(),
-            host_link: format!("wc-{cid}"),
-            has_netns: true,
-            args: Vec::new(),
-            ips: Vec::new(),
-            mac: None,
-            config: config.into(),
-        }
     }
 
     #[test]
     fn first_sync_routes_every_peer_of_both_families_via_its_node_ip() {
-        let mut n = node(vec![w2(), w3()]);
-        let c = reconcile(&mut n, DUAL).unwrap();
+        let mut n = node(vec![FakeNode::worker(2), FakeNode::worker(3)]);
+        let c = reconcile(&mut n, CLUSTER_DUAL).unwrap();
         assert_eq!(
             c,
             Changes {
@@ -269,10 +233,10 @@ mod tests {
 
     #[test]
     fn a_second_sync_changes_nothing() {
-        let mut n = node(vec![w2(), w3()]);
-        reconcile(&mut n, DUAL).unwrap();
+        let mut n = node(vec![FakeNode::worker(2), FakeNode::worker(3)]);
+        reconcile(&mut n, CLUSTER_DUAL).unwrap();
         n.calls.clear();
-        let c = reconcile(&mut n, DUAL).unwrap();
+        let c = reconcile(&mut n, CLUSTER_DUAL).unwrap();
         assert_eq!(c, Changes::default());
         let state = n.store.0["node/peers"].clone();
         assert_eq!(
@@ -283,11 +247,11 @@ mod tests {
 
     #[test]
     fn a_departed_peer_loses_exactly_its_routes() {
-        let mut n = node(vec![w2(), w3()]);
-        reconcile(&mut n, DUAL).unwrap();
+        let mut n = node(vec![FakeNode::worker(2), FakeNode::worker(3)]);
+        reconcile(&mut n, CLUSTER_DUAL).unwrap();
         n.calls.clear();
-        n.peers = vec![w3()];
-        let c = reconcile(&mut n, DUAL).unwrap();
+        n.peers = vec![FakeNode::worker(3)];
+        let c = reconcile(&mut n, CLUSTER_DUAL).unwrap();
         assert_eq!(
             c,
             Changes {
@@ -319,14 +283,14 @@ mod tests {
 
     #[test]
     fn a_new_peer_and_a_moved_peer_get_their_routes() {
-        let mut n = node(vec![w2()]);
-        reconcile(&mut n, DUAL).unwrap();
+        let mut n = node(vec![FakeNode::worker(2)]);
+        reconcile(&mut n, CLUSTER_DUAL).unwrap();
         n.calls.clear();
         // worker-2 moved to another IP; worker-3 joined
-        let mut moved = w2();
+        let mut moved = FakeNode::worker(2);
         moved.ips = vec!["10.0.0.14".into(), "fd00:10::14".into()];
-        n.peers = vec![moved, w3()];
-        let c = reconcile(&mut n, DUAL).unwrap();
+        n.peers = vec![moved, FakeNode::worker(3)];
+        let c = reconcile(&mut n, CLUSTER_DUAL).unwrap();
         assert_eq!(
             c,
             Changes {
@@ -353,35 +317,35 @@ mod tests {
             &["10.0.0.6"],
             &["200.200.6.0/24", "fd00:200:6::/64"],
         )]);
-        reconcile(&mut n, DUAL).unwrap();
+        reconcile(&mut n, CLUSTER_DUAL).unwrap();
         assert_eq!(n.routes_on("eth0")[3..], ["200.200.6.0/24 via 10.0.0.6"]);
         assert!(n.log.contains(
             &"peer \"old\": no IPv6 node IP to route fd00:200:6::/64 through: skipped".into()
         ));
         // a node without an IPv6 IP routes no IPv6 CIDR
-        let mut n = node(vec![w2()]);
+        let mut n = node(vec![FakeNode::worker(2)]);
         n.this_node.as_mut().unwrap().ips.truncate(1);
-        reconcile(&mut n, DUAL).unwrap();
+        reconcile(&mut n, CLUSTER_DUAL).unwrap();
         assert_eq!(n.routes_on("eth0")[3..], ["200.200.2.0/24 via 10.0.0.4"]);
         assert!(n.log.contains(
             &"this node has no IPv6 IP: peer \"worker-2\"'s fd00:200:2::/64 is not routed".into()
         ));
         // an IPv4-only network routes no IPv6 CIDR (outside its pod network)
-        let mut n = node(vec![w2()]);
+        let mut n = node(vec![FakeNode::worker(2)]);
         reconcile(&mut n, V4).unwrap();
         assert_eq!(n.routes_on("eth0")[3..], ["200.200.2.0/24 via 10.0.0.4"]);
     }
 
     #[test]
     fn add_syncs_lazily_then_wires_the_pod_as_the_default_policy_does() {
-        let mut n = node(vec![w2(), w3()]);
-        let r = add(&mut n, &request("a", DUAL)).unwrap();
+        let mut n = node(vec![FakeNode::worker(2), FakeNode::worker(3)]);
+        let r = add(&mut n, &request("a", CLUSTER_DUAL)).unwrap();
         assert_eq!(r.ips[0].address, "200.200.1.2/24");
         assert_eq!(n.routes_on("eth0").len(), 7);
         assert!(n.links.contains_key(&("host", "cni0".to_string())));
         // the next pod: one store read, no route calls
         n.next_pod();
-        add(&mut n, &request("b", DUAL)).unwrap();
+        add(&mut n, &request("b", CLUSTER_DUAL)).unwrap();
         let calls = n.calls.clone();
         assert!(
             !calls
@@ -391,23 +355,23 @@ mod tests {
         );
         assert!(calls.contains(&r#"store.get("node/peers")"#.to_string()));
         // a peer left: the next ADD removes its routes
-        n.peers = vec![w3()];
+        n.peers = vec![FakeNode::worker(3)];
         n.next_pod();
-        add(&mut n, &request("c", DUAL)).unwrap();
+        add(&mut n, &request("c", CLUSTER_DUAL)).unwrap();
         assert_eq!(n.routes_on("eth0").len(), 5);
     }
 
     #[test]
     fn a_failed_route_fails_add_and_records_no_state() {
-        let mut n = node(vec![w2()]);
+        let mut n = node(vec![FakeNode::worker(2)]);
         n.fail.insert("routes.add");
-        let e = add(&mut n, &request("a", DUAL)).unwrap_err();
+        let e = add(&mut n, &request("a", CLUSTER_DUAL)).unwrap_err();
         assert_eq!(
             (e.code, e.message.as_str()),
             (HOST_FAILED, "add peer route: routes.add: denied")
         );
         assert!(!n.store.0.contains_key("node/peers"));
-        let e = reconcile(&mut n, DUAL).unwrap_err();
+        let e = reconcile(&mut n, CLUSTER_DUAL).unwrap_err();
         assert_eq!(e, "add peer route: routes.add: denied");
         assert_eq!(
             reconcile(&mut n, "{}").unwrap_err(),
@@ -420,7 +384,7 @@ mod tests {
         // GCP: every VM has a /32, so no peer's IP is on a connected network
         let mut n = FakeNode::default();
         n.cluster("eth0", 1460, &["10.0.0.3/32"], "wcni.1");
-        n.peers = vec![w2()];
+        n.peers = vec![FakeNode::worker(2)];
         let e = reconcile(&mut n, V4).unwrap_err();
         assert!(
             e.contains("200.200.2.0/24 via 10.0.0.4 on eth0 refused by the kernel"),

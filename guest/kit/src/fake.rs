@@ -13,6 +13,7 @@ use crate::bindings::plugin::cluster::{FdbEntry, Neighbor, Node as ThisNode, Pee
 use crate::bindings::plugin::links::VethPair;
 use crate::bindings::plugin::routes::Route;
 use crate::bindings::plugin::types::{ErrorKind, HostError, LinkInfo, Netns};
+use crate::bindings::policy::Request;
 use crate::config::Net;
 use crate::ipam::Store;
 use crate::policy::Node;
@@ -60,6 +61,40 @@ fn opt<T: std::fmt::Debug>(v: &Option<T>) -> String {
         Some(v) => format!("{v:?}"),
         None => "none".into(),
     }
+}
+
+/// The network config of the inter-node policies' tests, dual-stack: host network
+/// 10.0.0.0/16 and fd00:10::/64, pod network 200.200.0.0/16 and fd00:200::/32, this
+/// node's pod subnets 200.200.1.0/24 and fd00:200:1::/64.
+pub const CLUSTER_DUAL: &str = r#"{"cniVersion":"1.0.0","name":"lab",
+    "myHostNetwork":["10.0.0.0/16","fd00:10::/64"],
+    "myPodNetwork":["200.200.0.0/16","fd00:200::/32"],
+    "myPodSubnet":["200.200.1.0/24","fd00:200:1::/64"]}"#;
+
+/// An ADD/CHECK/DEL request for the pod `cid`: interface `eth0`, host link `wc-<cid>`,
+/// a network namespace, nothing requested, network config `config`.
+pub fn request(cid: &str, config: &str) -> Request {
+    Request {
+        container_id: cid.into(),
+        ifname: "eth0".into(),
+        host_link: format!("wc-{cid}"),
+        has_netns: true,
+        args: Vec::new(),
+        ips: Vec::new(),
+        mac: None,
+        config: config.into(),
+    }
+}
+
+/// A route call's arguments: `host, "10.1.0.0/16" via "10.0.0.1" dev "eth0"`.
+fn route_args(ns: Netns, route: &Route) -> String {
+    format!(
+        "{}, {:?} via {} dev {}",
+        ns_name(ns),
+        route.destination,
+        opt(&route.gateway),
+        opt(&route.link)
+    )
 }
 
 /// A node in memory (see the module's doc).
@@ -197,6 +232,27 @@ impl FakeNode {
             ips: ips.iter().map(|s| s.to_string()).collect(),
             pod_cidrs: pod_cidrs.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// This node of [`CLUSTER_DUAL`]: 10.0.0.3 and fd00:10::3 on `eth0` (MTU 1500),
+    /// VXLAN link `wcni.1`, with `peers` (e.g. [`FakeNode::worker`]s).
+    pub fn in_cluster(peers: Vec<Peer>) -> FakeNode {
+        let mut n = FakeNode::default();
+        n.cluster("eth0", 1500, &["10.0.0.3/16", "fd00:10::3/64"], "wcni.1");
+        n.peers = peers;
+        n
+    }
+
+    /// The peer `worker-<i>` of [`CLUSTER_DUAL`] (`i` up to 253): node IPs 10.0.0.<i+2>
+    /// and fd00:10::<i+2>, pod CIDRs 200.200.<i>.0/24 and fd00:200:<i>::/64 (the
+    /// numbers written in decimal in both families).
+    pub fn worker(i: u8) -> Peer {
+        let host = u32::from(i) + 2;
+        FakeNode::peer(
+            &format!("worker-{i}"),
+            &[&format!("10.0.0.{host}"), &format!("fd00:10::{host}")],
+            &[&format!("200.200.{i}.0/24"), &format!("fd00:200:{i}::/64")],
+        )
     }
 
     /// The host routes through `link`, as `dst via gw` or `dst` text, in order.
@@ -412,16 +468,7 @@ impl Node for FakeNode {
     }
 
     fn route_add(&mut self, ns: Netns, route: &Route) -> Result<(), HostError> {
-        self.call(
-            "routes.add",
-            format!(
-                "{}, {:?} via {} dev {}",
-                ns_name(ns),
-                route.destination,
-                opt(&route.gateway),
-                opt(&route.link)
-            ),
-        )?;
+        self.call("routes.add", route_args(ns, route))?;
         if let Some(link) = &route.link {
             if !self.link(ns, link)?.up {
                 return Err(error(
@@ -461,16 +508,7 @@ impl Node for FakeNode {
     }
 
     fn route_remove(&mut self, ns: Netns, route: &Route) -> Result<(), HostError> {
-        self.call(
-            "routes.remove",
-            format!(
-                "{}, {:?} via {} dev {}",
-                ns_name(ns),
-                route.destination,
-                opt(&route.gateway),
-                opt(&route.link)
-            ),
-        )?;
+        self.call("routes.remove", route_args(ns, route))?;
         let at = self.routes.iter().position(|(n, d, g, l)| {
             *n == ns_name(ns)
                 && *d == route.destination

@@ -1,52 +1,10 @@
 //! The VXLAN policy on the kit's fake node.
 
 use super::*;
-use wasm_cni_guest_kit::fake::FakeNode;
-
-const DUAL: &str = r#"{"cniVersion":"1.0.0","name":"lab",
-    "myHostNetwork":["10.0.0.0/16","fd00:10::/64"],
-    "myPodNetwork":["200.200.0.0/16","fd00:200::/32"],
-    "myPodSubnet":["200.200.1.0/24","fd00:200:1::/64"]}"#;
+use wasm_cni_guest_kit::fake::{request, FakeNode, CLUSTER_DUAL};
 
 const V4: &str = r#"{"cniVersion":"1.0.0","name":"lab","myHostNetwork":"10.0.0.0/16",
     "myPodNetwork":"200.200.0.0/16","myPodSubnet":"200.200.1.0/24","vni":42,"vxlanPort":4789}"#;
-
-fn w2() -> Peer {
-    FakeNode::peer(
-        "worker-2",
-        &["10.0.0.4", "fd00:10::4"],
-        &["200.200.2.0/24", "fd00:200:2::/64"],
-    )
-}
-
-fn w3() -> Peer {
-    FakeNode::peer(
-        "worker-3",
-        &["10.0.0.5", "fd00:10::5"],
-        &["200.200.3.0/24", "fd00:200:3::/64"],
-    )
-}
-
-/// This node: 10.0.0.3 and fd00:10::3 on eth0 (MTU 1500), with `peers`.
-fn node(peers: Vec<Peer>) -> FakeNode {
-    let mut n = FakeNode::default();
-    n.cluster("eth0", 1500, &["10.0.0.3/16", "fd00:10::3/64"], "wcni.1");
-    n.peers = peers;
-    n
-}
-
-fn request(cid: &str, config: &str) -> Request {
-    Request {
-        container_id: cid.into(),
-        ifname: "eth0".into(),
-        host_link: format!("wc-{cid}"),
-        has_netns: true,
-        args: Vec::new(),
-        ips: Vec::new(),
-        mac: None,
-        config: config.into(),
-    }
-}
 
 /// The link's entries, as text: FDB, neighbours, routes.
 fn entries(n: &FakeNode) -> (Vec<String>, Vec<String>, Vec<String>) {
@@ -82,7 +40,7 @@ fn mtu_is_the_uplinks_minus_the_encapsulation() {
     assert_eq!(tunnel_mtu(1500, Family::V6), 1430);
     assert_eq!(tunnel_mtu(9000, Family::V4), 8950);
     assert_eq!(tunnel_mtu(1460, Family::V4), 1410); // GCP's VPC MTU
-    let dual = parse_config(DUAL).unwrap();
+    let dual = parse_config(CLUSTER_DUAL).unwrap();
     assert_eq!(pod_mtu(&dual, 1450).unwrap(), 1450);
     // a lower configured mtu wins; a higher one is capped at the tunnel's
     let with = |m: u32| Config {
@@ -102,7 +60,7 @@ fn mtu_is_the_uplinks_minus_the_encapsulation() {
 #[test]
 fn settings_default_and_range() {
     assert_eq!(
-        Settings::parse(DUAL).unwrap(),
+        Settings::parse(CLUSTER_DUAL).unwrap(),
         Settings { vni: 1, port: 8472 }
     );
     assert_eq!(
@@ -138,8 +96,8 @@ fn settings_default_and_range() {
 
 #[test]
 fn first_sync_makes_the_link_and_each_peers_entries_dual_stack() {
-    let mut n = node(vec![w2()]);
-    let c = reconcile(&mut n, DUAL).unwrap();
+    let mut n = FakeNode::in_cluster(vec![FakeNode::worker(2)]);
+    let c = reconcile(&mut n, CLUSTER_DUAL).unwrap();
     let state = n.store.0["node/peers"].clone();
     assert!(state.starts_with("vxlan v1 "), "{state}");
     assert_eq!(
@@ -181,11 +139,11 @@ fn first_sync_makes_the_link_and_each_peers_entries_dual_stack() {
 
 #[test]
 fn a_second_sync_changes_nothing() {
-    let mut n = node(vec![w2(), w3()]);
-    reconcile(&mut n, DUAL).unwrap();
+    let mut n = FakeNode::in_cluster(vec![FakeNode::worker(2), FakeNode::worker(3)]);
+    reconcile(&mut n, CLUSTER_DUAL).unwrap();
     let before = entries(&n);
     n.calls.clear();
-    let c = reconcile(&mut n, DUAL).unwrap();
+    let c = reconcile(&mut n, CLUSTER_DUAL).unwrap();
     assert_eq!(c, Changes::default());
     let changes = n.changes();
     assert_eq!(changes.len(), 1, "{changes:?}");
@@ -195,7 +153,7 @@ fn a_second_sync_changes_nothing() {
 
 #[test]
 fn a_departed_peer_loses_exactly_its_routes_neighbours_and_fdb_entry() {
-    let mut n = node(vec![w2(), w3()]);
+    let mut n = FakeNode::in_cluster(vec![FakeNode::worker(2), FakeNode::worker(3)]);
     // a route of this node's own (its IPv6 VTEP address's kernel route) stays
     n.routes.push((
         "host",
@@ -203,10 +161,10 @@ fn a_departed_peer_loses_exactly_its_routes_neighbours_and_fdb_entry() {
         None,
         Some("wcni.1".into()),
     ));
-    reconcile(&mut n, DUAL).unwrap();
+    reconcile(&mut n, CLUSTER_DUAL).unwrap();
     n.calls.clear();
-    n.peers = vec![w3()];
-    let c = reconcile(&mut n, DUAL).unwrap();
+    n.peers = vec![FakeNode::worker(3)];
+    let c = reconcile(&mut n, CLUSTER_DUAL).unwrap();
     assert_eq!(
         c,
         Changes {
@@ -257,13 +215,13 @@ fn a_departed_peer_loses_exactly_its_routes_neighbours_and_fdb_entry() {
 
 #[test]
 fn a_new_peer_gets_its_entries_and_a_moved_one_is_repointed() {
-    let mut n = node(vec![w2()]);
-    reconcile(&mut n, DUAL).unwrap();
+    let mut n = FakeNode::in_cluster(vec![FakeNode::worker(2)]);
+    reconcile(&mut n, CLUSTER_DUAL).unwrap();
     n.calls.clear();
-    let mut moved = w2();
+    let mut moved = FakeNode::worker(2);
     moved.ips = vec!["10.0.0.14".into(), "fd00:10::14".into()];
-    n.peers = vec![moved, w3()];
-    let c = reconcile(&mut n, DUAL).unwrap();
+    n.peers = vec![moved, FakeNode::worker(3)];
+    let c = reconcile(&mut n, CLUSTER_DUAL).unwrap();
     // worker-2: new MAC (from its new IP): 2 neighbours and its FDB entry replaced;
     // worker-3: FDB, 2 neighbours, 4 routes
     assert_eq!(
@@ -288,7 +246,7 @@ fn a_new_peer_gets_its_entries_and_a_moved_one_is_repointed() {
 
 #[test]
 fn an_ipv4_only_network_with_its_own_vni_and_port() {
-    let mut n = node(vec![FakeNode::peer(
+    let mut n = FakeNode::in_cluster(vec![FakeNode::peer(
         "worker-2",
         &["10.0.0.4"],
         &["200.200.2.0/24"],
@@ -312,7 +270,7 @@ fn an_ipv6_underlay_costs_70_bytes_and_skips_ipv4_only_peers() {
         FakeNode::peer("v6", &["fd00:10::4"], &["fd00:200:2::/64"]),
         FakeNode::peer("old", &["10.0.0.9"], &["200.200.9.0/24"]),
     ];
-    reconcile(&mut n, DUAL).unwrap();
+    reconcile(&mut n, CLUSTER_DUAL).unwrap();
     assert!(n.calls.contains(
         &r#"cluster.create-vxlan("wcni.1", 1, 8472, "fd00:10::3", 1430, "0e:cc:00:00:00:03")"#
             .to_string()
@@ -330,8 +288,8 @@ fn an_ipv6_underlay_costs_70_bytes_and_skips_ipv4_only_peers() {
 
 #[test]
 fn add_syncs_lazily_and_gives_bridge_and_pods_the_tunnel_mtu() {
-    let mut n = node(vec![w2()]);
-    let r = add(&mut n, &request("a", DUAL)).unwrap();
+    let mut n = FakeNode::in_cluster(vec![FakeNode::worker(2)]);
+    let r = add(&mut n, &request("a", CLUSTER_DUAL)).unwrap();
     assert_eq!(r.ips.len(), 2);
     assert!(n
         .calls
@@ -342,7 +300,7 @@ fn add_syncs_lazily_and_gives_bridge_and_pods_the_tunnel_mtu() {
     assert_eq!(entries(&n).2.len(), 4);
     // the next pod: nothing of the overlay is touched
     n.next_pod();
-    add(&mut n, &request("b", DUAL)).unwrap();
+    add(&mut n, &request("b", CLUSTER_DUAL)).unwrap();
     assert!(
         !n.calls
             .iter()
@@ -351,40 +309,40 @@ fn add_syncs_lazily_and_gives_bridge_and_pods_the_tunnel_mtu() {
         n.calls
     );
     // a peer joined: the next ADD adds it
-    n.peers.push(w3());
+    n.peers.push(FakeNode::worker(3));
     n.next_pod();
-    add(&mut n, &request("c", DUAL)).unwrap();
+    add(&mut n, &request("c", CLUSTER_DUAL)).unwrap();
     assert_eq!(entries(&n).2.len(), 8);
     // the link went down (or away): the next ADD repairs it though nothing changed
     n.links.get_mut(&("host", "wcni.1".to_string())).unwrap().up = false;
     n.next_pod();
-    add(&mut n, &request("d", DUAL)).unwrap();
+    add(&mut n, &request("d", CLUSTER_DUAL)).unwrap();
     assert!(n.changes().contains(&r#"links.set-up(host, "wcni.1")"#));
 }
 
 #[test]
 fn a_link_with_another_mac_is_an_error_and_a_changed_mtu_is_set() {
-    let mut n = node(vec![w2()]);
-    reconcile(&mut n, DUAL).unwrap();
+    let mut n = FakeNode::in_cluster(vec![FakeNode::worker(2)]);
+    reconcile(&mut n, CLUSTER_DUAL).unwrap();
     n.this_node.as_mut().unwrap().uplink.mtu = 9000;
     n.calls.clear();
-    reconcile(&mut n, DUAL).unwrap();
+    reconcile(&mut n, CLUSTER_DUAL).unwrap();
     assert_eq!(n.changes()[0], r#"links.set-mtu(host, "wcni.1", 8950)"#);
     n.links
         .get_mut(&("host", "wcni.1".to_string()))
         .unwrap()
         .mac = "0e:cc:0a:00:00:63".into();
     assert_eq!(
-        reconcile(&mut n, DUAL).unwrap_err(),
+        reconcile(&mut n, CLUSTER_DUAL).unwrap_err(),
         "VXLAN link wcni.1 has MAC 0e:cc:0a:00:00:63, not this node's VTEP MAC 0e:cc:0a:00:00:03 (the one peers send to): delete the link and run wasm-cni reconcile"
     );
 }
 
 #[test]
 fn a_failed_step_names_it_and_records_no_state() {
-    let mut n = node(vec![w2()]);
+    let mut n = FakeNode::in_cluster(vec![FakeNode::worker(2)]);
     n.fail.insert("cluster.fdb-add");
-    let e = add(&mut n, &request("a", DUAL)).unwrap_err();
+    let e = add(&mut n, &request("a", CLUSTER_DUAL)).unwrap_err();
     assert_eq!(
         (e.code, e.message.as_str()),
         (HOST_FAILED, "add peer FDB entry: cluster.fdb-add: denied")
@@ -395,9 +353,9 @@ fn a_failed_step_names_it_and_records_no_state() {
 
 #[test]
 fn node_problem_looks_at_the_vxlan_link_after_the_bridge() {
-    let mut n = node(vec![w2()]);
-    let cfg = parse_config(DUAL).unwrap();
-    add(&mut n, &request("a", DUAL)).unwrap();
+    let mut n = FakeNode::in_cluster(vec![FakeNode::worker(2)]);
+    let cfg = parse_config(CLUSTER_DUAL).unwrap();
+    add(&mut n, &request("a", CLUSTER_DUAL)).unwrap();
     assert_eq!(node_problem(&mut n, &cfg).unwrap(), None);
     n.links.get_mut(&("host", "wcni.1".to_string())).unwrap().up = false;
     assert_eq!(
