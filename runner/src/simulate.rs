@@ -217,10 +217,7 @@ pub fn run(o: &Options) -> Result<Outcome> {
         env.ifname,
         if has_netns { &netns_path } else { "none" },
         conf.guest.display(),
-        match &o.session {
-            Some(p) => format!("{} ({origin})", p.display()),
-            None => origin.to_string(),
-        }
+        session_label(o, origin)
     );
     transcript(&mut text, &mut g, rolled_back);
     let ok = result.is_ok();
@@ -240,13 +237,7 @@ pub fn run(o: &Options) -> Result<Outcome> {
             let _ = writeln!(text, "error:\n{}", pretty(&doc));
         }
     }
-    // the model is the node: take it back from the sandbox
-    let mut world = g
-        .node
-        .into_any()
-        .downcast::<Model>()
-        .map(|m| m.world)
-        .map_err(|_| Error::Internal("the simulated node is not the model".into()))?;
+    let mut world = model_world(g.node)?;
     if deleted {
         // after a successful DEL the runtime destroys the pod's namespace and forgets
         // the cached result
@@ -256,15 +247,36 @@ pub fn run(o: &Options) -> Result<Outcome> {
     if let Some(doc) = added {
         world.results.insert(attachment, doc);
     }
-    if o.show_node {
-        let _ = write!(text, "node after the call:\n{}", sim::describe(&world));
+    Ok(finish(o, text, ok, &world))
+}
+
+/// Where the world came from, for the transcript's first line.
+fn session_label(o: &Options, origin: &str) -> String {
+    match &o.session {
+        Some(p) => format!("{} ({origin})", p.display()),
+        None => origin.to_string(),
     }
-    let session_error = o.session.as_ref().and_then(|p| save_world(p, &world).err());
-    Ok(Outcome {
+}
+
+/// The model is the node: take it back from the sandbox after the call.
+fn model_world(node: Box<dyn crate::node::Node>) -> Result<World> {
+    node.into_any()
+        .downcast::<Model>()
+        .map(|m| m.world)
+        .map_err(|_| Error::Internal("the simulated node is not the model".into()))
+}
+
+/// The outcome of a call on the model: the node after it when asked, the session saved.
+fn finish(o: &Options, mut text: String, ok: bool, world: &World) -> Outcome {
+    if o.show_node {
+        let _ = write!(text, "node after the call:\n{}", sim::describe(world));
+    }
+    let session_error = o.session.as_ref().and_then(|p| save_world(p, world).err());
+    Outcome {
         text,
         ok,
         session_error,
-    })
+    }
 }
 
 /// The host calls the guest made, with their answers, and the rollback.
@@ -296,10 +308,7 @@ fn reconcile(o: &Options, raw: String, world: World, origin: &str) -> Result<Out
     let mut text = format!(
         "# RECONCILE; guest {}; session {}\n",
         conf.guest.display(),
-        match &o.session {
-            Some(p) => format!("{} ({origin})", p.display()),
-            None => origin.to_string(),
-        }
+        session_label(o, origin)
     );
     if !wasm::has_node_policy(&engine, &guest.component, &conf.guest)? {
         let _ = writeln!(
@@ -336,21 +345,8 @@ fn reconcile(o: &Options, raw: String, world: World, origin: &str) -> Result<Out
             let _ = writeln!(text, "error: {e}");
         }
     }
-    let world = g
-        .node
-        .into_any()
-        .downcast::<Model>()
-        .map(|m| m.world)
-        .map_err(|_| Error::Internal("the simulated node is not the model".into()))?;
-    if o.show_node {
-        let _ = write!(text, "node after the call:\n{}", sim::describe(&world));
-    }
-    let session_error = o.session.as_ref().and_then(|p| save_world(p, &world).err());
-    Ok(Outcome {
-        text,
-        ok,
-        session_error,
-    })
+    let world = model_world(g.node)?;
+    Ok(finish(o, text, ok, &world))
 }
 
 /// The config with `prevResult` set, unless it has one already.

@@ -277,6 +277,39 @@ pub struct NeighborEntry {
     pub mac: crate::mac::Mac,
 }
 
+/// The VXLAN values of the node tests, from text (the model's and the kernel's tests
+/// build the same ones).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{FdbEntry, NeighborEntry, VxlanSpec};
+
+    /// A VXLAN link on the Linux and flannel port, 8472, with the kernel's MTU.
+    pub fn vxlan(name: &str, vni: u32, local: &str, mac: Option<&str>) -> VxlanSpec {
+        VxlanSpec {
+            name: name.into(),
+            vni,
+            port: 8472,
+            local: local.parse().unwrap(),
+            mtu: None,
+            mac: mac.map(|m| m.parse().unwrap()),
+        }
+    }
+
+    pub fn fdb(mac: &str, remote: &str) -> FdbEntry {
+        FdbEntry {
+            mac: mac.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+        }
+    }
+
+    pub fn neigh(address: &str, mac: &str) -> NeighborEntry {
+        NeighborEntry {
+            address: address.parse().unwrap(),
+            mac: mac.parse().unwrap(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreUsage {
     pub keys: u64,

@@ -1251,6 +1251,7 @@ pub fn describe(w: &World) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::fixtures::{fdb, neigh, vxlan};
     use crate::node::OpKind;
 
     fn model() -> Model {
@@ -1353,52 +1354,35 @@ mod tests {
         assert_eq!(m.get_link(Ns::Host, "wc1").unwrap(), None);
     }
 
-    fn vxlan(name: &str, vni: u32, local: &str) -> VxlanSpec {
-        VxlanSpec {
-            name: name.into(),
-            vni,
-            port: 8472,
-            local: local.parse().unwrap(),
-            mtu: None,
-            mac: None,
-        }
-    }
-
-    fn fdb(mac: &str, remote: &str) -> FdbEntry {
-        FdbEntry {
-            mac: mac.parse().unwrap(),
-            remote: remote.parse().unwrap(),
-        }
-    }
-
-    fn neigh(address: &str, mac: &str) -> NeighborEntry {
-        NeighborEntry {
-            address: address.parse().unwrap(),
-            mac: mac.parse().unwrap(),
-        }
-    }
-
     #[test]
     fn a_vxlan_link_is_a_host_link_down_with_the_encapsulation_mtu() {
         let mut m = model();
-        let l = m.create_vxlan(&vxlan("wcni.1", 1, "10.0.0.2")).unwrap();
+        let l = m
+            .create_vxlan(&vxlan("wcni.1", 1, "10.0.0.2", None))
+            .unwrap();
         assert_eq!((l.mtu, l.up, l.master), (1450, false, None));
         assert_eq!(l.mac, mac_for(HOST, "wcni.1"));
         assert_eq!(m.get_link(Ns::Host, "wcni.1").unwrap(), Some(l));
         // the name is taken, by it or by another link
-        let e = m.create_vxlan(&vxlan("wcni.1", 2, "10.0.0.2")).unwrap_err();
+        let e = m
+            .create_vxlan(&vxlan("wcni.1", 2, "10.0.0.2", None))
+            .unwrap_err();
         assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
-        let e = m.create_vxlan(&vxlan("eth0", 2, "10.0.0.2")).unwrap_err();
+        let e = m
+            .create_vxlan(&vxlan("eth0", 2, "10.0.0.2", None))
+            .unwrap_err();
         assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
         // one link per VNI, port and family, as the kernel has it
-        let e = m.create_vxlan(&vxlan("vx2", 1, "10.0.0.9")).unwrap_err();
+        let e = m
+            .create_vxlan(&vxlan("vx2", 1, "10.0.0.9", None))
+            .unwrap_err();
         assert_eq!(e.kind, OpKind::AlreadyExists, "{e}");
         assert!(e.message.contains("\"wcni.1\""), "{e}");
-        let mut v6 = vxlan("vx6", 1, "fd00:10::2");
+        let mut v6 = vxlan("vx6", 1, "fd00:10::2", None);
         v6.mac = Some("0e:cc:00:00:00:02".parse().unwrap());
         let l6 = m.create_vxlan(&v6).unwrap();
         assert_eq!((l6.mtu, l6.mac.as_str()), (1430, "0e:cc:00:00:00:02"));
-        let mut big = vxlan("vx3", 1 << 24, "10.0.0.2");
+        let mut big = vxlan("vx3", 1 << 24, "10.0.0.2", None);
         assert_eq!(
             m.create_vxlan(&big).unwrap_err().kind,
             OpKind::InvalidArgument
@@ -1430,7 +1414,8 @@ mod tests {
     #[test]
     fn fdb_entries_answer_like_the_kernel() {
         let mut m = model();
-        m.create_vxlan(&vxlan("wcni.1", 1, "10.0.0.2")).unwrap();
+        m.create_vxlan(&vxlan("wcni.1", 1, "10.0.0.2", None))
+            .unwrap();
         m.create_bridge("cni0", None).unwrap();
         let a = fdb("0e:cc:0a:00:00:04", "10.0.0.4");
         m.add_fdb("wcni.1", &a).unwrap();
@@ -1477,14 +1462,16 @@ mod tests {
         // the entries go with the link
         m.delete_link(Ns::Host, "wcni.1").unwrap();
         assert_eq!(m.list_fdb("wcni.1").unwrap_err().kind, OpKind::NotFound);
-        m.create_vxlan(&vxlan("wcni.1", 1, "10.0.0.2")).unwrap();
+        m.create_vxlan(&vxlan("wcni.1", 1, "10.0.0.2", None))
+            .unwrap();
         assert!(m.list_fdb("wcni.1").unwrap().is_empty());
     }
 
     #[test]
     fn neighbours_answer_like_the_kernel() {
         let mut m = model();
-        m.create_vxlan(&vxlan("wcni.1", 1, "10.0.0.2")).unwrap();
+        m.create_vxlan(&vxlan("wcni.1", 1, "10.0.0.2", None))
+            .unwrap();
         let v4 = neigh("200.200.2.0", "0e:cc:0a:00:00:04");
         let v6 = neigh("fd00:200:200:2::", "0e:cc:0a:00:00:04");
         m.add_neighbor("wcni.1", &v6).unwrap();
@@ -1551,7 +1538,8 @@ mod tests {
         let mut m = model();
         m.create_bridge("cni0", Some(1400)).unwrap();
         m.store_put("last", "200.200.1.2").unwrap();
-        m.create_vxlan(&vxlan("wcni.1", 7, "10.0.0.2")).unwrap();
+        m.create_vxlan(&vxlan("wcni.1", 7, "10.0.0.2", None))
+            .unwrap();
         m.add_fdb("wcni.1", &fdb("0e:cc:0a:00:00:04", "10.0.0.4"))
             .unwrap();
         m.add_neighbor("wcni.1", &neigh("200.200.2.0", "0e:cc:0a:00:00:04"))

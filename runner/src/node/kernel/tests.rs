@@ -413,28 +413,7 @@ fn the_simulator_answers_like_the_kernel() {
             Err(e) => format!("{:?}", e.kind),
         }
     }
-    fn vxlan(name: &str, vni: u32, local: &str, mac: Option<&str>) -> VxlanSpec {
-        VxlanSpec {
-            name: name.into(),
-            vni,
-            port: 8472,
-            local: local.parse().unwrap(),
-            mtu: None,
-            mac: mac.map(|m| m.parse().unwrap()),
-        }
-    }
-    fn fdb(mac: &str, remote: &str) -> FdbEntry {
-        FdbEntry {
-            mac: mac.parse().unwrap(),
-            remote: remote.parse().unwrap(),
-        }
-    }
-    fn neigh(address: &str, mac: &str) -> NeighborEntry {
-        NeighborEntry {
-            address: address.parse().unwrap(),
-            mac: mac.parse().unwrap(),
-        }
-    }
+    use crate::node::fixtures::{fdb, neigh, vxlan};
     const VX: &str = "wcni.1";
     const MAC_A: &str = "0e:cc:0a:00:00:04";
     const MAC_B: &str = "0e:cc:0a:00:00:06";
