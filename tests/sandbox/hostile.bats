@@ -16,6 +16,16 @@ setup() {
 }
 teardown() { common_teardown; }
 
+# attack_refused MODE ATTACK WANT: the hostile guest in MODE runs ATTACK (written into
+# good.json, which the calls after it keep) and is refused, its error matching WANT (ERE).
+attack_refused() {
+  jq --arg a "$2" '.attack = $a' "$W/good.json" > "$W/attack.json"
+  cp "$W/attack.json" "$W/good.json"
+  run_hostile "$1"
+  expect_error 100
+  grep -Eq "$3" <<<"$output" || { echo "$2: $output" >&2; false; }
+}
+
 # run_hostile MODE [timeoutMs]: ADD pod b with the hostile guest; checks the snapshot.
 run_hostile() {
   local mode=$1 timeout=${2:-2000}
@@ -140,11 +150,7 @@ run_hostile() {
       fdb-remote-outside) want="fdb: denied: .*(outside the host network|not a peer)" ;;
       *) want=": denied: " ;;
     esac
-    jq --arg a "$attack" '.attack = $a' "$W/good.json" > "$W/attack.json"
-    cp "$W/attack.json" "$W/good.json"
-    run_hostile cluster
-    expect_error 100
-    grep -Eq "$want" <<<"$output" || { echo "$attack: $output" >&2; false; }
+    attack_refused cluster "$attack" "$want"
   done
   # the node's gateway keeps its real MAC, the uplink its routes
   [ -z "$(ip -n "$NODE" neigh show nud permanent)" ]
@@ -213,11 +219,7 @@ dual_stack_conf() {
   local attack
   for attack in link-local-on-uplink link-local-on-bridge link-local-route default-route-host \
     prefix-outside prefix-too-wide forwarding-off accept-ra-uplink masquerade-outside; do
-    jq --arg a "$attack" '.attack = $a' "$W/good.json" > "$W/attack.json"
-    cp "$W/attack.json" "$W/good.json"
-    run_hostile ipv6
-    expect_error 100
-    grep -q ": denied: " <<<"$output" || { echo "$attack: $output" >&2; false; }
+    attack_refused ipv6 "$attack" ": denied: "
   done
   grep -q "denied add address fe80::99/64 to uplink0" "$W/wasm-cni.log"
   grep -q "denied add address fe80::1/64 to cni0" "$W/wasm-cni.log"
@@ -234,11 +236,7 @@ dual_stack_conf() {
       accept-ra-bridge) want="bridge accept_ra: denied: .*router advertisements" ;;
       forwarding-off-host-link) want="host link ipv6 forwarding: denied: .*router advertisements" ;;
     esac
-    jq --arg a "$attack" '.attack = $a' "$W/good.json" > "$W/attack.json"
-    cp "$W/attack.json" "$W/good.json"
-    run_hostile ipv6
-    expect_error 100
-    grep -Eq "$want" <<<"$output" || { echo "$attack: $output" >&2; false; }
+    attack_refused ipv6 "$attack" "$want"
   done
   grep -q "denied set sysctl net.ipv6.conf.cni0.accept_ra to 2" "$W/wasm-cni.log"
   [ "$(ip netns exec "$NODE" cat /proc/sys/net/ipv6/conf/all/forwarding)" = 1 ]
