@@ -183,13 +183,7 @@ pub fn run(o: &Options) -> Result<Outcome> {
         world.remove_ns(&pod);
     }
 
-    let engine = wasm::engine::engine()?;
-    let guest = wasm::engine::load(
-        &engine,
-        &conf.guest,
-        &cache_dir(),
-        conf.guest_digest.as_deref(),
-    )?;
+    let (engine, guest) = engine_and_guest(&conf)?;
 
     let model = Model {
         world,
@@ -250,6 +244,18 @@ pub fn run(o: &Options) -> Result<Outcome> {
     Ok(finish(o, text, ok, &world))
 }
 
+/// An engine and the config's guest on it (from the simulator's cache when there).
+fn engine_and_guest(conf: &NetConf) -> Result<(wasmtime::Engine, wasm::engine::Loaded)> {
+    let engine = wasm::engine::engine()?;
+    let guest = wasm::engine::load(
+        &engine,
+        &conf.guest,
+        &cache_dir(),
+        conf.guest_digest.as_deref(),
+    )?;
+    Ok((engine, guest))
+}
+
 /// Where the world came from, for the transcript's first line.
 fn session_label(o: &Options, origin: &str) -> String {
     match &o.session {
@@ -298,13 +304,7 @@ fn reconcile(o: &Options, raw: String, world: World, origin: &str) -> Result<Out
     if let Some(g) = &o.guest {
         conf.guest = g.clone();
     }
-    let engine = wasm::engine::engine()?;
-    let guest = wasm::engine::load(
-        &engine,
-        &conf.guest,
-        &cache_dir(),
-        conf.guest_digest.as_deref(),
-    )?;
+    let (engine, guest) = engine_and_guest(&conf)?;
     let mut text = format!(
         "# RECONCILE; guest {}; session {}\n",
         conf.guest.display(),
