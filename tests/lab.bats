@@ -109,6 +109,22 @@ node_net() {
     fi
 }
 
+# lab_guest GUEST [SAYS]: `lab.sh guest GUEST` succeeds (and prints SAYS, if given)
+lab_guest() {
+    run "$LAB" guest "$1"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    if [ $# -gt 1 ]; then
+        [[ $output == *"$2"* ]]
+    fi
+}
+
+# uplink_routes NODE: NODE's routes through the uplink with a gateway, but the default
+# route (the inter-node routes host-gw makes; none with another guest)
+uplink_routes() {
+    ip -n "$LAB_PREFIX-$1" route show dev vpc0 | grep ' via ' | grep -v '^default'
+}
+
 # departed NODE_NET_FILE: the lines of a node_net that are worker-2's (its podCIDRs,
 # its VTEP addresses and MAC 0e:cc:0a:00:00:04, routes via its node IPs)
 departed() {
@@ -460,10 +476,7 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
 
 @test "guest default: back to the default guest" {
     [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
-    run "$LAB" guest default
-    echo "$output"
-    [ "$status" -eq 0 ]
-    [[ $output == *"now run default.wasm"* ]]
+    lab_guest default "now run default.wasm"
     for node in master worker-1 worker-2; do
         d=$LAB_DIR/nodes/$node
         run jq -r '.plugins[0] | "\(.guest) \(.guestDigest)"' "$d/net.d/10-wasm-cni.conflist"
@@ -484,10 +497,7 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
     [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
     run "$LAB" routes down
     [ "$status" -eq 0 ]
-    run "$LAB" guest host-gw
-    echo "$output"
-    [ "$status" -eq 0 ]
-    [[ $output == *"now run host-gw.wasm"* ]]
+    lab_guest host-gw "now run host-gw.wasm"
     # reconciled on every node, the master (no pod, no ADD) included
     for node in master worker-1 worker-2; do
         [[ $output == *"reconcile (every node"*"  $node: "* ]]
@@ -513,12 +523,9 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
 
 @test "guest vxlan, routes down: the overlay carries every cross-node check, MTU 1450 end to end" {
     [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
-    run "$LAB" guest vxlan
-    echo "$output"
-    [ "$status" -eq 0 ]
-    [[ $output == *"now run vxlan.wasm"* ]]
+    lab_guest vxlan "now run vxlan.wasm"
     # host-gw's routes through the uplink are gone with its policy
-    [ -z "$(ip -n "$LAB_PREFIX-worker-1" route show dev vpc0 | grep ' via ' | grep -v '^default')" ]
+    [ -z "$(uplink_routes worker-1)" ]
     for node in master worker-1 worker-2; do
         run ip -n "$LAB_PREFIX-$node" -d link show wcni.1
         echo "$output"
@@ -550,13 +557,10 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
 
 @test "guest default, routes down: the course's expected failures again, no inter-node state left" {
     [ "$LAB_PLUGIN" = wasm-cni ] || skip "guests are wasm-cni's"
-    run "$LAB" guest default
-    echo "$output"
-    [ "$status" -eq 0 ]
-    [[ $output == *"nothing to reconcile"* ]]
+    lab_guest default "nothing to reconcile"
     for node in master worker-1 worker-2; do
         ! ip -n "$LAB_PREFIX-$node" link show wcni.1 2>/dev/null || false
-        [ -z "$(ip -n "$LAB_PREFIX-$node" route show dev vpc0 | grep ' via ' | grep -v '^default')" ]
+        [ -z "$(uplink_routes "$node")" ]
     done
     run "$LAB" test
     echo "$output"
@@ -637,23 +641,18 @@ lab_namespaces() { ip netns list | awk '{print $1}' | grep "^$LAB_PREFIX-" || tr
         and .peers[2] == {name: "worker-2", nodeIP: ["10.0.0.4", "fd00:10:240::4"], podCIDRs: ["200.200.2.0/24", "fd00:200:200:2::/64"]}' "$conf"
     run "$LAB" routes down
     [ "$status" -eq 0 ]
-    run "$LAB" guest host-gw
-    echo "$output"
-    [ "$status" -eq 0 ]
+    lab_guest host-gw
     run ip -n "$LAB_PREFIX-worker-1" -6 route show fd00:200:200:2::/64
     [[ $output == "fd00:200:200:2::/64 via fd00:10:240::4 dev vpc0"* ]]
     lab_test_all_pass 48
     peers_leave_and_return 8
-    run "$LAB" guest vxlan
-    echo "$output"
-    [ "$status" -eq 0 ]
+    lab_guest vxlan
     run ip -n "$LAB_PREFIX-worker-1" -6 route show fd00:200:200:2::/64
     [[ $output == "fd00:200:200:2::/64 via fd00:200:200:2:: dev wcni.1"* ]]
     lab_test_all_pass 48
     [ "$(grep -cE ' IPv6 +pod-pod-mtu +pass +pass +OK +MTU 1450: 1402 bytes \+ DF' <<<"$output")" -eq 4 ]
     peers_leave_and_return 8
-    run "$LAB" guest default
-    [ "$status" -eq 0 ]
+    lab_guest default
     run "$LAB" test
     echo "$output"
     [ "$status" -eq 0 ]
