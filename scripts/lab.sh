@@ -84,6 +84,8 @@ fi
 
 say() { printf '%s\n' "$*"; }
 
+# FAMILIES is read by the sourced scripts/lab/*.sh (shellcheck sees that only with -x)
+# shellcheck disable=SC2034
 case $LAB_FAMILIES in
     4) FAMILIES=(4) ;;
     4,6) FAMILIES=(4 6) ;;
