@@ -32,14 +32,7 @@ impl Policy for Bridge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasm_cni_guest_kit::fake::{request, FakeNode};
-
-    const CONF: &str = r#"{"cniVersion":"1.0.0","name":"lab","myHostNetwork":"10.0.0.0/16",
-        "myPodNetwork":"200.200.0.0/16","myPodSubnet":"200.200.1.0/24"}"#;
-
-    const DUAL: &str = r#"{"cniVersion":"1.0.0","name":"lab","myHostNetwork":"10.0.0.0/16",
-        "myPodNetwork":["200.200.0.0/16","fd00:200::/32"],
-        "myPodSubnet":["200.200.1.0/24","fd00:200:1::/64"]}"#;
+    use wasm_cni_guest_kit::fake::{request, FakeNode, CONF, DUAL};
 
     const V6: &str = r#"{"cniVersion":"1.0.0","name":"lab","myHostNetwork":"fd00:10::/64",
         "myPodNetwork":"fd00:200::/32","myPodSubnet":"fd00:200:1::/64","ipMasq6":true}"#;

@@ -180,10 +180,7 @@ wasm_cni_guest_kit::export_node!(HostGw);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasm_cni_guest_kit::fake::{request, FakeNode, CLUSTER_DUAL};
-
-    const V4: &str = r#"{"cniVersion":"1.0.0","name":"lab","myHostNetwork":"10.0.0.0/16",
-        "myPodNetwork":"200.200.0.0/16","myPodSubnet":"200.200.1.0/24"}"#;
+    use wasm_cni_guest_kit::fake::{request, FakeNode, CLUSTER_DUAL, CONF};
 
     /// This node (10.0.0.3) with its uplink's own routes: the default route, and one
     /// outside the pod network, which no sync may touch.
@@ -332,7 +329,7 @@ mod tests {
         ));
         // an IPv4-only network routes no IPv6 CIDR (outside its pod network)
         let mut n = node(vec![FakeNode::worker(2)]);
-        reconcile(&mut n, V4).unwrap();
+        reconcile(&mut n, CONF).unwrap();
         assert_eq!(n.routes_on("eth0")[3..], ["200.200.2.0/24 via 10.0.0.4"]);
     }
 
@@ -385,7 +382,7 @@ mod tests {
         let mut n = FakeNode::default();
         n.cluster("eth0", 1460, &["10.0.0.3/32"], "wcni.1");
         n.peers = vec![FakeNode::worker(2)];
-        let e = reconcile(&mut n, V4).unwrap_err();
+        let e = reconcile(&mut n, CONF).unwrap_err();
         assert!(
             e.contains("200.200.2.0/24 via 10.0.0.4 on eth0 refused by the kernel"),
             "{e}"
@@ -396,7 +393,7 @@ mod tests {
         );
         assert!(!n.store.0.contains_key("node/peers"));
         // a pod still gets its network; the state is not recorded, so the next ADD retries
-        add(&mut n, &request("c1", V4)).unwrap();
+        add(&mut n, &request("c1", CONF)).unwrap();
         assert!(!n.store.0.contains_key("node/peers"));
         assert!(n
             .routes_on("eth0")

@@ -71,6 +71,15 @@ pub const CLUSTER_DUAL: &str = r#"{"cniVersion":"1.0.0","name":"lab",
     "myPodNetwork":["200.200.0.0/16","fd00:200::/32"],
     "myPodSubnet":["200.200.1.0/24","fd00:200:1::/64"]}"#;
 
+/// The lab's worker-1 network config, IPv4 only.
+pub const CONF: &str = r#"{"cniVersion":"1.0.0","name":"lab","myHostNetwork":"10.0.0.0/16",
+    "myPodNetwork":"200.200.0.0/16","myPodSubnet":"200.200.1.0/24"}"#;
+
+/// The same, dual-stack pods on an IPv4 node network.
+pub const DUAL: &str = r#"{"cniVersion":"1.0.0","name":"lab","myHostNetwork":"10.0.0.0/16",
+    "myPodNetwork":["200.200.0.0/16","fd00:200::/32"],
+    "myPodSubnet":["200.200.1.0/24","fd00:200:1::/64"]}"#;
+
 /// An ADD/CHECK/DEL request for the pod `cid`: interface `eth0`, host link `wc-<cid>`,
 /// a network namespace, nothing requested, network config `config`.
 pub fn request(cid: &str, config: &str) -> Request {

@@ -285,12 +285,8 @@ pub fn reconcile_with<N: Node>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake::FakeNode;
+    use crate::fake::{FakeNode, DUAL};
     use crate::policy::parse_config;
-
-    const DUAL: &str = r#"{"cniVersion":"1.0.0","name":"lab","myHostNetwork":"10.0.0.0/16",
-        "myPodNetwork":["200.200.0.0/16","fd00:200::/32"],
-        "myPodSubnet":["200.200.1.0/24","fd00:200:1::/64"]}"#;
 
     #[test]
     fn peers_are_typed_and_normalised() {

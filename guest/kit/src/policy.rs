@@ -619,15 +619,8 @@ pub fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake::{FakeNode, MapStore};
+    use crate::fake::{FakeNode, MapStore, CONF, DUAL};
     use crate::ipam::Store;
-
-    const CONF: &str = r#"{"cniVersion":"1.0.0","name":"lab","myHostNetwork":"10.0.0.0/16",
-        "myPodNetwork":"200.200.0.0/16","myPodSubnet":"200.200.1.0/24"}"#;
-
-    const DUAL: &str = r#"{"cniVersion":"1.0.0","name":"lab","myHostNetwork":"10.0.0.0/16",
-        "myPodNetwork":["200.200.0.0/16","fd00:200::/32"],
-        "myPodSubnet":["200.200.1.0/24","fd00:200:1::/64"]}"#;
 
     fn request(cid: &str) -> Request {
         Request {
