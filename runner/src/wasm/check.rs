@@ -139,7 +139,12 @@ pub fn check_into(path: &Path, cache_dir: Option<&Path>) -> Result<Report> {
                 .into(),
         ));
     }
-    let engine = engine::engine()?;
+    // with a cache, the entry is what a CNI call loads (onto the runtime engine); without,
+    // the check compiles
+    let engine = match cache_dir {
+        Some(_) => engine::engine()?,
+        None => engine::compiler()?,
+    };
     let t = Instant::now();
     let (component, cached) = match cache_dir {
         None => (engine::compile(&engine, path, &wasm)?, None),

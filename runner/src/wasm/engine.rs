@@ -11,6 +11,22 @@
 //! Both files are written to temporary names and renamed into place (entry first, so a
 //! sum always describes a complete entry); entries are never rewritten in place, because
 //! a running runner may have one mapped.
+//!
+//! A CNI call runs on a runtime-only engine ([`engine`]: no compiler is set up, so none of
+//! cranelift's settings and CPU probing are paid per call); the compiler ([`compiler`])
+//! is built only on a cache miss, by `guest check` and by tests. The key's compatibility
+//! part is the runtime engine's (wasmtime version, tunables, features); the CPU features
+//! an entry was compiled for are checked by wasmtime at load, so an entry made on another
+//! CPU is refused and rebuilt, never trusted.
+//!
+//! A warm call does not hash the guest (sha256, ~0.2 ms for 350 KB) or its entry (xxh3
+//! over the mapped entry) again: `<cacheDir>/<xxh3 of the guest's path>.memo` records,
+//! for this boot, the guest file's identity (device, inode, size, mtime, ctime), its
+//! digest, and the identity of the entry that was verified for it. Any change of the
+//! guest file (in place or replaced) or of the entry, or a reboot, makes the memo miss
+//! and the call hashes and verifies as before. A memo is written only for a guest whose
+//! ctime is over 2 s old: a rewrite within the same timestamp tick as our read could
+//! otherwise leave its identity unchanged (git's "racy clean" problem).
 
 use crate::error::{Error, Result};
 use std::hash::{Hash, Hasher};
@@ -31,13 +47,26 @@ pub enum CacheOutcome {
     Uncached,
 }
 
-/// The one engine configuration; compile and load must agree on it.
-pub fn engine() -> Result<Engine> {
+fn config() -> Config {
     let mut c = Config::new();
     c.epoch_interruption(true);
+    c
+}
+
+/// The engine a call runs guests on: it loads precompiled guests and cannot compile.
+pub fn engine() -> Result<Engine> {
+    let mut c = config();
+    c.enable_compiler(false);
     Engine::new(&c).map_err(|e| Error::Internal(format!("wasmtime engine: {e}")))
 }
 
+/// The same configuration with cranelift: what compiles a guest ([`compile`]).
+pub fn compiler() -> Result<Engine> {
+    Engine::new(&config()).map_err(|e| Error::Internal(format!("wasmtime compiler: {e}")))
+}
+
+/// Callers pass the runtime engine ([`engine`]): a compiler's hash also covers its
+/// settings, and the entry's name must not depend on which engine asks.
 fn compat_tag(engine: &Engine) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
@@ -70,8 +99,24 @@ pub(crate) struct Loaded {
     pub cache: CacheOutcome,
     /// `sha256:...` of the bytes it was made from.
     pub digest: String,
-    /// Those bytes.
-    pub wasm: Vec<u8>,
+    /// The guest file.
+    pub path: PathBuf,
+}
+
+impl Loaded {
+    /// The guest's bytes, read again and checked against `digest` (the file may have
+    /// been replaced since the load).
+    pub fn bytes(&self) -> std::io::Result<Vec<u8>> {
+        let wasm = std::fs::read(&self.path)?;
+        if digest(&wasm) != self.digest {
+            return Err(std::io::Error::other(format!(
+                "{} changed since it was loaded (no longer {})",
+                self.path.display(),
+                self.digest
+            )));
+        }
+        Ok(wasm)
+    }
 }
 
 fn guest_error(path: &Path, reason: impl Into<String>) -> Error {
@@ -94,19 +139,129 @@ fn sum_path(entry: &Path) -> PathBuf {
     entry.with_extension("sum")
 }
 
-fn try_load(engine: &Engine, entry: &Path) -> Option<Component> {
+/// Whether the entry's bytes match its sum; `Some` of the entry's identity if so.
+fn verify(entry: &Path) -> Option<FileId> {
     let want = std::fs::read_to_string(sum_path(entry)).ok()?;
     let file = std::fs::File::open(entry).ok()?;
+    let id = FileId::of(&file.metadata().ok()?);
     // SAFETY: cache entries are never modified in place (written aside and renamed), so
     // the mapping cannot change under us.
     let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
-    if want.trim() != format!("{:032x}", xxh3_128(&map)) {
-        return None;
-    }
-    drop(map);
-    // SAFETY: the entry was produced by `Component::serialize` of this runner (sum above;
-    // compatibility in the file name and checked again by wasmtime).
+    (want.trim() == format!("{:032x}", xxh3_128(&map))).then_some(id)
+}
+
+fn deserialize(engine: &Engine, entry: &Path) -> Option<Component> {
+    // SAFETY: the entry was produced by `Component::serialize` of this runner (its sum
+    // verified now or, by the memo, earlier in this boot; compatibility in the file name
+    // and checked again by wasmtime).
     unsafe { Component::deserialize_file(engine, entry) }.ok()
+}
+
+/// What identifies a file's content without reading it, within one boot.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileId {
+    fn of(m: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        }
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "{} {} {} {} {}",
+            self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns
+        )
+    }
+
+    fn parse(words: &[&str]) -> Option<FileId> {
+        match words {
+            [dev, ino, size, mtime, ctime] => Some(FileId {
+                dev: dev.parse().ok()?,
+                ino: ino.parse().ok()?,
+                size: size.parse().ok()?,
+                mtime_ns: mtime.parse().ok()?,
+                ctime_ns: ctime.parse().ok()?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The memo of one guest path (see the module doc).
+struct Memo {
+    boot: String,
+    guest: FileId,
+    digest: String,
+    entry: FileId,
+}
+
+fn memo_path(cache_dir: &Path, guest: &Path) -> PathBuf {
+    let key = xxh3_128(guest.as_os_str().as_encoded_bytes());
+    cache_dir.join(format!("{key:032x}.memo"))
+}
+
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+impl Memo {
+    const VERSION: &'static str = "wasm-cni-memo-1";
+
+    fn read(path: &Path) -> Option<Memo> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let w: Vec<&str> = text.split_whitespace().collect();
+        match w.as_slice() {
+            [v, boot, g @ .., digest, e1, e2, e3, e4, e5] if *v == Self::VERSION && g.len() == 5 => {
+                Some(Memo {
+                    boot: boot.to_string(),
+                    guest: FileId::parse(g)?,
+                    digest: digest.to_string(),
+                    entry: FileId::parse(&[e1, e2, e3, e4, e5])?,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn write(&self, path: &Path) {
+        let text = format!(
+            "{} {} {} {} {}\n",
+            Self::VERSION,
+            self.boot,
+            self.guest.text(),
+            self.digest,
+            self.entry.text()
+        );
+        // only a saving: a memo that cannot be written costs the next call the hashes
+        let _ = write_aside(path, text.as_bytes());
+    }
+}
+
+/// A guest file modified within the same timestamp tick as our read could keep its
+/// identity: only a guest older than this is memoized.
+const MEMO_SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn settled(id: &FileId) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    now - id.ctime_ns.max(id.mtime_ns) > MEMO_SETTLED.as_nanos() as i128
 }
 
 fn write_aside(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -130,14 +285,16 @@ fn store(entry: &Path, serialized: &[u8]) -> std::io::Result<()> {
 }
 
 /// Load the guest at `path`, from the cache when possible. With `pin` (the config's
-/// `guestDigest`), bytes with another digest are refused before anything else.
+/// `guestDigest`), bytes with another digest are refused before anything else. `engine`
+/// is the runtime engine; on a miss the guest is compiled by [`compiler`] and the entry
+/// loaded onto `engine`.
 pub(crate) fn load(
     engine: &Engine,
     path: &Path,
     cache_dir: &Path,
     pin: Option<&str>,
 ) -> Result<Loaded> {
-    let wasm = std::fs::read(path).map_err(|e| {
+    let not_readable = |e: std::io::Error| {
         guest_error(
             path,
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -147,44 +304,109 @@ pub(crate) fn load(
                 format!("cannot read: {e}")
             },
         )
-    })?;
-    let digest = digest(&wasm);
-    if let Some(pin) = pin.filter(|p| *p != digest) {
-        return Err(guest_error(
+    };
+    let refuse_pin = |digest: &str, pin: &str| {
+        guest_error(
             path,
             format!(
                 "its content is {digest}, but the network config pins guestDigest {pin}: \
                  refusing to run a guest it was not told to run"
             ),
-        ));
+        )
+    };
+    let guest_id = FileId::of(&std::fs::metadata(path).map_err(not_readable)?);
+    let memo_file = memo_path(cache_dir, path);
+    let boot = boot_id();
+
+    // the memo's digest and verified entry, if the guest and the entry are the same files
+    if let Some(m) = Memo::read(&memo_file) {
+        if boot.as_deref() == Some(m.boot.as_str()) && m.guest == guest_id {
+            if let Some(pin) = pin.filter(|p| *p != m.digest) {
+                return Err(refuse_pin(&m.digest, pin));
+            }
+            let entry = cache_path(engine, cache_dir, &m.digest);
+            let same_entry = std::fs::metadata(&entry).is_ok_and(|e| FileId::of(&e) == m.entry);
+            if same_entry {
+                if let Some(component) = deserialize(engine, &entry) {
+                    return Ok(Loaded {
+                        component,
+                        cache: CacheOutcome::Hit,
+                        digest: m.digest,
+                        path: path.to_path_buf(),
+                    });
+                }
+            }
+        }
     }
+
+    let wasm = std::fs::read(path).map_err(not_readable)?;
+    let digest = digest(&wasm);
+    if let Some(pin) = pin.filter(|p| *p != digest) {
+        return Err(refuse_pin(&digest, pin));
+    }
+    // the identity that goes into a memo must be that of the bytes just hashed
+    let guest_id_read = std::fs::metadata(path).ok().map(|m| FileId::of(&m));
+    let memo = |entry: FileId| {
+        if let (Some(boot), Some(id)) = (&boot, guest_id_read) {
+            if id == guest_id && settled(&id) {
+                Memo {
+                    boot: boot.clone(),
+                    guest: id,
+                    digest: digest.clone(),
+                    entry,
+                }
+                .write(&memo_file);
+            }
+        }
+    };
     let entry = cache_path(engine, cache_dir, &digest);
     let existed = entry.exists();
     if existed {
-        if let Some(component) = try_load(engine, &entry) {
-            return Ok(Loaded {
-                component,
-                cache: CacheOutcome::Hit,
-                digest,
-                wasm,
-            });
+        if let Some(id) = verify(&entry) {
+            if let Some(component) = deserialize(engine, &entry) {
+                memo(id);
+                return Ok(Loaded {
+                    component,
+                    cache: CacheOutcome::Hit,
+                    digest,
+                    path: path.to_path_buf(),
+                });
+            }
         }
     }
-    let component = compile(engine, path, &wasm)?;
-    let cache = match component
+    let compiled = compile(&compiler()?, path, &wasm)?;
+    let serialized = compiled
         .serialize()
-        .map_err(|e| e.to_string())
-        .and_then(|s| store(&entry, &s).map_err(|e| e.to_string()))
-    {
-        Ok(()) if existed => CacheOutcome::Rebuilt,
-        Ok(()) => CacheOutcome::Miss,
-        Err(_) => CacheOutcome::Uncached,
+        .map_err(|e| Error::Internal(format!("serializing {}: {e}", path.display())))?;
+    let (component, cache) = match store(&entry, &serialized) {
+        Ok(()) => {
+            if let Ok(m) = std::fs::metadata(&entry) {
+                memo(FileId::of(&m));
+            }
+            (
+                deserialize(engine, &entry),
+                if existed {
+                    CacheOutcome::Rebuilt
+                } else {
+                    CacheOutcome::Miss
+                },
+            )
+        }
+        Err(_) => (None, CacheOutcome::Uncached),
+    };
+    let component = match component {
+        Some(c) => c,
+        // not stored (or not mappable): load the bytes just made onto the runtime engine
+        // SAFETY: made by `serialize` above, in this process, with the same configuration
+        None => unsafe { Component::deserialize(engine, &serialized) }.map_err(|e| {
+            Error::Internal(format!("loading the compiled {}: {e}", path.display()))
+        })?,
     };
     Ok(Loaded {
         component,
         cache,
         digest,
-        wasm,
+        path: path.to_path_buf(),
     })
 }
 
@@ -194,7 +416,7 @@ mod tests {
 
     #[test]
     fn rejects_non_wasm_and_non_component() {
-        let e = engine().unwrap();
+        let e = compiler().unwrap();
         let p = Path::new("/x.wasm");
         assert_eq!(
             compile(&e, p, b"hello world, not wasm")
@@ -236,5 +458,43 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("not a WebAssembly file"), "{err}");
+    }
+
+    #[test]
+    fn a_memo_skips_the_hashes_until_the_guest_or_its_entry_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let guest = dir.path().join("g.wasm");
+        let cache = dir.path().join("cache");
+        let one = wat::parse_str("(component)").unwrap();
+        let two = wat::parse_str("(component (core module))").unwrap();
+        std::fs::write(&guest, &one).unwrap();
+        let e = engine().unwrap();
+        // too fresh to memoize: a rewrite in the same timestamp tick would go unseen
+        assert_eq!(load(&e, &guest, &cache, None).unwrap().cache, CacheOutcome::Miss);
+        assert!(!memo_path(&cache, &guest).exists());
+        std::thread::sleep(MEMO_SETTLED + std::time::Duration::from_millis(100));
+        let first = load(&e, &guest, &cache, None).unwrap();
+        assert_eq!(first.cache, CacheOutcome::Hit);
+        assert!(memo_path(&cache, &guest).exists());
+        assert_eq!(first.digest, digest(&one));
+        // with the memo, the entry's sum is not read again (a wrong one goes unnoticed)...
+        let entry = cache_path(&e, &cache, &first.digest);
+        std::fs::write(sum_path(&entry), "0\n").unwrap();
+        assert_eq!(load(&e, &guest, &cache, None).unwrap().cache, CacheOutcome::Hit);
+        // ...until the entry is another file: then it is verified, and rebuilt
+        let bytes = std::fs::read(&entry).unwrap();
+        write_aside(&entry, &bytes).unwrap();
+        assert_eq!(load(&e, &guest, &cache, None).unwrap().cache, CacheOutcome::Rebuilt);
+        // the guest rewritten in place (same inode): hashed again, the new digest
+        std::fs::write(&guest, &two).unwrap();
+        let second = load(&e, &guest, &cache, None).unwrap();
+        assert_eq!(second.digest, digest(&two));
+        assert_eq!(second.cache, CacheOutcome::Miss);
+        // a pin is checked against the memo's digest too
+        std::thread::sleep(MEMO_SETTLED + std::time::Duration::from_millis(100));
+        assert_eq!(load(&e, &guest, &cache, None).unwrap().cache, CacheOutcome::Hit);
+        let err = load(&e, &guest, &cache, Some(&digest(&one))).err().unwrap();
+        assert_eq!(err.code(), 7);
+        assert_eq!(second.bytes().unwrap(), two);
     }
 }

@@ -657,7 +657,7 @@ mod tests {
         }
         text.push(')');
         let bytes = wat::parse_str(&text).expect("valid component text");
-        Component::new(&engine::engine().unwrap(), &bytes).expect("a valid component")
+        Component::new(&engine::compiler().unwrap(), &bytes).expect("a valid component")
     }
 
     /// Instantiate under a cap of `mib` MiB; the limiter's state afterwards.

@@ -47,13 +47,19 @@ impl KeptGuests {
         self.dir.join(format!("{hex}.wasm"))
     }
 
-    /// Keep a copy of a guest's bytes (verified against `digest` by the caller), unless
-    /// one is there; written aside and renamed, so a reader never sees half a file.
-    pub fn keep(&self, digest: &str, wasm: &[u8]) -> std::io::Result<()> {
+    /// Keep a copy of a guest's bytes (`wasm`: read and verified against `digest` by the
+    /// caller, only when no copy is there); written aside and renamed, so a reader never
+    /// sees half a file.
+    pub fn keep(
+        &self,
+        digest: &str,
+        wasm: impl FnOnce() -> std::io::Result<Vec<u8>>,
+    ) -> std::io::Result<()> {
         let path = self.path(digest);
         if path.exists() {
             return Ok(());
         }
+        let wasm = wasm()?;
         fs::create_dir_all(&self.dir)?;
         let tmp = self.dir.join(format!(".tmp-{}", std::process::id()));
         fs::write(&tmp, wasm)
@@ -565,9 +571,9 @@ mod record_tests {
         let s = KeptGuests::new(d.path());
         let (a, b) = ("sha256:aaaa", "sha256:bbbb");
         assert_eq!(s.prune(&[]).unwrap(), 0, "no directory yet");
-        s.keep(a, b"guest a").unwrap();
-        s.keep(b, b"guest b").unwrap();
-        s.keep(a, b"not rewritten").unwrap();
+        s.keep(a, || Ok(b"guest a".to_vec())).unwrap();
+        s.keep(b, || Ok(b"guest b".to_vec())).unwrap();
+        s.keep(a, || Ok(b"not rewritten".to_vec())).unwrap();
         assert_eq!(std::fs::read(s.path(a)).unwrap(), b"guest a");
         assert_eq!(s.prune(&[b.to_string()]).unwrap(), 1);
         assert!(!s.path(a).exists());
