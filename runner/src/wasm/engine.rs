@@ -226,7 +226,9 @@ impl Memo {
         let text = std::fs::read_to_string(path).ok()?;
         let w: Vec<&str> = text.split_whitespace().collect();
         match w.as_slice() {
-            [v, boot, g @ .., digest, e1, e2, e3, e4, e5] if *v == Self::VERSION && g.len() == 5 => {
+            [v, boot, g @ .., digest, e1, e2, e3, e4, e5]
+                if *v == Self::VERSION && g.len() == 5 =>
+            {
                 Some(Memo {
                     boot: boot.to_string(),
                     guest: FileId::parse(g)?,
@@ -470,7 +472,10 @@ mod tests {
         std::fs::write(&guest, &one).unwrap();
         let e = engine().unwrap();
         // too fresh to memoize: a rewrite in the same timestamp tick would go unseen
-        assert_eq!(load(&e, &guest, &cache, None).unwrap().cache, CacheOutcome::Miss);
+        assert_eq!(
+            load(&e, &guest, &cache, None).unwrap().cache,
+            CacheOutcome::Miss
+        );
         assert!(!memo_path(&cache, &guest).exists());
         std::thread::sleep(MEMO_SETTLED + std::time::Duration::from_millis(100));
         let first = load(&e, &guest, &cache, None).unwrap();
@@ -480,11 +485,17 @@ mod tests {
         // with the memo, the entry's sum is not read again (a wrong one goes unnoticed)...
         let entry = cache_path(&e, &cache, &first.digest);
         std::fs::write(sum_path(&entry), "0\n").unwrap();
-        assert_eq!(load(&e, &guest, &cache, None).unwrap().cache, CacheOutcome::Hit);
+        assert_eq!(
+            load(&e, &guest, &cache, None).unwrap().cache,
+            CacheOutcome::Hit
+        );
         // ...until the entry is another file: then it is verified, and rebuilt
         let bytes = std::fs::read(&entry).unwrap();
         write_aside(&entry, &bytes).unwrap();
-        assert_eq!(load(&e, &guest, &cache, None).unwrap().cache, CacheOutcome::Rebuilt);
+        assert_eq!(
+            load(&e, &guest, &cache, None).unwrap().cache,
+            CacheOutcome::Rebuilt
+        );
         // the guest rewritten in place (same inode): hashed again, the new digest
         std::fs::write(&guest, &two).unwrap();
         let second = load(&e, &guest, &cache, None).unwrap();
@@ -492,7 +503,10 @@ mod tests {
         assert_eq!(second.cache, CacheOutcome::Miss);
         // a pin is checked against the memo's digest too
         std::thread::sleep(MEMO_SETTLED + std::time::Duration::from_millis(100));
-        assert_eq!(load(&e, &guest, &cache, None).unwrap().cache, CacheOutcome::Hit);
+        assert_eq!(
+            load(&e, &guest, &cache, None).unwrap().cache,
+            CacheOutcome::Hit
+        );
         let err = load(&e, &guest, &cache, Some(&digest(&one))).err().unwrap();
         assert_eq!(err.code(), 7);
         assert_eq!(second.bytes().unwrap(), two);
