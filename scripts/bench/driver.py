@@ -13,6 +13,11 @@ Phases of a round (cid = r<round>-<phase>-<index>, pod = <pod-prefix><index>):
   warm  1 ADD + 1 DEL on pod 0 (warm-up; round 1's also sets the node up)
   cold  (only with --clear-cache): empty the cache dir, 1 ADD + 1 DEL on pod 0; the
         ADD misses the precompiled cache and compiles, the DEL hits again
+  install, first  (with cold): empty the cache dir again, then what installing a guest
+        on a node does, `EXE guest check --cache-dir CACHE GUEST` (phase install, cmd
+        PRECOMPILE; GUEST is the config's), then 1 ADD + 1 DEL on pod 0: that first
+        ADD after install must load the precompiled guest (its call-log line says
+        cache=Some(Hit); scripts/bench/report.py counts anything else as an error)
   version, true  20 VERSION calls of the plugin and 20 spawns of /bin/true (floors)
   seq   N sequential ADDs (pods 0..N-1), then N sequential DELs
   kernel floor  (only with --kernel-floor EXE): `EXE kernel-floor N ...` once, in this
@@ -40,11 +45,12 @@ RUNNING = {}  # pid -> Call, so a signal can end our own children
 
 
 class Call:
-    __slots__ = ("phase", "cmd", "cid", "idx", "exe", "pid", "pidfd", "out_r", "err_r",
-                 "out", "err", "t0", "t1", "rc", "maxrss", "ok", "error", "ip")
+    __slots__ = ("phase", "cmd", "cid", "idx", "exe", "args", "pid", "pidfd", "out_r",
+                 "err_r", "out", "err", "t0", "t1", "rc", "maxrss", "ok", "error", "ip")
 
-    def __init__(self, phase, cmd, cid, idx, exe=None):
+    def __init__(self, phase, cmd, cid, idx, exe=None, args=()):
         self.phase, self.cmd, self.cid, self.idx, self.exe = phase, cmd, cid, idx, exe
+        self.args = list(args)
         self.out, self.err = bytearray(), bytearray()
         self.pid = self.pidfd = self.out_r = self.err_r = None
         self.t0 = self.t1 = None
@@ -84,7 +90,7 @@ class Driver:
               (os.POSIX_SPAWN_DUP2, err_w, 2)]
         c.t0 = time.perf_counter()
         exe = c.exe or self.a.exe
-        c.pid = os.posix_spawn(exe, [exe], env, file_actions=fa)
+        c.pid = os.posix_spawn(exe, [exe] + c.args, env, file_actions=fa)
         for fd in (in_r, out_w, err_w):
             os.close(fd)
         c.pidfd = os.pidfd_open(c.pid)
@@ -170,10 +176,16 @@ class Driver:
                 return
         c.ok = True
 
-    def one(self, phase, cmd, cid, idx, exe=None):
-        c = Call(phase, cmd, cid, idx, exe)
+    def one(self, phase, cmd, cid, idx, exe=None, args=()):
+        c = Call(phase, cmd, cid, idx, exe, args)
         self.run_batch([c])
         return c
+
+
+def guest_of(conf):
+    """The guest file a network config (or a conflist's first plugin) names."""
+    doc = json.loads(conf)
+    return (doc["plugins"][0] if "plugins" in doc else doc)["guest"]
 
 
 def main():
@@ -222,6 +234,13 @@ def main():
         shutil.rmtree(a.clear_cache, ignore_errors=True)
         calls.append(d.one("cold", "ADD", "r%d-cold-0" % r, 0))
         calls.append(d.one("cold", "DEL", "r%d-cold-0" % r, 0))
+        # The node as installing the guest leaves it: precompiled by the runner's `guest
+        # check` into the config's cache, then its first pod.
+        shutil.rmtree(a.clear_cache, ignore_errors=True)
+        calls.append(d.one("install", "PRECOMPILE", "r%d-install-0" % r, 0,
+                           args=["guest", "check", "--cache-dir", a.clear_cache, guest_of(d.conf)]))
+        calls.append(d.one("first", "ADD", "r%d-first-0" % r, 0))
+        calls.append(d.one("first", "DEL", "r%d-first-0" % r, 0))
     # Floors: the plugin answering VERSION (exec, runtime start, stdin, exit; no work)
     # and /bin/true (what this driver's spawn and wait cost by themselves).
     for i in range(0 if a.seq_only else VERSION_CALLS):

@@ -100,9 +100,15 @@ def plugin_stats(raw, plugin):
     # Measured calls only: round 1's warm-up ADD of wasm-cni also compiles (empty cache).
     warm = [c for c in calls_of(raw, plugin, ok=False) if c["phase"] in ("seq", "conc")]
     cold = calls_of(raw, plugin, "cold", "ADD")
+    # the install step (`guest check --cache-dir`, precompiling) and the first ADD after
+    # it, which must load the precompiled guest: any other cache outcome is an error
+    install = calls_of(raw, plugin, "install", "PRECOMPILE")
+    first = calls_of(raw, plugin, "first", "ADD")
+    first_not_hit = sum(((c.get("log") or {}).get("fields") or {}).get("cache") != "Some(Hit)"
+                        for c in first)
     all_calls = calls_of(raw, plugin, ok=False)
     errors = sum(not c["ok"] for c in all_calls) + sum(
-        b["duplicate_ips"] for r in raw["plugins"][plugin] for b in r["batches"])
+        b["duplicate_ips"] for r in raw["plugins"][plugin] for b in r["batches"]) + first_not_hit
     conc_calls = [c["wall_us"] for c in calls_of(raw, plugin, "conc", "ADD")]
     return {
         "add": {"n": len(add), "p50_us": med(add), "p95_us": pct(add, 95), "max_us": max(add, default=None)},
@@ -112,8 +118,12 @@ def plugin_stats(raw, plugin):
         "conc_del": {"rounds_us": cdel, "p50_us": med(cdel), "max_us": max(cdel, default=None)},
         "rss": {"max_kib": max((c["maxrss_kib"] for c in warm if c["maxrss_kib"]), default=None),
                 "p50_kib": med([c["maxrss_kib"] for c in warm if c["maxrss_kib"]]),
-                "cold_max_kib": max((c["maxrss_kib"] for c in cold), default=None)},
+                "cold_max_kib": max((c["maxrss_kib"] for c in cold), default=None),
+                "install_max_kib": max((c["maxrss_kib"] for c in install), default=None)},
         "cold_add": {"n": len(cold), "p50_us": med([c["wall_us"] for c in cold])},
+        "install_precompile": {"n": len(install), "p50_us": med([c["wall_us"] for c in install])},
+        "first_add": {"n": len(first), "p50_us": med([c["wall_us"] for c in first]),
+                      "not_hit": first_not_hit},
         "version_p50_us": med([c["wall_us"] for c in calls_of(raw, plugin, "version")]),
         "true_p50_us": med([c["wall_us"] for c in calls_of(raw, plugin, "true")]),
         "flat": flatness(calls_of(raw, plugin, "seq", "ADD"), n),
@@ -244,6 +254,7 @@ def build(raw):
         "warm_del": phase_breakdown(pick("seq", "DEL")),
         "conc_add": phase_breakdown(pick("conc", "ADD")),
         "cold_add": phase_breakdown(pick("cold", "ADD")),
+        "first_add": phase_breakdown(pick("first", "ADD")),
     }
     host = {
         "warm_add": host_aggregate(pick("seq", "ADD")),
@@ -322,6 +333,12 @@ def render(res):
         fx(r["flat"]["slope_us_per_pod"], "%.2f"), None)
     row("cold ADD, empty cache (ms, p50)", ms(w["cold_add"]["p50_us"]), "n/a", None)
     row("peak RSS cold ADD (MiB)", mib(w["rss"]["cold_max_kib"]), "n/a", None)
+    row("install-time precompile (ms)", ms(w["install_precompile"]["p50_us"]), "n/a", None)
+    row("peak RSS precompile (MiB)", mib(w["rss"]["install_max_kib"]), "n/a", None)
+    first_add = ms(w["first_add"]["p50_us"])
+    if w["first_add"]["not_hit"]:
+        first_add += " (%d not hit)" % w["first_add"]["not_hit"]
+    row("first ADD after install (ms)", first_add, "n/a", None)
     row("VERSION call, process floor (ms)", ms(w["version_p50_us"]), ms(r["version_p50_us"]),
         ratio(w["version_p50_us"], r["version_p50_us"]))
     row("/bin/true spawn, driver floor (ms)", ms(w["true_p50_us"]), ms(r["true_p50_us"]), None)
@@ -383,7 +400,8 @@ def render(res):
         L.append("%s  %-58s %s" % ("PASS" if x["pass"] else "MISS", x["desc"], fx(x["value"])))
 
     ph = res["phases"]
-    cols = [("warm_add", "warm ADD"), ("warm_del", "warm DEL"), ("conc_add", "conc ADD"), ("cold_add", "cold ADD")]
+    cols = [("warm_add", "warm ADD"), ("warm_del", "warm DEL"), ("conc_add", "conc ADD"), ("cold_add", "cold ADD"),
+            ("first_add", "first ADD")]
     L.append("")
     L.append("wasm-cni: one call, phase by phase (median over calls, ms; medians do not add up)")
     hdr = "%-40s" % "" + "".join("%11s" % t for _, t in cols)

@@ -9,7 +9,8 @@
 #       the runner, /opt/cni/bin/wasm-cni-registry
 #   install-cni.sh guest (--file FILE.wasm | --default) NETWORKS
 #       --file: checks FILE (wasm-cni guest check) with the installed runner, copies it to
-#       /opt/cni/wasm/<basename>; rewrites the conflist to use it (or default.wasm)
+#       /opt/cni/wasm/<basename>; rewrites the conflist to use it (or default.wasm, checked
+#       the same way). Either way the guest is precompiled into the runner's cache first.
 #   install-cni.sh guest --ref [oci://]REF [--guest-digest sha256:HEX] [--insecure]
 #           [--ca-file PEM] [--registry-config FILE] NETWORKS
 #       pulls REF (host[:port]/repository[:tag][@sha256:HEX]) with the installed runner
@@ -596,6 +597,10 @@ case "$cmd" in
     [[ -x "$ROOT$BIN_PATH" && -f "$ROOT$DEFAULT_GUEST" ]] ||
       die "wasm-cni is not installed on this node; run scripts/cni-plugin.sh up first."
     if [[ "$USE_DEFAULT" == 1 ]]; then
+      # precompiled again: the cache may have been cleared, or the runner replaced,
+      # since install (a hit costs milliseconds)
+      runner_check "$ROOT$DEFAULT_GUEST" ||
+        die "$ROOT$BIN_PATH refuses default.wasm (reason above); the node keeps its current guest."
       write_conflist "$DEFAULT_GUEST"
     elif [[ -n "$REF" ]]; then
       pull_guest "$REF"

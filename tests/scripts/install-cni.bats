@@ -207,10 +207,24 @@ JSON
   install_it
   run --separate-stderr "$NODE_SCRIPT" guest --file "$SRC/allow-dns.wasm" "${NETS[@]}"
   assert_status 0
+  : >"$STUB_LOG"
   run --separate-stderr "$NODE_SCRIPT" guest --default "${NETS[@]}"
   assert_status 0
   run jq -r '.plugins[0] | "\(.guest) \(.guestDigest)"' "$CONF"
   [ "$output" = "/opt/cni/wasm/default.wasm $(pin_of "$ROOT/opt/cni/wasm/default.wasm")" ]
+  # precompiled again into the runner's cache (it may have been cleared since install)
+  assert_calls <<<"fake-wasm-cni guest check --cache-dir <T>/root/var/cache/wasm-cni <T>/root/opt/cni/wasm/default.wasm"
+}
+
+@test "install-cni guest --default: a default guest the runner refuses leaves the conflist alone" {
+  install_it
+  run --separate-stderr "$NODE_SCRIPT" guest --file "$SRC/allow-dns.wasm" "${NETS[@]}"
+  assert_status 0
+  before="$(cat "$CONF")"
+  STUB_VALIDATE_FAIL=1 run --separate-stderr "$NODE_SCRIPT" guest --default "${NETS[@]}"
+  assert_status 1
+  assert_contains "$stderr" "refuses default.wasm (reason above); the node keeps its current guest"
+  [ "$(cat "$CONF")" = "$before" ]
 }
 
 @test "install-cni guest: refuses when wasm-cni is not installed yet" {

@@ -511,4 +511,191 @@ mod tests {
         assert_eq!(err.code(), 7);
         assert_eq!(second.bytes().unwrap(), two);
     }
+
+    /// A small component with code in it (so its entry carries the compiler's flags).
+    const TINY: &str = r#"(component
+        (core module $m (func (export "f") (param i32) (result i32) local.get 0))
+        (core instance (instantiate $m)))"#;
+
+    /// The bytes of the `.wasmtime.engine` section of an ELF entry: where wasmtime keeps
+    /// what it compiled for (its version, the target, the compiler's flags).
+    fn engine_section(elf: &[u8]) -> std::ops::Range<usize> {
+        let n = |o: usize, w: usize| {
+            let mut b = [0u8; 8];
+            b[..w].copy_from_slice(&elf[o..o + w]);
+            u64::from_le_bytes(b) as usize
+        };
+        let (shoff, shentsize, shnum, shstrndx) = (n(0x28, 8), n(0x3a, 2), n(0x3c, 2), n(0x3e, 2));
+        let sh = |i: usize| shoff + i * shentsize;
+        let strtab = n(sh(shstrndx) + 0x18, 8);
+        for i in 0..shnum {
+            let name = &elf[strtab + n(sh(i), 4)..];
+            if name.starts_with(b".wasmtime.engine\0") {
+                let off = n(sh(i) + 0x18, 8);
+                return off..off + n(sh(i) + 0x20, 8);
+            }
+        }
+        panic!("no .wasmtime.engine section in the entry");
+    }
+
+    /// postcard: a LEB128 varint at `*at`
+    fn varint(d: &[u8], at: &mut usize) -> usize {
+        let (mut v, mut shift) = (0usize, 0);
+        loop {
+            let b = d[*at];
+            *at += 1;
+            v |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return v;
+            }
+            shift += 7;
+        }
+    }
+
+    /// postcard: a string at `*at`, as (start, len) of its bytes
+    fn string(d: &[u8], at: &mut usize) -> (usize, usize) {
+        let len = varint(d, at);
+        let start = *at;
+        *at += len;
+        (start, len)
+    }
+
+    /// The engine section's layout (wasmtime 48, engine/serialization.rs): a format
+    /// byte, the wasmtime version (length byte + text), then postcard `Metadata`: the
+    /// target triple, the shared flags, the ISA flags, ... Returns the target's
+    /// (start, len) and each ISA flag as (name, offset of its bool byte) for the
+    /// `Bool` ones.
+    fn parse_engine(d: &[u8]) -> ((usize, usize), Vec<(String, usize)>) {
+        let mut at = 2 + usize::from(d[1]);
+        let target = string(d, &mut at);
+        let mut isa = Vec::new();
+        for list in 0..2 {
+            for _ in 0..varint(d, &mut at) {
+                let (s, l) = string(d, &mut at);
+                let name = String::from_utf8(d[s..s + l].to_vec()).unwrap();
+                match varint(d, &mut at) {
+                    0 => drop(string(d, &mut at)), // Enum(&str)
+                    1 => at += 1,                  // Num(u8)
+                    2 => {
+                        if list == 1 {
+                            isa.push((name, at));
+                        }
+                        at += 1
+                    }
+                    v => panic!("unknown FlagValue variant {v}"),
+                }
+            }
+        }
+        (target, isa)
+    }
+
+    /// An ISA flag the entry has off and this host's CPU lacks: turned on, it makes
+    /// an entry compiled for a CPU with more features (of the same architecture).
+    #[cfg(target_arch = "x86_64")]
+    fn missing_cpu_feature(isa: &[(String, usize)], d: &[u8]) -> Option<usize> {
+        isa.iter().find_map(|(name, at)| {
+            let has = match name.as_str() {
+                "has_avx512bitalg" => std::arch::is_x86_feature_detected!("avx512bitalg"),
+                "has_avx512vnni" => std::arch::is_x86_feature_detected!("avx512vnni"),
+                "has_avx512vbmi" => std::arch::is_x86_feature_detected!("avx512vbmi"),
+                "has_avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+                "has_avx512dq" => std::arch::is_x86_feature_detected!("avx512dq"),
+                "has_avx512vl" => std::arch::is_x86_feature_detected!("avx512vl"),
+                "has_avx2" => std::arch::is_x86_feature_detected!("avx2"),
+                "has_fma" => std::arch::is_x86_feature_detected!("fma"),
+                "has_bmi2" => std::arch::is_x86_feature_detected!("bmi2"),
+                "has_lzcnt" => std::arch::is_x86_feature_detected!("lzcnt"),
+                _ => return None,
+            };
+            (d[*at] == 0 && !has).then_some(*at)
+        })
+    }
+
+    /// What turns a valid entry's engine section into a stale one.
+    type Patch = Box<dyn Fn(&mut [u8])>;
+
+    /// An entry under the right name with a valid sum, but written by another wasmtime
+    /// or for another CPU: only wasmtime's own check can tell. It must be rebuilt (and
+    /// replaced on disk), never loaded; the replacement is then a plain hit.
+    #[test]
+    fn an_entry_of_another_engine_or_cpu_is_rebuilt_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let guest = dir.path().join("g.wasm");
+        std::fs::write(&guest, wat::parse_str(TINY).unwrap()).unwrap();
+        let e = engine().unwrap();
+        assert_eq!(
+            load(&e, &guest, dir.path(), None).unwrap().cache,
+            CacheOutcome::Miss
+        );
+        let entry = cache_path(&e, dir.path(), &digest(&std::fs::read(&guest).unwrap()));
+        let good = std::fs::read(&entry).unwrap();
+        let sec = engine_section(&good);
+        let (target, isa) = parse_engine(&good[sec.clone()]);
+        let triple = String::from_utf8(good[sec.start + target.0..][..target.1].to_vec()).unwrap();
+
+        let mut stale: Vec<(&str, Patch)> = vec![
+            // "48.0.8" -> "98.0.8": another wasmtime's entry
+            (
+                "another wasmtime version",
+                Box::new(|d: &mut [u8]| d[2] = if d[2] == b'9' { b'8' } else { b'9' }),
+            ),
+            // the architecture renamed in place (same length): compiled for another CPU
+            ("another CPU architecture", {
+                let other: &[u8] = match triple.split('-').next() {
+                    Some("x86_64") => b"mips64",
+                    Some("aarch64") => b"powerpc",
+                    a => panic!("no same-length other architecture known for {a:?} ({triple})"),
+                };
+                let at = target.0;
+                Box::new(move |d: &mut [u8]| d[at..at + other.len()].copy_from_slice(other))
+            }),
+        ];
+        // A CPU feature the entry needs and this host has not: the first ISA flag that
+        // is on, renamed (same length) to a feature no host of this wasmtime has.
+        let (name, at) = isa
+            .iter()
+            .find(|(_, at)| good[sec.start + at] == 1)
+            .expect("an ISA flag on");
+        let name_at = at - 1 - name.len(); // the name's bytes, then the variant byte
+        let unknown = format!("{:x<1$}", "no_such", name.len());
+        assert_eq!(&good[sec.start + name_at..][..name.len()], name.as_bytes());
+        stale.push((
+            "a CPU feature no host has",
+            Box::new(move |d: &mut [u8]| {
+                d[name_at..name_at + unknown.len()].copy_from_slice(unknown.as_bytes())
+            }),
+        ));
+        // and, when this CPU lacks a feature the compiler knows, the entry of a CPU with it
+        #[cfg(target_arch = "x86_64")]
+        if let Some(at) = missing_cpu_feature(&isa, &good[sec.clone()]) {
+            stale.push((
+                "a CPU feature this host lacks",
+                Box::new(move |d: &mut [u8]| d[at] = 1),
+            ));
+        }
+
+        for (what, patch) in &stale {
+            let mut bad = good.clone();
+            patch(&mut bad[sec.clone()]);
+            // the sum written the way `store` writes it: only wasmtime can refuse this
+            store(&entry, &bad).unwrap();
+            // SAFETY: a test entry, not modified while mapped
+            let err = unsafe { Component::deserialize_file(&e, &entry) }
+                .err()
+                .unwrap_or_else(|| panic!("{what}: wasmtime accepted it"));
+            eprintln!("{what}: wasmtime refuses it: {err:#}");
+            let l = load(&e, &guest, dir.path(), None).unwrap();
+            assert_eq!(l.cache, CacheOutcome::Rebuilt, "{what}");
+            assert_ne!(
+                std::fs::read(&entry).unwrap(),
+                bad,
+                "{what}: the entry was not replaced"
+            );
+            assert_eq!(
+                load(&e, &guest, dir.path(), None).unwrap().cache,
+                CacheOutcome::Hit,
+                "{what}"
+            );
+        }
+    }
 }
