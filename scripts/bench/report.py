@@ -10,10 +10,14 @@ import statistics
 import sys
 
 TARGETS = {
-    "add_p50_ratio": 0.2,
-    "del_p50_ratio": 0.1,
-    "conc_add_ratio": 0.5,
-    "rss_mib": 30.0,
+    # issue 16: ADD <= 0.18x on a quiet machine (0.15x under load); C concurrent ADDs
+    # <= 0.2x; peak RSS of a warm call (the runner's own VmHWM) <= 12 MiB; a VERSION call
+    # within 0.5 ms of the driver's /bin/true spawn. The DEL ratio is reported, its
+    # target is the floor below (the kernel's veth delete alone is ~0.3x the reference).
+    "add_p50_ratio": 0.18,
+    "conc_add_ratio": 0.2,
+    "rss_mib": 12.0,
+    "version_over_true_ms": 0.5,
     "flat_ratio": 1.2,
     # issue 16: against floors measured in the same run (bench/native-floor)
     "add_over_native_floor_ms": 1.5,
@@ -91,6 +95,11 @@ def flatness(adds, n):
             "series": series}
 
 
+def hwm(call):
+    v = (((call.get("log") or {}).get("fields") or {}).get("rss_hwm_kib"))
+    return int(v) if v else None
+
+
 def plugin_stats(raw, plugin):
     n = raw["meta"]["n"]
     add = [c["wall_us"] for c in calls_of(raw, plugin, "seq", "ADD")]
@@ -116,6 +125,12 @@ def plugin_stats(raw, plugin):
         "conc_add": {"rounds_us": cadd, "p50_us": med(cadd), "max_us": max(cadd, default=None),
                      "per_call_p50_us": med(conc_calls), "per_call_max_us": max(conc_calls, default=None)},
         "conc_del": {"rounds_us": cdel, "p50_us": med(cdel), "max_us": max(cdel, default=None)},
+        # the runner's own VmHWM (log field rss_hwm_kib): wait4's maxrss of a child the
+        # driver spawned also counts the driver's ~14 MiB (a vfork'd child's exec records
+        # its parent's high-water mark), so it cannot show a smaller process
+        "hwm": {"max_kib": max((hwm(c) for c in warm if hwm(c)), default=None),
+                "p50_kib": med([hwm(c) for c in warm if hwm(c)]),
+                "cold_max_kib": max((hwm(c) for c in cold if hwm(c)), default=None)},
         "rss": {"max_kib": max((c["maxrss_kib"] for c in warm if c["maxrss_kib"]), default=None),
                 "p50_kib": med([c["maxrss_kib"] for c in warm if c["maxrss_kib"]]),
                 "cold_max_kib": max((c["maxrss_kib"] for c in cold), default=None),
@@ -181,6 +196,57 @@ def phase_breakdown(calls):
     return out
 
 
+def growth(raw, n):
+    """What grows with the number of pods on the bridge (issue 16, item 6): for wasm-cni's
+    sequential ADDs, each phase and each host operation's median over the first k and the
+    last k pod indices; the same for the native floor's ADD wall time (a process doing the
+    same netlink and file work) and the kernel floor's in-process link work (the kernel
+    alone). A ratio near 1 in the runner's own phases and above 1 in the kernel's rows
+    says the kernel is what grows."""
+    k = max(1, min(25, n // 10))
+    first_i, last_i = set(range(k)), set(range(n - k, n))
+    rows = {}
+
+    def put(name, idx, us):
+        if idx in first_i:
+            rows.setdefault(name, ([], []))[0].append(us)
+        elif idx in last_i:
+            rows.setdefault(name, ([], []))[1].append(us)
+
+    for c in calls_of(raw, "wasm-cni", "seq", "ADD"):
+        lg = c.get("log") or {}
+        f = lg.get("fields") or {}
+        put("wall (external)", c["idx"], c["wall_us"])
+        if "ok_ms" in lg:
+            put("outside the runner", c["idx"], c["wall_us"] - lg["ok_ms"] * 1000.0)
+        for key in ("load_us", "linker_us", "instantiate_us"):
+            if isinstance(f.get(key), int):
+                put(key[:-3], c["idx"], f[key])
+        if isinstance(f.get("guest_us"), int) and isinstance(f.get("host_us"), int):
+            put("guest code", c["idx"], f["guest_us"] - f["host_us"])
+            put("host calls (all)", c["idx"], f["host_us"])
+        per = {}
+        for op, us in lg.get("host", []):
+            per[op] = per.get(op, 0) + us
+        for op, us in per.items():
+            put("  " + op, c["idx"], us)
+    if "native-floor" in raw["plugins"]:
+        for c in calls_of(raw, "native-floor", "seq", "ADD"):
+            put("native floor ADD wall", c["idx"], c["wall_us"])
+    for rnd in raw["plugins"]["wasm-cni"]:
+        kf = rnd.get("kernel_floor") or {}
+        for i, us in enumerate(kf.get("create_us", [])):
+            put("kernel floor: veth create", i, us)
+        for i, us in enumerate(kf.get("add_work_us", [])):
+            put("kernel floor: ADD link work", i, us)
+    out = []
+    for name, (a, b) in rows.items():
+        out.append({"name": name, "first_p50_us": med(a), "last_p50_us": med(b),
+                    "last_over_first": ratio(med(b), med(a)),
+                    "delta_us": None if not a or not b else med(b) - med(a)})
+    return {"k": k, "rows": out}
+
+
 def host_aggregate(calls):
     """Per host operation: calls per plugin call, median and p95 us, share of host time."""
     per = {}
@@ -221,13 +287,16 @@ def build(raw):
 
     f = plugin_stats(raw, "native-floor") if "native-floor" in raw["plugins"] else None
     kf = kernel_floor_stats(raw)
-    rss_mib = None if w["rss"]["max_kib"] is None else w["rss"]["max_kib"] / 1024.0
+    rss_mib = None if w["hwm"]["max_kib"] is None else w["hwm"]["max_kib"] / 1024.0
+    over_true = (None if w["version_p50_us"] is None or w["true_p50_us"] is None
+                 else (w["version_p50_us"] - w["true_p50_us"]) / 1000.0)
     targets = {
-        "add_p50": t(ratios["add_p50"], TARGETS["add_p50_ratio"], "ADD median <= 0.2x reference"),
-        "del_p50": t(ratios["del_p50"], TARGETS["del_p50_ratio"], "DEL median <= 0.1x reference"),
+        "add_p50": t(ratios["add_p50"], TARGETS["add_p50_ratio"], "ADD median <= 0.18x reference"),
         "conc_add": t(ratios["conc_add"], TARGETS["conc_add_ratio"],
-                      "%d concurrent ADDs <= 0.5x reference wall time" % raw["meta"]["c"]),
-        "rss": t(rss_mib, TARGETS["rss_mib"], "peak RSS of one (warm) call <= 30 MiB"),
+                      "%d concurrent ADDs <= 0.2x reference wall time" % raw["meta"]["c"]),
+        "rss": t(rss_mib, TARGETS["rss_mib"], "peak RSS of one warm call (VmHWM) <= 12 MiB"),
+        "version": t(over_true, TARGETS["version_over_true_ms"],
+                     "VERSION call <= /bin/true spawn + 0.5 ms (value: ms above)"),
         "flat": t(w["flat"]["last_over_first"], TARGETS["flat_ratio"],
                   "ADD flat: median of last %d ADDs <= 1.2x median of first %d"
                   % (w["flat"]["k"], w["flat"]["k"])),
@@ -263,7 +332,8 @@ def build(raw):
     }
     res = {"meta": raw["meta"], "wasm-cni": w, "reference": r, "native-floor": f,
            "kernel_floor": kf, "floors": floors, "ratios": ratios,
-           "targets": targets, "phases": phases, "host_calls": host}
+           "targets": targets, "phases": phases, "host_calls": host,
+           "growth": growth(raw, raw["meta"]["n"])}
     # The dual-stack pair (runs from before it existed have none): sequential calls only.
     if "wasm-cni-ds" in raw["plugins"] and "reference-ds" in raw["plugins"]:
         wd, rd = plugin_stats(raw, "wasm-cni-ds"), plugin_stats(raw, "reference-ds")
@@ -310,7 +380,7 @@ def render(res):
     row("ADD p50 (ms)", ms(w["add"]["p50_us"]), ms(r["add"]["p50_us"]), ra["add_p50"], tg["add_p50"])
     row("ADD p95 (ms)", ms(w["add"]["p95_us"]), ms(r["add"]["p95_us"]), ra["add_p95"])
     row("ADD max (ms)", ms(w["add"]["max_us"]), ms(r["add"]["max_us"]), ra["add_max"])
-    row("DEL p50 (ms)", ms(w["del"]["p50_us"]), ms(r["del"]["p50_us"]), ra["del_p50"], tg["del_p50"])
+    row("DEL p50 (ms)", ms(w["del"]["p50_us"]), ms(r["del"]["p50_us"]), ra["del_p50"])
     row("DEL p95 (ms)", ms(w["del"]["p95_us"]), ms(r["del"]["p95_us"]), ra["del_p95"])
     row("DEL max (ms)", ms(w["del"]["max_us"]), ms(r["del"]["max_us"]), ra["del_max"])
     row("%d concurrent ADD wall (ms, p50)" % m["c"], ms(w["conc_add"]["p50_us"]),
@@ -319,10 +389,11 @@ def render(res):
         ms(r["conc_del"]["p50_us"]), ra["conc_del"])
     mib = lambda k: "-" if k is None else "%.1f" % (k / 1024.0)  # noqa: E731
     L.append("%-34s %12s %12s %8s  %s" % (
-        "peak RSS one call (MiB)", mib(w["rss"]["max_kib"]), mib(r["rss"]["max_kib"]), fx(ra["rss"]),
-        "%-7s %s (wasm-cni)" % ("<= 30", "PASS" if tg["rss"]["pass"] else "MISS")))
-    row("median RSS one call (MiB)", mib(w["rss"]["p50_kib"]), mib(r["rss"]["p50_kib"]),
-        ratio(w["rss"]["p50_kib"], r["rss"]["p50_kib"]))
+        "peak RSS warm call, VmHWM (MiB)", mib(w["hwm"]["max_kib"]), "n/a", "",
+        "%-7s %s (wasm-cni)" % ("<= 12", "PASS" if tg["rss"]["pass"] else "MISS")))
+    row("median RSS warm call, VmHWM (MiB)", mib(w["hwm"]["p50_kib"]), "n/a", None)
+    row("peak wait4 maxrss (MiB; + driver)", mib(w["rss"]["max_kib"]), mib(r["rss"]["max_kib"]),
+        ra["rss"])
     k = w["flat"]["k"]
     row("ADD p50 first %d pods (ms)" % k, ms(w["flat"]["first_p50_us"]), ms(r["flat"]["first_p50_us"]), None)
     row("ADD p50 last %d pods (ms)" % k, ms(w["flat"]["last_p50_us"]), ms(r["flat"]["last_p50_us"]), None)
@@ -332,7 +403,7 @@ def render(res):
     row("ADD slope (us per pod)", fx(w["flat"]["slope_us_per_pod"], "%.2f"),
         fx(r["flat"]["slope_us_per_pod"], "%.2f"), None)
     row("cold ADD, empty cache (ms, p50)", ms(w["cold_add"]["p50_us"]), "n/a", None)
-    row("peak RSS cold ADD (MiB)", mib(w["rss"]["cold_max_kib"]), "n/a", None)
+    row("peak RSS cold ADD, VmHWM (MiB)", mib(w["hwm"]["cold_max_kib"]), "n/a", None)
     row("install-time precompile (ms)", ms(w["install_precompile"]["p50_us"]), "n/a", None)
     row("peak RSS precompile (MiB)", mib(w["rss"]["install_max_kib"]), "n/a", None)
     first_add = ms(w["first_add"]["p50_us"])
@@ -342,6 +413,9 @@ def render(res):
     row("VERSION call, process floor (ms)", ms(w["version_p50_us"]), ms(r["version_p50_us"]),
         ratio(w["version_p50_us"], r["version_p50_us"]))
     row("/bin/true spawn, driver floor (ms)", ms(w["true_p50_us"]), ms(r["true_p50_us"]), None)
+    L.append("%-34s %12s %12s %8s  %-7s %s (wasm-cni)" % (
+        "VERSION - /bin/true (ms)", fx(tg["version"]["value"], "%.2f"), "", "", "<= 0.5",
+        "PASS" if tg["version"]["pass"] else "MISS"))
     row("calls / errors", "%d / %d" % (w["calls"], w["errors"]), "%d / %d" % (r["calls"], r["errors"]), None)
     fw, fr = w["true_p50_us"], r["true_p50_us"]
     if fw and fr and max(fw, fr) > 1.3 * min(fw, fr):
@@ -393,7 +467,7 @@ def render(res):
         row("ADD p50 dual-stack / IPv4 only", fx(ds["wasm_add_over_v4"]), fx(ds["ref_add_over_v4"]), None)
         row("calls / errors", "%d / %d" % (wd["calls"], wd["errors"]), "%d / %d" % (rd["calls"], rd["errors"]), None)
     L.append("")
-    for key in ("add_p50", "del_p50", "conc_add", "rss", "flat", "add_native_floor", "del_floor"):
+    for key in ("add_p50", "conc_add", "rss", "version", "flat", "add_native_floor", "del_floor"):
         if key not in tg:
             continue
         x = tg[key]
@@ -426,6 +500,18 @@ def render(res):
         for o in h["ops"]:
             L.append("  %-28s %6.2f %9s %9s %6.1f%%" % (o["op"], o["per_call"], fx(o["p50_us"], "%.0f"),
                                                       fx(o["p95_us"], "%.0f"), 100 * o["share"]))
+    g = res.get("growth")
+    if g and g["rows"]:
+        L.append("")
+        L.append("what grows with the pods on the bridge: median over the first %d and the last %d"
+                 " pod indices (us)" % (g["k"], g["k"]))
+        hdr = "%-34s %10s %10s %10s %8s" % ("", "first", "last", "last-first", "ratio")
+        L.append(hdr)
+        L.append("-" * len(hdr))
+        for x in g["rows"]:
+            L.append("%-34s %10s %10s %10s %8s" % (
+                x["name"], fx(x["first_p50_us"], "%.0f"), fx(x["last_p50_us"], "%.0f"),
+                fx(x["delta_us"], "%+.0f"), fx(x["last_over_first"], "%.2f")))
     return "\n".join(L) + "\n"
 
 
