@@ -79,6 +79,7 @@ fi
 
 PFX="wcb$$"          # every namespace made here starts with "$PFX-"
 TMP=""
+RUN=""
 ORCH=""
 
 cleanup() {
@@ -100,6 +101,7 @@ cleanup() {
     done
   fi
   [ -n "$TMP" ] && rm -rf -- "$TMP"
+  [ -n "$RUN" ] && rm -rf -- "$RUN"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -116,6 +118,11 @@ done
 if busy; then warn "load average $(load1): other work on the machine disturbs the numbers"; fi
 
 TMP=$(mktemp -d /tmp/wasm-cni-bench.XXXXXX)
+# wasm-cni's state (its default stateDir is /run/wasm-cni: per boot, on the node's
+# tmpfs) and the native floor's, which does the same store work, go on a tmpfs; this
+# VM's /run is on its ext4 root, so a private directory on /dev/shm stands in for it.
+# host-local's dataDir stays on disk, as its default (/var/lib/cni/networks) is.
+RUN=$(mktemp -d /dev/shm/wasm-cni-bench.XXXXXX)
 mkdir -p "$TMP/bin" "$TMP/guest" "$OUT"
 OUT=$(cd "$OUT" && pwd)
 cp "$RUNNER" "$TMP/bin/wasm-cni"
@@ -125,7 +132,7 @@ cp "$FLOOR" "$TMP/bin/native-floor"
 cat >"$TMP/wasm.json" <<EOF
 {"cniVersion": "1.0.0", "name": "bench", "type": "wasm-cni",
  "guest": "$TMP/guest/default.wasm",
- "cacheDir": "$TMP/cache", "stateDir": "$TMP/state", "logFile": "$TMP/wasm-cni.log",
+ "cacheDir": "$TMP/cache", "stateDir": "$RUN/state", "logFile": "$TMP/wasm-cni.log",
  "myHostNetwork": "10.0.0.0/16", "myPodNetwork": "200.200.0.0/16",
  "myPodSubnet": "200.200.1.0/24", "timing": true}
 EOF
@@ -139,7 +146,7 @@ EOF
 cat >"$TMP/wasm6.json" <<EOF
 {"cniVersion": "1.0.0", "name": "bench6", "type": "wasm-cni",
  "guest": "$TMP/guest/default.wasm",
- "cacheDir": "$TMP/cache6", "stateDir": "$TMP/state6", "logFile": "$TMP/wasm-cni6.log",
+ "cacheDir": "$TMP/cache6", "stateDir": "$RUN/state6", "logFile": "$TMP/wasm-cni6.log",
  "myHostNetwork": ["10.0.0.0/16", "fd00:10:240::/64"],
  "myPodNetwork": ["200.200.0.0/16", "fd00:200:200::/56"],
  "myPodSubnet": ["200.200.1.0/24", "fd00:200:200:1::/64"], "ipMasq6": true}
@@ -152,7 +159,7 @@ cat >"$TMP/ref6.json" <<EOF
 EOF
 cat >"$TMP/floor.json" <<EOF
 {"cniVersion": "1.0.0", "name": "benchfloor", "type": "native-floor", "bridge": "cni0",
- "myPodSubnet": "200.200.1.0/24", "stateDir": "$TMP/floor-state"}
+ "myPodSubnet": "200.200.1.0/24", "stateDir": "$RUN/floor-state"}
 EOF
 
 PODS=$(( N > C ? N : C ))

@@ -213,12 +213,6 @@ fn memo_path(cache_dir: &Path, guest: &Path) -> PathBuf {
     cache_dir.join(format!("{key:032x}.memo"))
 }
 
-fn boot_id() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_string())
-}
-
 impl Memo {
     const VERSION: &'static str = "wasm-cni-memo-1";
 
@@ -318,11 +312,11 @@ pub(crate) fn load(
     };
     let guest_id = FileId::of(&std::fs::metadata(path).map_err(not_readable)?);
     let memo_file = memo_path(cache_dir, path);
-    let boot = boot_id();
+    let boot = crate::cni::config::boot_id();
 
     // the memo's digest and verified entry, if the guest and the entry are the same files
     if let Some(m) = Memo::read(&memo_file) {
-        if boot.as_deref() == Some(m.boot.as_str()) && m.guest == guest_id {
+        if boot == Some(m.boot.as_str()) && m.guest == guest_id {
             if let Some(pin) = pin.filter(|p| *p != m.digest) {
                 return Err(refuse_pin(&m.digest, pin));
             }
@@ -352,7 +346,7 @@ pub(crate) fn load(
         if let (Some(boot), Some(id)) = (&boot, guest_id_read) {
             if id == guest_id && settled(&id) && settled(&entry) {
                 Memo {
-                    boot: boot.clone(),
+                    boot: boot.to_string(),
                     guest: id,
                     digest: digest.clone(),
                     entry,
