@@ -134,9 +134,9 @@ pub(crate) struct Phases {
     pub guest_us: u128,
 }
 
-fn linker(engine: &Engine, world: World) -> Result<Linker<State>> {
+fn linker(engine: &Engine, world: World, component: &Component) -> Result<Linker<State>> {
     let mut l: Linker<State> = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut l)
+    link_wasi(&mut l, engine, component)
         .map_err(|e| Error::Internal(format!("linking WASI: {e}")))?;
     // only the imports of the world the guest exports: a guest links against its own
     // version, and each version's functions cost linker time on every call
@@ -148,6 +148,150 @@ fn linker(engine: &Engine, world: World) -> Result<Linker<State>> {
     }
     .map_err(link_err)?;
     Ok(l)
+}
+
+/// `&mut ResourceTable` as the host of WASI's io interfaces (as wasmtime-wasi links them).
+struct WasiIo;
+
+impl wasmtime::component::HasData for WasiIo {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+fn io_table(t: &mut State) -> &mut ResourceTable {
+    wasmtime_wasi::WasiView::ctx(t).table
+}
+
+/// WASI p2 as `wasmtime_wasi::p2::add_to_linker_sync` links it, but only the interfaces
+/// the component imports: a Rust guest imports 8 of its 24, and defining the others cost
+/// every call linker time (measured in docs/bench.md).
+fn link_wasi(
+    l: &mut Linker<State>,
+    engine: &Engine,
+    component: &Component,
+) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets, sync};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+    use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
+    let ty = component.component_type();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.split('@').next().unwrap_or(name).to_string())
+        .collect();
+    let wants = |name: &str| imports.iter().any(|i| i == name);
+    if wants("wasi:io/error") {
+        wasmtime_wasi::p2::bindings::io::error::add_to_linker::<State, WasiIo>(l, io_table)?;
+    }
+    if wants("wasi:io/poll") {
+        sync::io::poll::add_to_linker::<State, WasiIo>(l, io_table)?;
+    }
+    if wants("wasi:io/streams") {
+        sync::io::streams::add_to_linker::<State, WasiIo>(l, io_table)?;
+    }
+    if wants("wasi:clocks/wall-clock") {
+        clocks::wall_clock::add_to_linker::<State, WasiClocks>(
+            l,
+            <State as WasiClocksView>::clocks,
+        )?;
+    }
+    if wants("wasi:clocks/monotonic-clock") {
+        clocks::monotonic_clock::add_to_linker::<State, WasiClocks>(
+            l,
+            <State as WasiClocksView>::clocks,
+        )?;
+    }
+    if wants("wasi:filesystem/types") {
+        sync::filesystem::types::add_to_linker::<State, WasiFilesystem>(
+            l,
+            <State as WasiFilesystemView>::filesystem,
+        )?;
+    }
+    if wants("wasi:filesystem/preopens") {
+        filesystem::preopens::add_to_linker::<State, WasiFilesystem>(
+            l,
+            <State as WasiFilesystemView>::filesystem,
+        )?;
+    }
+    if wants("wasi:random/random") {
+        random::random::add_to_linker::<State, WasiRandom>(l, <State as WasiRandomView>::random)?;
+    }
+    if wants("wasi:random/insecure") {
+        random::insecure::add_to_linker::<State, WasiRandom>(l, <State as WasiRandomView>::random)?;
+    }
+    if wants("wasi:random/insecure-seed") {
+        random::insecure_seed::add_to_linker::<State, WasiRandom>(
+            l,
+            <State as WasiRandomView>::random,
+        )?;
+    }
+    macro_rules! cli {
+        ($($name:literal => $iface:ident),*) => {$(
+            if wants($name) {
+                cli::$iface::add_to_linker::<State, WasiCli>(l, <State as WasiCliView>::cli)?;
+            }
+        )*};
+    }
+    cli!(
+        "wasi:cli/exit" => exit,
+        "wasi:cli/environment" => environment,
+        "wasi:cli/stdin" => stdin,
+        "wasi:cli/stdout" => stdout,
+        "wasi:cli/stderr" => stderr,
+        "wasi:cli/terminal-input" => terminal_input,
+        "wasi:cli/terminal-output" => terminal_output,
+        "wasi:cli/terminal-stdin" => terminal_stdin,
+        "wasi:cli/terminal-stdout" => terminal_stdout,
+        "wasi:cli/terminal-stderr" => terminal_stderr
+    );
+    // the context refuses every socket (allow_tcp/udp/ip_name_lookup false); they are
+    // linked for guests whose toolchain imports them
+    if wants("wasi:sockets/tcp-create-socket") {
+        sockets::tcp_create_socket::add_to_linker::<State, WasiSockets>(
+            l,
+            <State as WasiSocketsView>::sockets,
+        )?;
+    }
+    if wants("wasi:sockets/instance-network") {
+        sockets::instance_network::add_to_linker::<State, WasiSockets>(
+            l,
+            <State as WasiSocketsView>::sockets,
+        )?;
+    }
+    if wants("wasi:sockets/network") {
+        let options = sync::LinkOptions::default();
+        sockets::network::add_to_linker::<State, WasiSockets>(
+            l,
+            &(&options).into(),
+            <State as WasiSocketsView>::sockets,
+        )?;
+    }
+    if wants("wasi:sockets/ip-name-lookup") {
+        sockets::ip_name_lookup::add_to_linker::<State, WasiSockets>(
+            l,
+            <State as WasiSocketsView>::sockets,
+        )?;
+    }
+    if wants("wasi:sockets/tcp") {
+        sync::sockets::tcp::add_to_linker::<State, WasiSockets>(
+            l,
+            <State as WasiSocketsView>::sockets,
+        )?;
+    }
+    if wants("wasi:sockets/udp") {
+        sync::sockets::udp::add_to_linker::<State, WasiSockets>(
+            l,
+            <State as WasiSocketsView>::sockets,
+        )?;
+    }
+    if wants("wasi:sockets/udp-create-socket") {
+        sync::sockets::udp_create_socket::add_to_linker::<State, WasiSockets>(
+            l,
+            <State as WasiSocketsView>::sockets,
+        )?;
+    }
+    Ok(())
 }
 
 /// The world a component implements, from its exports; neither is an error naming
@@ -209,7 +353,7 @@ impl GuestPre {
 
 fn pre(engine: &Engine, component: &Component, path: &Path) -> Result<GuestPre> {
     let world = world_of(engine, component, path)?;
-    let l = linker(engine, world)?;
+    let l = linker(engine, world, component)?;
     let guest_err = |e: wasmtime::Error| Error::Guest {
         path: path.display().to_string(),
         reason: format!("does not implement {}: {e:#}", world.name()),
