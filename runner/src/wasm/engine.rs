@@ -24,9 +24,11 @@
 //! for this boot, the guest file's identity (device, inode, size, mtime, ctime), its
 //! digest, and the identity of the entry that was verified for it. Any change of the
 //! guest file (in place or replaced) or of the entry, or a reboot, makes the memo miss
-//! and the call hashes and verifies as before. A memo is written only when the guest and
-//! the entry were last changed over 2 s before: a rewrite within the same timestamp tick
-//! as our read could otherwise leave a file's identity unchanged (git's "racy clean").
+//! and the call hashes and verifies as before. A memo is written only for a guest last
+//! changed over 2 s before: a rewrite in place (`cp` over it) within the same timestamp
+//! tick as our read could otherwise leave its identity unchanged (git's "racy clean").
+//! Entries need no such wait: the runner only ever renames a new file into place, which
+//! changes the inode.
 
 use crate::error::{Error, Result};
 use std::hash::{Hash, Hasher};
@@ -344,7 +346,7 @@ pub(crate) fn load(
     let guest_id_read = std::fs::metadata(path).ok().map(|m| FileId::of(&m));
     let memo = |entry: FileId| {
         if let (Some(boot), Some(id)) = (&boot, guest_id_read) {
-            if id == guest_id && settled(&id) && settled(&entry) {
+            if id == guest_id && settled(&id) {
                 Memo {
                     boot: boot.to_string(),
                     guest: id,
