@@ -180,8 +180,11 @@ impl State {
     ) -> OpAnswer<T> {
         let mut g = lock(&self.gate);
         let t = std::time::Instant::now();
+        let waited = g.lock_wait;
         let r = f(&mut g);
-        g.note(op, t.elapsed());
+        // a wait for the network's lock is the call log's `lock_us`, not host time
+        let d = t.elapsed().saturating_sub(g.lock_wait - waited);
+        g.note(op, d);
         if let Some(tr) = &mut g.transcript {
             let answer = match &r {
                 Ok(v) => format!("ok {v:?}"),
