@@ -1,5 +1,6 @@
 //! The CNI plugin: one process per call. Read CNI_* and stdin, answer VERSION, parse
-//! the config, load the guest, take the network's lock, run one `Session` over the
+//! the config, load the guest, take the network's lock (for the whole call, or around
+//! the runner's own store work for a guest importing `lock`), run one `Session` over the
 //! kernel, and print exactly one JSON document (or nothing, for a successful
 //! DEL/CHECK/GC/STATUS, as the spec says). One line per call goes to the log file.
 
@@ -206,8 +207,10 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
 
     let network_dir = conf.network_dir();
     let mut store = Store::open(&network_dir)?;
-    let lock = store.lock(Duration::from_millis(conf.lock_timeout_ms))?;
-    timing.lock_us = lock.waited.as_micros();
+    let lock_timeout = Duration::from_millis(conf.lock_timeout_ms);
+    // the runner's own store work before the guest is inside the lock, in either mode
+    let waited = store.enter(lock_timeout, &|| false)?.unwrap_or_default();
+    timing.lock_us = waited.as_micros();
     store.sweep_temporaries();
     if let Some(n) = store.check_boot()? {
         log.line(
@@ -242,6 +245,14 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
         }
     }
 
+    // a guest importing `lock` serves pods in parallel: it holds the lock only in its
+    // critical sections (GC and STATUS keep it for the whole call)
+    let explicit_lock = matches!(env.command, Command::Add | Command::Del | Command::Check)
+        && wasm::imports_lock(&engine, &guest.component);
+    if explicit_lock {
+        store.leave();
+    }
+
     let has_netns = env.netns.as_ref().is_some_and(|p| p.exists());
     let kernel = Kernel::new(if has_netns { env.netns.clone() } else { None }, store)
         .map_err(|e| Error::io("the runner's own network namespace", e))?;
@@ -253,8 +264,13 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
         log.clone(),
         (&guest_path, &guest.digest),
     );
-    if conf.timing {
-        gate::lock(session.gate()).trace = Some(Vec::new());
+    {
+        let mut g = gate::lock(session.gate());
+        g.explicit_lock = explicit_lock;
+        g.lock_timeout = lock_timeout;
+        if conf.timing {
+            g.trace = Some(Vec::new());
+        }
     }
     supervisor::watch(session.gate().clone(), session.timeout());
     let done = session.run(&engine, &guest.component);
@@ -263,6 +279,7 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
     if done.result.is_ok() {
         keep_guests(env.command, &mut g, &kept_guests, &guest, log);
     }
+    timing.lock_us += g.lock_wait.as_micros();
     timing.host_calls = g.calls;
     timing.host_us = g.host_time.as_micros();
     if let Some(trace) = &g.trace {
@@ -272,10 +289,11 @@ fn execute(env: &Env, conf: &NetConf, log: &CallLog, timing: &mut Timing) -> Res
             .collect();
         log.line("DEBUG", &format!("host calls: {}", ops.join(" ")));
     }
+    // the supervisor keeps the gate (and the store in it): leave the lock here
+    g.node.lock_leave();
     drop(g);
     timing.rollback = done.rolled_back;
     timing.rollback_us = done.rollback_us;
-    drop(lock);
     match done.result? {
         wasm::Reply::Added(r) => Ok(Some(r.to_json(conf.cni_version))),
         wasm::Reply::Done => Ok(None),

@@ -108,7 +108,8 @@ fn execute(conf: &NetConf, log: &CallLog, stats: &mut Stats) -> Result<String> {
         ));
     }
     let mut store = Store::open(&conf.network_dir())?;
-    let lock = store.lock(Duration::from_millis(conf.lock_timeout_ms))?;
+    // node-wide work: the lock for the whole call, whatever the guest imports
+    store.enter(Duration::from_millis(conf.lock_timeout_ms), &|| false)?;
     store.sweep_temporaries();
     if let Some(n) = store.check_boot()? {
         log.line(
@@ -132,7 +133,7 @@ fn execute(conf: &NetConf, log: &CallLog, stats: &mut Stats) -> Result<String> {
     stats.changes = g.journal.as_ref().map_or(0, |j| j.len());
     stats.rolled_back = done.rolled_back;
     drop(g);
-    drop(lock);
+    gate::lock(session.gate()).node.lock_leave();
     match (done.result, done.rolled_back) {
         (Ok(_), _) => Ok(format!(
             "network {:?} reconciled by guest {}: {} host call(s), {} change(s)",

@@ -165,6 +165,19 @@ impl Session {
             }
         }
         supervisor::guest_returned();
+        // the runner's records of the result, and any rollback, are inside the lock
+        // (a guest of the explicit mode may have left it); a wait for the lock that
+        // timed out, here or in the guest's call, makes the call's failure code 11
+        let result = match g.enter_lock() {
+            Ok(_) => result,
+            Err(e) => Err(Error::TryAgain(format!("after the guest returned: {e}"))),
+        };
+        let result = match (result, &g.lock_timed_out) {
+            (Err(e), Some(m)) if !matches!(e, Error::TryAgain(_)) => {
+                Err(Error::TryAgain(format!("{e} (after: {m})")))
+            }
+            (r, _) => r,
+        };
         let result = match (self.verb, result) {
             (Verb::Cni(Command::Add), Ok(wasm::Reply::Added(r))) => match g.check_result(&r) {
                 Err(m) => Err(Error::GuestFault(format!(

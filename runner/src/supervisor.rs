@@ -21,6 +21,15 @@ static ACTIVE: OnceLock<gate::Shared> = OnceLock::new();
 /// and the answer are bounded host work), so the supervisor must not cut it short.
 static GUEST_RETURNED: AtomicBool = AtomicBool::new(false);
 
+/// Set when the supervisor starts stopping the call: a wait for the network lock on
+/// the main thread gives up, so the supervisor gets the gate for the rollback.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the supervisor is stopping the call (see `STOPPING`).
+pub(crate) fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
 /// How long after the guest's deadline the supervisor steps in.
 const WATCHDOG_MARGIN_MS: u64 = 300;
 
@@ -129,6 +138,7 @@ pub fn panicked() -> ! {
 /// guest call has returned: the main thread then ends the call itself. `retry`: the
 /// answer is code 11 (try again later), else 999 (the runner's own failure).
 fn abort_call(why: String, retry: bool) {
+    STOPPING.store(true, Ordering::SeqCst);
     firewall::kill_running();
     let answer = |msg: String| {
         let e = if retry {

@@ -135,9 +135,9 @@ guest_file() {
 
 # v01_calls FILE: a transcript with what contract 0.2.0 adds to an IPv4 session taken
 # out: create-veth's container-mac argument (none), IPAM's look at its IPv6 keys
-# (attach6/), and the call numbers and counts those shift
+# (attach6/), the lock's critical section, and the call numbers and counts those shift
 v01_calls() {
-  grep -Ev '^ *[0-9]+  store\.(get|list)\("attach6/' "$1" |
+  grep -Ev '^ *[0-9]+  (store\.(get|list)\("attach6/|lock\.)' "$1" |
     sed -E -e 's/^ *[0-9]+  /N  /' -e 's/^host calls: [0-9]+$/host calls: N/' \
       -e 's/(links\.create-veth\("[^"]*", "[^"]*", [^,]*), none\) -> /\1) -> /'
 }
@@ -154,6 +154,8 @@ v01_calls() {
     # what 0.2.0 adds is there (so the filter below is not vacuous)
     grep -q 'links.create-veth("wc5eac89b8897f", "eth0", none, none) -> ok' "$g.out"
     grep -q 'store.get("attach6/pod-1/eth0") -> ok None' "$g.out"
+    # the critical section of the kit's bridge policy (routed holds the lock throughout)
+    [ "$g" != default ] || grep -q 'lock.acquire() -> ok' "$g.out"
     diff -u <(v01_calls "$g-0.1.0.out") <(v01_calls "$g.out")
   done
 }

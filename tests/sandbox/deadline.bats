@@ -76,3 +76,37 @@ expect_nothing_running() {
   expect_nothing_running
   victim_ok
 }
+
+@test "a guest holding the network lock past its deadline: others wait, then fail with code 11 or succeed after its rollback" {
+  # the hostile guest enters the critical section, does its work (veth, store key),
+  # then spins in wasm until its deadline traps it; its rollback needs the lock too
+  hostile_conf hold-lock '.timeoutMs = 1500'
+  add_pod c
+  # (the round-robin pointer moves with the good pod's ADD)
+  before=$(snapshot "$T-a" "$T-b" | grep -v '/kv/last=')
+  ip netns exec "$NODE" env -i PATH="$PATH" CNI_COMMAND=ADD CNI_CONTAINERID=evil \
+    CNI_NETNS="/run/netns/$T-b" CNI_IFNAME=eth0 "$RUNNER" < "$W/hostile.json" > "$W/evil.out" 2>/dev/null &
+  local pid=$!
+  for _ in $(seq 100); do [ -e "$W/state/testnet/kv/hostile%2Fmarker" ] && break; sleep 0.05; done
+  [ -e "$W/state/testnet/kv/hostile%2Fmarker" ] || { echo "the guest never did its work" >&2; false; }
+  # a call that may wait 200 ms gives up with code 11
+  jq '.lockTimeoutMs = 200' "$W/good.json" > "$W/short.json"
+  cni ADD good c eth0 "$W/short.json"
+  expect_error 11
+  expect_msg "network lock .* still held"
+  # one that may wait longer gets the lock once the hostile call was rolled back
+  cni ADD good c
+  expect_ok
+  good_ip=$(pod_ip "$output")
+  set +e; wait "$pid"; status=$?; set -e
+  output=$(cat "$W/evil.out")
+  expect_error 11
+  [ ! -e "$W/state/testnet/kv/hostile%2Fmarker" ]
+  [ "$good_ip" != "$VICTIM_IP" ]
+  ping_from "$T-c" 200.200.1.1
+  cni DEL good c; expect_ok
+  # shellcheck disable=SC2034 # compared by expect_unchanged
+  after=$(snapshot "$T-a" "$T-b" | grep -v '/kv/last=')
+  expect_unchanged
+  victim_ok
+}

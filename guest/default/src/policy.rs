@@ -73,6 +73,37 @@ mod tests {
             .any(|(_, k)| k.contains("ipv6") && k != "net.ipv6.conf.all.forwarding"));
     }
 
+    /// Node setup and IPAM inside the lock, the pod's wiring outside it; the first
+    /// ADD (it set the node up) keeps the lock to its end, later ones release it
+    /// before the veth.
+    #[test]
+    fn add_serves_pods_in_parallel_outside_its_critical_section() {
+        let mut n = FakeNode::default();
+        add(&mut n, &request("a", CONF)).unwrap();
+        assert_eq!(n.calls[0], "lock.acquire()");
+        assert!(n.locked && !n.released, "the first ADD kept the lock");
+        n.calls.clear();
+        n.locked = false;
+        // the fake has one container namespace: the next pod's is empty again
+        n.links.retain(|(ns, _), _| *ns != "container");
+        n.routes.retain(|r| r.0 != "container");
+        add(&mut n, &request("b", CONF)).unwrap();
+        let at = |c: &str| n.calls.iter().position(|x| x.starts_with(c)).unwrap();
+        assert_eq!(at("lock."), 0, "{:?}", n.calls);
+        assert!(at("lock.release") > at("store.put"), "{:?}", n.calls);
+        assert!(
+            at("lock.release") < at("links.create-veth"),
+            "{:?}",
+            n.calls
+        );
+        assert!(!n.locked);
+        assert!(
+            n.store_after_release.is_empty(),
+            "{:?}",
+            n.store_after_release
+        );
+    }
+
     #[test]
     fn dual_stack_add_wires_both_families_in_order() {
         let mut n = FakeNode::default();

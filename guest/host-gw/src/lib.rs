@@ -139,8 +139,8 @@ pub fn add(node: &mut impl Node, req: &Request) -> Result<AddResult, CniError> {
     let me = internode::this_node(node)?;
     let peers = internode::peers(node)?;
     let state = state(&cfg, &me, &peers);
-    internode::sync_lazily(node, &state, true, |n| sync(n, &cfg, &me, &peers, false))?;
-    bridge::add_with(node, req, &cfg)
+    let synced = internode::sync_lazily(node, &state, true, |n| sync(n, &cfg, &me, &peers, false))?;
+    bridge::add_after(node, req, &cfg, synced)
 }
 
 /// `node-policy.reconcile`: the full sync, whatever the store says.

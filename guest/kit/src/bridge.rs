@@ -18,7 +18,9 @@ pub fn accept_dad_key(link: &str) -> String {
 
 /// Node setup, once: bridge with the gateway addresses, forwarding, firewall rules.
 /// Later calls only look at the bridge and a stored fingerprint of the settings.
-pub fn ensure_node(node: &mut impl Node, cfg: &Config) -> Result<(), CniError> {
+/// Returns whether it set anything up. Call it inside the lock: two first calls must
+/// not both create the bridge.
+pub fn ensure_node(node: &mut impl Node, cfg: &Config) -> Result<bool, CniError> {
     let fingerprint = cfg.fingerprint();
     let bridge = node
         .link_get(Netns::Host, &cfg.bridge)
@@ -28,7 +30,7 @@ pub fn ensure_node(node: &mut impl Node, cfg: &Config) -> Result<(), CniError> {
             .get("node/setup")
             .map_err(store_step("read node state"))?;
         if b.up && done.as_deref() == Some(fingerprint.as_str()) {
-            return Ok(());
+            return Ok(false);
         }
     }
     node.info(&format!("setting up node: {fingerprint}"));
@@ -55,7 +57,7 @@ pub fn ensure_node(node: &mut impl Node, cfg: &Config) -> Result<(), CniError> {
     enable_forwarding_on(node, cfg)?;
     node.put("node/setup", &fingerprint)
         .map_err(store_step("record node state"))?;
-    Ok(())
+    Ok(true)
 }
 
 /// ADD (see [`Policy::add`]).
@@ -66,8 +68,29 @@ pub fn add(node: &mut impl Node, req: &Request) -> Result<AddResult, CniError> {
 /// ADD with the config already read, and possibly adjusted by the calling policy (the
 /// VXLAN policy lowers `mtu` to its tunnel's): node setup, then the pod.
 pub fn add_with(node: &mut impl Node, req: &Request, cfg: &Config) -> Result<AddResult, CniError> {
-    ensure_node(node, cfg)?;
+    add_after(node, req, cfg, false)
+}
+
+/// [`add_with`] after the calling policy's own node work (`node_changed`: it changed
+/// the node, inside the lock).
+///
+/// Node setup and IPAM run inside the network's lock; the pod's own links, addresses
+/// and routes outside it, alongside other pods' calls. A call that set the node up (or
+/// whose policy changed it) keeps the lock to its end: should it fail, its rollback
+/// removes what it set up, which no other pod may have built on meanwhile.
+pub fn add_after(
+    node: &mut impl Node,
+    req: &Request,
+    cfg: &Config,
+    node_changed: bool,
+) -> Result<AddResult, CniError> {
+    node.lock_acquire()
+        .map_err(step("enter the network's lock"))?;
+    let set_up = ensure_node(node, cfg)?;
     let pod_ips = allocate_on(node, cfg, req)?;
+    if !(set_up || node_changed) {
+        node.lock_release();
+    }
     let host_name = req.host_link.clone();
     // A host end left by an earlier, interrupted ADD of this attachment is stale.
     if node

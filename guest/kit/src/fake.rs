@@ -141,6 +141,12 @@ pub struct FakeNode {
     pub fdb: BTreeMap<String, Vec<(String, String)>>,
     /// Neighbour entries per VXLAN link: (address, mac), in the order added.
     pub neighbors: BTreeMap<String, Vec<(String, String)>>,
+    /// The network's lock as the runner keeps it: inside or not (a store call outside
+    /// enters it, as the runner's does), and the store calls made outside after the
+    /// policy released it (a critical section that ends too early).
+    pub locked: bool,
+    pub released: bool,
+    pub store_after_release: Vec<String>,
     next_index: u32,
 }
 
@@ -166,18 +172,21 @@ impl Default for FakeNode {
             vxlans: BTreeMap::new(),
             fdb: BTreeMap::new(),
             neighbors: BTreeMap::new(),
+            locked: false,
+            released: false,
+            store_after_release: Vec::new(),
             next_index: 2,
         }
     }
 }
 
 impl FakeNode {
-    /// The calls made, without the store's (to read a policy's wiring).
+    /// The calls made, without the store's and the lock's (to read a policy's wiring).
     pub fn host_calls(&self) -> Vec<&str> {
         self.calls
             .iter()
             .map(String::as_str)
-            .filter(|c| !c.starts_with("store."))
+            .filter(|c| !c.starts_with("store.") && !c.starts_with("lock."))
             .collect()
     }
 
@@ -319,6 +328,12 @@ impl FakeNode {
 
     fn store_call(&mut self, op: &'static str, args: String) -> Result<(), String> {
         self.calls.push(format!("{op}({args})"));
+        if !self.locked {
+            if self.released {
+                self.store_after_release.push(format!("{op}({args})"));
+            }
+            self.locked = true;
+        }
         if self.fail.contains(op) {
             return Err("store: I/O error".into());
         }
@@ -357,6 +372,20 @@ impl Store for FakeNode {
 }
 
 impl Node for FakeNode {
+    fn lock_acquire(&mut self) -> Result<(), HostError> {
+        self.call("lock.acquire", String::new())?;
+        self.locked = true;
+        Ok(())
+    }
+
+    fn lock_release(&mut self) {
+        self.calls.push("lock.release()".into());
+        if self.locked {
+            self.released = true;
+        }
+        self.locked = false;
+    }
+
     fn link_get(&mut self, ns: Netns, name: &str) -> Result<Option<LinkInfo>, HostError> {
         self.call("links.get", format!("{}, {name:?}", ns_name(ns)))?;
         Ok(self.links.get(&(ns_name(ns), name.to_string())).cloned())

@@ -233,12 +233,16 @@ pub struct Changes {
 
 /// ADD's lazy sync: when `current` (the policy's objects it can see cheaply are there)
 /// and [`STATE_KEY`] holds `state`, nothing; else `sync`, then `state` is stored.
+/// Inside the network's lock (entered here; the caller's ADD leaves it). Returns
+/// whether it synced (then the ADD keeps the lock: see [`crate::bridge::add_after`]).
 pub fn sync_lazily<N: Node>(
     node: &mut N,
     state: &str,
     current: bool,
     sync: impl FnOnce(&mut N) -> Result<Changes, CniError>,
-) -> Result<(), CniError> {
+) -> Result<bool, CniError> {
+    node.lock_acquire()
+        .map_err(step("enter the network's lock"))?;
     if current
         && node
             .get(STATE_KEY)
@@ -246,7 +250,7 @@ pub fn sync_lazily<N: Node>(
             .as_deref()
             == Some(state)
     {
-        return Ok(());
+        return Ok(false);
     }
     let changes = sync(node)?;
     if changes.skipped > 0 {
@@ -254,7 +258,7 @@ pub fn sync_lazily<N: Node>(
             "peers synced in part: {} added, {} removed, {} refused (see the warnings above); the next ADD tries again",
             changes.added, changes.removed, changes.skipped
         ));
-        return Ok(());
+        return Ok(true);
     }
     node.put(STATE_KEY, state)
         .map_err(store_step("record peers state"))?;
@@ -262,7 +266,7 @@ pub fn sync_lazily<N: Node>(
         "peers synced ({state}): {} added, {} removed",
         changes.added, changes.removed
     ));
-    Ok(())
+    Ok(true)
 }
 
 /// `node-policy.reconcile`'s frame: `sync` always, then `state` is stored (so the next

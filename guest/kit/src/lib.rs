@@ -92,7 +92,9 @@ pub mod prelude {
     pub use crate::bindings::plugin::cluster::{FdbEntry, Neighbor, Peer};
     pub use crate::bindings::plugin::routes::Route;
     pub use crate::bindings::plugin::types::{ErrorKind, HostError, LinkInfo, Netns};
-    pub use crate::bindings::plugin::{addresses, firewall, links, log, routes, store, sysctl};
+    pub use crate::bindings::plugin::{
+        addresses, firewall, links, lock, log, routes, store, sysctl,
+    };
     pub use crate::bindings::policy::{
         AddResult, Attachment, CniError, IpConfig, Request, ResultInterface, ResultRoute,
     };

@@ -14,7 +14,7 @@ use crate::bindings::plugin::cluster::{self, FdbEntry, Neighbor, Node as ThisNod
 use crate::bindings::plugin::links::VethPair;
 use crate::bindings::plugin::routes::Route;
 use crate::bindings::plugin::types::{ErrorKind, HostError, LinkInfo, Netns};
-use crate::bindings::plugin::{addresses, firewall, links, log, routes, store, sysctl};
+use crate::bindings::plugin::{addresses, firewall, links, lock, log, routes, store, sysctl};
 use crate::bindings::policy::{AddResult, Attachment, CniError, Guest, Request};
 use crate::config::{Config, Family, Net};
 use crate::{ipam, prev};
@@ -169,6 +169,10 @@ pub trait Node: ipam::Store {
     fn allow_forward(&mut self, network: &str) -> Result<(), HostError>;
     fn masquerade(&mut self, source: &str, except: &[String]) -> Result<(), HostError>;
     fn info(&mut self, msg: &str);
+    // interface `lock`: the critical section around shared state (a guest calling
+    // these serves pods in parallel; see `wit/world.wit`)
+    fn lock_acquire(&mut self) -> Result<(), HostError>;
+    fn lock_release(&mut self);
     /// `log.write(warn, ..)`.
     fn warn(&mut self, msg: &str);
     // interface `cluster`
@@ -269,6 +273,12 @@ impl Node for Runner {
     }
     fn info(&mut self, msg: &str) {
         info(msg)
+    }
+    fn lock_acquire(&mut self) -> Result<(), HostError> {
+        lock::acquire()
+    }
+    fn lock_release(&mut self) {
+        lock::release()
     }
     fn warn(&mut self, msg: &str) {
         log::write(log::Level::Warn, msg)

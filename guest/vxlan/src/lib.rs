@@ -403,10 +403,10 @@ pub fn add(node: &mut impl Node, req: &Request) -> Result<AddResult, CniError> {
         .link_get(Netns::Host, &i.plan.link)
         .map_err(step("look up VXLAN link"))?
         .is_some_and(|l| l.up);
-    internode::sync_lazily(node, &i.state, current, |n| {
+    let synced = internode::sync_lazily(node, &i.state, current, |n| {
         sync(n, &i.cfg, i.settings, &i.plan)
     })?;
-    bridge::add_with(node, req, &pod_cfg)
+    bridge::add_after(node, req, &pod_cfg, synced)
 }
 
 /// `node-policy.reconcile`: the full sync, whatever the store says.

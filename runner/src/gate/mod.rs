@@ -79,6 +79,17 @@ pub(crate) struct Gate {
     /// Set when the call was stopped (deadline, signal): every later host call fails.
     pub aborted: bool,
     log_truncated: bool,
+    /// The guest imports `lock` and the command serves pods in parallel (ADD, DEL,
+    /// CHECK): the call holds the network's lock only from `acquire` (or its first
+    /// store call) to `release`. Otherwise the lock is held for the whole call, and
+    /// `release` does nothing.
+    pub explicit_lock: bool,
+    /// How long the lock may be waited for (`lockTimeoutMs`).
+    pub lock_timeout: std::time::Duration,
+    /// How long this call waited for the lock inside the gate.
+    pub lock_wait: std::time::Duration,
+    /// Set when a wait for the lock timed out: the call fails with code 11.
+    pub lock_timed_out: Option<String>,
 }
 
 /// The boundary: guest text, of either family, parsed once into typed values.
@@ -167,7 +178,75 @@ impl Gate {
             store_usage: None,
             aborted: false,
             log_truncated: false,
+            explicit_lock: false,
+            lock_timeout: std::time::Duration::from_secs(20),
+            lock_wait: std::time::Duration::ZERO,
+            lock_timed_out: None,
         }
+    }
+
+    // ---- the network's lock ---------------------------------------------------------
+
+    /// Be inside the network's lock (nothing when inside already, as always in the
+    /// whole-call mode). Returns whether this entered it.
+    pub fn enter_lock(&mut self) -> OpResult<bool> {
+        self.enter_lock_while(true)
+    }
+
+    /// `interruptible`: a stop request ends the wait (not for the rollback, which must
+    /// wait for the lock to undo store changes).
+    fn enter_lock_while(&mut self, interruptible: bool) -> OpResult<bool> {
+        match self.node.lock_enter(self.lock_timeout, interruptible) {
+            Ok(Some(waited)) => {
+                self.lock_wait += waited;
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => {
+                if e.errno == Some(libc::EAGAIN) {
+                    self.lock_timed_out = Some(e.message.clone());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Leave the network's lock (explicit mode only). The store's size goes back
+    /// first: the next holder counts from it.
+    pub fn leave_lock(&mut self) {
+        if !self.explicit_lock {
+            return;
+        }
+        if let Err(e) = self.save_usage() {
+            self.log
+                .line("WARN", &format!("{e} (the next call counts the store)"));
+        }
+        self.node.lock_leave();
+    }
+
+    /// `lock.acquire`: enter the critical section.
+    pub fn lock_acquire(&mut self) -> OpResult<()> {
+        self.gate("lock acquire", Ok(()))?;
+        self.enter_lock().map(|_| ())
+    }
+
+    /// `lock.release`: leave it (nothing in the whole-call mode, or when outside).
+    /// Not counted in `calls`: it cannot fail, so fault injection has nothing to fail.
+    pub fn lock_release(&mut self) {
+        if !self.aborted {
+            self.leave_lock();
+        }
+    }
+
+    /// Run `f` inside the lock; leave it after if this entered it (runner reads of
+    /// its records while the guest works outside the critical section).
+    fn inside_lock<T>(&mut self, f: impl FnOnce(&mut Self) -> OpResult<T>) -> OpResult<T> {
+        let entered = self.enter_lock()?;
+        let r = f(self);
+        if entered {
+            self.leave_lock();
+        }
+        r
     }
 
     /// Account the time of one host operation (called by the import adapters).
@@ -500,20 +579,22 @@ impl Gate {
             ))),
             _ => Ok(()),
         };
-        let h = self.node.address_holder(net.ip())?;
-        taken(h, net.ip())?;
         let covering = ns == Ns::Host
             && link != Some(self.grants.bridge())
             && net.prefix() < Family::of(&net).max_prefix();
-        if covering {
-            for ip in self.node.held_addresses()? {
-                if net.contains(ip) {
-                    let h = self.node.address_holder(ip)?;
-                    taken(h, ip)?;
+        self.inside_lock(|g| {
+            let h = g.node.address_holder(net.ip())?;
+            taken(h, net.ip())?;
+            if covering {
+                for ip in g.node.held_addresses()? {
+                    if net.contains(ip) {
+                        let h = g.node.address_holder(ip)?;
+                        taken(h, ip)?;
+                    }
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     // ---- addresses ----------------------------------------------------------------
@@ -1011,6 +1092,7 @@ impl Gate {
     pub fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
         let check = crate::node::check_store_key(key);
         self.gate(&format!("store get {key}"), check)?;
+        self.enter_lock()?;
         self.node.store_get(key)
     }
 
@@ -1032,6 +1114,7 @@ impl Gate {
                 crate::node::MAX_STORE_VALUE
             )));
         }
+        self.enter_lock()?;
         Self::count(
             &mut self.used.store_writes,
             self.limits.store_writes,
@@ -1091,6 +1174,7 @@ impl Gate {
         let what = format!("store delete {key}");
         let check = crate::node::check_store_key(key);
         self.gate_change(&what, check)?;
+        self.enter_lock()?;
         let owner = self.node.store_owner(key)?;
         if let Some(o) = owner.as_deref() {
             if let Err(e) = self.grants.may_delete_owned(o) {
@@ -1133,6 +1217,7 @@ impl Gate {
 
     pub fn store_list(&mut self, prefix: &str) -> OpResult<Vec<String>> {
         self.gate("store list", Ok(()))?;
+        self.enter_lock()?;
         self.node.store_list(prefix)
     }
 
@@ -1370,7 +1455,21 @@ impl Gate {
         let steps = j.drain_reverse();
         let n = steps.len();
         let mut failures = Vec::new();
+        // store changes are undone inside the lock (entered again if the call left it)
+        let keys = steps.iter().any(|s| matches!(s, Undo::RestoreKey { .. }));
+        let locked = !keys || self.enter_lock_while(false).is_ok();
+        if keys && locked {
+            // the undo writes past the size this call counted: the next call counts
+            self.store_usage = None;
+            let _ = self.node.store_usage();
+        }
         for step in steps {
+            if !locked && matches!(step, Undo::RestoreKey { .. }) {
+                let m = format!("{step:?}: not undone: the network's lock could not be had");
+                self.log.line("ERROR", &format!("rollback {m}"));
+                failures.push(m);
+                continue;
+            }
             match self.undo(&step) {
                 Ok(()) => {}
                 Err(e) if e.kind == OpKind::NotFound => {}

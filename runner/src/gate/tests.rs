@@ -925,6 +925,16 @@ impl Node for FailAfterCreate {
     fn forwarding_values(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SysctlValue>> {
         self.0.forwarding_values(ns, family)
     }
+    fn lock_enter(
+        &mut self,
+        timeout: std::time::Duration,
+        interruptible: bool,
+    ) -> OpResult<Option<std::time::Duration>> {
+        self.0.lock_enter(timeout, interruptible)
+    }
+    fn lock_leave(&mut self) {
+        self.0.lock_leave()
+    }
     fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
         self.0.store_get(key)
     }
@@ -1566,4 +1576,90 @@ fn gc_makes_no_node_level_change() {
     }
     assert_eq!(text(&mut sb), before);
     assert_eq!(sb.fdb_list(VX).unwrap().len(), 1, "GC may still look");
+}
+
+/// The model's lock: whether the call is inside, and how often it entered.
+fn lock_state(g: &mut Gate) -> (bool, u32) {
+    let node = std::mem::replace(
+        &mut g.node,
+        Box::new(Model {
+            world: World::default(),
+            container: None,
+        }),
+    );
+    let w = node.into_any().downcast::<Model>().expect("a model").world;
+    let state = (w.locked, w.lock_entries);
+    g.node = Box::new(Model {
+        world: w,
+        container: Some(POD.into()),
+    });
+    state
+}
+
+#[test]
+fn a_store_call_outside_the_critical_section_enters_it_until_release() {
+    let mut g = gate_over(node(), false);
+    g.explicit_lock = true;
+    assert_eq!(lock_state(&mut g), (false, 0));
+    g.store_get("last").unwrap();
+    assert_eq!(
+        lock_state(&mut g),
+        (true, 1),
+        "the first store call entered"
+    );
+    g.store_put("k", "v").unwrap();
+    g.store_list("").unwrap();
+    assert_eq!(lock_state(&mut g), (true, 1), "later ones stay inside");
+    g.lock_release();
+    assert_eq!(lock_state(&mut g), (false, 1));
+    g.store_delete("k").unwrap();
+    assert_eq!(lock_state(&mut g), (true, 2));
+}
+
+#[test]
+fn acquiring_or_releasing_twice_changes_nothing() {
+    let mut g = gate_over(node(), false);
+    g.explicit_lock = true;
+    g.lock_acquire().unwrap();
+    g.lock_acquire().unwrap();
+    assert_eq!(lock_state(&mut g), (true, 1));
+    g.lock_release();
+    g.lock_release();
+    assert_eq!(lock_state(&mut g), (false, 1));
+    assert_eq!(g.calls, 2, "acquire is a host call (release cannot fail)");
+}
+
+#[test]
+fn in_the_whole_call_mode_release_keeps_the_lock() {
+    let mut g = gate_over(node(), false);
+    g.lock_acquire().unwrap();
+    g.lock_release();
+    assert_eq!(lock_state(&mut g), (true, 1));
+}
+
+#[test]
+fn the_rollback_enters_the_lock_to_undo_store_changes() {
+    let mut g = gate_over(node(), false);
+    g.explicit_lock = true;
+    let before = text(&mut g);
+    g.lock_acquire().unwrap();
+    g.store_put("ipam/200.200.1.7", "c1").unwrap();
+    g.lock_release();
+    g.create_bridge("cni9", None).map(|_| ()).ok();
+    assert_eq!(lock_state(&mut g), (false, 1));
+    let (_, failures) = g.rollback();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(lock_state(&mut g), (true, 2), "entered again for the undo");
+    assert_eq!(text(&mut g), before);
+}
+
+#[test]
+fn an_address_check_outside_the_critical_section_enters_the_lock_briefly() {
+    // node() has this attachment's host link (an earlier ADD's) but no container side
+    let mut g = gate_over(fresh(), false);
+    g.explicit_lock = true;
+    g.create_veth(&own(), "eth0", None, None).unwrap();
+    g.address_add(Ns::Container, "eth0", "200.200.1.7/24")
+        .unwrap();
+    assert_eq!(lock_state(&mut g), (false, 1), "entered and left");
 }

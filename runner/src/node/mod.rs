@@ -4,6 +4,8 @@
 //! journal sit above this, in `gate`, so both get exactly the same gate. This file is
 //! also the vocabulary both backends share (namespaces, links, routes, sysctl keys).
 
+use std::time::Duration;
+
 pub(crate) mod error;
 pub(crate) mod kernel;
 pub(crate) mod model;
@@ -389,6 +391,13 @@ pub trait Node: Send {
     /// The `forwarding` values of `family` that writing its forwarding switch resets
     /// (`default` and every link's), as (key, value).
     fn forwarding_values(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SysctlValue>>;
+
+    /// Enter the network's lock, waiting at most `timeout`; `interruptible`: give up
+    /// when the call is being stopped. Returns how long it waited, `None` when already
+    /// inside. A timeout is `failed` with errno EAGAIN.
+    fn lock_enter(&mut self, timeout: Duration, interruptible: bool) -> OpResult<Option<Duration>>;
+    /// Leave the network's lock (nothing when outside).
+    fn lock_leave(&mut self);
 
     fn store_get(&mut self, key: &str) -> OpResult<Option<String>>;
     fn store_put(&mut self, key: &str, value: &str) -> OpResult<()>;

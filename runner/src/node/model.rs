@@ -122,6 +122,12 @@ pub struct World {
     /// cache and send back as `prevResult` with CHECK and DEL.
     #[serde(default)]
     pub results: BTreeMap<String, serde_json::Value>,
+    /// The network's lock: whether the call is inside it, and how often it entered
+    /// (the call's state, not the node's: never saved). No other call contends.
+    #[serde(skip)]
+    pub locked: bool,
+    #[serde(skip)]
+    pub lock_entries: u32,
 }
 
 pub const HOST: &str = "host";
@@ -1067,6 +1073,23 @@ impl Node for Model {
             out.push(SysctlValue { key, value });
         }
         Ok(out)
+    }
+
+    fn lock_enter(
+        &mut self,
+        _timeout: std::time::Duration,
+        _interruptible: bool,
+    ) -> OpResult<Option<std::time::Duration>> {
+        if self.world.locked {
+            return Ok(None);
+        }
+        self.world.locked = true;
+        self.world.lock_entries += 1;
+        Ok(Some(std::time::Duration::ZERO))
+    }
+
+    fn lock_leave(&mut self) {
+        self.world.locked = false;
     }
 
     fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {

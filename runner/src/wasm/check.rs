@@ -22,7 +22,7 @@ fn versions_text() -> String {
 /// The policy functions a guest must export.
 pub const POLICY_FUNCS: [&str; 5] = ["add", "del", "check", "gc", "status"];
 /// The interfaces of our package a guest may import (`cluster` since 0.2.0).
-pub const HOST_INTERFACES: [&str; 9] = [
+pub const HOST_INTERFACES: [&str; 10] = [
     "types",
     "links",
     "addresses",
@@ -32,6 +32,7 @@ pub const HOST_INTERFACES: [&str; 9] = [
     "store",
     "log",
     "cluster",
+    "lock",
 ];
 
 /// `pkg/iface@version` split into its parts.
@@ -247,7 +248,9 @@ pub fn check_into(path: &Path, cache_dir: Option<&Path>) -> Result<Report> {
         let (pkg, iface, v) = split_name(name);
         let funcs = names(&engine, &e.ty).join(", ");
         if pkg == PACKAGE {
-            if !HOST_INTERFACES.contains(&iface) || (iface == "cluster" && world == World::V0_1) {
+            if !HOST_INTERFACES.contains(&iface)
+                || (matches!(iface, "cluster" | "lock") && world == World::V0_1)
+            {
                 return Err(refuse(
                     path,
                     format!("imports {name}, which {PACKAGE} {ours} does not have"),

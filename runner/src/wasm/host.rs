@@ -44,6 +44,7 @@ pub mod v2n {
             "wasm-cni:plugin/store": super::v2::wasm_cni::plugin::store,
             "wasm-cni:plugin/log": super::v2::wasm_cni::plugin::log,
             "wasm-cni:plugin/cluster": super::v2::wasm_cni::plugin::cluster,
+            "wasm-cni:plugin/lock": super::v2::wasm_cni::plugin::lock,
         },
     });
 }
@@ -179,8 +180,11 @@ impl State {
     ) -> OpAnswer<T> {
         let mut g = lock(&self.gate);
         let t = std::time::Instant::now();
+        let waited = g.lock_wait;
         let r = f(&mut g);
-        g.note(op, t.elapsed());
+        // a wait for the network's lock is the call log's `lock_us`, not host time
+        let d = t.elapsed().saturating_sub(g.lock_wait - waited);
+        g.note(op, d);
         if let Some(tr) = &mut g.transcript {
             let answer = match &r {
                 Ok(v) => format!("ok {v:?}"),
@@ -392,6 +396,15 @@ impl State {
         )
     }
 
+    fn op_lock_acquire(&mut self) -> OpAnswer<()> {
+        self.timed("lock.acquire", String::new, |s| s.lock_acquire())
+    }
+    fn op_lock_release(&mut self) {
+        let _ = self.timed("lock.release", String::new, |s| {
+            s.lock_release();
+            Ok(())
+        });
+    }
     fn op_store_get(&mut self, key: &str) -> OpAnswer<Option<String>> {
         self.timed("store.get", || quoted(key), |s| s.store_get(key))
     }
@@ -880,6 +893,16 @@ impl v1::wasm_cni::plugin::routes::Host for State {
     ) -> Result<Vec<v1::wasm_cni::plugin::routes::Route>, v1::wasm_cni::plugin::types::HostError>
     {
         Ok(self.op_route_list(n.into(), link.as_deref(), Families::Ipv4Only, Into::into)?)
+    }
+}
+
+// 0.2.0 `lock`: the explicit critical section.
+impl v2::wasm_cni::plugin::lock::Host for State {
+    fn acquire(&mut self) -> Result<(), v2::wasm_cni::plugin::types::HostError> {
+        Ok(self.op_lock_acquire()?)
+    }
+    fn release(&mut self) {
+        self.op_lock_release()
     }
 }
 

@@ -83,6 +83,15 @@ pub(crate) fn has_node_policy(engine: &Engine, component: &Component, path: &Pat
     Ok(exports_node_policy(world, names.iter().map(String::as_str)))
 }
 
+/// Whether the guest imports `lock` (0.2.0): it then holds the network's lock only in
+/// its critical sections (`Gate::explicit_lock`).
+pub(crate) fn imports_lock(engine: &Engine, component: &Component) -> bool {
+    component
+        .component_type()
+        .imports(engine)
+        .any(|(n, _)| n.starts_with("wasm-cni:plugin/lock@"))
+}
+
 /// The supported worlds, for messages: `A or B`.
 pub fn worlds_text() -> String {
     WORLDS.map(World::name).join(" or ")

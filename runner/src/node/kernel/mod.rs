@@ -216,6 +216,23 @@ impl Node for Kernel {
     fn forwarding_values(&mut self, ns: Ns, family: Family) -> OpResult<Vec<SysctlValue>> {
         sysctl::forwarding_values(&mut self.ns, ns, family)
     }
+    fn lock_enter(
+        &mut self,
+        timeout: std::time::Duration,
+        interruptible: bool,
+    ) -> OpResult<Option<std::time::Duration>> {
+        let stop = || interruptible && crate::supervisor::stopping();
+        self.store.enter(timeout, &stop).map_err(|e| match e {
+            crate::error::Error::TryAgain(m) => crate::node::OpError {
+                errno: Some(libc::EAGAIN),
+                ..crate::node::OpError::failed(m)
+            },
+            e => crate::node::OpError::failed(e.to_string()),
+        })
+    }
+    fn lock_leave(&mut self) {
+        self.store.leave()
+    }
     fn store_get(&mut self, key: &str) -> OpResult<Option<String>> {
         self.store.get(key)
     }

@@ -1,7 +1,10 @@
 //! The per-network key-value store and lock, in `stateDir/<network>/`.
 //!
-//! - `lock`: flock'ed for the whole guest call, so a guest's sequence of store calls is
-//!   atomic with respect to other calls for the same network.
+//! - `lock`: flock'ed while a call works on the store, so a sequence of store calls is
+//!   atomic with respect to other calls for the same network: for the whole guest call,
+//!   or (a guest importing `lock`) from `acquire` (or its first store call) to `release`.
+//!   The flock lives in this `Store` alone (it belongs to the open file description):
+//!   every part of the process, the supervisor's rollback too, enters it through here.
 //! - `kv/<encoded key>`: one file per key, written to a file in `tmp/` and renamed, so a
 //!   killed process (even SIGKILL) leaves the old or the new value, never a torn one.
 //!   There is no fsync (it would cost milliseconds per ADD): after a power loss or kernel
@@ -180,8 +183,11 @@ pub struct Store {
     /// Writers' temporary files: a directory of their own, so that sweeping what killed
     /// writers left reads a (normally empty) directory, not every key.
     tmp: PathBuf,
-    /// The records, loaded on first use in this call, and the log to append to.
+    /// The records, loaded on first use inside the lock, and the log to append to.
+    /// Dropped when the lock is left: another call may change them meanwhile.
     records: Option<(Records, File)>,
+    /// The network lock, while this call is inside it.
+    held: Option<NetworkLock>,
 }
 
 /// The network lock; released when dropped (or when the process dies).
@@ -203,11 +209,46 @@ impl Store {
             kv,
             tmp,
             records: None,
+            held: None,
         })
     }
 
+    /// Enter the network lock, waiting at most `timeout` (then: code 11) or until
+    /// `stop` says so. Returns how long it waited, or `None` if already inside.
+    pub fn enter(
+        &mut self,
+        timeout: Duration,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<Duration>> {
+        if self.held.is_some() {
+            return Ok(None);
+        }
+        let l = self.lock_until(timeout, stop)?;
+        let waited = l.waited;
+        self.held = Some(l);
+        self.records = None;
+        Ok(Some(waited))
+    }
+
+    /// Leave the network lock (nothing if outside). What was read under it is dropped.
+    pub fn leave(&mut self) {
+        if self.held.take().is_some() {
+            self.records = None;
+        }
+    }
+
+    #[cfg(test)]
+    pub fn is_held(&self) -> bool {
+        self.held.is_some()
+    }
+
     /// Take the network lock, waiting at most `timeout` (then: code 11).
+    #[cfg(test)]
     pub fn lock(&self, timeout: Duration) -> Result<NetworkLock> {
+        self.lock_until(timeout, &|| false)
+    }
+
+    fn lock_until(&self, timeout: Duration, stop: &dyn Fn() -> bool) -> Result<NetworkLock> {
         let path = self.dir.join("lock");
         let start = Instant::now();
         let mut file = OpenOptions::new()
@@ -226,16 +267,17 @@ impl Store {
                     })
                 }
                 Err((f, nix::errno::Errno::EWOULDBLOCK)) | Err((f, nix::errno::Errno::EINTR)) => {
-                    if start.elapsed() >= timeout {
+                    if start.elapsed() >= timeout || stop() {
                         return Err(Error::TryAgain(format!(
                             "network lock {} still held by another call after {} ms",
                             path.display(),
-                            timeout.as_millis()
+                            start.elapsed().as_millis()
                         )));
                     }
                     file = f;
                     std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(5));
+                    // short pauses: with many waiters a long one leaves the lock idle
+                    pause = (pause * 2).min(Duration::from_millis(1));
                 }
                 Err((_, e)) => return Err(Error::io(format!("lock {}", path.display()), e.into())),
             }
@@ -558,6 +600,51 @@ mod tests {
         // flock locks belong to the open file description: a second open contends.
         let e = s.lock(Duration::from_millis(30)).err().unwrap();
         assert_eq!(e.code(), 11);
+    }
+
+    #[test]
+    fn entering_twice_waits_once_and_leaving_frees_the_lock() {
+        let d = tempfile::tempdir().unwrap();
+        let mut a = Store::open(d.path()).unwrap();
+        let mut b = Store::open(d.path()).unwrap();
+        assert!(a
+            .enter(Duration::from_millis(10), &|| false)
+            .unwrap()
+            .is_some());
+        assert!(a
+            .enter(Duration::from_millis(10), &|| false)
+            .unwrap()
+            .is_none());
+        assert!(a.is_held());
+        let e = b.enter(Duration::from_millis(20), &|| false).err().unwrap();
+        assert_eq!(e.code(), 11);
+        // a stop request ends the wait before the timeout
+        let t = Instant::now();
+        assert!(b.enter(Duration::from_secs(5), &|| true).is_err());
+        assert!(t.elapsed() < Duration::from_secs(1));
+        a.leave();
+        a.leave();
+        assert!(!a.is_held());
+        assert!(b
+            .enter(Duration::from_millis(20), &|| false)
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn records_read_inside_are_read_again_after_the_lock_was_left() {
+        let d = tempfile::tempdir().unwrap();
+        let mut a = Store::open(d.path()).unwrap();
+        let mut b = Store::open(d.path()).unwrap();
+        a.enter(Duration::from_millis(10), &|| false).unwrap();
+        assert_eq!(a.holders().unwrap(), Vec::<String>::new());
+        a.leave();
+        b.enter(Duration::from_millis(10), &|| false).unwrap();
+        b.hold_addresses("c1/eth0", &["10.0.0.2".parse().unwrap()], "g")
+            .unwrap();
+        b.leave();
+        a.enter(Duration::from_millis(10), &|| false).unwrap();
+        assert_eq!(a.holders().unwrap(), vec!["c1/eth0".to_string()]);
     }
 }
 

@@ -9,7 +9,9 @@
 //! ("count", "size", "routes", "value", "victim_ip", "how", "ip", "result_*"), and
 //! report a host error as `<step>: <kind>: <message>`. STATUS and CHECK misbehave only
 //! with "hostile": "status-writes". The `cluster` interface (host-gw, VXLAN) and the
-//! `reconcile` export are attacked from `cluster.rs`.
+//! `reconcile` export are attacked from `cluster.rs`. It imports `lock` (mode
+//! "hold-lock"), so its ADD, DEL and CHECK run in the runner's explicit-lock mode: its
+//! store calls enter the lock, every rollback must take it again.
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -392,6 +394,16 @@ fn add(req: Request) -> Result<AddResult, CniError> {
             Err(gave_up(&mode))
         }
         // ---- deadline (class 2) --------------------------------------------------------
+        "hold-lock" => {
+            // enter the network's critical section, do allowed work, then spin in wasm
+            // past the deadline while holding the lock: others wait for its rollback
+            wasm_cni::plugin0_2_0::lock::acquire().map_err(fail)?;
+            allowed_work(&req)?;
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
         "sleep-wasi" => {
             // allowed work, then block in WASI (not in wasm code) past any deadline
             allowed_work(&req)?;
