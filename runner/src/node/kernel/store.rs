@@ -176,6 +176,20 @@ impl Records {
     }
 }
 
+/// The replayed records and the log they came from. Re-entering the lock replays only
+/// what other calls appended since (the log is append-only between compactions, and a
+/// compaction renames a new file into place): a full replay costs ~1 µs per line, and
+/// an ADD that leaves and re-enters the lock (a guest importing `lock`) would otherwise
+/// replay the whole log three times, a cost that grows with the pods on the node.
+struct RecordsLog {
+    r: Records,
+    f: File,
+    /// Bytes of `f` replayed (and appended by us).
+    at: u64,
+    /// Read before the lock was last entered: check the log for others' appends.
+    stale: bool,
+}
+
 /// The store of one network.
 pub struct Store {
     dir: PathBuf,
@@ -184,8 +198,8 @@ pub struct Store {
     /// writers left reads a (normally empty) directory, not every key.
     tmp: PathBuf,
     /// The records, loaded on first use inside the lock, and the log to append to.
-    /// Dropped when the lock is left: another call may change them meanwhile.
-    records: Option<(Records, File)>,
+    /// Marked stale when the lock is left: another call may append meanwhile.
+    records: Option<RecordsLog>,
     /// The network lock, while this call is inside it.
     held: Option<NetworkLock>,
 }
@@ -226,14 +240,18 @@ impl Store {
         let l = self.lock_until(timeout, stop)?;
         let waited = l.waited;
         self.held = Some(l);
-        self.records = None;
+        if let Some(log) = &mut self.records {
+            log.stale = true;
+        }
         Ok(Some(waited))
     }
 
     /// Leave the network lock (nothing if outside). What was read under it is dropped.
     pub fn leave(&mut self) {
         if self.held.take().is_some() {
-            self.records = None;
+            if let Some(log) = &mut self.records {
+                log.stale = true;
+            }
         }
     }
 
@@ -314,12 +332,16 @@ impl Store {
     /// The records, read from the log on first use in this call. A torn last line (a
     /// writer killed mid-append) is cut off; a log much longer than what it holds is
     /// rewritten compacted.
-    fn records(&mut self) -> OpResult<&mut (Records, File)> {
+    fn records(&mut self) -> OpResult<&mut RecordsLog> {
+        let path = self.dir.join("records");
+        let fail =
+            |e: std::io::Error| OpError::failed(format!("runner records {}: {e}", path.display()));
+        if let Some(log) = &mut self.records {
+            if log.stale && !Self::replay_appended(&path, log).map_err(fail)? {
+                self.records = None;
+            }
+        }
         if self.records.is_none() {
-            let path = self.dir.join("records");
-            let fail = |e: std::io::Error| {
-                OpError::failed(format!("runner records {}: {e}", path.display()))
-            };
             let mut f = OpenOptions::new()
                 .read(true)
                 .append(true)
@@ -337,33 +359,73 @@ impl Store {
             for line in text[..whole].lines() {
                 r.apply(line);
             }
+            let mut at = whole as u64;
             if r.lines > 4 * r.live() + 256 {
-                self.write_file(&path, r.compacted().as_bytes())
-                    .map_err(fail)?;
+                let compacted = r.compacted();
+                self.write_file(&path, compacted.as_bytes()).map_err(fail)?;
                 f = OpenOptions::new()
                     .read(true)
                     .append(true)
                     .open(&path)
                     .map_err(fail)?;
                 r.lines = r.live();
+                at = compacted.len() as u64;
             }
-            self.records = Some((r, f));
+            self.records = Some(RecordsLog {
+                r,
+                f,
+                at,
+                stale: false,
+            });
         }
         Ok(self.records.as_mut().expect("loaded above"))
     }
 
+    /// Bring records read before the lock was entered up to date: replay the lines
+    /// appended since. `false` if the log is another file now (compacted) or shorter
+    /// than what was read: then it is read whole.
+    fn replay_appended(path: &Path, log: &mut RecordsLog) -> std::io::Result<bool> {
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let now = match fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let ours = log.f.metadata()?;
+        if now.ino() != ours.ino() || now.dev() != ours.dev() || ours.len() < log.at {
+            return Ok(false);
+        }
+        let mut tail = vec![0u8; (ours.len() - log.at) as usize];
+        log.f.read_exact_at(&mut tail, log.at)?;
+        let text = String::from_utf8_lossy(&tail);
+        let whole = text.rfind('\n').map_or(0, |i| i + 1);
+        for line in text[..whole].lines() {
+            log.r.apply(line);
+        }
+        if whole < tail.len() {
+            // a writer killed mid-append; we hold the lock
+            log.f.set_len(log.at + whole as u64)?;
+        }
+        log.at += whole as u64;
+        log.stale = false;
+        Ok(true)
+    }
+
     /// Append one record line and apply it.
     fn record(&mut self, line: String) -> OpResult<()> {
-        let (r, f) = self.records()?;
-        f.write_all(format!("{line}\n").as_bytes())
+        let text = format!("{line}\n");
+        let log = self.records()?;
+        log.f
+            .write_all(text.as_bytes())
             .map_err(|e| OpError::failed(format!("runner records: {e}")))?;
-        r.apply(&line);
+        log.r.apply(&line);
+        log.at += text.len() as u64;
         Ok(())
     }
 
     /// The attachment that created `key`, if an attachment's call did.
     pub fn owner(&mut self, key: &str) -> OpResult<Option<String>> {
-        Ok(self.records()?.0.owners.get(key).cloned())
+        Ok(self.records()?.r.owners.get(key).cloned())
     }
 
     pub fn set_owner(&mut self, key: &str, owner: &str) -> OpResult<()> {
@@ -374,7 +436,7 @@ impl Store {
     /// The store's size, from the records if the last writing call left it there,
     /// else counted. Taking it marks it unknown until `set_usage`.
     pub fn take_usage(&mut self) -> OpResult<StoreUsage> {
-        match self.records()?.0.usage {
+        match self.records()?.r.usage {
             Some(u) => {
                 self.record("usage\t-".into())?;
                 Ok(u)
@@ -426,11 +488,11 @@ impl Store {
     // ---- the runner's record of live attachments' addresses ------------------------
 
     pub fn address_holder(&mut self, ip: IpAddr) -> OpResult<Option<String>> {
-        Ok(self.records()?.0.held.get(&ip).cloned())
+        Ok(self.records()?.r.held.get(&ip).cloned())
     }
 
     pub fn held_addresses(&mut self) -> OpResult<Vec<IpAddr>> {
-        Ok(self.records()?.0.held.keys().copied().collect())
+        Ok(self.records()?.r.held.keys().copied().collect())
     }
 
     pub fn hold_addresses(
@@ -445,25 +507,25 @@ impl Store {
     }
 
     pub fn attachment_guest(&mut self, attachment: &str) -> OpResult<Option<String>> {
-        Ok(self.records()?.0.guests.get(attachment).cloned())
+        Ok(self.records()?.r.guests.get(attachment).cloned())
     }
 
     pub fn guests_in_use(&mut self) -> OpResult<Vec<String>> {
-        let mut v: Vec<String> = self.records()?.0.guests.values().cloned().collect();
+        let mut v: Vec<String> = self.records()?.r.guests.values().cloned().collect();
         v.sort();
         v.dedup();
         Ok(v)
     }
 
     pub fn release_addresses(&mut self, attachment: &str) -> OpResult<()> {
-        if self.records()?.0.holders.contains_key(attachment) {
+        if self.records()?.r.holders.contains_key(attachment) {
             self.record(format!("release\t{attachment}"))?;
         }
         Ok(())
     }
 
     pub fn holders(&mut self) -> OpResult<Vec<String>> {
-        let mut v: Vec<String> = self.records()?.0.holders.keys().cloned().collect();
+        let mut v: Vec<String> = self.records()?.r.holders.keys().cloned().collect();
         v.sort();
         Ok(v)
     }
@@ -504,7 +566,7 @@ impl Store {
 
     pub fn delete(&mut self, key: &str) -> OpResult<bool> {
         check_key(key)?;
-        if self.records()?.0.owners.contains_key(key) {
+        if self.records()?.r.owners.contains_key(key) {
             self.record(format!("disown\t{key}"))?;
         }
         match fs::remove_file(self.path(key)) {
@@ -645,6 +707,38 @@ mod tests {
         b.leave();
         a.enter(Duration::from_millis(10), &|| false).unwrap();
         assert_eq!(a.holders().unwrap(), vec!["c1/eth0".to_string()]);
+        a.leave();
+        // another call compacts the log (a new file renamed into place): read whole
+        b.enter(Duration::from_millis(10), &|| false).unwrap();
+        let ip: IpAddr = "10.0.0.3".parse().unwrap();
+        for i in 0..300 {
+            b.hold_addresses(&format!("x{i}"), &[ip], "g").unwrap();
+            b.release_addresses(&format!("x{i}")).unwrap();
+        }
+        b.hold_addresses("c2/eth0", &[ip], "g").unwrap();
+        b.leave();
+        let mut c = Store::open(d.path()).unwrap();
+        c.enter(Duration::from_millis(10), &|| false).unwrap();
+        assert_eq!(c.holders().unwrap().len(), 2); // c's first read compacts
+        c.leave();
+        a.enter(Duration::from_millis(10), &|| false).unwrap();
+        assert_eq!(a.holders().unwrap(), vec!["c1/eth0", "c2/eth0"]);
+        assert_eq!(a.address_holder(ip).unwrap().as_deref(), Some("c2/eth0"));
+        a.leave();
+        // a writer killed mid-append while we were outside: its torn line is cut off
+        let log = d.path().join("records");
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"release\tc2/eth0\nhold\tc9/eth0\t10.0.")
+            .unwrap();
+        a.enter(Duration::from_millis(10), &|| false).unwrap();
+        assert_eq!(a.holders().unwrap(), vec!["c1/eth0"]);
+        assert!(std::fs::read_to_string(&log)
+            .unwrap()
+            .ends_with("release\tc2/eth0\n"));
+        a.hold_addresses("c3/eth0", &[ip], "g").unwrap();
+        a.leave();
+        b.enter(Duration::from_millis(10), &|| false).unwrap();
+        assert_eq!(b.holders().unwrap(), vec!["c1/eth0", "c3/eth0"]);
     }
 }
 
@@ -703,7 +797,7 @@ mod record_tests {
         assert_eq!(s.take_usage().unwrap(), StoreUsage { keys: 1, bytes: 7 });
         // taken: unknown until set again, so a killed call leaves it unknown
         let mut s = Store::open(d.path()).unwrap();
-        assert!(s.records().unwrap().0.usage.is_none());
+        assert!(s.records().unwrap().r.usage.is_none());
         // many generations: the log is compacted when read
         let other: IpAddr = "200.200.1.3".parse().unwrap();
         for i in 0..600 {
