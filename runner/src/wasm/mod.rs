@@ -190,115 +190,53 @@ fn link_wasi(
         .map(|(name, _)| name.split('@').next().unwrap_or(name).to_string())
         .collect();
     let wants = |name: &str| imports.iter().any(|i| i == name);
-    if wants("wasi:io/error") {
-        wasmtime_wasi::p2::bindings::io::error::add_to_linker::<State, WasiIo>(l, io_table)?;
-    }
-    if wants("wasi:io/poll") {
-        sync::io::poll::add_to_linker::<State, WasiIo>(l, io_table)?;
-    }
-    if wants("wasi:io/streams") {
-        sync::io::streams::add_to_linker::<State, WasiIo>(l, io_table)?;
-    }
-    if wants("wasi:clocks/wall-clock") {
-        clocks::wall_clock::add_to_linker::<State, WasiClocks>(
-            l,
-            <State as WasiClocksView>::clocks,
-        )?;
-    }
-    if wants("wasi:clocks/monotonic-clock") {
-        clocks::monotonic_clock::add_to_linker::<State, WasiClocks>(
-            l,
-            <State as WasiClocksView>::clocks,
-        )?;
-    }
-    if wants("wasi:filesystem/types") {
-        sync::filesystem::types::add_to_linker::<State, WasiFilesystem>(
-            l,
-            <State as WasiFilesystemView>::filesystem,
-        )?;
-    }
-    if wants("wasi:filesystem/preopens") {
-        filesystem::preopens::add_to_linker::<State, WasiFilesystem>(
-            l,
-            <State as WasiFilesystemView>::filesystem,
-        )?;
-    }
-    if wants("wasi:random/random") {
-        random::random::add_to_linker::<State, WasiRandom>(l, <State as WasiRandomView>::random)?;
-    }
-    if wants("wasi:random/insecure") {
-        random::insecure::add_to_linker::<State, WasiRandom>(l, <State as WasiRandomView>::random)?;
-    }
-    if wants("wasi:random/insecure-seed") {
-        random::insecure_seed::add_to_linker::<State, WasiRandom>(
-            l,
-            <State as WasiRandomView>::random,
-        )?;
-    }
-    macro_rules! cli {
-        ($($name:literal => $iface:ident),*) => {$(
+    // each row: the interface's name, its bindings' module, the host data type and the
+    // accessor `add_to_linker_sync` uses for it
+    macro_rules! link {
+        ($($name:literal => $($m:ident)::+, $data:ty, $get:expr;)*) => {$(
             if wants($name) {
-                cli::$iface::add_to_linker::<State, WasiCli>(l, <State as WasiCliView>::cli)?;
+                $($m)::+::add_to_linker::<State, $data>(l, $get)?;
             }
         )*};
     }
-    cli!(
-        "wasi:cli/exit" => exit,
-        "wasi:cli/environment" => environment,
-        "wasi:cli/stdin" => stdin,
-        "wasi:cli/stdout" => stdout,
-        "wasi:cli/stderr" => stderr,
-        "wasi:cli/terminal-input" => terminal_input,
-        "wasi:cli/terminal-output" => terminal_output,
-        "wasi:cli/terminal-stdin" => terminal_stdin,
-        "wasi:cli/terminal-stdout" => terminal_stdout,
-        "wasi:cli/terminal-stderr" => terminal_stderr
-    );
-    // the context refuses every socket (allow_tcp/udp/ip_name_lookup false); they are
-    // linked for guests whose toolchain imports them
-    if wants("wasi:sockets/tcp-create-socket") {
-        sockets::tcp_create_socket::add_to_linker::<State, WasiSockets>(
-            l,
-            <State as WasiSocketsView>::sockets,
-        )?;
-    }
-    if wants("wasi:sockets/instance-network") {
-        sockets::instance_network::add_to_linker::<State, WasiSockets>(
-            l,
-            <State as WasiSocketsView>::sockets,
-        )?;
+    let clocks = <State as WasiClocksView>::clocks;
+    let fs = <State as WasiFilesystemView>::filesystem;
+    let rand = <State as WasiRandomView>::random;
+    let cli = <State as WasiCliView>::cli;
+    let net = <State as WasiSocketsView>::sockets;
+    link! {
+        "wasi:io/error" => wasmtime_wasi::p2::bindings::io::error, WasiIo, io_table;
+        "wasi:io/poll" => sync::io::poll, WasiIo, io_table;
+        "wasi:io/streams" => sync::io::streams, WasiIo, io_table;
+        "wasi:clocks/wall-clock" => clocks::wall_clock, WasiClocks, clocks;
+        "wasi:clocks/monotonic-clock" => clocks::monotonic_clock, WasiClocks, clocks;
+        "wasi:filesystem/types" => sync::filesystem::types, WasiFilesystem, fs;
+        "wasi:filesystem/preopens" => filesystem::preopens, WasiFilesystem, fs;
+        "wasi:random/random" => random::random, WasiRandom, rand;
+        "wasi:random/insecure" => random::insecure, WasiRandom, rand;
+        "wasi:random/insecure-seed" => random::insecure_seed, WasiRandom, rand;
+        "wasi:cli/exit" => cli::exit, WasiCli, cli;
+        "wasi:cli/environment" => cli::environment, WasiCli, cli;
+        "wasi:cli/stdin" => cli::stdin, WasiCli, cli;
+        "wasi:cli/stdout" => cli::stdout, WasiCli, cli;
+        "wasi:cli/stderr" => cli::stderr, WasiCli, cli;
+        "wasi:cli/terminal-input" => cli::terminal_input, WasiCli, cli;
+        "wasi:cli/terminal-output" => cli::terminal_output, WasiCli, cli;
+        "wasi:cli/terminal-stdin" => cli::terminal_stdin, WasiCli, cli;
+        "wasi:cli/terminal-stdout" => cli::terminal_stdout, WasiCli, cli;
+        "wasi:cli/terminal-stderr" => cli::terminal_stderr, WasiCli, cli;
+        // the context refuses every socket (allow_tcp/udp/ip_name_lookup false); they
+        // are linked for guests whose toolchain imports them
+        "wasi:sockets/tcp-create-socket" => sockets::tcp_create_socket, WasiSockets, net;
+        "wasi:sockets/instance-network" => sockets::instance_network, WasiSockets, net;
+        "wasi:sockets/ip-name-lookup" => sockets::ip_name_lookup, WasiSockets, net;
+        "wasi:sockets/tcp" => sync::sockets::tcp, WasiSockets, net;
+        "wasi:sockets/udp" => sync::sockets::udp, WasiSockets, net;
+        "wasi:sockets/udp-create-socket" => sync::sockets::udp_create_socket, WasiSockets, net;
     }
     if wants("wasi:sockets/network") {
         let options = sync::LinkOptions::default();
-        sockets::network::add_to_linker::<State, WasiSockets>(
-            l,
-            &(&options).into(),
-            <State as WasiSocketsView>::sockets,
-        )?;
-    }
-    if wants("wasi:sockets/ip-name-lookup") {
-        sockets::ip_name_lookup::add_to_linker::<State, WasiSockets>(
-            l,
-            <State as WasiSocketsView>::sockets,
-        )?;
-    }
-    if wants("wasi:sockets/tcp") {
-        sync::sockets::tcp::add_to_linker::<State, WasiSockets>(
-            l,
-            <State as WasiSocketsView>::sockets,
-        )?;
-    }
-    if wants("wasi:sockets/udp") {
-        sync::sockets::udp::add_to_linker::<State, WasiSockets>(
-            l,
-            <State as WasiSocketsView>::sockets,
-        )?;
-    }
-    if wants("wasi:sockets/udp-create-socket") {
-        sync::sockets::udp_create_socket::add_to_linker::<State, WasiSockets>(
-            l,
-            <State as WasiSocketsView>::sockets,
-        )?;
+        sockets::network::add_to_linker::<State, WasiSockets>(l, &(&options).into(), net)?;
     }
     Ok(())
 }

@@ -534,13 +534,14 @@ impl Store {
     /// reboot, and runtimes without CNI GC never send DEL for them). Called under the
     /// lock; returns how many keys were dropped when the boot changed.
     pub fn check_boot(&mut self) -> Result<Option<u64>> {
-        let now = match fs::read_to_string("/proc/sys/kernel/random/boot_id") {
-            Ok(id) => id.trim().to_string(),
-            Err(_) => return Ok(None), // no procfs: nothing to compare with
+        // read once per process (the config and the guest memo need it too)
+        let now = match crate::cni::config::boot_id() {
+            Some(id) => id,
+            None => return Ok(None), // no procfs: nothing to compare with
         };
         let file = self.dir.join("boot_id");
         let recorded = fs::read_to_string(&file).ok().map(|s| s.trim().to_string());
-        if recorded.as_deref() == Some(now.as_str()) {
+        if recorded.as_deref() == Some(now) {
             return Ok(None);
         }
         let mut dropped = None;
