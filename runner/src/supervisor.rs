@@ -3,7 +3,8 @@
 //! SIGINT, SIGHUP from the runtime), or the runner panicked. One thread, started before
 //! any namespace switch (so it acts in the node's namespace), waits for all three with
 //! `sigtimedwait`; the signals are blocked in every other thread. It rolls the call
-//! back through the gate, answers, and exits.
+//! back through the gate, answers, and exits. It also ticks the engine's epoch at the
+//! guest's own deadline (wasm code then traps), so a call starts one thread, not two.
 
 use crate::cni::output;
 use crate::error::Error;
@@ -48,17 +49,56 @@ pub(crate) fn watch(gate: gate::Shared, timeout: Duration) {
 /// Milliseconds since `START` at which the deadline passes (0: not armed yet).
 static DEADLINE_MS: AtomicU64 = AtomicU64::new(0);
 static START: OnceLock<Instant> = OnceLock::new();
+/// Whether the supervisor thread runs (not in tests and `simulate`).
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// The engine whose epoch the supervisor ticks, and when (milliseconds since `START`;
+/// 0: nothing to tick).
+static EPOCH_ENGINE: OnceLock<wasmtime::Engine> = OnceLock::new();
+static EPOCH_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Wakes the supervisor to look at its deadlines again (sent by `tick_epoch_after`).
+const WAKE: libc::c_int = libc::SIGALRM;
 
 fn signals() -> libc::sigset_t {
     // SAFETY: plain sigset manipulation on a local
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
+        for s in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            WAKE,
+        ] {
             libc::sigaddset(&mut set, s);
         }
         set
     }
+}
+
+/// Have the supervisor increment `engine`'s epoch `after` from now: the guest's
+/// deadline (its store traps at the next epoch). `false` when no supervisor runs (the
+/// caller then ticks it itself). One engine per process: a later engine is refused.
+pub(crate) fn tick_epoch_after(engine: &wasmtime::Engine, after: Duration) -> bool {
+    let Some(start) = START.get() else {
+        return false;
+    };
+    if !RUNNING.load(Ordering::SeqCst) {
+        return false;
+    }
+    let ours = EPOCH_ENGINE.get_or_init(|| engine.clone());
+    if !wasmtime::Engine::same(ours, engine) {
+        return false;
+    }
+    let at = start.elapsed().as_millis() as u64 + after.as_millis() as u64 + 1;
+    EPOCH_MS.store(at, Ordering::SeqCst);
+    // SAFETY: signals our own process; only the supervisor takes WAKE (blocked elsewhere)
+    unsafe {
+        libc::kill(libc::getpid(), WAKE);
+    }
+    true
 }
 
 /// Block the signals in this (the main) thread and every thread it starts later,
@@ -70,10 +110,19 @@ pub(crate) fn start() {
     unsafe {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
+    RUNNING.store(true, Ordering::SeqCst);
     std::thread::spawn(move || loop {
         let start = *START.get().expect("set above");
+        let mut now = start.elapsed().as_millis() as u64;
+        let epoch = EPOCH_MS.load(Ordering::SeqCst);
+        if epoch != 0 && now >= epoch {
+            if let Some(e) = EPOCH_ENGINE.get() {
+                e.increment_epoch();
+            }
+            let _ = EPOCH_MS.compare_exchange(epoch, 0, Ordering::SeqCst, Ordering::SeqCst);
+            now = start.elapsed().as_millis() as u64;
+        }
         let deadline = DEADLINE_MS.load(Ordering::SeqCst);
-        let now = start.elapsed().as_millis() as u64;
         if deadline != 0 && now >= deadline {
             abort_call(
                 format!(
@@ -84,11 +133,9 @@ pub(crate) fn start() {
             );
             return;
         }
-        let wait = if deadline == 0 {
-            200
-        } else {
-            (deadline - now).min(200)
-        };
+        let until = |at: u64| if at == 0 { 200 } else { at.saturating_sub(now) };
+        let epoch = EPOCH_MS.load(Ordering::SeqCst);
+        let wait = until(deadline).min(until(epoch)).clamp(1, 200);
         let ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: (wait as i64) * 1_000_000,
@@ -96,6 +143,7 @@ pub(crate) fn start() {
         // SAFETY: waits for one of our blocked signals, or the timeout
         let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
         match sig {
+            s if s == WAKE => {}
             s if s == libc::SIGUSR1 => {
                 abort_call("the runner panicked (see its stderr)".into(), false);
                 return;

@@ -622,13 +622,16 @@ fn new_store(engine: &Engine, gate: Shared, memory_mib: u64, timeout: Duration) 
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
     store.set_epoch_deadline(1);
-    // The deadline: one epoch tick after `timeout`. The thread outlives nothing: the
+    // The deadline: one epoch tick after `timeout`, by the supervisor's thread when it
+    // runs (a CNI call), else by a thread of its own, which outlives nothing: the
     // process exits right after the call.
-    let ticker = engine.clone();
-    std::thread::spawn(move || {
-        std::thread::sleep(timeout);
-        ticker.increment_epoch();
-    });
+    if !crate::supervisor::tick_epoch_after(engine, timeout) {
+        let ticker = engine.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(timeout);
+            ticker.increment_epoch();
+        });
+    }
     store
 }
 

@@ -13,7 +13,9 @@ use crate::node::{
 use futures::stream::TryStreamExt;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage,
+};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -25,6 +27,7 @@ use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
 };
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use tokio::runtime::Runtime;
@@ -84,6 +87,22 @@ pub struct Netlink {
     rt: Option<Runtime>,
     host: Option<Handle>,
     container: Option<Handle>,
+    /// The index of each link this call looked up or created, per namespace (host,
+    /// container), so that an operation on a link named again costs one request, not
+    /// a lookup and a request (an ADD names its links 11 times, 5 lookups are left).
+    /// An index stands for one link for as long as it exists (the kernel allocates
+    /// them cyclically, never handing a freed one out again at once), so a remembered
+    /// index is that link or no link: the kernel answers ENODEV (EINVAL for a missing
+    /// master), and the name is looked up again (`with_index`). Forgotten when this
+    /// call deletes the link or a lookup finds none; it lives for one call.
+    known: [HashMap<String, u32>; 2],
+}
+
+fn slot(which: Ns) -> usize {
+    match which {
+        Ns::Host => 0,
+        Ns::Container => 1,
+    }
 }
 
 impl Netlink {
@@ -145,20 +164,50 @@ impl Netlink {
     pub fn get_link(&mut self, which: Ns, name: &str) -> OpResult<Option<LinkInfo>> {
         let h = self.handle(which)?;
         let r = self.block_on(async move {
-            let mut s = h.link().get().match_name(name.to_string()).execute();
+            // no statistics: ~1.5 KB less per answer to build and parse, unused here
+            let mut s = h
+                .link()
+                .get()
+                .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
+                .match_name(name.to_string())
+                .execute();
             s.try_next().await
         })?;
-        match r {
-            Ok(m) => Ok(m.as_ref().map(info)),
+        let found = match r {
+            Ok(m) => m.as_ref().map(info),
             Err(e) => {
                 let e = nl_err(e, || format!("link {name:?} in the {which} namespace"));
-                if e.kind == OpKind::NotFound {
-                    Ok(None)
-                } else {
-                    Err(e)
+                if e.kind != OpKind::NotFound {
+                    return Err(e);
                 }
+                None
+            }
+        };
+        match &found {
+            Some(l) => self.known[slot(which)].insert(name.to_string(), l.index),
+            None => self.known[slot(which)].remove(name),
+        };
+        Ok(found)
+    }
+
+    /// Run `op` with the index of link `name`: the remembered one, else (or if the
+    /// kernel no longer has it) the one a lookup finds now.
+    fn with_index<T>(
+        &mut self,
+        which: Ns,
+        name: &str,
+        mut op: impl FnMut(&mut Self, u32) -> OpResult<T>,
+    ) -> OpResult<T> {
+        if let Some(&i) = self.known[slot(which)].get(name) {
+            match op(self, i) {
+                Err(e) if matches!(e.errno, Some(libc::ENODEV)) => {
+                    self.known[slot(which)].remove(name);
+                }
+                r => return r,
             }
         }
+        let i = self.must_link(which, name)?.index;
+        op(self, i)
     }
 
     fn must_link(&mut self, which: Ns, name: &str) -> OpResult<LinkInfo> {
@@ -471,51 +520,68 @@ impl Netlink {
     }
 
     pub fn set_master(&mut self, name: &str, bridge: &str) -> OpResult<()> {
-        let l = self.must_link(Ns::Host, name)?;
-        let b = self.must_link(Ns::Host, bridge)?;
-        let msg = LinkUnspec::new_with_index(l.index)
-            .controller(b.index)
-            .build();
-        self.set(Ns::Host, format!("attach {name:?} to {bridge:?}"), msg)
+        let attach = |this: &mut Self, b: u32| {
+            this.with_index(Ns::Host, name, |this, l| {
+                let msg = LinkUnspec::new_with_index(l).controller(b).build();
+                this.set(Ns::Host, format!("attach {name:?} to {bridge:?}"), msg)
+            })
+        };
+        if let Some(&b) = self.known[slot(Ns::Host)].get(bridge) {
+            match attach(self, b) {
+                // a master index the kernel no longer has is EINVAL
+                Err(e) if matches!(e.errno, Some(libc::EINVAL | libc::ENODEV)) => {
+                    self.known[slot(Ns::Host)].remove(bridge);
+                }
+                r => return r,
+            }
+        }
+        let b = self.must_link(Ns::Host, bridge)?.index;
+        attach(self, b)
     }
 
     pub fn unset_master(&mut self, name: &str) -> OpResult<()> {
-        let l = self.must_link(Ns::Host, name)?;
-        let msg = LinkUnspec::new_with_index(l.index).nocontroller().build();
-        self.set(Ns::Host, format!("detach {name:?} from its bridge"), msg)
+        self.with_index(Ns::Host, name, |this, l| {
+            let msg = LinkUnspec::new_with_index(l).nocontroller().build();
+            this.set(Ns::Host, format!("detach {name:?} from its bridge"), msg)
+        })
     }
 
     pub fn set_up(&mut self, which: Ns, name: &str, up: bool) -> OpResult<()> {
-        let l = self.must_link(which, name)?;
-        let b = LinkUnspec::new_with_index(l.index);
-        let msg = if up { b.up() } else { b.down() }.build();
-        let state = if up { "up" } else { "down" };
-        self.set(
-            which,
-            format!("bring {name:?} {state} in the {which} namespace"),
-            msg,
-        )
+        self.with_index(which, name, |this, l| {
+            let b = LinkUnspec::new_with_index(l);
+            let msg = if up { b.up() } else { b.down() }.build();
+            let state = if up { "up" } else { "down" };
+            this.set(
+                which,
+                format!("bring {name:?} {state} in the {which} namespace"),
+                msg,
+            )
+        })
     }
 
     pub fn set_mtu(&mut self, which: Ns, name: &str, mtu: u32) -> OpResult<()> {
-        let l = self.must_link(which, name)?;
-        let msg = LinkUnspec::new_with_index(l.index).mtu(mtu).build();
-        self.set(
-            which,
-            format!("set mtu {mtu} on {name:?} in the {which} namespace"),
-            msg,
-        )
+        self.with_index(which, name, |this, l| {
+            let msg = LinkUnspec::new_with_index(l).mtu(mtu).build();
+            this.set(
+                which,
+                format!("set mtu {mtu} on {name:?} in the {which} namespace"),
+                msg,
+            )
+        })
     }
 
     pub fn delete_link(&mut self, which: Ns, name: &str) -> OpResult<()> {
-        let l = self.must_link(which, name)?;
-        let h = self.handle(which)?;
-        self.block_on(async move { h.link().del(l.index).execute().await })?
-            .map_err(|e| {
-                nl_err(e, || {
-                    format!("delete link {name:?} in the {which} namespace")
+        let r = self.with_index(which, name, |this, l| {
+            let h = this.handle(which)?;
+            this.block_on(async move { h.link().del(l).execute().await })?
+                .map_err(|e| {
+                    nl_err(e, || {
+                        format!("delete link {name:?} in the {which} namespace")
+                    })
                 })
-            })
+        });
+        self.known[slot(which)].remove(name);
+        r
     }
 
     pub fn list_addresses(&mut self, which: Ns, link: &str) -> OpResult<Vec<IpNetwork>> {
@@ -534,17 +600,18 @@ impl Netlink {
 
     /// Every address message of a link, both families.
     fn address_dump(&mut self, which: Ns, link: &str) -> OpResult<Vec<AddressMessage>> {
-        let l = self.must_link(which, link)?;
-        let h = self.handle(which)?;
-        self.block_on(async move {
-            h.address()
-                .get()
-                .set_link_index_filter(l.index)
-                .execute()
-                .try_collect::<Vec<_>>()
-                .await
-        })?
-        .map_err(|e| nl_err(e, || format!("list addresses of {link:?}")))
+        self.with_index(which, link, |this, l| {
+            let h = this.handle(which)?;
+            this.block_on(async move {
+                h.address()
+                    .get()
+                    .set_link_index_filter(l)
+                    .execute()
+                    .try_collect::<Vec<_>>()
+                    .await
+            })?
+            .map_err(|e| nl_err(e, || format!("list addresses of {link:?}")))
+        })
     }
 
     /// The kernel's messages of the link's addresses of `family`, without link-locals.
@@ -564,17 +631,15 @@ impl Netlink {
     }
 
     pub fn add_address(&mut self, which: Ns, link: &str, addr: IpNetwork) -> OpResult<()> {
-        let l = self.must_link(which, link)?;
-        let h = self.handle(which)?;
-        self.block_on(async move {
-            h.address()
-                .add(l.index, addr.ip(), addr.prefix())
-                .execute()
-                .await
-        })?
-        .map_err(|e| {
-            nl_err(e, || {
-                format!("add address {addr} to {link:?} in the {which} namespace")
+        self.with_index(which, link, |this, l| {
+            let h = this.handle(which)?;
+            this.block_on(
+                async move { h.address().add(l, addr.ip(), addr.prefix()).execute().await },
+            )?
+            .map_err(|e| {
+                nl_err(e, || {
+                    format!("add address {addr} to {link:?} in the {which} namespace")
+                })
             })
         })
     }
@@ -640,7 +705,14 @@ impl Netlink {
     fn index_names(&mut self, which: Ns) -> OpResult<Vec<(u32, String)>> {
         let h = self.handle(which)?;
         let links = self
-            .block_on(async move { h.link().get().execute().try_collect::<Vec<_>>().await })?
+            .block_on(async move {
+                h.link()
+                    .get()
+                    .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
+                    .execute()
+                    .try_collect::<Vec<_>>()
+                    .await
+            })?
             .map_err(|e| nl_err(e, || format!("list links in the {which} namespace")))?;
         Ok(links.iter().map(info).map(|l| (l.index, l.name)).collect())
     }
@@ -753,9 +825,15 @@ impl Netlink {
         for idx in oifs {
             let h = self.handle(which)?;
             let found = self
-                .block_on(
-                    async move { h.link().get().match_index(idx).execute().try_next().await },
-                )?
+                .block_on(async move {
+                    h.link()
+                        .get()
+                        .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
+                        .match_index(idx)
+                        .execute()
+                        .try_next()
+                        .await
+                })?
                 .map_err(|e| nl_err(e, || format!("link #{idx} in the {which} namespace")))?;
             if let Some(l) = found {
                 let name = info(&l).name;
@@ -813,7 +891,8 @@ impl Netlink {
         Ok(out)
     }
 
-    fn route_message(&mut self, which: Ns, r: &RouteSpec) -> OpResult<RouteMessage> {
+    /// `oif`: the index of `r.link` (see `route_op`).
+    fn route_message(r: &RouteSpec, oif: Option<u32>) -> OpResult<RouteMessage> {
         let what = || format!("route to {}", r.destination);
         let mut b = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(r.destination.network(), r.destination.prefix())
@@ -835,34 +914,45 @@ impl Netlink {
             // routed policy's default route via a /32 gateway route)
             None => b = b.scope(RouteScope::Link),
         }
-        if let Some(link) = &r.link {
-            b = b.output_interface(self.must_link(which, link)?.index);
+        if let Some(i) = oif {
+            b = b.output_interface(i);
         }
         Ok(b.build())
     }
 
-    pub fn add_route(&mut self, which: Ns, r: &RouteSpec) -> OpResult<()> {
-        let msg = self.route_message(which, r)?;
-        let h = self.handle(which)?;
-        self.block_on(async move { h.route().add(msg).execute().await })?
+    /// Add (or, `add` false, delete) the route `r` describes, through its link's index.
+    fn route_op(&mut self, which: Ns, r: &RouteSpec, add: bool) -> OpResult<()> {
+        let send = |this: &mut Self, oif: Option<u32>| {
+            let msg = Self::route_message(r, oif)?;
+            let h = this.handle(which)?;
+            this.block_on(async move {
+                if add {
+                    h.route().add(msg).execute().await
+                } else {
+                    h.route().del(msg).execute().await
+                }
+            })?
             .map_err(|e| {
                 nl_err(e, || {
-                    format!("add route to {} in the {which} namespace", r.destination)
+                    let verb = if add { "add" } else { "remove" };
+                    format!("{verb} route to {} in the {which} namespace", r.destination)
                 })
             })
+        };
+        match &r.link {
+            Some(link) => self.with_index(which, link, |this, i| send(this, Some(i))),
+            None => send(self, None),
+        }
+    }
+
+    pub fn add_route(&mut self, which: Ns, r: &RouteSpec) -> OpResult<()> {
+        self.route_op(which, r, true)
     }
 
     /// Delete a route `add_route` added: the same message, matched by the kernel on
     /// its key, so no listing of the table (an undo of N routes stays linear).
     pub fn unroute(&mut self, which: Ns, r: &RouteSpec) -> OpResult<()> {
-        let msg = self.route_message(which, r)?;
-        let h = self.handle(which)?;
-        self.block_on(async move { h.route().del(msg).execute().await })?
-            .map_err(|e| {
-                nl_err(e, || {
-                    format!("remove route to {} in the {which} namespace", r.destination)
-                })
-            })
+        self.route_op(which, r, false)
     }
 
     /// Add back a route as the kernel listed it (protocol, scope, source, metric...).

@@ -115,15 +115,24 @@ pub struct Records {
 
 impl Records {
     fn apply(&mut self, line: &str) {
-        let f: Vec<&str> = line.split('\t').collect();
-        match f.as_slice() {
-            ["own", key, att] => {
+        // the fields without an allocation: every call replays every line
+        let mut f = [""; 4];
+        let mut n = 0;
+        for (i, part) in line.split('\t').enumerate() {
+            if let Some(slot) = f.get_mut(i) {
+                *slot = part;
+            }
+            n = i + 1;
+        }
+        let f = &f[..n.min(4)];
+        match (f, n) {
+            (["own", key, att], 3) => {
                 self.owners.insert(key.to_string(), att.to_string());
             }
-            ["disown", key] => {
+            (["disown", key], 2) => {
                 self.owners.remove(*key);
             }
-            ["hold", att, ips, ..] => {
+            (["hold", att, ips, ..], _) => {
                 // the 4th field (the guest's digest) is absent in records of older runners
                 if let Some(guest) = f.get(3).filter(|g| !g.is_empty()) {
                     self.guests.insert(att.to_string(), guest.to_string());
@@ -134,7 +143,7 @@ impl Records {
                 }
                 self.holders.insert(att.to_string(), ips);
             }
-            ["release", att] => {
+            (["release", att], 2) => {
                 self.guests.remove(*att);
                 for ip in self.holders.remove(*att).unwrap_or_default() {
                     if self.held.get(&ip).map(String::as_str) == Some(*att) {
@@ -142,13 +151,13 @@ impl Records {
                     }
                 }
             }
-            ["usage", keys, bytes] => {
+            (["usage", keys, bytes], 3) => {
                 self.usage = match (keys.parse(), bytes.parse()) {
                     (Ok(keys), Ok(bytes)) => Some(StoreUsage { keys, bytes }),
                     _ => None,
                 }
             }
-            ["usage", "-"] => self.usage = None,
+            (["usage", "-"], 2) => self.usage = None,
             _ => {}
         }
         self.lines += 1;
@@ -360,7 +369,9 @@ impl Store {
                 r.apply(line);
             }
             let mut at = whole as u64;
-            if r.lines > 4 * r.live() + 256 {
+            // at most half as many dead lines as live ones (+64): each call replays
+            // them all, and a call that writes adds two dead ones (its usage lines)
+            if r.lines > r.live() + r.live() / 2 + 64 {
                 let compacted = r.compacted();
                 self.write_file(&path, compacted.as_bytes()).map_err(fail)?;
                 f = OpenOptions::new()
@@ -813,6 +824,57 @@ mod record_tests {
         assert_eq!(s.owner("ip/200.200.1.2").unwrap(), None);
         let text = std::fs::read_to_string(d.path().join("records")).unwrap();
         assert!(text.lines().count() < 10, "compacted: {text}");
+    }
+
+    /// Every call replays the whole log, so it is kept near what it holds: pods only
+    /// added (each call: its usage taken and set, two owned keys, a hold) never leave
+    /// more than half again as many lines as live records (+64, + one call's lines).
+    #[test]
+    fn the_records_log_stays_near_its_live_records_as_pods_are_added() {
+        let d = tempfile::tempdir().unwrap();
+        let mut compactions = 0;
+        let mut last = 0;
+        for i in 0..400u64 {
+            let mut s = Store::open(d.path()).unwrap();
+            let att = format!("c{i} eth0");
+            let ip = IpAddr::from([10, 0, (i / 250) as u8, (i % 250) as u8]);
+            s.take_usage().unwrap();
+            s.set_owner(&format!("ip/{ip}"), &att).unwrap();
+            s.set_owner(&format!("attach/c{i}/eth0"), &att).unwrap();
+            s.set_usage(StoreUsage {
+                keys: 2 * i + 2,
+                bytes: 9 * i,
+            })
+            .unwrap();
+            s.hold_addresses(&att, &[ip], "sha256:aa").unwrap();
+            let lines = std::fs::read_to_string(d.path().join("records"))
+                .unwrap()
+                .lines()
+                .count() as u64;
+            let live = 3 * (i + 1) + 1;
+            assert!(
+                lines <= live + live / 2 + 64 + 5,
+                "{lines} lines for {live} live records"
+            );
+            if lines < last {
+                compactions += 1;
+            }
+            last = lines;
+        }
+        assert!(compactions >= 1, "never compacted");
+        let mut s = Store::open(d.path()).unwrap();
+        assert_eq!(s.holders().unwrap().len(), 400);
+        assert_eq!(
+            s.take_usage().unwrap(),
+            StoreUsage {
+                keys: 800,
+                bytes: 9 * 399
+            }
+        );
+        assert_eq!(
+            s.owner("attach/c7/eth0").unwrap().as_deref(),
+            Some("c7 eth0")
+        );
     }
 
     #[test]

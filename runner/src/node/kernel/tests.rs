@@ -1074,3 +1074,66 @@ fn vxlan_fdb_and_neighbours_as_the_tools_see_them() {
     assert!(!tool("ip", &["neigh", "show", "dev", "wcni.1"]).contains("200.200.3.0"));
     drop(ns);
 }
+
+/// The netlink layer remembers the index of each link a call looked up or made; a link
+/// deleted and made again under the same name behind its back (another index) is found
+/// again by name, never acted on through the old index.
+#[test]
+fn a_remembered_link_index_that_went_stale_is_looked_up_again() {
+    let ns = Netns::new("k");
+    let dir = tempfile::tempdir().unwrap();
+    let mut nl = Kernel::new(Some(ns.pod_path()), Store::open(dir.path()).unwrap()).unwrap();
+    let link = |n: &str| {
+        let ok = Command::new("ip")
+            .args(["-n", &ns.names[0], "link"])
+            .args(n.split(' '))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip link {n}");
+    };
+    let mut old = nl.create_bridge("br-k", None).unwrap().index;
+    link("add vk0 type veth peer name vk1");
+    nl.get_link(Ns::Host, "vk0").unwrap().unwrap();
+    // made again behind the runner's back before each operation
+    let mut again = || {
+        link("del br-k");
+        link("add br-k type bridge");
+        let now = ns.ip(0, &["-o", "link", "show", "br-k"]);
+        let index: u32 = now.split(':').next().unwrap().trim().parse().unwrap();
+        assert_ne!(index, old, "a new index");
+        old = index;
+        index
+    };
+    let br = again();
+    nl.set_master("vk0", "br-k").unwrap(); // a master index gone: EINVAL
+    let d = nl.get_link(Ns::Host, "vk0").unwrap().unwrap();
+    assert_eq!(d.master, Some(br), "on the new br-k");
+    let br = again();
+    nl.set_up(Ns::Host, "br-k").unwrap(); // a link index gone: ENODEV
+    let now = nl.get_link(Ns::Host, "br-k").unwrap().unwrap();
+    assert!(now.up && now.index == br, "the new br-k is up: {now:?}");
+    again();
+    nl.add_address(Ns::Host, "br-k", net("10.9.0.1/24"))
+        .unwrap();
+    assert!(ns.ip(0, &["addr", "show", "br-k"]).contains("10.9.0.1/24"));
+    again();
+    link("set br-k up"); // a route onto a link that is down: ENETDOWN
+    nl.add_route(
+        Ns::Host,
+        &RouteSpec {
+            destination: net("10.99.0.0/16"),
+            gateway: None,
+            link: Some("br-k".into()),
+        },
+    )
+    .unwrap();
+    assert!(ns
+        .ip(0, &["route", "show", "10.99.0.0/16"])
+        .contains("dev br-k"));
+    // deleted by this call: forgotten, and then not found
+    nl.delete_link(Ns::Host, "br-k").unwrap();
+    assert_eq!(nl.get_link(Ns::Host, "br-k").unwrap(), None);
+    let e = nl.set_up(Ns::Host, "br-k").unwrap_err();
+    assert_eq!(e.kind, OpKind::NotFound, "{e:?}");
+}
