@@ -52,6 +52,10 @@ pub enum CacheOutcome {
 fn config() -> Config {
     let mut c = Config::new();
     c.epoch_interruption(true);
+    // No .eh_frame for the guest's code: it serves only native unwinders and
+    // profilers (wasmtime's own traps and backtraces do not use it), and registering
+    // it with libgcc, then removing it, is paid at every load.
+    c.native_unwind_info(false);
     c
 }
 
