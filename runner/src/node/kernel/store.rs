@@ -128,6 +128,14 @@ fn fields(line: &str) -> ([&str; 4], usize) {
     (f, n)
 }
 
+/// An address as the runner writes it (`IpAddr`'s display form); any other spelling of
+/// an address, which no runner writes, is not one, for replays and scans alike.
+fn canonical_ip(text: &str) -> Option<IpAddr> {
+    text.parse::<IpAddr>()
+        .ok()
+        .filter(|ip| ip.to_string() == text)
+}
+
 /// The first line of a compacted log: how many live records it held then (older
 /// runners skip it as a line of an unknown kind).
 const LIVE_HEADER: &str = "#live";
@@ -148,7 +156,7 @@ impl Records {
                 if let Some(guest) = f.get(3).filter(|g| !g.is_empty()) {
                     self.guests.insert(att.to_string(), guest.to_string());
                 }
-                let ips: Vec<IpAddr> = ips.split(',').filter_map(|i| i.parse().ok()).collect();
+                let ips: Vec<IpAddr> = ips.split(',').filter_map(canonical_ip).collect();
                 for ip in &ips {
                     self.held.insert(*ip, att.to_string());
                 }
@@ -200,18 +208,42 @@ impl Records {
 /// that concern it: the last one that does decides.
 mod scan {
     use super::{fields, StoreUsage};
+    use memchr::memmem;
     use std::net::IpAddr;
 
-    /// From the last line to the first, the first answer `decide` gives.
-    fn last<'a, T>(text: &'a str, decide: impl Fn(&[&'a str], usize) -> Option<T>) -> Option<T> {
-        text.lines().rev().find_map(|l| {
+    /// The line of `text` around byte `at`: where it starts, and the line (as
+    /// `str::lines` gives it).
+    fn line_at(text: &str, at: usize) -> (usize, &str) {
+        let b = text.as_bytes();
+        let start = memchr::memrchr(b'\n', &b[..at]).map_or(0, |i| i + 1);
+        let end = memchr::memchr(b'\n', &b[at..]).map_or(b.len(), |i| at + i);
+        let line = &text[start..end];
+        (start, line.strip_suffix('\r').unwrap_or(line))
+    }
+
+    /// From the last line that contains `needle` to the first, the first answer
+    /// `decide` gives. Every line that can decide contains the needle (a field of it,
+    /// with the tab before it), so the others are never split: one pass of a substring
+    /// search over the log, not a walk through its lines.
+    fn last<'a, T>(
+        text: &'a str,
+        needle: &str,
+        decide: impl Fn(&[&'a str], usize) -> Option<T>,
+    ) -> Option<T> {
+        let mut seen = usize::MAX;
+        memmem::rfind_iter(text.as_bytes(), needle.as_bytes()).find_map(|at| {
+            let (start, l) = line_at(text, at);
+            if start == seen {
+                return None; // the needle twice in one line
+            }
+            seen = start;
             let (f, n) = fields(l);
             decide(&f[..n.min(4)], n)
         })
     }
 
     pub fn owner(text: &str, key: &str) -> Option<String> {
-        last(text, |f, n| match (f, n) {
+        last(text, &format!("\t{key}"), |f, n| match (f, n) {
             (["own", k, att], 3) if *k == key => Some(Some(att.to_string())),
             (["disown", k], 2) if *k == key => Some(None),
             _ => None,
@@ -220,7 +252,7 @@ mod scan {
     }
 
     pub fn usage(text: &str) -> Option<StoreUsage> {
-        last(text, |f, n| match (f, n) {
+        last(text, "usage\t", |f, n| match (f, n) {
             (["usage", keys, bytes], 3) => Some(match (keys.parse(), bytes.parse()) {
                 (Ok(keys), Ok(bytes)) => Some(StoreUsage { keys, bytes }),
                 _ => None,
@@ -231,8 +263,17 @@ mod scan {
         .flatten()
     }
 
+    /// The answer of the last hold or release of `att` (`None`: there is none).
+    fn last_of<'a, T>(
+        text: &'a str,
+        att: &str,
+        decide: impl Fn(&[&'a str], usize) -> Option<T>,
+    ) -> Option<T> {
+        last(text, &format!("\t{att}"), decide)
+    }
+
     pub fn holds(text: &str, att: &str) -> bool {
-        last(text, |f, n| match (f, n) {
+        last_of(text, att, |f, n| match (f, n) {
             (["hold", a, _, ..], _) if *a == att => Some(true),
             (["release", a], 2) if *a == att => Some(false),
             _ => None,
@@ -241,7 +282,7 @@ mod scan {
     }
 
     pub fn guest(text: &str, att: &str) -> Option<String> {
-        last(text, |f, n| match (f, n) {
+        last_of(text, att, |f, n| match (f, n) {
             // a hold without a guest (an older runner's) leaves the one before
             (["hold", a, _, ..], _) if *a == att => f
                 .get(3)
@@ -253,26 +294,40 @@ mod scan {
         .flatten()
     }
 
-    /// The attachment holding `ip`: a hold naming it takes it; a release frees it if the
-    /// releasing attachment holds it and its last hold still names it.
+    /// The attachment holding `ip`. A replay gives it to the last hold that names it
+    /// (no later hold does), and takes it away if the first later line about that
+    /// attachment is its release; a later hold of it without `ip` leaves it held (its
+    /// release then frees only what that hold names).
     pub fn holder(text: &str, ip: IpAddr) -> Option<String> {
-        let mut holder: Option<&str> = None;
-        let mut named = false;
-        for l in text.lines() {
+        let shown = ip.to_string();
+        // `shown` is the display form: a field equal to it is the address, canonical
+        let names_ip = |ips: &str| ips.split(',').any(|i| i == shown);
+        let mut seen = usize::MAX;
+        let (end, att) = memmem::rfind_iter(text.as_bytes(), shown.as_bytes()).find_map(|at| {
+            let (start, l) = line_at(text, at);
+            if start == seen {
+                return None;
+            }
+            seen = start;
             let (f, n) = fields(l);
             match (&f[..n.min(4)], n) {
-                (["hold", a, ips, ..], _) => {
-                    if ips.split(',').any(|i| i.parse() == Ok(ip)) {
-                        (holder, named) = (Some(*a), true);
-                    } else if holder == Some(*a) {
-                        named = false;
-                    }
-                }
-                (["release", a], 2) if holder == Some(*a) && named => holder = None,
-                _ => {}
+                (["hold", a, ips, ..], _) if names_ip(ips) => Some((start + l.len(), *a)),
+                _ => None,
             }
-        }
-        holder.map(str::to_string)
+        })?;
+        let after = &text[end..];
+        let released = memmem::find_iter(after.as_bytes(), format!("\t{att}").as_bytes())
+            .find_map(|at| {
+                let (_, l) = line_at(after, at);
+                let (f, n) = fields(l);
+                match (&f[..n.min(4)], n) {
+                    (["hold", a, ..], m) if *a == att && m >= 3 => Some(false),
+                    (["release", a], 2) if *a == att => Some(true),
+                    _ => None,
+                }
+            })
+            .unwrap_or(false);
+        (!released).then(|| att.to_string())
     }
 }
 
@@ -1031,9 +1086,18 @@ mod record_tests {
     /// line in any order (malformed ones and older runners' too).
     #[test]
     fn scans_answer_what_a_replay_answers() {
-        let atts = ["a eth0", "b eth0", "c net1"];
-        let ips = ["10.0.0.1", "10.0.0.2", "fd00::1", "10.0.0.01", "x"];
-        let keys = ["ip/10.0.0.1", "last", "attach/a/eth0"];
+        // "a eth0" also inside another attachment's name
+        let atts = ["a eth0", "b eth0", "c net1", "xa eth0"];
+        // spellings no runner writes too: another form of fd00::1, one with a zero
+        let ips = [
+            "10.0.0.1",
+            "10.0.0.10",
+            "fd00::1",
+            "fd00:0::1",
+            "10.0.0.01",
+            "x",
+        ];
+        let keys = ["ip/10.0.0.1", "ip/10.0.0.10", "last", "attach/a/eth0"];
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = |n: usize| {
             seed ^= seed << 13;
@@ -1088,7 +1152,7 @@ mod record_tests {
                     "{a}\n{text}"
                 );
             }
-            for ip in ["10.0.0.1", "10.0.0.2", "fd00::1"] {
+            for ip in ["10.0.0.1", "10.0.0.10", "fd00::1"] {
                 let ip: IpAddr = ip.parse().unwrap();
                 assert_eq!(
                     scan::holder(&text, ip),
