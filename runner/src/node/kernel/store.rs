@@ -141,6 +141,15 @@ fn canonical_ip(text: &str) -> Option<IpAddr> {
 const LIVE_HEADER: &str = "#live";
 
 impl Records {
+    /// The records the lines of `text` leave.
+    fn replay(text: &str) -> Records {
+        let mut r = Records::default();
+        for line in text.lines() {
+            r.apply(line);
+        }
+        r
+    }
+
     fn apply(&mut self, line: &str) {
         let (f, n) = fields(line);
         let f = &f[..n.min(4)];
@@ -331,15 +340,16 @@ mod scan {
     }
 }
 
-/// The replayed records and the log they came from. Re-entering the lock replays only
-/// what other calls appended since (the log is append-only between compactions, and a
-/// compaction renames a new file into place): a full replay costs ~1 µs per line, and
+/// The log as read, and the records replayed from it when a question needs all of them.
+/// Re-entering the lock reads only what other calls appended since (the log is
+/// append-only between compactions, and a compaction renames a new file into place):
 /// an ADD that leaves and re-enters the lock (a guest importing `lock`) would otherwise
-/// replay the whole log three times, a cost that grows with the pods on the node.
+/// read the whole log three times, a cost that grows with the pods on the node.
 struct RecordsLog {
     /// The log's whole lines, as read and as appended since.
     text: String,
-    /// The records replayed, for the questions about all of them: made on the first.
+    /// The records replayed, for the questions about all of them (GC, DEL's guest
+    /// copies): made on the first; the questions about one thing always scan `text`.
     full: Option<Records>,
     f: File,
     /// Bytes of `f` replayed (and appended by us).
@@ -531,10 +541,7 @@ impl Store {
                 })
                 .unwrap_or(0usize);
             if lines > 2 * live_then + 256 {
-                let mut r = Records::default();
-                for line in text.lines() {
-                    r.apply(line);
-                }
+                let r = Records::replay(&text);
                 text = r.compacted();
                 self.write_file(&path, text.as_bytes()).map_err(fail)?;
                 f = OpenOptions::new()
@@ -608,22 +615,12 @@ impl Store {
     fn full(&mut self) -> OpResult<&Records> {
         let log = self.records()?;
         let text = &log.text;
-        Ok(log.full.get_or_insert_with(|| {
-            let mut r = Records::default();
-            for line in text.lines() {
-                r.apply(line);
-            }
-            r
-        }))
+        Ok(log.full.get_or_insert_with(|| Records::replay(text)))
     }
 
     /// The attachment that created `key`, if an attachment's call did.
     pub fn owner(&mut self, key: &str) -> OpResult<Option<String>> {
-        let log = self.records()?;
-        Ok(match &log.full {
-            Some(r) => r.owners.get(key).cloned(),
-            None => scan::owner(&log.text, key),
-        })
+        Ok(scan::owner(&self.records()?.text, key))
     }
 
     pub fn set_owner(&mut self, key: &str, owner: &str) -> OpResult<()> {
@@ -634,12 +631,7 @@ impl Store {
     /// The store's size, from the records if the last writing call left it there,
     /// else counted. Taking it marks it unknown until `set_usage`.
     pub fn take_usage(&mut self) -> OpResult<StoreUsage> {
-        let log = self.records()?;
-        let usage = match &log.full {
-            Some(r) => r.usage,
-            None => scan::usage(&log.text),
-        };
-        match usage {
+        match scan::usage(&self.records()?.text) {
             Some(u) => {
                 self.record("usage\t-".into())?;
                 Ok(u)
@@ -691,11 +683,7 @@ impl Store {
     // ---- the runner's record of live attachments' addresses ------------------------
 
     pub fn address_holder(&mut self, ip: IpAddr) -> OpResult<Option<String>> {
-        let log = self.records()?;
-        Ok(match &log.full {
-            Some(r) => r.held.get(&ip).cloned(),
-            None => scan::holder(&log.text, ip),
-        })
+        Ok(scan::holder(&self.records()?.text, ip))
     }
 
     pub fn held_addresses(&mut self) -> OpResult<Vec<IpAddr>> {
@@ -714,11 +702,7 @@ impl Store {
     }
 
     pub fn attachment_guest(&mut self, attachment: &str) -> OpResult<Option<String>> {
-        let log = self.records()?;
-        Ok(match &log.full {
-            Some(r) => r.guests.get(attachment).cloned(),
-            None => scan::guest(&log.text, attachment),
-        })
+        Ok(scan::guest(&self.records()?.text, attachment))
     }
 
     pub fn guests_in_use(&mut self) -> OpResult<Vec<String>> {
@@ -729,12 +713,7 @@ impl Store {
     }
 
     pub fn release_addresses(&mut self, attachment: &str) -> OpResult<()> {
-        let log = self.records()?;
-        let holds = match &log.full {
-            Some(r) => r.holders.contains_key(attachment),
-            None => scan::holds(&log.text, attachment),
-        };
-        if holds {
+        if scan::holds(&self.records()?.text, attachment) {
             self.record(format!("release\t{attachment}"))?;
         }
         Ok(())
@@ -1129,10 +1108,7 @@ mod record_tests {
                 text.push_str(&line);
                 text.push('\n');
             }
-            let mut r = Records::default();
-            for l in text.lines() {
-                r.apply(l);
-            }
+            let r = Records::replay(&text);
             for k in keys {
                 assert_eq!(
                     scan::owner(&text, k),
