@@ -3,6 +3,7 @@
 #
 #   scripts/bench.sh [--quick] [-n N] [-c C] [-r ROUNDS] [-o DIR] [--timeout SECS]
 #                    [--runner PATH] [--guest PATH] [--native-floor PATH] [--idle-wait SECS]
+#                    [--pods-without-ipv6]
 #
 # Everything happens in network namespaces created here (one node namespace and
 # max(N,C) pod namespaces per plugin) and is removed on exit, also on failure or ^C.
@@ -21,6 +22,10 @@
 # builds it); when that default is missing, this script builds it itself with
 # `cargo build --release --locked -p wasm-cni-native-floor`. --idle-wait: wait up
 # to SECS for the 1-minute load average to drop below 0.5 before measuring.
+# --pods-without-ipv6: every IPv4 pod namespace (all three plugins') gets
+# net.ipv6.conf.default.disable_ipv6=1 before the rounds, so the pods' interfaces run
+# no IPv6 and send none of its multicast, which the bridge floods to every pod (a
+# measurement of what that costs, docs/bench.md; a node's pods keep IPv6 by default).
 set -euo pipefail
 
 # shellcheck source=scripts/lib/common.sh
@@ -37,6 +42,7 @@ GUEST=${WASM_CNI_GUEST:-$REPO/dist/guests/default.wasm}
 FLOOR_DEFAULT=$REPO/dist/test/native-floor
 FLOOR=${WASM_CNI_NATIVE_FLOOR:-$FLOOR_DEFAULT}
 IDLE_WAIT=${BENCH_IDLE_WAIT:-0}
+PODS_IPV6=on
 CNI_DIR=/usr/lib/cni
 
 usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "${BASH_SOURCE[0]}"; exit "${1:-0}"; }
@@ -54,6 +60,7 @@ while [ $# -gt 0 ]; do
     --guest) GUEST=${2:?}; shift ;;
     --native-floor) FLOOR=${2:?}; shift ;;
     --idle-wait) IDLE_WAIT=${2:?}; shift ;;
+    --pods-without-ipv6) PODS_IPV6=off ;;
     -h|--help) usage 0 ;;
     *) printf '%s: error: unknown argument %s\n' "$SCRIPT_NAME" "'$1'" >&2; usage 2 ;;
   esac
@@ -180,6 +187,16 @@ echo "bench: N=$N C=$C rounds=$ROUNDS; creating 5 node + $((3 * PODS + 2 * N)) p
 } >"$TMP/netns.batch"
 ip -batch "$TMP/netns.batch"
 for p in w r f d e; do ip -n "$PFX-${p}n" link set lo up; done
+if [ "$PODS_IPV6" = off ]; then
+  # `default`: the pods' eth0, made later, are born without IPv6 (the dual-stack
+  # pods, d and e, keep it)
+  for p in w r f; do
+    for ((i = 0; i < PODS; i++)); do
+      echo "netns exec $PFX-$p$i sysctl -qw net.ipv6.conf.default.disable_ipv6=1"
+    done
+  done >"$TMP/noipv6.batch"
+  ip -batch "$TMP/noipv6.batch"
+fi
 
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 mem=$(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
@@ -192,6 +209,7 @@ import json, sys
 json.dump({"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
            "machine": "$(nproc) cores, $cpu, $mem RAM, Linux $(uname -r)",
            "cores": $(nproc), "load_start": "$(cut -d' ' -f1-3 /proc/loadavg)",
+           "pods_ipv6": "$PODS_IPV6",
            "runner_version": "$runner_version", "reference_version": "$ref_version"},
           open(sys.argv[1], "w"))
 EOF

@@ -366,6 +366,8 @@ def render(res):
              % (m["n"], m["c"], m["rounds"], " ".join(m.get("schedule", [])),
                 m.get("runner_version", "?"), m.get("reference_version", "?")))
     L.append("load average (1/5/15 min) at start %s, at end %s" % (m.get("load_start", "?"), m.get("load_end", "?")))
+    if m.get("pods_ipv6") == "off":
+        L.append("IPv4 pods without IPv6 (--pods-without-ipv6: default.disable_ipv6=1 in their namespaces)")
     L.append("")
     hdr = "%-34s %12s %12s %8s  %s" % ("", "wasm-cni", "reference", "ratio", "target")
     L.append(hdr)
