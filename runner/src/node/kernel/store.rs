@@ -115,17 +115,29 @@ pub struct Records {
     usage: Option<StoreUsage>,
 }
 
-/// A record line's fields (the first four) and how many it has, without allocating.
-fn fields(line: &str) -> ([&str; 4], usize) {
-    let mut f = [""; 4];
-    let mut n = 0;
-    for (i, part) in line.split('\t').enumerate() {
-        if let Some(slot) = f.get_mut(i) {
-            *slot = part;
+/// A record line's fields, without allocating: the first four, and how many it has.
+struct Fields<'a> {
+    first: [&'a str; 4],
+    n: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn of(line: &'a str) -> Fields<'a> {
+        let mut first = [""; 4];
+        let mut n = 0;
+        for (i, part) in line.split('\t').enumerate() {
+            if let Some(slot) = first.get_mut(i) {
+                *slot = part;
+            }
+            n = i + 1;
         }
-        n = i + 1;
+        Fields { first, n }
     }
-    (f, n)
+
+    /// The first four fields (all of them when there are fewer).
+    fn head(&self) -> &[&'a str] {
+        &self.first[..self.n.min(4)]
+    }
 }
 
 /// An address as the runner writes it (`IpAddr`'s display form); any other spelling of
@@ -151,8 +163,8 @@ impl Records {
     }
 
     fn apply(&mut self, line: &str) {
-        let (f, n) = fields(line);
-        let f = &f[..n.min(4)];
+        let fields = Fields::of(line);
+        let (f, n) = (fields.head(), fields.n);
         match (f, n) {
             (["own", key, att], 3) => {
                 self.owners.insert(key.to_string(), att.to_string());
@@ -216,7 +228,7 @@ impl Records {
 /// exactly what replaying it would give (`Records::apply`), looking only at the lines
 /// that concern it: the last one that does decides.
 mod scan {
-    use super::{fields, StoreUsage};
+    use super::{Fields, StoreUsage};
     use memchr::memmem;
     use std::net::IpAddr;
 
@@ -230,24 +242,35 @@ mod scan {
         (start, line.strip_suffix('\r').unwrap_or(line))
     }
 
-    /// From the last line that contains `needle` to the first, the first answer
-    /// `decide` gives. Every line that can decide contains the needle (a field of it,
-    /// with the tab before it), so the others are never split: one pass of a substring
-    /// search over the log, not a walk through its lines.
-    fn last<'a, T>(
-        text: &'a str,
-        needle: &str,
-        decide: impl Fn(&[&'a str], usize) -> Option<T>,
-    ) -> Option<T> {
+    /// The lines of `text` that contain `needle`, from the last to the first, each
+    /// once: where it starts, and the line. One pass of a substring search over the
+    /// log, not a walk through its lines.
+    fn lines_with<'t: 'n, 'n>(
+        text: &'t str,
+        needle: &'n str,
+    ) -> impl Iterator<Item = (usize, &'t str)> + 'n {
         let mut seen = usize::MAX;
-        memmem::rfind_iter(text.as_bytes(), needle.as_bytes()).find_map(|at| {
+        memmem::rfind_iter(text.as_bytes(), needle.as_bytes()).filter_map(move |at| {
             let (start, l) = line_at(text, at);
             if start == seen {
                 return None; // the needle twice in one line
             }
             seen = start;
-            let (f, n) = fields(l);
-            decide(&f[..n.min(4)], n)
+            Some((start, l))
+        })
+    }
+
+    /// From the last line that contains `needle` to the first, the first answer
+    /// `decide` gives. Every line that can decide contains the needle (a field of it,
+    /// with the tab before it), so the others are never split.
+    fn last<'a, T>(
+        text: &'a str,
+        needle: &str,
+        decide: impl Fn(&[&'a str], usize) -> Option<T>,
+    ) -> Option<T> {
+        lines_with(text, needle).find_map(|(_, l)| {
+            let f = Fields::of(l);
+            decide(f.head(), f.n)
         })
     }
 
@@ -311,16 +334,10 @@ mod scan {
         let shown = ip.to_string();
         // `shown` is the display form: a field equal to it is the address, canonical
         let names_ip = |ips: &str| ips.split(',').any(|i| i == shown);
-        let mut seen = usize::MAX;
-        let (end, att) = memmem::rfind_iter(text.as_bytes(), shown.as_bytes()).find_map(|at| {
-            let (start, l) = line_at(text, at);
-            if start == seen {
-                return None;
-            }
-            seen = start;
-            let (f, n) = fields(l);
-            match (&f[..n.min(4)], n) {
-                (["hold", a, ips, ..], _) if names_ip(ips) => Some((start + l.len(), *a)),
+        let (end, att) = lines_with(text, &shown).find_map(|(start, l)| {
+            let f = Fields::of(l);
+            match f.head() {
+                ["hold", a, ips, ..] if names_ip(ips) => Some((start + l.len(), *a)),
                 _ => None,
             }
         })?;
@@ -328,8 +345,8 @@ mod scan {
         let released = memmem::find_iter(after.as_bytes(), format!("\t{att}").as_bytes())
             .find_map(|at| {
                 let (_, l) = line_at(after, at);
-                let (f, n) = fields(l);
-                match (&f[..n.min(4)], n) {
+                let f = Fields::of(l);
+                match (f.head(), f.n) {
                     (["hold", a, ..], m) if *a == att && m >= 3 => Some(false),
                     (["release", a], 2) if *a == att => Some(true),
                     _ => None,
